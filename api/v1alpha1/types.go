@@ -80,16 +80,19 @@ type ToolchainRules struct {
 	// Deny lists the rule ids to apply. Empty: every toolchain and build-step
 	// rule of the catalog. "toolchain.*" style globs are accepted.
 	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=128
 	// +optional
 	Deny []string `json:"deny,omitempty"`
 
 	// Allow lists rule ids (or globs) never applied, even when Deny names them.
 	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=128
 	// +optional
 	Allow []string `json:"allow,omitempty"`
 }
 
 // SizeBudget caps an image's size. Absent fields are not checked.
+// +kubebuilder:validation:XValidation:rule="!has(self.maxCompressed) || quantity(string(self.maxCompressed)).isGreaterThan(quantity('0'))",message="maxCompressed must be greater than zero",fieldPath=".maxCompressed"
 type SizeBudget struct {
 	// MaxCompressed is the largest total compressed size of the image's
 	// layers, as the registry manifest declares them.
@@ -107,6 +110,7 @@ type Exclusions struct {
 	// Images are glob patterns ("registry.k8s.io/*") matched against the
 	// image reference as written in the workload and as normalised.
 	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=512
 	// +optional
 	Images []string `json:"images,omitempty"`
 
@@ -122,6 +126,7 @@ type RegistryRules struct {
 	// Allow lists registry host patterns ("ghcr.io", "*.example.com",
 	// "registry.local:5000") the webhook may contact. Empty or "*": any.
 	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=255
 	// +optional
 	Allow []string `json:"allow,omitempty"`
 
@@ -133,6 +138,7 @@ type RegistryRules struct {
 	// Insecure lists registries spoken to over plain HTTP. Anything else
 	// uses verified TLS.
 	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=255
 	// +optional
 	Insecure []string `json:"insecure,omitempty"`
 }
