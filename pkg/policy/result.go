@@ -36,6 +36,9 @@ type Finding struct {
 	Remedy string `json:"remedy"`
 	// Platform is the os/arch of the image the finding was made on.
 	Platform string `json:"platform,omitempty"`
+	// Related is further evidence for the same rule (other steps that
+	// matched), strongest first; at most a few entries.
+	Related []Evidence `json:"related,omitempty"`
 }
 
 // Evidence points at what triggered a finding. Only the fields that apply

@@ -1,4 +1,27 @@
 // Package registry turns image references into image facts: it fetches the
 // manifest and config blob (never layers) from registries and local image
 // layouts, with authentication, caching, size limits and an egress guard.
+//
+// Remote is the registry Inspector. Its design in brief:
+//
+//   - Requests are its own, over ggcr's authenticating transport (ping,
+//     token exchange): a tag is resolved with a manifest HEAD (GET when HEAD
+//     gives no digest), then the manifest is read by digest and checked
+//     against it, then the config blob, whose declared size is checked
+//     before it is fetched. Every body read is capped mid-stream whatever
+//     Content-Length says.
+//   - The caller's context bounds everything; retries (network errors,
+//     502/503/504, 429 with Retry-After) happen only when they fit in the
+//     time left.
+//   - Facts are cached by manifest digest (content-addressed, bounded by
+//     entries and bytes, no expiry). A credential scope is served cached
+//     facts only after the registry resolved the reference for that scope
+//     with its own credentials (remembered for TagTTL), so one namespace
+//     never reads a private image another namespace fetched. Failures are
+//     remembered per reference, scope and egress rules for FailureTTL.
+//     Concurrent requests for one reference share one fetch.
+//   - The egress guard checks registry patterns up front and every dialled
+//     address (after DNS, on every redirect) at connect time; plain HTTP is
+//     used only for registries listed as insecure.
+//   - A per-registry circuit breaker fails fast after repeated failures.
 package registry

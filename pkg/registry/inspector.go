@@ -55,6 +55,9 @@ type Inspection struct {
 	Digest string
 	// Images holds one entry per judged platform.
 	Images []*image.Facts
+	// Notes are remarks on how the facts were obtained that a reader of the
+	// verdict should know (e.g. sizes that are not registry sizes).
+	Notes []string
 }
 
 // Reason classifies why an image could not be inspected.

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/policy"
+	"slimgate.dev/slimgate/pkg/registry"
+)
+
+// maxPolicyFile caps the policy file read; policy.Load rejects anything
+// near this anyway.
+const maxPolicyFile = 4 << 20
+
+// options is everything "slimgate check" is configured with.
+type options struct {
+	policyFile  string
+	output      string
+	platform    string
+	insecure    hostList
+	egressGuard bool
+	timeout     time.Duration
+	images      []string
+}
+
+// hostList is a repeatable string flag.
+type hostList []string
+
+func (h *hostList) String() string { return strings.Join(*h, ",") }
+
+func (h *hostList) Set(s string) error {
+	if s == "" || strings.ContainsAny(s, "/ ") {
+		return fmt.Errorf("%q is not a registry host[:port]", s)
+	}
+	*h = append(*h, s)
+	return nil
+}
+
+var platformPattern = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
+
+const checkUsage = `usage: slimgate check [flags] IMAGE...
+
+IMAGE is a registry reference (golang:1.22, ghcr.io/org/app@sha256:...),
+oci:PATH[:TAG|@DIGEST] (an OCI image layout folder) or
+docker-archive:PATH[:TAG] (a docker save tarball). Flags may come before,
+between or after images; "--" ends the flags.
+
+Exit status: 0 every image allowed, 1 any denied, 2 usage or inspection
+errors (an image that could not be inspected is a denial instead when the
+policy sets onInspectionError: Deny).
+
+flags:
+`
+
+// parseCheck parses the arguments of "slimgate check". Unlike the flag
+// package alone it accepts flags after images.
+func parseCheck(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("slimgate check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), checkUsage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.policyFile, "policy", "", "SlimImagePolicy YAML or JSON `file` (default: the built-in policy)")
+	fs.StringVar(&o.output, "output", "text", "output format: text or json")
+	fs.StringVar(&o.platform, "platform", "", "judge only this `os/arch[/variant]` of a multi-platform image (default: every linux platform)")
+	fs.Var(&o.insecure, "insecure-registry", "speak plain HTTP to this registry `host[:port]` (repeatable)")
+	fs.BoolVar(&o.egressGuard, "egress-guard", false, "apply the policy's registries rules (allow list, private networks) before connecting")
+	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "time allowed to inspect each image")
+
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return o, err
+		}
+		rest = fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		// fs.Parse stops at the first image, or after "--".
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			o.images = append(o.images, rest...)
+			break
+		}
+		o.images = append(o.images, rest[0])
+		rest = rest[1:]
+		args = rest
+	}
+	switch {
+	case len(o.images) == 0:
+		return o, errors.New("no image given")
+	case o.output != "text" && o.output != "json":
+		return o, fmt.Errorf("--output %q: want text or json", o.output)
+	case o.platform != "" && !platformPattern.MatchString(o.platform):
+		return o, fmt.Errorf("--platform %q: want os/arch[/variant], e.g. linux/amd64", o.platform)
+	case o.timeout <= 0:
+		return o, fmt.Errorf("--timeout %s: must be positive", o.timeout)
+	}
+	for _, img := range o.images {
+		if strings.TrimSpace(img) == "" || strings.HasPrefix(img, "-") {
+			return o, fmt.Errorf("%q is not an image", img)
+		}
+	}
+	return o, nil
+}
+
+// loadPolicy reads --policy, or returns the built-in default.
+func loadPolicy(file string) (*v1alpha1.SlimImagePolicy, error) {
+	if file == "" {
+		return policy.Default(), nil
+	}
+	fh, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxPolicyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	if len(data) > maxPolicyFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", file, maxPolicyFile)
+	}
+	p, err := policy.Load(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return p, nil
+}
+
+// imageReport is one judged platform of one image, as printed. The
+// embedded Result gives the pinned JSON fields (image, digest, verdict,
+// findings, size) and the extra ones (platform, notes, bloat).
+type imageReport struct {
+	policy.Result
+	// Error is why the image could not be inspected.
+	Error string `json:"error,omitempty"`
+}
+
+// checker judges images under one policy.
+type checker struct {
+	opts   options
+	spec   *v1alpha1.SlimImagePolicySpec
+	remote registry.Inspector // created on first use
+}
+
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	opts, err := parseCheck(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitAllowed
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "slimgate check: %v\n%s", err, `run "slimgate check -h" for usage`+"\n")
+		return exitError
+	}
+	pol, err := loadPolicy(opts.policyFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "slimgate check: --policy: %v\n", err)
+		return exitError
+	}
+	c := &checker{opts: opts, spec: &pol.Spec}
+
+	var reports []imageReport
+	code := exitAllowed
+	for _, ref := range opts.images {
+		rs, err := c.check(ctx, ref)
+		if err != nil {
+			fmt.Fprintf(stderr, "slimgate check: %v\n", err)
+			if rs == nil {
+				return exitError
+			}
+		}
+		for _, r := range rs {
+			switch {
+			case r.Error != "":
+				code = exitError
+			case r.Verdict == policy.VerdictDeny && code == exitAllowed:
+				code = exitDenied
+			}
+		}
+		reports = append(reports, rs...)
+	}
+	if err := write(stdout, opts.output, reports); err != nil {
+		fmt.Fprintf(stderr, "slimgate check: writing the report: %v\n", err)
+		return exitError
+	}
+	return code
+}
+
+// check judges one image, one report per platform. An image that could
+// not be inspected gets a report carrying the error (exit 2), unless the
+// policy's onInspectionError is Deny: then it is judged, through
+// policy.InspectionFailed. A nil slice with an error is a failure that
+// stops the whole run.
+func (c *checker) check(ctx context.Context, ref string) ([]imageReport, error) {
+	insp, err := c.inspect(ctx, ref)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err // interrupted: stop here
+		}
+		reason, detail := registry.ReasonUnavailable, err
+		if ie, ok := registry.AsInspectionError(err); ok {
+			reason, detail = ie.Reason, ie.Err
+		} else if errors.Is(err, context.DeadlineExceeded) {
+			reason = registry.ReasonTimeout
+		}
+		r := imageReport{Result: policy.InspectionFailed(c.spec, ref, string(reason), detail.Error())}
+		if c.spec.OnInspectionError != v1alpha1.InspectionErrorDeny {
+			r.Error = err.Error()
+		}
+		return []imageReport{r}, err
+	}
+	var out []imageReport
+	for _, f := range insp.Images {
+		res := policy.Evaluate(c.spec, f)
+		res.Image = ref
+		res.Notes = append(res.Notes, insp.Notes...)
+		out = append(out, imageReport{Result: res})
+	}
+	return out, nil
+}
+
+// inspect fetches an image's facts within the per-image timeout.
+func (c *checker) inspect(ctx context.Context, ref string) (*registry.Inspection, error) {
+	var platforms []string
+	if c.opts.platform != "" {
+		platforms = []string{c.opts.platform}
+	} else {
+		platforms = c.spec.Platforms
+	}
+	var (
+		insp *registry.Inspection
+		err  error
+	)
+	if registry.IsLocal(ref) {
+		insp, err = registry.InspectLocal(ref, platforms)
+	} else {
+		if c.remote == nil {
+			// Zero options are the registry package's safe defaults; the
+			// per-image timeout reaches it through the context.
+			r, err := registry.NewRemote(registry.Options{Timeout: c.opts.timeout})
+			if err != nil {
+				return nil, fmt.Errorf("setting up the registry client: %w", err)
+			}
+			c.remote = r
+		}
+		ctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
+		defer cancel()
+		insp, err = c.remote.Inspect(ctx, registry.Request{
+			Reference:       ref,
+			Platforms:       platforms,
+			Keychain:        authn.DefaultKeychain,
+			CredentialScope: "docker-config",
+			Egress: registry.EgressRules{
+				Enabled:              c.opts.egressGuard,
+				AllowRegistries:      c.spec.Registries.Allow,
+				AllowPrivateNetworks: c.spec.Registries.AllowPrivateNetworks,
+				Insecure:             c.opts.insecure,
+			},
+		})
+	}
+	if err == nil && len(insp.Images) == 0 {
+		err = &registry.InspectionError{Reference: ref, Reason: registry.ReasonInvalid, Err: errors.New("no image to judge")}
+	}
+	return insp, err
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"io"
+	"log"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"slimgate.dev/slimgate/pkg/registry"
+)
+
+// startRegistry serves an in-process registry on loopback holding the
+// images, and returns its host:port.
+func startRegistry(t *testing.T, images map[string]v1.Image) string {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for repo, img := range images {
+		ref, err := name.ParseReference(host+"/"+repo, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatalf("pushing %s: %v", ref, err)
+		}
+	}
+	return host
+}
+
+func TestCheckRegistry(t *testing.T) {
+	sdk := buildImage(t, goSDKEnv, goSDKSteps...)
+	app := buildImage(t, multiStageEnv, multiStageSteps...)
+	host := startRegistry(t, map[string]v1.Image{"golang-app:1.0": sdk, "app:1.0": app})
+	sdkRef, appRef := host+"/golang-app:1.0", host+"/app:1.0"
+	digest := func(img v1.Image) string {
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.String()
+	}
+
+	tests := []struct {
+		name        string
+		images      []string
+		wantCode    int
+		wantVerdict []string
+		wantDigest  []string
+	}{
+		{name: "single-stage Go SDK", images: []string{sdkRef}, wantCode: exitDenied, wantVerdict: []string{"deny"}, wantDigest: []string{digest(sdk)}},
+		{name: "multi-stage", images: []string{appRef}, wantCode: exitAllowed, wantVerdict: []string{"allow"}, wantDigest: []string{digest(app)}},
+		{name: "both", images: []string{appRef, sdkRef}, wantCode: exitDenied, wantVerdict: []string{"allow", "deny"}, wantDigest: []string{digest(app), digest(sdk)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"check", "--insecure-registry", host, "--output", "json"}, tc.images...)
+			code, out, errOut := runCLI(t, args...)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d; stderr: %s\n%s", code, tc.wantCode, errOut, out)
+			}
+			checkKeys(t, out)
+			r := decode(t, out)
+			if len(r.Images) != len(tc.images) {
+				t.Fatalf("%d entries, want %d", len(r.Images), len(tc.images))
+			}
+			for i, im := range r.Images {
+				if im.Image != tc.images[i] || im.Verdict != tc.wantVerdict[i] || im.Digest != tc.wantDigest[i] {
+					t.Errorf("entry %d: %s %s %s, want %s %s %s", i, im.Image, im.Verdict, im.Digest, tc.images[i], tc.wantVerdict[i], tc.wantDigest[i])
+				}
+				if im.Verdict == "deny" && !isGoDenial(rules(r, i)) {
+					t.Errorf("entry %d: rules %q, want toolchain.go or build.go", i, rules(r, i))
+				}
+				if im.Verdict == "allow" && len(im.Findings) != 0 {
+					t.Errorf("entry %d: findings %q, want none", i, rules(r, i))
+				}
+			}
+		})
+	}
+
+	// Text output of the same: one summary line for the CI log.
+	code, out, _ := runCLI(t, "check", "--insecure-registry", host, appRef, sdkRef)
+	if code != exitDenied || !strings.HasSuffix(out, "\n2 images checked: 1 denied, 1 allowed\n") || !strings.Contains(out, "DENY  "+sdkRef+" (linux/amd64, sha256:") {
+		t.Errorf("exit %d, text output:\n%s", code, out)
+	}
+
+	// Without --insecure-registry TLS is required; --egress-guard applies the
+	// policy's registries rules, and the default refuses loopback.
+	for _, tc := range []struct {
+		args []string
+		want string // in stderr
+	}{
+		{args: []string{"check", appRef}, want: appRef},
+		{args: []string{"check", "--egress-guard", "--insecure-registry", host, appRef}, want: string(registry.ReasonEgressRefused)},
+	} {
+		code, out, errOut := runCLI(t, tc.args...)
+		if code != exitError || !strings.Contains(out, "ERROR "+appRef) || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: exit %d, want 2, an error entry and %q on stderr; stdout:\n%s\nstderr: %s", tc.args, code, tc.want, out, errOut)
+		}
+	}
+
+	// An unknown tag cannot be inspected: exit 2, the reason on stderr.
+	code, _, errOut := runCLI(t, "check", "--insecure-registry", host, host+"/absent:1.0")
+	if code != exitError || !strings.Contains(errOut, "absent") {
+		t.Errorf("exit %d stderr %q, want 2 naming the image", code, errOut)
+	}
+}

@@ -1,0 +1,387 @@
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/image"
+	"slimgate.dev/slimgate/pkg/policy"
+	"slimgate.dev/slimgate/pkg/registry"
+)
+
+// fakeInspector records the references it is asked for.
+type fakeInspector struct {
+	mu   sync.Mutex
+	refs []string
+}
+
+func (f *fakeInspector) Inspect(_ context.Context, r registry.Request) (*registry.Inspection, error) {
+	f.mu.Lock()
+	f.refs = append(f.refs, r.Reference)
+	f.mu.Unlock()
+	return &registry.Inspection{Reference: r.Reference, Images: []*image.Facts{{Reference: r.Reference}}}, nil
+}
+
+func (f *fakeInspector) asked() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := slices.Clone(f.refs)
+	slices.Sort(out)
+	return out
+}
+
+func podSpec() corev1.PodSpec {
+	return corev1.PodSpec{
+		InitContainers:      []corev1.Container{{Name: "init", Image: "init:1"}},
+		Containers:          []corev1.Container{{Name: "app", Image: "app:1"}, {Name: "side", Image: "app:1"}},
+		EphemeralContainers: []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: "debug:1"}}},
+		Volumes: []corev1.Volume{
+			{Name: "data", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: "data:1"}}},
+			{Name: "empty", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		},
+	}
+}
+
+func template() corev1.PodTemplateSpec { return corev1.PodTemplateSpec{Spec: podSpec()} }
+
+func raw(t *testing.T, obj runtime.Object, apiVersion, kind string) []byte {
+	t.Helper()
+	b, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["apiVersion"], m["kind"] = apiVersion, kind
+	b, err = json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func newHandler(t *testing.T, policies ...*v1alpha1.SlimImagePolicy) (*Handler, *fakeInspector) {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	b := fake.NewClientBuilder().WithScheme(s).WithObjects(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"slimgate.dev/enabled": "true"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other"}})
+	for _, p := range policies {
+		b = b.WithObjects(p)
+	}
+	fi := &fakeInspector{}
+	h, err := NewHandler(Options{Reader: b.Build(), Inspector: fi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, fi
+}
+
+func clusterWide() *v1alpha1.SlimImagePolicy {
+	return &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "all"}, Spec: v1alpha1.SlimImagePolicySpec{Mode: v1alpha1.ModeEnforce}}
+}
+
+func request(op admissionv1.Operation, group, kind, sub string, obj, old []byte) admission.Request {
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "uid", Operation: op, Namespace: "team", SubResource: sub,
+		Kind:   metav1.GroupVersionKind{Group: group, Version: "v1", Kind: kind},
+		Object: runtime.RawExtension{Raw: obj}, OldObject: runtime.RawExtension{Raw: old},
+	}}
+}
+
+// Every kind is decoded and its images (init, regular, image volumes, but
+// not ephemeral containers, excluded by default) are inspected once each.
+func TestHandleDecodesEveryKind(t *testing.T) {
+	meta := metav1.ObjectMeta{Name: "x", Namespace: "team"}
+	tmpl := template()
+	cases := []struct {
+		group, kind string
+		obj         runtime.Object
+		apiVersion  string
+	}{
+		{"", "Pod", &corev1.Pod{ObjectMeta: meta, Spec: podSpec()}, "v1"},
+		{"", "ReplicationController", &corev1.ReplicationController{ObjectMeta: meta, Spec: corev1.ReplicationControllerSpec{Template: &tmpl}}, "v1"},
+		{"apps", "Deployment", &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Template: tmpl}}, "apps/v1"},
+		{"apps", "ReplicaSet", &appsv1.ReplicaSet{ObjectMeta: meta, Spec: appsv1.ReplicaSetSpec{Template: tmpl}}, "apps/v1"},
+		{"apps", "StatefulSet", &appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Template: tmpl}}, "apps/v1"},
+		{"apps", "DaemonSet", &appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Template: tmpl}}, "apps/v1"},
+		{"batch", "Job", &batchv1.Job{ObjectMeta: meta, Spec: batchv1.JobSpec{Template: tmpl}}, "batch/v1"},
+		{"batch", "CronJob", &batchv1.CronJob{ObjectMeta: meta, Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: tmpl}}}}, "batch/v1"},
+	}
+	for _, c := range cases {
+		t.Run(c.kind, func(t *testing.T) {
+			h, fi := newHandler(t, clusterWide())
+			resp := h.Handle(context.Background(), request(admissionv1.Create, c.group, c.kind, "", raw(t, c.obj, c.apiVersion, c.kind), nil))
+			if !resp.Allowed {
+				t.Fatalf("denied: %v", resp.Result)
+			}
+			if diff := cmp.Diff([]string{"app:1", "data:1", "init:1"}, fi.asked()); diff != "" {
+				t.Errorf("inspected (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestImages(t *testing.T) {
+	spec := podSpec()
+	want := []Image{
+		{Reference: "init:1", Container: "init", Source: SourceInitContainer, Path: "spec.template.spec.initContainers[0].image"},
+		{Reference: "app:1", Container: "app", Source: SourceContainer, Path: "spec.template.spec.containers[0].image"},
+		{Reference: "app:1", Container: "side", Source: SourceContainer, Path: "spec.template.spec.containers[1].image"},
+		{Reference: "debug:1", Container: "debug", Source: SourceEphemeralContainer, Path: "spec.template.spec.ephemeralContainers[0].image"},
+		{Reference: "data:1", Container: "data", Source: SourceVolume, Path: "spec.template.spec.volumes[0].image.reference"},
+	}
+	if diff := cmp.Diff(want, Images(&spec, "spec.template.spec")); diff != "" {
+		t.Errorf("Images (-want +got):\n%s", diff)
+	}
+}
+
+func TestHandleRequests(t *testing.T) {
+	pod := func(images ...string) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "team"}}
+		for i, img := range images {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: string(rune('a' + i)), Image: img})
+		}
+		return p
+	}
+	withDebug := pod("app:1")
+	withDebug.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "dbg", Image: "debug:1"}}}
+	debugPolicy := clusterWide()
+	no := false
+	debugPolicy.Spec.Exclude.EphemeralContainers = &no
+	excludePolicy := clusterWide()
+	excludePolicy.Spec.Exclude.Images = []string{"docker.io/library/*"}
+	optIn := clusterWide()
+	optIn.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"slimgate.dev/enabled": "true"}}
+	optInElsewhere := clusterWide()
+	optInElsewhere.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"other": "x"}}
+
+	cases := []struct {
+		name    string
+		policy  *v1alpha1.SlimImagePolicy
+		req     func(t *testing.T) admission.Request
+		allowed bool
+		code    int32
+		asked   []string
+	}{
+		{"update judges only new images", clusterWide(), func(t *testing.T) admission.Request {
+			return request(admissionv1.Update, "", "Pod", "", raw(t, pod("app:1", "new:1"), "v1", "Pod"), raw(t, pod("app:1"), "v1", "Pod"))
+		}, true, 0, []string{"new:1"}},
+		{"label-only update judges nothing", clusterWide(), func(t *testing.T) admission.Request {
+			p := pod("bloated:1")
+			p.Labels = map[string]string{"a": "b"}
+			return request(admissionv1.Update, "", "Pod", "", raw(t, p, "v1", "Pod"), raw(t, pod("bloated:1"), "v1", "Pod"))
+		}, true, 0, nil},
+		{"ephemeral containers subresource, excluded by default", clusterWide(), func(t *testing.T) admission.Request {
+			return request(admissionv1.Update, "", "Pod", "ephemeralcontainers", raw(t, withDebug, "v1", "Pod"), raw(t, pod("app:1"), "v1", "Pod"))
+		}, true, 0, nil},
+		{"ephemeral containers judged when not excluded", debugPolicy, func(t *testing.T) admission.Request {
+			return request(admissionv1.Update, "", "Pod", "ephemeralcontainers", raw(t, withDebug, "v1", "Pod"), raw(t, pod("app:1"), "v1", "Pod"))
+		}, true, 0, []string{"debug:1"}},
+		{"excluded by normalised glob", excludePolicy, func(t *testing.T) admission.Request {
+			return request(admissionv1.Create, "", "Pod", "", raw(t, pod("golang:1", "ghcr.io/x/y:1"), "v1", "Pod"), nil)
+		}, true, 0, []string{"ghcr.io/x/y:1"}},
+		{"opt-in policy selects the labelled namespace", optIn, func(t *testing.T) admission.Request {
+			return request(admissionv1.Create, "", "Pod", "", raw(t, pod("app:1"), "v1", "Pod"), nil)
+		}, true, 0, []string{"app:1"}},
+		{"policy selecting other namespaces does nothing", optInElsewhere, func(t *testing.T) admission.Request {
+			return request(admissionv1.Create, "", "Pod", "", raw(t, pod("app:1"), "v1", "Pod"), nil)
+		}, true, 0, nil},
+		{"unknown kind is allowed", clusterWide(), func(t *testing.T) admission.Request {
+			return request(admissionv1.Create, "", "ConfigMap", "", []byte(`{"apiVersion":"v1","kind":"ConfigMap"}`), nil)
+		}, true, 0, nil},
+		{"other subresource is allowed", clusterWide(), func(t *testing.T) admission.Request {
+			return request(admissionv1.Update, "", "Pod", "status", []byte(`garbage`), nil)
+		}, true, 0, nil},
+		{"malformed object", clusterWide(), func(t *testing.T) admission.Request {
+			return request(admissionv1.Create, "", "Pod", "", []byte(`{"apiVersion":"v1","kind":"Pod","spec":[`), nil)
+		}, false, http.StatusBadRequest, nil},
+		{"empty object", clusterWide(), func(t *testing.T) admission.Request {
+			return request(admissionv1.Create, "", "Pod", "", nil, nil)
+		}, false, http.StatusBadRequest, nil},
+		{"object kind differs from request kind", clusterWide(), func(t *testing.T) admission.Request {
+			return request(admissionv1.Create, "apps", "Deployment", "", raw(t, pod("app:1"), "v1", "Pod"), nil)
+		}, false, http.StatusBadRequest, nil},
+		{"object of an unregistered kind", clusterWide(), func(t *testing.T) admission.Request {
+			return request(admissionv1.Create, "", "Pod", "", []byte(`{"apiVersion":"v1","kind":"Nope"}`), nil)
+		}, false, http.StatusBadRequest, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h, fi := newHandler(t, c.policy)
+			resp := h.Handle(context.Background(), c.req(t))
+			if resp.Allowed != c.allowed {
+				t.Fatalf("allowed = %v, want %v (%v)", resp.Allowed, c.allowed, resp.Result)
+			}
+			if c.code != 0 && (resp.Result == nil || resp.Result.Code != c.code) {
+				t.Errorf("result = %+v, want code %d", resp.Result, c.code)
+			}
+			if diff := cmp.Diff(c.asked, fi.asked()); diff != "" {
+				t.Errorf("inspected (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func finding(a policy.Action, rule string) policy.Finding {
+	i := 3
+	return policy.Finding{Rule: rule, Action: a, Message: "ships the Go SDK",
+		Evidence: policy.Evidence{HistoryIndex: &i, Line: "RUN /bin/sh -c go build -o /app ."}, Remedy: "use a multi-stage build"}
+}
+
+func judged(policyName string, mode v1alpha1.Mode, img Image, fs ...policy.Finding) judgment {
+	p := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: policyName}, Spec: v1alpha1.SlimImagePolicySpec{Mode: mode}}
+	return judgment{image: img, policy: p, results: []policy.Result{{Image: img.Reference, Findings: fs}}}
+}
+
+// Strictest wins: every pair of modes on the same image, in both orders.
+func TestDecideStrictestWins(t *testing.T) {
+	img := Image{Reference: "golang-app:1", Container: "app", Source: SourceContainer, Path: "spec.containers[0].image"}
+	actions := map[v1alpha1.Mode]policy.Action{v1alpha1.ModeEnforce: policy.ActionDeny, v1alpha1.ModeWarn: policy.ActionWarn, v1alpha1.ModeAudit: policy.ActionAudit}
+	modes := []v1alpha1.Mode{v1alpha1.ModeEnforce, v1alpha1.ModeWarn, v1alpha1.ModeAudit}
+	for _, a := range modes {
+		for _, b := range modes {
+			t.Run(string(a)+"+"+string(b), func(t *testing.T) {
+				out := decide([]judgment{
+					judged("first", a, img, finding(actions[a], "toolchain.go")),
+					judged("second", b, img, finding(actions[b], "toolchain.go")),
+				})
+				strictest := max(rank(actions[a]), rank(actions[b]))
+				gotDenied := out.denied != ""
+				if gotDenied != (strictest == rank(policy.ActionDeny)) {
+					t.Errorf("denied = %q with modes %s, %s", out.denied, a, b)
+				}
+				wantWarnings := 0
+				if strictest == rank(policy.ActionWarn) {
+					wantWarnings = 1
+					if a == b {
+						wantWarnings = 2
+					}
+				}
+				if len(out.warnings) != wantWarnings {
+					t.Errorf("warnings = %q, want %d", out.warnings, wantWarnings)
+				}
+				for _, w := range out.warnings {
+					if len(w) >= MaxWarning {
+						t.Errorf("warning %q is %d bytes", w, len(w))
+					}
+				}
+				// The words are the strictest policy's.
+				if gotDenied {
+					for _, name := range []string{"first", "second"} {
+						m := map[string]v1alpha1.Mode{"first": a, "second": b}[name]
+						if has := strings.Contains(out.denied, "["+name+"]"); has != (m == v1alpha1.ModeEnforce) {
+							t.Errorf("message %q names %s = %v", out.denied, name, has)
+						}
+					}
+				}
+				ds := out.decisions(&Workload{Object: &corev1.Pod{}})
+				if len(ds) != 2 {
+					t.Fatalf("decisions = %d, want 2", len(ds))
+				}
+				for _, d := range ds {
+					want := map[v1alpha1.Mode]string{v1alpha1.ModeEnforce: "ImageRejected", v1alpha1.ModeWarn: "ImageWarned", v1alpha1.ModeAudit: "ImageAudited"}[d.Policy.Spec.Mode]
+					if d.Reason != want {
+						t.Errorf("policy %s: reason %q, want %q", d.Policy.Name, d.Reason, want)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestDenialMessage(t *testing.T) {
+	img := Image{Reference: "golang-app:1", Container: "app", Source: SourceContainer, Path: "spec.containers[0].image"}
+	out := decide([]judgment{judged("no-sdk", v1alpha1.ModeEnforce, img, finding(policy.ActionDeny, "toolchain.go"))})
+	want := `slimgate refused this request:
+[no-sdk] container "app" image golang-app:1 (spec.containers[0].image): ships the Go SDK [toolchain.go]
+  evidence: history[3] "RUN /bin/sh -c go build -o /app ."
+  remedy: use a multi-stage build`
+	if diff := cmp.Diff(want, out.denied); diff != "" {
+		t.Errorf("message (-want +got):\n%s", diff)
+	}
+}
+
+func TestWarning(t *testing.T) {
+	img := Image{Reference: "golang-app:1", Container: "app", Source: SourceContainer}
+	got := Warning("policy", img, policy.Finding{Rule: "toolchain.go", Message: "ships the Go SDK"})
+	if want := `[policy] container "app": golang-app:1 ships the Go SDK (toolchain.go)`; got != want {
+		t.Errorf("Warning = %q, want %q", got, want)
+	}
+	long := Warning("policy", Image{Reference: strings.Repeat("r", 200), Container: "app"}, policy.Finding{Rule: "x"})
+	if len(long) >= MaxWarning {
+		t.Errorf("long warning is %d bytes", len(long))
+	}
+}
+
+func TestEvidence(t *testing.T) {
+	cases := []struct {
+		rule string
+		e    policy.Evidence
+		want string
+	}{
+		{"size.compressed", policy.Evidence{Measured: 2 << 20, Limit: 1 << 20}, "measured 2.0 MiB (2097152 bytes), budget 1.0 MiB (1048576 bytes)"},
+		{"size.layers", policy.Evidence{Measured: 60, Limit: 50}, "measured 60 layers, budget 50"},
+		{"toolchain.go", policy.Evidence{Env: "GOLANG_VERSION=1.22.5"}, "env GOLANG_VERSION=1.22.5"},
+		{"inspection.failed", policy.Evidence{Reason: "Timeout"}, "reason: Timeout"},
+	}
+	for _, c := range cases {
+		if got := Evidence(c.rule, c.e); got != c.want {
+			t.Errorf("Evidence(%s) = %q, want %q", c.rule, got, c.want)
+		}
+	}
+}
+
+func TestGlob(t *testing.T) {
+	cases := []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"registry.k8s.io/*", "registry.k8s.io/pause:3.9", true},
+		{"registry.k8s.io/*", "registry.k8s.io/a/b:1", true},
+		{"registry.k8s.io/*", "ghcr.io/registry.k8s.io", false},
+		{"*/golang:1.2?", "docker.io/library/golang:1.22", true},
+		{"exact:1", "exact:1", true},
+		{"exact:1", "exact:10", false},
+	}
+	for _, c := range cases {
+		if got := Glob(c.pattern, c.s); got != c.want {
+			t.Errorf("Glob(%q, %q) = %v, want %v", c.pattern, c.s, got, c.want)
+		}
+	}
+}
+
+func TestBudget(t *testing.T) {
+	b := Budget{}
+	cases := map[string]string{"10s": "9s", "": "9s", "30s": "29s", "1s": "500ms", "junk": "9s"}
+	for q, want := range cases {
+		if got := b.For(q).String(); got != want {
+			t.Errorf("For(%q) = %s, want %s", q, got, want)
+		}
+	}
+}

@@ -1,0 +1,246 @@
+package admission
+
+import (
+	"fmt"
+	"strings"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/events"
+	"slimgate.dev/slimgate/pkg/policy"
+)
+
+// MaxWarning is the longest admission warning slimgate returns; the API
+// server truncates longer ones.
+const MaxWarning = 120
+
+// maxFindings caps the findings listed per image and policy in a message.
+const maxFindings = 3
+
+// rank orders actions: the strictest wins.
+func rank(a policy.Action) int {
+	switch a {
+	case policy.ActionDeny:
+		return 3
+	case policy.ActionWarn:
+		return 2
+	case policy.ActionAudit:
+		return 1
+	}
+	return 0
+}
+
+// strictest returns the strictest action of a judgment's findings, or ""
+// when it has none.
+func (j judgment) strictest() policy.Action {
+	var top policy.Action
+	for _, r := range j.results {
+		for _, f := range r.Findings {
+			if rank(f.Action) > rank(top) {
+				top = f.Action
+			}
+		}
+	}
+	return top
+}
+
+// findings returns the judgment's findings with the given action, without
+// repeats across platforms.
+func (j judgment) findings(a policy.Action) []policy.Finding {
+	seen := map[string]bool{}
+	var out []policy.Finding
+	for _, r := range j.results {
+		for _, f := range r.Findings {
+			key := f.Rule + "\x00" + f.Message + "\x00" + f.Evidence.Line
+			if f.Action != a || seen[key] {
+				continue
+			}
+			seen[key] = true
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// outcome is the answer to one request.
+type outcome struct {
+	// denied is the denial message, empty when admitted.
+	denied string
+	// warnings are the admission warnings.
+	warnings []string
+	// judgments are kept for the decisions.
+	judgments []judgment
+}
+
+// decide applies "strictest wins" per image: the denial message and the
+// warnings are written in the words of the policies whose action is the
+// strictest for that image.
+func decide(js []judgment) outcome {
+	top := map[string]policy.Action{}
+	for _, j := range js {
+		if a := j.strictest(); rank(a) > rank(top[j.image.Path]) {
+			top[j.image.Path] = a
+		}
+	}
+	var denied []string
+	var warnings []string
+	seenWarning := map[string]bool{}
+	for _, j := range js {
+		a := j.strictest()
+		if a == "" || a != top[j.image.Path] {
+			continue
+		}
+		switch a {
+		case policy.ActionDeny:
+			denied = append(denied, explain(j, a)...)
+		case policy.ActionWarn:
+			for _, f := range j.findings(a) {
+				w := Warning(j.policy.Name, j.image, f)
+				if !seenWarning[w] {
+					seenWarning[w] = true
+					warnings = append(warnings, w)
+				}
+			}
+		}
+	}
+	o := outcome{warnings: warnings, judgments: js}
+	if len(denied) > 0 {
+		o.denied = "slimgate refused this request:\n" + strings.Join(denied, "\n")
+	}
+	return o
+}
+
+// explain writes the lines for one judgment's findings of action a:
+//
+//	[policy] container "app" image golang-app:1 (spec.containers[0].image): ships the Go SDK [toolchain.go]
+//	  evidence: history[3] "RUN /bin/sh -c go build -o /app ."
+//	  remedy: build in one stage, copy the binary into a slim final stage
+func explain(j judgment, a policy.Action) []string {
+	fs := j.findings(a)
+	var lines []string
+	for i, f := range fs {
+		if i == maxFindings {
+			lines = append(lines, fmt.Sprintf("  ... and %d more findings", len(fs)-maxFindings))
+			break
+		}
+		lines = append(lines, fmt.Sprintf("[%s] %s image %s (%s): %s [%s]",
+			j.policy.Name, j.image.Describe(), j.image.Reference, j.image.Path, f.Message, f.Rule))
+		if e := Evidence(f.Rule, f.Evidence); e != "" {
+			lines = append(lines, "  evidence: "+e)
+		}
+		if f.Remedy != "" {
+			lines = append(lines, "  remedy: "+f.Remedy)
+		}
+	}
+	return lines
+}
+
+// Warning formats one short admission warning:
+// `[policy] container "app": golang-app:1 ships the Go SDK (toolchain.go)`.
+func Warning(policyName string, img Image, f policy.Finding) string {
+	w := fmt.Sprintf("[%s] %s: %s %s (%s)", policyName, img.Describe(), img.Reference, f.Message, f.Rule)
+	return events.Truncate(w, MaxWarning-1)
+}
+
+// Evidence formats a finding's evidence on one line.
+func Evidence(rule string, e policy.Evidence) string {
+	var parts []string
+	switch {
+	case e.HistoryIndex != nil:
+		parts = append(parts, fmt.Sprintf("history[%d] %q", *e.HistoryIndex, e.Line))
+	case e.Line != "":
+		parts = append(parts, fmt.Sprintf("%q", e.Line))
+	}
+	if e.Env != "" {
+		parts = append(parts, "env "+e.Env)
+	}
+	if e.Label != "" {
+		parts = append(parts, "label "+e.Label)
+	}
+	if e.LayerBytes > 0 {
+		parts = append(parts, "layer "+Bytes(e.LayerBytes))
+	}
+	if e.Measured != 0 || e.Limit != 0 {
+		if strings.Contains(rule, "layer") {
+			parts = append(parts, fmt.Sprintf("measured %d layers, budget %d", e.Measured, e.Limit))
+		} else {
+			parts = append(parts, fmt.Sprintf("measured %s, budget %s", Bytes(e.Measured), Bytes(e.Limit)))
+		}
+	}
+	if e.Reason != "" {
+		parts = append(parts, "reason: "+e.Reason)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Bytes formats a byte count for people, keeping the exact figure:
+// "2.0 MiB (2097152 bytes)".
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	v, suffix := float64(n), ""
+	for _, s := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		v /= unit
+		suffix = s
+		if v < unit {
+			break
+		}
+	}
+	return fmt.Sprintf("%.1f %s (%d bytes)", v, suffix, n)
+}
+
+// decisions turns the judgments into one decision per policy.
+func (o outcome) decisions(w *Workload) []events.Decision {
+	action := events.ActionAdmit
+	if o.denied != "" {
+		action = events.ActionDeny
+	}
+	type acc struct {
+		p      *v1alpha1.SlimImagePolicy
+		top    policy.Action
+		failed bool
+		lines  []string
+	}
+	var order []string
+	byPolicy := map[string]*acc{}
+	for _, j := range o.judgments {
+		a := byPolicy[j.policy.Name]
+		if a == nil {
+			a = &acc{p: j.policy}
+			byPolicy[j.policy.Name] = a
+			order = append(order, j.policy.Name)
+		}
+		s := j.strictest()
+		if rank(s) > rank(a.top) {
+			a.top = s
+		}
+		if s != "" {
+			a.lines = append(a.lines, explain(j, s)...)
+		} else if j.failure != nil {
+			a.failed = true
+			a.lines = append(a.lines, fmt.Sprintf("[%s] %s image %s could not be inspected (%s): %s; admitted because onInspectionError is %s",
+				j.policy.Name, j.image.Describe(), j.image.Reference, j.failure.reason, j.failure.detail, j.policy.Spec.OnInspectionError))
+		}
+	}
+	var out []events.Decision
+	for _, name := range order {
+		a := byPolicy[name]
+		d := events.Decision{Object: w.Object, Kind: w.Kind, Policy: a.p, Verdict: string(policy.VerdictAllow),
+			Action: action, Note: strings.Join(a.lines, "\n")}
+		switch a.top {
+		case policy.ActionDeny:
+			d.Reason, d.Verdict = events.ReasonRejected, string(policy.VerdictDeny)
+		case policy.ActionWarn:
+			d.Reason = events.ReasonWarned
+		case policy.ActionAudit:
+			d.Reason = events.ReasonAudited
+		default:
+			if a.failed {
+				d.Reason = events.ReasonInspectionFailed
+			}
+		}
+		out = append(out, d)
+	}
+	return out
+}

@@ -1,0 +1,299 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"golang.org/x/sync/errgroup"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/events"
+	"slimgate.dev/slimgate/pkg/policy"
+	"slimgate.dev/slimgate/pkg/registry"
+)
+
+// +kubebuilder:rbac:groups=slimgate.dev,resources=slimimagepolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+
+// KeychainFunc returns registry credentials for a Pod's service account and
+// image pull secrets, and the scope those credentials stand for.
+type KeychainFunc func(ctx context.Context, namespace, serviceAccount string, pullSecrets []string) (authn.Keychain, string, error)
+
+// DecisionRecorder receives the decisions of non-dry-run requests.
+type DecisionRecorder interface {
+	Record(ctx context.Context, d events.Decision)
+}
+
+// Options configures a Handler.
+type Options struct {
+	// Reader reads SlimImagePolicies and Namespaces (the manager's cache).
+	Reader client.Reader
+	// Inspector fetches image facts.
+	Inspector registry.Inspector
+	// Keychain supplies pull-secret credentials; nil: anonymous pulls.
+	Keychain KeychainFunc
+	// Recorder records decisions; nil: nothing is recorded.
+	Recorder DecisionRecorder
+	// Concurrency bounds the registry inspections of one request; 0: 8.
+	Concurrency int
+}
+
+// Handler is the validating admission handler for Pods, the workload kinds
+// that carry a Pod template, and the pods/ephemeralcontainers subresource.
+type Handler struct {
+	opts    Options
+	decoder *Decoder
+}
+
+// NewHandler returns a Handler.
+func NewHandler(o Options) (*Handler, error) {
+	if o.Reader == nil || o.Inspector == nil {
+		return nil, errors.New("admission handler needs a reader and an inspector")
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	d, err := NewDecoder()
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{opts: o, decoder: d}, nil
+}
+
+// Handle implements admission.Handler.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	log := logf.FromContext(ctx)
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return admission.Allowed("slimgate judges CREATE and UPDATE only")
+	}
+	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+	if !Supported(gk) {
+		return admission.Allowed(fmt.Sprintf("slimgate does not judge %s", gk))
+	}
+	if req.SubResource != "" && (gk.Kind != "Pod" || req.SubResource != "ephemeralcontainers") {
+		return admission.Allowed(fmt.Sprintf("slimgate does not judge the %s subresource", req.SubResource))
+	}
+	w, err := h.decode(req.Object.Raw, gk)
+	if err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	imgs := Images(w.Spec, w.Path)
+	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
+		old, err := h.decode(req.OldObject.Raw, gk)
+		if err != nil {
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err))
+		}
+		imgs = NewImages(imgs, Images(old.Spec, old.Path))
+	}
+	if len(imgs) == 0 {
+		return admission.Allowed("no new images")
+	}
+	namespace := req.Namespace
+	if namespace == "" {
+		namespace = w.Object.GetNamespace()
+	}
+	policies, err := h.policiesFor(ctx, namespace)
+	if err != nil {
+		log.Error(err, "reading policies")
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if len(policies) == 0 {
+		return admission.Allowed("no SlimImagePolicy applies")
+	}
+	judgments := h.judge(ctx, namespace, w.Spec, imgs, policies)
+	out := decide(judgments)
+	if !isTrue(req.DryRun) && h.opts.Recorder != nil {
+		for _, d := range out.decisions(w) {
+			h.opts.Recorder.Record(ctx, d)
+		}
+	}
+	log.Info("judged", "kind", gk.Kind, "images", len(imgs), "policies", len(policies), "denied", out.denied != "", "warnings", len(out.warnings))
+	if out.denied != "" {
+		return admission.Denied(out.denied).WithWarnings(out.warnings...)
+	}
+	return admission.Allowed("").WithWarnings(out.warnings...)
+}
+
+// decode decodes an object and checks it is of the kind the request says.
+func (h *Handler) decode(raw []byte, gk schema.GroupKind) (*Workload, error) {
+	w, err := h.decoder.Decode(raw)
+	if err != nil {
+		return nil, err
+	}
+	if w.Kind.GroupKind() != gk {
+		return nil, fmt.Errorf("object is a %s, the request says %s", w.Kind.GroupKind(), gk)
+	}
+	return w, nil
+}
+
+// policiesFor lists the live policies whose namespaceSelector matches the
+// namespace, sorted by name.
+func (h *Handler) policiesFor(ctx context.Context, namespace string) ([]*v1alpha1.SlimImagePolicy, error) {
+	var list v1alpha1.SlimImagePolicyList
+	if err := h.opts.Reader.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("listing policies: %w", err)
+	}
+	if len(list.Items) == 0 {
+		return nil, nil
+	}
+	nsLabels := map[string]string{corev1.LabelMetadataName: namespace}
+	var ns corev1.Namespace
+	switch err := h.opts.Reader.Get(ctx, types.NamespacedName{Name: namespace}, &ns); {
+	case err == nil:
+		nsLabels = ns.Labels
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("reading namespace %s: %w", namespace, err)
+	}
+	var out []*v1alpha1.SlimImagePolicy
+	for i := range list.Items {
+		p := &list.Items[i]
+		if p.DeletionTimestamp == nil && selects(p, nsLabels) {
+			policy.SetDefaults(&p.Spec)
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// judgment is what one policy made of one image.
+type judgment struct {
+	image   Image
+	policy  *v1alpha1.SlimImagePolicy
+	results []policy.Result
+	// failure is set when the image could not be inspected.
+	failure *failure
+}
+
+type failure struct {
+	reason, detail string
+}
+
+// judge inspects the images concurrently, once per distinct reference and
+// egress rules, and applies each policy to each image it does not exclude.
+func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodSpec, imgs []Image, policies []*v1alpha1.SlimImagePolicy) []judgment {
+	type pending struct {
+		key string
+		j   judgment
+	}
+	var todo []pending
+	requests := map[string]registry.Request{}
+	for _, img := range imgs {
+		for _, p := range policies {
+			if excluded(p, img) {
+				continue
+			}
+			r := requestFor(p, img.Reference)
+			key := fmt.Sprintf("%s|%v|%v", img.Reference, r.Egress, r.Platforms)
+			requests[key] = r
+			todo = append(todo, pending{key: key, j: judgment{image: img, policy: p}})
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	keychain, scope := h.keychain(ctx, namespace, spec)
+	type outcome struct {
+		ins *registry.Inspection
+		err error
+	}
+	var mu sync.Mutex
+	outcomes := make(map[string]outcome, len(requests))
+	var g errgroup.Group
+	g.SetLimit(h.opts.Concurrency)
+	for key, r := range requests {
+		r.Keychain, r.CredentialScope = keychain, scope
+		g.Go(func() error {
+			ins, err := h.opts.Inspector.Inspect(ctx, r)
+			if err == nil && (ins == nil || len(ins.Images) == 0) {
+				err = &registry.InspectionError{Reference: r.Reference, Reason: registry.ReasonInvalid, Err: errors.New("no image for the requested platforms")}
+			}
+			mu.Lock()
+			outcomes[key] = outcome{ins, err}
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait() // the goroutines never fail; errors are per image
+	out := make([]judgment, 0, len(todo))
+	for _, t := range todo {
+		o := outcomes[t.key]
+		j := t.j
+		spec := &j.policy.Spec
+		if o.err != nil {
+			f := failureOf(ctx, o.err)
+			j.failure = &f
+			j.results = []policy.Result{policy.InspectionFailed(spec, j.image.Reference, f.reason, f.detail)}
+		} else {
+			for _, facts := range o.ins.Images {
+				j.results = append(j.results, policy.Evaluate(spec, facts))
+			}
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+// requestFor builds the registry request a policy allows for a reference.
+func requestFor(p *v1alpha1.SlimImagePolicy, ref string) registry.Request {
+	return registry.Request{
+		Reference: ref,
+		Platforms: p.Spec.Platforms,
+		Egress: registry.EgressRules{
+			Enabled:              true,
+			AllowRegistries:      p.Spec.Registries.Allow,
+			AllowPrivateNetworks: p.Spec.Registries.AllowPrivateNetworks,
+			Insecure:             p.Spec.Registries.Insecure,
+		},
+	}
+}
+
+// keychain returns the pull-secret credentials of the spec, or anonymous
+// when none are configured or they cannot be read.
+func (h *Handler) keychain(ctx context.Context, namespace string, spec *corev1.PodSpec) (authn.Keychain, string) {
+	if h.opts.Keychain == nil || spec == nil {
+		return nil, ""
+	}
+	secrets := make([]string, 0, len(spec.ImagePullSecrets))
+	for _, s := range spec.ImagePullSecrets {
+		secrets = append(secrets, s.Name)
+	}
+	sa := spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	kc, scope, err := h.opts.Keychain(ctx, namespace, sa, secrets)
+	if err != nil {
+		logf.FromContext(ctx).Info("pull secrets unavailable; pulling anonymously", "error", err.Error())
+		return nil, ""
+	}
+	return kc, scope
+}
+
+// failureOf classifies an inspection error; a spent admission budget is a
+// timeout whatever the transport said.
+func failureOf(ctx context.Context, err error) failure {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return failure{reason: string(registry.ReasonTimeout),
+			detail: "the registry did not answer within the admission time budget"}
+	}
+	if ie, ok := registry.AsInspectionError(err); ok {
+		return failure{reason: string(ie.Reason), detail: err.Error()}
+	}
+	return failure{reason: string(registry.ReasonUnavailable), detail: err.Error()}
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }

@@ -1,0 +1,91 @@
+package admission
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Source says where in a Pod spec an image was written.
+type Source string
+
+// Where images come from.
+const (
+	SourceContainer          Source = "container"
+	SourceInitContainer      Source = "initContainer"
+	SourceEphemeralContainer Source = "ephemeralContainer"
+	SourceVolume             Source = "volume"
+)
+
+// Image is one image reference of a Pod spec, with where it was found.
+type Image struct {
+	// Reference is the image as written.
+	Reference string
+	// Container is the container's (or image volume's) name.
+	Container string
+	// Source is the kind of place it came from.
+	Source Source
+	// Path is the field path, e.g. "spec.containers[0].image".
+	Path string
+}
+
+// Describe names the image's place for messages: `container "app"`.
+func (i Image) Describe() string {
+	switch i.Source {
+	case SourceInitContainer:
+		return fmt.Sprintf("init container %q", i.Container)
+	case SourceEphemeralContainer:
+		return fmt.Sprintf("ephemeral container %q", i.Container)
+	case SourceVolume:
+		return fmt.Sprintf("image volume %q", i.Container)
+	default:
+		return fmt.Sprintf("container %q", i.Container)
+	}
+}
+
+// Images lists every image of a Pod spec: init containers, containers,
+// ephemeral containers and image volumes. prefix is the field path of the
+// spec ("spec", "spec.template.spec", ...).
+func Images(spec *corev1.PodSpec, prefix string) []Image {
+	if spec == nil {
+		return nil
+	}
+	var out []Image
+	for i, c := range spec.InitContainers {
+		out = append(out, Image{Reference: c.Image, Container: c.Name, Source: SourceInitContainer,
+			Path: fmt.Sprintf("%s.initContainers[%d].image", prefix, i)})
+	}
+	for i, c := range spec.Containers {
+		out = append(out, Image{Reference: c.Image, Container: c.Name, Source: SourceContainer,
+			Path: fmt.Sprintf("%s.containers[%d].image", prefix, i)})
+	}
+	for i, c := range spec.EphemeralContainers {
+		out = append(out, Image{Reference: c.Image, Container: c.Name, Source: SourceEphemeralContainer,
+			Path: fmt.Sprintf("%s.ephemeralContainers[%d].image", prefix, i)})
+	}
+	for i, v := range spec.Volumes {
+		if v.Image == nil {
+			continue
+		}
+		out = append(out, Image{Reference: v.Image.Reference, Container: v.Name, Source: SourceVolume,
+			Path: fmt.Sprintf("%s.volumes[%d].image.reference", prefix, i)})
+	}
+	return out
+}
+
+// NewImages keeps the images of current whose reference is absent from
+// old: on UPDATE only what the request adds is judged, so a label change is
+// never blocked by an image admitted before a policy existed.
+func NewImages(current, old []Image) []Image {
+	seen := make(map[string]bool, len(old))
+	for _, o := range old {
+		seen[o.Reference] = true
+	}
+	var out []Image
+	for _, c := range current {
+		if c.Reference != "" && !seen[c.Reference] {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -1,0 +1,505 @@
+package policy
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"slimgate.dev/slimgate/pkg/image"
+)
+
+// Signal strengths: what installs a toolchain beats what merely shows it.
+const (
+	weak     = 1 // a CMD naming a tool
+	moderate = 2 // an environment variable, a version check
+	strong   = 3 // a download, a package install, a build command
+)
+
+// hit is one piece of evidence for one rule.
+type hit struct {
+	rule     string
+	strength int
+	// index is the history entry (or -1), needle the text matched in it.
+	index  int
+	needle string
+	// what says in a few words what was found.
+	what string
+	env  string
+	// related are other history entries to attribute bytes to (the step
+	// that installed what an ENV line announced, the dependency install of
+	// a node build).
+	related []int
+}
+
+// step is one history entry read for detection.
+type step struct {
+	image.HistoryEntry
+	instruction
+}
+
+// analysis is what the detectors found in one image.
+type analysis struct {
+	hits     []hit
+	versions map[string]string
+	notes    []string
+	steps    []step
+}
+
+// envRule maps environment variables to the toolchain they announce.
+var envRules = []struct {
+	key, rule string
+	// hints find the step that installed the toolchain after the ENV line.
+	hints []string
+}{
+	{"GOLANG_VERSION", RuleToolchainGo, []string{"/usr/local/go", "golang", "go.dev/dl"}},
+	{"GOROOT", RuleToolchainGo, []string{"/usr/local/go", "golang", "go.dev/dl"}},
+	{"MAVEN_HOME", RuleToolchainMaven, []string{"maven"}},
+	{"M2_HOME", RuleToolchainMaven, []string{"maven"}},
+	{"GRADLE_HOME", RuleToolchainGradle, []string{"gradle"}},
+	{"GRADLE_VERSION", RuleToolchainGradle, []string{"gradle"}},
+	{"RUSTUP_HOME", RuleToolchainRust, []string{"rustup", "cargo"}},
+	{"CARGO_HOME", RuleToolchainRust, []string{"rustup", "cargo"}},
+	{"DOTNET_SDK_VERSION", RuleToolchainDotnetSDK, []string{"dotnet"}},
+	{"COMPOSER_VERSION", RuleToolchainComposer, []string{"composer"}},
+}
+
+// downloads are toolchains fetched by URL or file name, in RUN and ADD lines.
+var downloads = []struct {
+	rule string
+	re   *regexp.Regexp
+}{
+	{RuleToolchainJDK, regexp.MustCompile(`(?i)openjdk\d+u-jdk_|[-_]jdk_(x64|x86|aarch64|arm|ppc64|s390x|riscv64)|\bjdk\.java\.net/|download\.java\.net/java/\S*openjdk-[0-9][^/\s'"]*_bin\.tar\.gz|\bjdk-\d+(\.\d+)*_linux-|\bjdk-\d+u\d+-linux-|-ca-jdk\d|amazon-corretto-[\d.]+-[a-z0-9-]*-jdk\.|microsoft-jdk-\d|bellsoft-jdk\d|sapmachine-jdk-\d|graalvm-(community-)?jdk-\d|graalvm-ce-java\d`)},
+	{RuleToolchainGo, regexp.MustCompile(`(?i)\bgo1\.\d+(\.\d+)?((rc|beta)\d+)?\.linux-[a-z0-9]+\.tar\.gz`)},
+	{RuleToolchainMaven, regexp.MustCompile(`(?i)apache-maven-\d[\w.-]*-bin\.(tar\.gz|zip)`)},
+	{RuleToolchainGradle, regexp.MustCompile(`(?i)gradle-\d[\w.-]*-(bin|all)\.zip|services\.gradle\.org/distributions`)},
+	{RuleToolchainRust, regexp.MustCompile(`(?i)rustup-init|sh\.rustup\.rs`)},
+	{RuleToolchainDotnetSDK, regexp.MustCompile(`(?i)dotnet-sdk-\d[\w.-]*\.(tar\.gz|zip)|dotnet-sdk/\d`)},
+	{RuleToolchainComposer, regexp.MustCompile(`(?i)getcomposer\.org|composer-setup\.php`)},
+}
+
+var (
+	ccPackage  = regexp.MustCompile(`^((gcc|g\+\+|clang|clang\+\+)(-\d+(\.\d+)?)?|gcc-c\+\+|(gcc|g\+\+)-multilib|make|build-essential|build-base|alpine-sdk|libc6-dev|libc-dev|glibc-devel|@development[- ]tools)$`)
+	jdkPackage = regexp.MustCompile(`^(openjdk-\d+-jdk(-headless)?|openjdk\d+(-jdk)?|default-jdk(-headless)?|java-\S*-(openjdk|amazon-corretto)-devel\S*|java-\d+-amazon-corretto-jdk|amazon-corretto-\d+|temurin-\d+-jdk|zulu\d*-jdk(-headless)?|msopenjdk-\d+|oracle-java\d+-installer)$`)
+	goPackage  = regexp.MustCompile(`^(go|golang|golang-go|golang-bin|golang-\d+(\.\d+)?(-go)?)$`)
+	pkgRules   = []struct {
+		rule string
+		re   *regexp.Regexp
+	}{
+		{RuleToolchainCC, ccPackage},
+		{RuleToolchainJDK, jdkPackage},
+		{RuleToolchainGo, goPackage},
+		{RuleToolchainMaven, regexp.MustCompile(`^maven$`)},
+		{RuleToolchainGradle, regexp.MustCompile(`^gradle$`)},
+		{RuleToolchainRust, regexp.MustCompile(`^(rust|rustc|cargo|rustup)$`)},
+		{RuleToolchainDotnetSDK, regexp.MustCompile(`^(dotnet-sdk-\d[\d.]*|dotnet\d+-sdk)$`)},
+		{RuleToolchainComposer, regexp.MustCompile(`^composer$`)},
+	}
+)
+
+// analyze runs every detector over an image's facts.
+func analyze(f *image.Facts) analysis {
+	a := analysis{versions: map[string]string{}}
+	env := map[string]string{}
+	envIndex := map[string]int{}
+	for _, kv := range f.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	recognised := 0
+	for _, h := range f.History {
+		st := step{HistoryEntry: h, instruction: parseInstruction(h.CreatedBy)}
+		a.steps = append(a.steps, st)
+		if st.keyword != "" {
+			recognised++
+		}
+		if st.keyword == "ENV" {
+			for _, kv := range parseEnv(st.args) {
+				envIndex[kv[0]] = h.Index
+				if _, ok := env[kv[0]]; !ok || len(f.Env) == 0 {
+					env[kv[0]] = kv[1]
+				}
+			}
+		}
+	}
+	switch {
+	case len(f.History) == 0:
+		a.notes = append(a.notes, "the image config has no history (distroless, ko, bazel or squashed build): judged by its environment and size only")
+	case recognised == 0:
+		a.notes = append(a.notes, fmt.Sprintf("the history holds no Dockerfile steps (created by %q): judged by its environment and size only", shorten(f.History[0].CreatedBy, "", 40)))
+	}
+	a.versions = versions(env)
+
+	node := &nodeState{}
+	for _, st := range a.steps {
+		a.step(st, env, node)
+	}
+	a.envHits(env, envIndex)
+	if h, ok := node.finding(); ok {
+		a.hits = append(a.hits, h)
+	}
+	return a
+}
+
+// step runs the per-step detectors.
+func (a *analysis) step(st step, env map[string]string, node *nodeState) {
+	switch st.keyword {
+	case "RUN", "":
+		a.downloads(st)
+		if st.keyword == "RUN" || looksLikeScript(st.args) {
+			a.script(st, env, node)
+		}
+	case "ADD":
+		a.downloads(st)
+		a.copyInto(st)
+	case "COPY":
+		a.copyInto(st)
+	case "CMD", "ENTRYPOINT":
+		if jshellCmd.MatchString(st.args) {
+			a.add(hit{rule: RuleToolchainJDK, strength: weak, index: st.Index, needle: "jshell", what: "default command is jshell"})
+		}
+	}
+}
+
+// looksLikeScript accepts lines written by builders that record RUN steps
+// without a prefix, but not "bazel build ..." style provenance lines.
+func looksLikeScript(s string) bool {
+	word, _, _ := strings.Cut(strings.TrimSpace(s), " ")
+	switch word {
+	case "apt-get", "apk", "yum", "dnf", "microdnf", "set", "go", "mvn", "gradle", "npm", "yarn", "cargo", "dotnet", "make":
+		return true
+	}
+	return false
+}
+
+func (a *analysis) add(h hit) { a.hits = append(a.hits, h) }
+
+func (a *analysis) downloads(st step) {
+	for _, d := range downloads {
+		if m := d.re.FindString(st.args); m != "" {
+			if d.rule == RuleToolchainDotnetSDK && strings.Contains(st.args, "--runtime") {
+				continue
+			}
+			a.add(hit{rule: d.rule, strength: strong, index: st.Index, needle: m, what: "downloads " + fileName(st.args, m)})
+		}
+	}
+	if strings.Contains(st.args, "dotnet-install.sh") && !strings.Contains(st.args, "--runtime") {
+		a.add(hit{rule: RuleToolchainDotnetSDK, strength: strong, index: st.Index, needle: "dotnet-install.sh", what: "runs dotnet-install.sh (SDK)"})
+	}
+}
+
+var (
+	goRootPath = regexp.MustCompile(`(^|\s)/usr/local/go(/|\s|$)`)
+	jshellCmd  = regexp.MustCompile(`(^|["/\s\[])jshell(["\s\]]|$)`)
+	majorMinor = regexp.MustCompile(`\d+\.\d+`)
+	major      = regexp.MustCompile(`\d+`)
+	javaLegacy = regexp.MustCompile(`^1\.(\d+)`)
+)
+
+// copyInto flags toolchains copied in from another image.
+func (a *analysis) copyInto(st step) {
+	if goRootPath.MatchString(st.args) {
+		a.add(hit{rule: RuleToolchainGo, strength: strong, index: st.Index, needle: "/usr/local/go", what: "copies /usr/local/go"})
+	}
+}
+
+// script runs the command detectors over one RUN step.
+func (a *analysis) script(st step, env map[string]string, node *nodeState) {
+	vars := make(map[string]string, len(env)+len(st.buildArgs))
+	for k, v := range env {
+		vars[k] = v
+	}
+	for k, v := range st.buildArgs {
+		vars[k] = v
+	}
+	var (
+		pkgs   pkgState
+		builds []hit
+		nodeIn []hit
+		nodeBd []hit
+	)
+	for _, c := range commands(st.args, vars) {
+		pkgs.observe(c)
+		h := hit{index: st.Index, strength: strong, needle: c.name, what: "runs " + shorten(c.text, c.name, 50)}
+		switch c.name {
+		case "go":
+			if sub := firstOperand(c.args); sub == "build" || sub == "install" {
+				h.rule, h.needle = RuleBuildGo, "go "+sub
+				builds = append(builds, h)
+			}
+		case "mvn", "mvnw":
+			if hasArg(c.args, "package", "install", "verify", "deploy") {
+				h.rule = RuleBuildMaven
+				builds = append(builds, h)
+			}
+		case "gradle", "gradlew":
+			for _, t := range c.args {
+				t = t[strings.LastIndex(t, ":")+1:]
+				if slices.Contains([]string{"build", "assemble", "bootJar", "bootWar", "installDist", "shadowJar", "jar", "war"}, t) {
+					h.rule = RuleBuildGradle
+					builds = append(builds, h)
+					break
+				}
+			}
+		case "cargo":
+			if sub := firstOperand(c.args); sub == "build" || sub == "install" {
+				h.rule = RuleBuildCargo
+				builds = append(builds, h)
+			}
+		case "npm", "pnpm", "yarn":
+			if r := jsBuild(c); r != "" {
+				h.rule = r
+				builds = append(builds, h)
+				nodeBd = append(nodeBd, h)
+			}
+			if jsDevInstall(c, env) {
+				nodeIn = append(nodeIn, h)
+			}
+		case "npx", "tsc", "webpack", "vite", "ng", "next", "nest", "rollup", "esbuild":
+			if bundler(c) {
+				nodeBd = append(nodeBd, h)
+			}
+		case "dotnet":
+			if sub := firstOperand(c.args); sub == "publish" || sub == "build" {
+				h.rule = RuleBuildDotnet
+				builds = append(builds, h)
+			}
+		case "make", "gmake":
+			h.rule = RuleBuildMake
+			builds = append(builds, h)
+		case "gcc", "g++", "cc", "c++", "clang", "clang++":
+			h.rule = RuleBuildCC
+			builds = append(builds, h)
+		case "javac":
+			if versionCheck(c.args) {
+				h.rule, h.strength, h.what = RuleToolchainJDK, moderate, "runs javac "+strings.Join(c.args, " ")
+				a.add(h)
+			} else {
+				h.rule = RuleBuildJavac
+				builds = append(builds, h)
+				a.add(hit{rule: RuleToolchainJDK, strength: moderate, index: st.Index, needle: "javac", what: "runs javac"})
+			}
+		case "jshell", "jlink":
+			h.rule, h.strength = RuleToolchainJDK, moderate
+			a.add(h)
+		}
+	}
+	if pkgs.selfCleaning() {
+		// Official runtime images build from source with dependencies they
+		// remove again in the same step: nothing of the build is shipped.
+		return
+	}
+	a.hits = append(a.hits, builds...)
+	node.installs = append(node.installs, nodeIn...)
+	node.builds = append(node.builds, nodeBd...)
+	for _, pr := range pkgRules {
+		var names []string
+		manager := ""
+		for _, ip := range pkgs.installed {
+			if pr.re.MatchString(ip.name) && !slices.Contains(names, ip.name) {
+				names = append(names, ip.name)
+				manager = ip.manager
+			}
+		}
+		if len(names) > 0 {
+			a.add(hit{rule: pr.rule, strength: strong, index: st.Index, needle: names[0],
+				what: shorten(manager+" installs "+strings.Join(names, ", "), "", 60)})
+		}
+	}
+}
+
+// versionCheck reports whether a tool is only asked for its version.
+func versionCheck(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	for _, a := range args {
+		switch a {
+		case "--version", "-version", "-v", "--help", "-help", "-h", "--full-version", "-fullversion":
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// jsBuild recognises "npm run build", "yarn build", "pnpm run build:prod".
+func jsBuild(c command) string {
+	sub := firstOperand(c.args)
+	script := sub
+	if sub == "run" || sub == "run-script" {
+		rest := c.args[slices.Index(c.args, sub)+1:]
+		script = firstOperand(rest)
+	} else if c.name == "npm" {
+		return ""
+	}
+	if script != "build" && !strings.HasPrefix(script, "build:") {
+		return ""
+	}
+	if c.name == "yarn" {
+		return RuleBuildYarn
+	}
+	return RuleBuildNpm
+}
+
+// jsDevInstall recognises a dependency install that includes
+// devDependencies: no package names, no production flags.
+func jsDevInstall(c command, env map[string]string) bool {
+	if env["NODE_ENV"] == "production" || c.assigns["NODE_ENV"] == "production" {
+		return false
+	}
+	if hasArg(c.args, "--production", "--omit=dev", "--only=prod", "--only=production", "-g", "--global", "--prod", "-P") {
+		return false
+	}
+	if hasArg(c.args, "--omit") {
+		return false
+	}
+	ops := operands(c.args, nil)
+	switch {
+	case c.name == "yarn":
+		return len(ops) == 0 || (ops[0] == "install" && len(ops) == 1)
+	case len(ops) == 1 && (ops[0] == "ci" || ops[0] == "install" || ops[0] == "i"):
+		return true
+	}
+	return false
+}
+
+// bundler recognises a front-end or TypeScript build run directly.
+func bundler(c command) bool {
+	name, args := c.name, c.args
+	if name == "npx" {
+		ops := operands(args, nil)
+		if len(ops) == 0 {
+			return false
+		}
+		name, args = ops[0], ops[1:]
+	}
+	switch name {
+	case "tsc", "webpack", "rollup", "esbuild":
+		return !versionCheck(args)
+	case "vite", "ng", "next", "nest":
+		return firstOperand(args) == "build"
+	}
+	return false
+}
+
+// nodeState collects, across steps, the node dependency installs and
+// builds that together make toolchain.node-build.
+type nodeState struct {
+	installs, builds []hit
+}
+
+func (n *nodeState) finding() (hit, bool) {
+	if len(n.installs) == 0 || len(n.builds) == 0 {
+		return hit{}, false
+	}
+	h := n.builds[0]
+	h.rule = RuleToolchainNodeBuild
+	h.what = fmt.Sprintf("installs devDependencies (history #%d) and %s", n.installs[0].index, h.what)
+	for _, in := range n.installs {
+		h.related = append(h.related, in.index)
+	}
+	return h, true
+}
+
+// envHits turns toolchain environment variables into hits, pointing at the
+// step that most likely installed what the variable announces.
+func (a *analysis) envHits(env map[string]string, envIndex map[string]int) {
+	for _, er := range envRules {
+		v, ok := env[er.key]
+		if !ok || strings.TrimSpace(v) == "" {
+			continue
+		}
+		h := hit{rule: er.rule, strength: moderate, index: -1, env: er.key + "=" + v, needle: er.key,
+			what: "ENV " + shorten(er.key+"="+v, "", 50)}
+		if i, ok := envIndex[er.key]; ok {
+			h.index = i
+			if inst := a.installStep(i, er.hints); inst >= 0 {
+				h.related = []int{inst}
+			}
+		}
+		a.add(h)
+	}
+	if p := env["PATH"]; strings.Contains(p, "/usr/local/go/bin") {
+		h := hit{rule: RuleToolchainGo, strength: moderate, index: -1, env: "PATH=" + p, needle: "/usr/local/go",
+			what: "/usr/local/go/bin in PATH"}
+		if i, ok := envIndex["PATH"]; ok {
+			h.index = i
+			if inst := a.installStep(i, []string{"/usr/local/go", "golang", "go.dev/dl"}); inst >= 0 {
+				h.related = []int{inst}
+			}
+		}
+		a.add(h)
+	}
+}
+
+// installStep finds the first layer-adding step after an ENV line whose
+// line names one of hints, else the first layer-adding RUN, COPY or ADD
+// right after it.
+func (a *analysis) installStep(after int, hints []string) int {
+	first := -1
+	for _, st := range a.steps {
+		if st.Index <= after || st.EmptyLayer {
+			continue
+		}
+		if st.keyword != "RUN" && st.keyword != "COPY" && st.keyword != "ADD" {
+			continue
+		}
+		if first < 0 {
+			first = st.Index
+		}
+		low := strings.ToLower(st.CreatedBy)
+		for _, h := range hints {
+			if strings.Contains(low, h) {
+				return st.Index
+			}
+		}
+	}
+	return first
+}
+
+// versions reads the toolchain versions an image declares, for remedies.
+func versions(env map[string]string) map[string]string {
+	v := map[string]string{}
+	if s := majorMinor.FindString(env["GOLANG_VERSION"]); s != "" {
+		v["go"] = s
+	}
+	if s := major.FindString(env["JAVA_VERSION"]); s != "" {
+		if s == "1" {
+			// "1.8.0_322" style.
+			if m := javaLegacy.FindStringSubmatch(env["JAVA_VERSION"]); m != nil {
+				s = m[1]
+			}
+		}
+		v["java"] = s
+	}
+	for _, k := range []string{"DOTNET_SDK_VERSION", "DOTNET_VERSION"} {
+		if s := majorMinor.FindString(env[k]); s != "" {
+			v["dotnet"] = s
+			break
+		}
+	}
+	if s := major.FindString(env["NODE_VERSION"]); s != "" {
+		v["node"] = s
+	}
+	if s := majorMinor.FindString(env["RUST_VERSION"]); s != "" {
+		v["rust"] = s
+	}
+	return v
+}
+
+// fileName returns the URL path segment or word around a match.
+func fileName(s, match string) string {
+	i := strings.Index(s, match)
+	if i < 0 {
+		return shorten(match, "", 60)
+	}
+	start := strings.LastIndexAny(s[:i], " \t'\"/=") + 1
+	end := i + len(match)
+	if j := strings.IndexAny(s[end:], " \t'\";"); j >= 0 {
+		end += j
+	} else {
+		end = len(s)
+	}
+	return shorten(s[start:end], "", 60)
+}

@@ -1,0 +1,259 @@
+package policy
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+)
+
+// APIVersion and Kind are what a policy document must declare.
+const (
+	APIVersion = "slimgate.dev/v1alpha1"
+	Kind       = "SlimImagePolicy"
+)
+
+//go:embed default-policy.yaml
+var defaultPolicy []byte
+
+// Default returns the built-in default policy (the one the Helm chart
+// installs), freshly parsed: callers may modify it.
+func Default() *v1alpha1.SlimImagePolicy {
+	p, err := Load(defaultPolicy)
+	if err != nil {
+		// The embedded file is tested; this is a build defect.
+		panic(fmt.Sprintf("built-in default policy is invalid: %v", err))
+	}
+	return p
+}
+
+// DefaultYAML returns the built-in default policy document.
+func DefaultYAML() []byte { return bytes.Clone(defaultPolicy) }
+
+// Load parses a SlimImagePolicy YAML or JSON document strictly (unknown and
+// duplicate fields are errors), applies defaults and validates it. Every
+// problem is reported at once, each naming its field path.
+func Load(data []byte) (*v1alpha1.SlimImagePolicy, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, errors.New("policy document is empty")
+	}
+	if len(data) > maxDocument {
+		return nil, fmt.Errorf("policy document is %d bytes, more than the %d allowed", len(data), maxDocument)
+	}
+	j, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, fmt.Errorf("parsing policy: %w", err)
+	}
+	if bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
+		return nil, errors.New("policy document is empty")
+	}
+	var p v1alpha1.SlimImagePolicy
+	strict, err := sigsjson.UnmarshalStrict(j, &p)
+	if err != nil {
+		return nil, fmt.Errorf("decoding policy: %w", err)
+	}
+	var errs field.ErrorList
+	for _, e := range strict {
+		errs = append(errs, strictError(e))
+	}
+	switch {
+	case p.APIVersion == "":
+		errs = append(errs, field.Required(field.NewPath("apiVersion"), "must be "+APIVersion))
+	case p.APIVersion != APIVersion:
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), p.APIVersion, []string{APIVersion}))
+	}
+	switch {
+	case p.Kind == "":
+		errs = append(errs, field.Required(field.NewPath("kind"), "must be "+Kind))
+	case p.Kind != Kind:
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), p.Kind, []string{Kind}))
+	}
+	SetDefaults(&p.Spec)
+	errs = append(errs, Validate(&p.Spec)...)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("invalid policy: %w", errs.ToAggregate())
+	}
+	return &p, nil
+}
+
+// strictError turns a strict-decoding complaint into a field error.
+func strictError(e error) *field.Error {
+	var fe sigsjson.FieldError
+	if !errors.As(e, &fe) {
+		return field.InternalError(nil, e)
+	}
+	detail := "unknown field"
+	if strings.HasPrefix(e.Error(), "duplicate") {
+		detail = "duplicate field"
+	}
+	return &field.Error{Type: field.ErrorTypeForbidden, Field: fe.FieldPath(), BadValue: "", Detail: detail}
+}
+
+// SetDefaults fills what a policy leaves out: mode Enforce,
+// onInspectionError Allow, ephemeral containers excluded.
+func SetDefaults(spec *v1alpha1.SlimImagePolicySpec) {
+	if spec == nil {
+		return
+	}
+	if spec.Mode == "" {
+		spec.Mode = v1alpha1.ModeEnforce
+	}
+	if spec.OnInspectionError == "" {
+		spec.OnInspectionError = v1alpha1.InspectionErrorAllow
+	}
+	if spec.Exclude.EphemeralContainers == nil {
+		t := true
+		spec.Exclude.EphemeralContainers = &t
+	}
+}
+
+// Limits that mirror the CRD's OpenAPI validation.
+const (
+	maxDocument      = 1 << 20
+	maxRuleRefs      = 64
+	maxRuleRefLen    = 128
+	maxExcludeImages = 256
+	maxImagePattern  = 512
+	maxRegistries    = 256
+	maxInsecure      = 64
+	maxHostLen       = 255
+	maxPlatforms     = 16
+)
+
+var platformPattern = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
+
+// Validate checks a policy spec and reports every problem with its field
+// path under "spec". Empty mode and onInspectionError are accepted as
+// their defaults.
+func Validate(spec *v1alpha1.SlimImagePolicySpec) field.ErrorList {
+	p := field.NewPath("spec")
+	if spec == nil {
+		return field.ErrorList{field.Required(p, "")}
+	}
+	var errs field.ErrorList
+	switch spec.Mode {
+	case "", v1alpha1.ModeEnforce, v1alpha1.ModeWarn, v1alpha1.ModeAudit:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("mode"), spec.Mode,
+			[]v1alpha1.Mode{v1alpha1.ModeEnforce, v1alpha1.ModeWarn, v1alpha1.ModeAudit}))
+	}
+	switch spec.OnInspectionError {
+	case "", v1alpha1.InspectionErrorAllow, v1alpha1.InspectionErrorDeny:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("onInspectionError"), spec.OnInspectionError,
+			[]v1alpha1.InspectionErrorAction{v1alpha1.InspectionErrorAllow, v1alpha1.InspectionErrorDeny}))
+	}
+	if sel := spec.NamespaceSelector; sel != nil {
+		sp := p.Child("namespaceSelector")
+		verrs := metav1validation.ValidateLabelSelector(sel, metav1validation.LabelSelectorValidationOptions{}, sp)
+		errs = append(errs, verrs...)
+		if len(verrs) == 0 {
+			if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+				errs = append(errs, field.Invalid(sp, sel, err.Error()))
+			}
+		}
+	}
+	errs = append(errs, validateRuleRefs(p.Child("toolchains", "deny"), spec.Toolchains.Deny)...)
+	errs = append(errs, validateRuleRefs(p.Child("toolchains", "allow"), spec.Toolchains.Allow)...)
+	for i, a := range spec.Toolchains.Allow {
+		if slices.Contains(spec.Toolchains.Deny, a) {
+			errs = append(errs, field.Invalid(p.Child("toolchains", "allow").Index(i), a, "a rule cannot be both denied and allowed"))
+		}
+	}
+	b := p.Child("sizeBudget")
+	if q := spec.SizeBudget.MaxCompressed; q != nil && q.Sign() <= 0 {
+		errs = append(errs, field.Invalid(b.Child("maxCompressed"), q.String(), "must be greater than zero"))
+	}
+	if n := spec.SizeBudget.MaxLayers; n != nil && *n < 1 {
+		errs = append(errs, field.Invalid(b.Child("maxLayers"), *n, "must be at least 1"))
+	}
+	errs = append(errs, validatePatterns(p.Child("exclude", "images"), spec.Exclude.Images, maxExcludeImages, maxImagePattern, false)...)
+	errs = append(errs, validatePatterns(p.Child("registries", "allow"), spec.Registries.Allow, maxRegistries, maxHostLen, true)...)
+	ins := p.Child("registries", "insecure")
+	errs = append(errs, validatePatterns(ins, spec.Registries.Insecure, maxInsecure, maxHostLen, true)...)
+	for i, h := range spec.Registries.Insecure {
+		if strings.ContainsAny(h, "*?[") {
+			errs = append(errs, field.Invalid(ins.Index(i), h, "must be a host[:port], not a pattern"))
+		}
+	}
+	pl := p.Child("platforms")
+	if len(spec.Platforms) > maxPlatforms {
+		errs = append(errs, field.TooMany(pl, len(spec.Platforms), maxPlatforms))
+	}
+	for i, s := range spec.Platforms {
+		if !platformPattern.MatchString(s) {
+			errs = append(errs, field.Invalid(pl.Index(i), s, `must be "os/arch" or "os/arch/variant", e.g. linux/arm64/v8`))
+		}
+	}
+	return errs
+}
+
+// validateRuleRefs checks deny/allow entries: ids or globs that name at
+// least one rule of the catalog.
+func validateRuleRefs(p *field.Path, refs []string) field.ErrorList {
+	var errs field.ErrorList
+	if len(refs) > maxRuleRefs {
+		errs = append(errs, field.TooMany(p, len(refs), maxRuleRefs))
+	}
+	ids := make([]string, 0, len(catalog()))
+	for _, r := range catalog() {
+		ids = append(ids, r.ID)
+	}
+	for i, ref := range refs {
+		ip := p.Index(i)
+		switch {
+		case ref == "":
+			errs = append(errs, field.Required(ip, "a rule id or glob"))
+		case len(ref) > maxRuleRefLen:
+			errs = append(errs, field.TooLong(ip, ref, maxRuleRefLen))
+		case badGlob(ref):
+			errs = append(errs, field.Invalid(ip, ref, "malformed glob"))
+		case !slices.ContainsFunc(ids, func(id string) bool { return matchesRule(ref, id) }):
+			errs = append(errs, field.NotSupported(ip, ref, ids))
+		}
+	}
+	return errs
+}
+
+// validatePatterns checks image or registry host patterns.
+func validatePatterns(p *field.Path, pats []string, maxItems, maxLen int, host bool) field.ErrorList {
+	var errs field.ErrorList
+	if len(pats) > maxItems {
+		errs = append(errs, field.TooMany(p, len(pats), maxItems))
+	}
+	for i, s := range pats {
+		ip := p.Index(i)
+		switch {
+		case strings.TrimSpace(s) == "":
+			errs = append(errs, field.Required(ip, "a pattern"))
+		case len(s) > maxLen:
+			errs = append(errs, field.TooLong(ip, s, maxLen))
+		case strings.ContainsAny(s, " \t\n"):
+			errs = append(errs, field.Invalid(ip, s, "must not contain whitespace"))
+		case strings.Contains(s, "://"):
+			errs = append(errs, field.Invalid(ip, s, "must not include a scheme"))
+		case host && strings.Contains(s, "/"):
+			errs = append(errs, field.Invalid(ip, s, "must be a registry host[:port], without a path"))
+		case badGlob(s):
+			errs = append(errs, field.Invalid(ip, s, "malformed glob"))
+		}
+	}
+	return errs
+}
+
+func badGlob(s string) bool {
+	_, err := path.Match(s, "")
+	return err != nil
+}

@@ -1,0 +1,213 @@
+package policy
+
+import (
+	"path"
+	"slices"
+	"strings"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+)
+
+// Category groups the rules of the catalog.
+type Category string
+
+const (
+	// CategoryToolchain rules find a compiler, SDK or build tool installed
+	// in the image.
+	CategoryToolchain Category = "toolchain"
+	// CategoryBuild rules find a build command run inside the image: the
+	// mark of a single-stage Dockerfile.
+	CategoryBuild Category = "build"
+	// CategorySize rules compare the manifest's figures with a budget.
+	CategorySize Category = "size"
+	// CategoryInspection is the rule for images that could not be read.
+	CategoryInspection Category = "inspection"
+)
+
+// Rule is one entry of the catalog. Ids are stable: policies name them.
+type Rule struct {
+	// ID is the stable id, e.g. "toolchain.go".
+	ID string `json:"id"`
+	// Title is a short name used at the start of finding messages.
+	Title string `json:"title"`
+	// Category groups the rule.
+	Category Category `json:"category"`
+	// Description says what the rule looks for.
+	Description string `json:"description"`
+	// Remedy is what to do instead; "{version}" stands for the version the
+	// image declares (e.g. the Go or Java release), when known.
+	Remedy string `json:"remedy"`
+
+	// version names the image version that fills {version}, and fallback
+	// what stands there when the image declares none.
+	version, fallback string
+}
+
+// RemedyFor fills the rule's remedy template with a version.
+func (r Rule) RemedyFor(version string) string {
+	if version == "" {
+		version = r.fallback
+	}
+	return strings.ReplaceAll(r.Remedy, "{version}", version)
+}
+
+// Rule ids of the catalog.
+const (
+	RuleToolchainGo        = "toolchain.go"
+	RuleToolchainJDK       = "toolchain.jdk"
+	RuleToolchainMaven     = "toolchain.maven"
+	RuleToolchainGradle    = "toolchain.gradle"
+	RuleToolchainRust      = "toolchain.rust"
+	RuleToolchainDotnetSDK = "toolchain.dotnet-sdk"
+	RuleToolchainCC        = "toolchain.cc"
+	RuleToolchainNodeBuild = "toolchain.node-build"
+	RuleToolchainComposer  = "toolchain.composer"
+	RuleBuildGo            = "build.go"
+	RuleBuildMaven         = "build.maven"
+	RuleBuildGradle        = "build.gradle"
+	RuleBuildCargo         = "build.cargo"
+	RuleBuildNpm           = "build.npm"
+	RuleBuildYarn          = "build.yarn"
+	RuleBuildDotnet        = "build.dotnet"
+	RuleBuildMake          = "build.make"
+	RuleBuildCC            = "build.cc"
+	RuleBuildJavac         = "build.javac"
+	RuleSizeCompressed     = "size.compressed"
+	RuleSizeLayers         = "size.layers"
+	RuleInspectionFailed   = "inspection.failed"
+)
+
+const (
+	remedyGo   = "build in golang:{version} AS builder, then COPY --from=builder only the binary into gcr.io/distroless/static (CGO_ENABLED=0) or distroless/base"
+	remedyJava = "build in a JDK stage, then run on a JRE: eclipse-temurin:{version}-jre, gcr.io/distroless/java{version}, or a jlink-made runtime"
+	remedyCC   = "compile in a builder stage and COPY --from it, or install compilers and remove them in the same RUN (apt-get purge --auto-remove, apk del .build-deps); base the final stage on a -slim or distroless image"
+	remedyNode = "run npm ci and the build in a node:{version} AS builder stage, then COPY --from=builder the built output and production node_modules (npm ci --omit=dev) into node:{version}-slim or distroless/nodejs"
+)
+
+// catalog returns the rules in the order findings are reported.
+func catalog() []Rule {
+	return []Rule{
+		{ID: RuleToolchainGo, Category: CategoryToolchain, Title: "Go toolchain",
+			Description: "the Go SDK: GOLANG_VERSION or GOROOT set, /usr/local/go in PATH, a go*.linux-*.tar.gz download, a golang package or a copy into /usr/local/go",
+			Remedy:      remedyGo, version: "go", fallback: "1.x"},
+		{ID: RuleToolchainJDK, Category: CategoryToolchain, Title: "JDK instead of a JRE",
+			Description: "a Java Development Kit: a *-jdk_ / jdk.java.net / Oracle / Zulu / Corretto JDK download, an openjdk-*-jdk, java-*-devel or temurin-*-jdk package, or javac, jshell or jlink run in the image (JRE downloads and java --version do not count)",
+			Remedy:      remedyJava, version: "java", fallback: "21"},
+		{ID: RuleToolchainMaven, Category: CategoryToolchain, Title: "Maven",
+			Description: "Apache Maven: MAVEN_HOME or M2_HOME set, an apache-maven download or a maven package",
+			Remedy:      "run Maven in a maven:3-eclipse-temurin-{version} AS builder stage, then COPY --from=builder the jar into eclipse-temurin:{version}-jre or gcr.io/distroless/java{version}",
+			version:     "java", fallback: "21"},
+		{ID: RuleToolchainGradle, Category: CategoryToolchain, Title: "Gradle",
+			Description: "Gradle: GRADLE_HOME or GRADLE_VERSION set, a gradle-*-bin.zip download or a gradle package",
+			Remedy:      "run Gradle in a gradle:jdk{version} AS builder stage, then COPY --from=builder the jar into eclipse-temurin:{version}-jre or gcr.io/distroless/java{version}",
+			version:     "java", fallback: "21"},
+		{ID: RuleToolchainRust, Category: CategoryToolchain, Title: "Rust toolchain",
+			Description: "rustup and cargo: RUSTUP_HOME or CARGO_HOME set, rustup-init or sh.rustup.rs run, or a rust/cargo package",
+			Remedy:      "cargo build --release in rust:{version} AS builder, then COPY --from=builder the binary into gcr.io/distroless/cc (or static with musl)",
+			version:     "rust", fallback: "1"},
+		{ID: RuleToolchainDotnetSDK, Category: CategoryToolchain, Title: ".NET SDK",
+			Description: "the .NET SDK: DOTNET_SDK_VERSION set, a dotnet-sdk download or package, or dotnet-install.sh without --runtime (aspnet and runtime images do not count)",
+			Remedy:      "dotnet publish in mcr.microsoft.com/dotnet/sdk:{version} AS build, then COPY --from=build the output into mcr.microsoft.com/dotnet/aspnet:{version} or runtime:{version}",
+			version:     "dotnet", fallback: "8.0"},
+		{ID: RuleToolchainCC, Category: CategoryToolchain, Title: "C/C++ toolchain",
+			Description: "gcc, g++, clang, make, build-essential, build-base, alpine-sdk or libc6-dev installed by apt, apk, yum, dnf or zypper and not removed in the same step (as in buildpack-deps based images)",
+			Remedy:      remedyCC},
+		{ID: RuleToolchainNodeBuild, Category: CategoryToolchain, Title: "Node.js build environment",
+			Description: "node used to build: dependencies installed with devDependencies (npm ci/install, yarn, pnpm install without --omit=dev/--production) and a build script or bundler run in the image",
+			Remedy:      remedyNode, version: "node", fallback: "lts"},
+		{ID: RuleToolchainComposer, Category: CategoryToolchain, Title: "PHP Composer",
+			Description: "Composer, the PHP dependency manager: COMPOSER_VERSION set or the getcomposer.org installer run",
+			Remedy:      "run composer install --no-dev in a composer AS vendor stage, then COPY --from=vendor /app/vendor into a php:*-fpm or php:*-apache runtime image"},
+
+		{ID: RuleBuildGo, Category: CategoryBuild, Title: "go build in image",
+			Description: "go build or go install run in the image", Remedy: remedyGo, version: "go", fallback: "1.x"},
+		{ID: RuleBuildMaven, Category: CategoryBuild, Title: "Maven build in image",
+			Description: "mvn or mvnw package, install, verify or deploy run in the image", Remedy: remedyJava, version: "java", fallback: "21"},
+		{ID: RuleBuildGradle, Category: CategoryBuild, Title: "Gradle build in image",
+			Description: "gradle or gradlew build, assemble, bootJar, installDist or shadowJar run in the image", Remedy: remedyJava, version: "java", fallback: "21"},
+		{ID: RuleBuildCargo, Category: CategoryBuild, Title: "cargo build in image",
+			Description: "cargo build or cargo install run in the image",
+			Remedy:      "cargo build --release in rust:{version} AS builder, then COPY --from=builder the binary into gcr.io/distroless/cc", version: "rust", fallback: "1"},
+		{ID: RuleBuildNpm, Category: CategoryBuild, Title: "npm build in image",
+			Description: "npm run build (or pnpm build) run in the image", Remedy: remedyNode, version: "node", fallback: "lts"},
+		{ID: RuleBuildYarn, Category: CategoryBuild, Title: "yarn build in image",
+			Description: "yarn build or yarn run build run in the image", Remedy: remedyNode, version: "node", fallback: "lts"},
+		{ID: RuleBuildDotnet, Category: CategoryBuild, Title: "dotnet build in image",
+			Description: "dotnet publish or dotnet build run in the image",
+			Remedy:      "dotnet publish in mcr.microsoft.com/dotnet/sdk:{version} AS build, then COPY --from=build the output into mcr.microsoft.com/dotnet/aspnet:{version}", version: "dotnet", fallback: "8.0"},
+		{ID: RuleBuildMake, Category: CategoryBuild, Title: "make run in image",
+			Description: "make run in a step that does not remove its build dependencies again", Remedy: remedyCC},
+		{ID: RuleBuildCC, Category: CategoryBuild, Title: "C compiler run in image",
+			Description: "gcc, g++, cc, c++ or clang run in a step that does not remove its build dependencies again", Remedy: remedyCC},
+		{ID: RuleBuildJavac, Category: CategoryBuild, Title: "javac run in image",
+			Description: "javac compiling sources in the image", Remedy: remedyJava, version: "java", fallback: "21"},
+
+		{ID: RuleSizeCompressed, Category: CategorySize, Title: "Image over size budget",
+			Description: "the sum of the compressed layer sizes in the manifest exceeds spec.sizeBudget.maxCompressed",
+			Remedy:      "use a multi-stage build and a slim, distroless or scratch final stage; remove package caches in the step that creates them"},
+		{ID: RuleSizeLayers, Category: CategorySize, Title: "Too many layers",
+			Description: "the manifest has more layers than spec.sizeBudget.maxLayers",
+			Remedy:      "combine RUN steps and copy build output from a builder stage in one COPY"},
+		{ID: RuleInspectionFailed, Category: CategoryInspection, Title: "Image not inspected",
+			Description: "the image's manifest or config could not be read in time and the policy's onInspectionError is Deny",
+			Remedy:      "check that the image exists, the registry is reachable and allowed by spec.registries, and its pull secret is valid"},
+	}
+}
+
+// Rules returns the rule catalog, in reporting order.
+func Rules() []Rule { return catalog() }
+
+// ruleByID finds a rule of the catalog.
+func ruleByID(id string) (Rule, bool) {
+	for _, r := range catalog() {
+		if r.ID == id {
+			return r, true
+		}
+	}
+	return Rule{}, false
+}
+
+// matchesRule reports whether an id or glob from a policy names rule id.
+func matchesRule(pattern, id string) bool {
+	if pattern == id {
+		return true
+	}
+	ok, err := path.Match(pattern, id)
+	return err == nil && ok
+}
+
+// selection is the set of rules a policy applies.
+type selection struct {
+	rules map[string]bool
+	// unknown lists the deny/allow entries that name no rule.
+	unknown []string
+}
+
+// selectRules computes (deny, or every toolchain and build rule) minus
+// allow. Size rules are governed by the size budget and can only be turned
+// off through allow.
+func selectRules(t v1alpha1.ToolchainRules) selection {
+	s := selection{rules: map[string]bool{}}
+	cat := catalog()
+	for _, pattern := range slices.Concat(t.Deny, t.Allow) {
+		if !slices.ContainsFunc(cat, func(r Rule) bool { return matchesRule(pattern, r.ID) }) {
+			s.unknown = append(s.unknown, pattern)
+		}
+	}
+	for _, r := range cat {
+		switch r.Category {
+		case CategoryToolchain, CategoryBuild:
+			if len(t.Deny) > 0 && !slices.ContainsFunc(t.Deny, func(p string) bool { return matchesRule(p, r.ID) }) {
+				continue
+			}
+		case CategorySize:
+		default:
+			continue
+		}
+		if slices.ContainsFunc(t.Allow, func(p string) bool { return matchesRule(p, r.ID) }) {
+			continue
+		}
+		s.rules[r.ID] = true
+	}
+	return s
+}

@@ -1,0 +1,439 @@
+package policy
+
+import (
+	"path"
+	"regexp"
+	"strings"
+)
+
+// This file turns history lines into Dockerfile instructions and shell
+// scripts into simple commands. It is a reader for the shell that image
+// builders write, not a shell: it knows quotes, escapes, comments, the
+// control operators and the common prefixes (sudo, env, xargs), and it
+// expands variables the image or the step itself defines. Anything it does
+// not understand degrades to "not a command", never to a panic.
+
+// instruction is one history entry read as a Dockerfile instruction.
+type instruction struct {
+	// keyword is RUN, COPY, ADD, ENV, CMD, ... or "" when the line is not
+	// a Dockerfile instruction (bazel, apko, debuerreotype comments).
+	keyword string
+	// args is what follows the keyword; for RUN, the shell script.
+	args string
+	// buildArgs are the ARG values a RUN line carries ("|2 A=1 B=2 ...").
+	buildArgs map[string]string
+}
+
+var dockerfileKeywords = map[string]bool{
+	"RUN": true, "COPY": true, "ADD": true, "ENV": true, "ARG": true, "LABEL": true,
+	"CMD": true, "ENTRYPOINT": true, "WORKDIR": true, "USER": true, "EXPOSE": true,
+	"VOLUME": true, "STOPSIGNAL": true, "HEALTHCHECK": true, "SHELL": true,
+	"ONBUILD": true, "MAINTAINER": true,
+}
+
+var shells = map[string]bool{"sh": true, "bash": true, "ash": true, "dash": true, "zsh": true}
+
+// parseInstruction reads a created_by line as written by the classic
+// builder ("/bin/sh -c #(nop)  ENV A=b", "/bin/sh -c apt-get ..."),
+// BuildKit ("RUN /bin/sh -c ... # buildkit", "COPY /x /y # buildkit") and
+// both with build arguments ("|2 A=1 B=2 /bin/sh -c ...").
+func parseInstruction(line string) instruction {
+	s := strings.TrimSpace(line)
+	s = strings.TrimSpace(strings.TrimSuffix(s, "# buildkit"))
+	if rest, ok := strings.CutPrefix(s, "#(nop)"); ok {
+		return keywordInstruction(strings.TrimSpace(rest))
+	}
+	if script, ok := stripShell(s); ok {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(script), "#(nop)"); ok {
+			return keywordInstruction(strings.TrimSpace(rest))
+		}
+		return instruction{keyword: "RUN", args: script}
+	}
+	if strings.HasPrefix(s, "|") {
+		return runInstruction(s)
+	}
+	word, _, _ := strings.Cut(s, " ")
+	if dockerfileKeywords[word] {
+		return keywordInstruction(s)
+	}
+	return instruction{args: s}
+}
+
+func keywordInstruction(s string) instruction {
+	word, rest, _ := strings.Cut(s, " ")
+	rest = strings.TrimSpace(rest)
+	if word == "RUN" {
+		return runInstruction(rest)
+	}
+	return instruction{keyword: word, args: rest}
+}
+
+// runInstruction reads the arguments of a RUN: optional "|N K=V ..." build
+// arguments, then a shell invocation or an exec-form command.
+func runInstruction(s string) instruction {
+	in := instruction{keyword: "RUN"}
+	if strings.HasPrefix(s, "|") {
+		fields := strings.Fields(s)
+		n := 0
+		for _, c := range strings.TrimPrefix(fields[0], "|") {
+			if c < '0' || c > '9' || n > 1000 {
+				n = -1
+				break
+			}
+			n = n*10 + int(c-'0')
+		}
+		if n >= 0 && n < len(fields) {
+			in.buildArgs = map[string]string{}
+			rest := strings.TrimSpace(strings.TrimPrefix(s, fields[0]))
+			for i := 0; i < n; i++ {
+				var kv string
+				kv, rest, _ = strings.Cut(rest, " ")
+				rest = strings.TrimSpace(rest)
+				if k, v, ok := strings.Cut(kv, "="); ok {
+					in.buildArgs[k] = v
+				}
+			}
+			s = rest
+		}
+	}
+	if script, ok := stripShell(s); ok {
+		s = script
+	}
+	in.args = s
+	return in
+}
+
+// stripShell removes a leading "/bin/sh -c", "/bin/bash -o pipefail -c"
+// and the like, returning the script that follows.
+func stripShell(s string) (string, bool) {
+	i := 0
+	next := func() string {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		start := i
+		for i < len(s) && s[i] != ' ' && s[i] != '\t' {
+			i++
+		}
+		return s[start:i]
+	}
+	first := next()
+	if first == "/usr/bin/env" {
+		first = next()
+	}
+	if !shells[path.Base(first)] {
+		return "", false
+	}
+	for i < len(s) {
+		w := next()
+		switch {
+		case w == "-o" || w == "+o":
+			next()
+		case strings.HasPrefix(w, "-") && strings.HasSuffix(w, "c"):
+			return strings.TrimLeft(s[i:], " \t"), true
+		case strings.HasPrefix(w, "-") || strings.HasPrefix(w, "+"):
+		default:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// word is one shell word with its quotes removed.
+type word struct {
+	text string
+	// quoted is true when any part of the word was quoted.
+	quoted bool
+	// literal is true when part of the word was single-quoted, so it must
+	// not be expanded.
+	literal bool
+}
+
+// tokenize splits a script into simple commands (lists of words) at the
+// control operators ; & | && || newlines, parentheses and backquotes, and
+// at command substitutions "$(" outside double quotes.
+func tokenize(script string) [][]word {
+	var (
+		cmds [][]word
+		cur  []word
+		buf  strings.Builder
+		w    word
+		in   bool // a word is being built
+	)
+	endWord := func() {
+		if in {
+			w.text = buf.String()
+			cur = append(cur, w)
+		}
+		buf.Reset()
+		w = word{}
+		in = false
+	}
+	endCmd := func() {
+		endWord()
+		if len(cur) > 0 {
+			cmds = append(cmds, cur)
+		}
+		cur = nil
+	}
+	rs := []rune(script)
+	for i := 0; i < len(rs); i++ {
+		c := rs[i]
+		switch {
+		case c == '\\':
+			if i+1 < len(rs) {
+				i++
+				if rs[i] == '\n' {
+					endWord()
+					continue
+				}
+				buf.WriteRune(rs[i])
+				in = true
+			}
+		case c == '\'':
+			in, w.quoted, w.literal = true, true, true
+			for i++; i < len(rs) && rs[i] != '\''; i++ {
+				buf.WriteRune(rs[i])
+			}
+		case c == '"':
+			in, w.quoted = true, true
+			for i++; i < len(rs) && rs[i] != '"'; i++ {
+				if rs[i] == '\\' && i+1 < len(rs) && strings.ContainsRune("\"\\$`", rs[i+1]) {
+					i++
+				}
+				buf.WriteRune(rs[i])
+			}
+		case c == '#' && !in:
+			for i < len(rs) && rs[i] != '\n' {
+				i++
+			}
+			endCmd()
+		case c == ' ' || c == '\t' || c == '\r':
+			endWord()
+		case c == '\n' || c == ';' || c == '&' || c == '|' || c == '(' || c == ')' || c == '`':
+			endCmd()
+		case c == '$' && i+1 < len(rs) && rs[i+1] == '(':
+			endCmd()
+			i++
+		case c == '$' && i+1 < len(rs) && rs[i+1] == '{':
+			// Keep ${...} in one word, whatever it holds.
+			in = true
+			for ; i < len(rs) && rs[i] != '}'; i++ {
+				buf.WriteRune(rs[i])
+			}
+			if i < len(rs) {
+				buf.WriteRune('}')
+			}
+		default:
+			buf.WriteRune(c)
+			in = true
+		}
+	}
+	endCmd()
+	return cmds
+}
+
+var (
+	varRef     = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
+	assignment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
+)
+
+// expand substitutes the variables it knows; an unquoted word whose value
+// changed is split at whitespace, as the shell would.
+func expand(ws []word, vars map[string]string) []string {
+	out := make([]string, 0, len(ws))
+	for _, w := range ws {
+		if w.literal || !strings.Contains(w.text, "$") {
+			out = append(out, w.text)
+			continue
+		}
+		s := varRef.ReplaceAllStringFunc(w.text, func(m string) string {
+			name := strings.Trim(m, "${}")
+			if v, ok := vars[name]; ok {
+				return v
+			}
+			return m
+		})
+		if !w.quoted && s != w.text {
+			out = append(out, strings.Fields(s)...)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// command is one simple command after prefixes and redirections are gone.
+type command struct {
+	// name is the base name of the program ("make" for /usr/bin/make).
+	name string
+	args []string
+	// assigns are the NAME=value words before the program, or the whole
+	// command when it only assigns.
+	assigns map[string]string
+	// text is the command as read, for evidence.
+	text string
+}
+
+var (
+	// skipWords may stand before a command without being it.
+	skipWords = map[string]bool{
+		"if": true, "then": true, "else": true, "elif": true, "do": true,
+		"while": true, "until": true, "!": true, "{": true, "}": true, "time": true,
+		"exec": true, "command": true, "builtin": true, "nohup": true, "eatmydata": true,
+	}
+	// notCommands start a line that runs nothing by itself.
+	notCommands = map[string]bool{"for": true, "case": true, "function": true, "fi": true, "done": true, "esac": true, "in": true}
+	// prefixes run the command that follows them; the value is the set of
+	// their options that take an argument.
+	prefixes = map[string]map[string]bool{
+		"sudo":    {"-u": true, "-g": true, "-C": true, "-D": true},
+		"env":     {"-u": true, "-C": true, "-S": false},
+		"xargs":   {"-n": true, "-I": true, "-L": true, "-P": true, "-d": true, "-a": true, "-s": true, "-E": true},
+		"nice":    {"-n": true},
+		"stdbuf":  {},
+		"timeout": {"-s": true, "-k": true},
+		"gosu":    {},
+		"su-exec": {},
+		"chroot":  {},
+	}
+	// prefixOperand counts the operands a prefix takes before the command.
+	prefixOperand = map[string]int{"timeout": 1, "gosu": 1, "su-exec": 1, "chroot": 1}
+)
+
+// simpleCommand finds the program and its arguments in a tokenized command.
+func simpleCommand(ws []string) (command, bool) {
+	cmd := command{text: strings.Join(ws, " ")}
+	i := 0
+	for i < len(ws) {
+		w := ws[i]
+		switch {
+		case skipWords[w]:
+			i++
+			continue
+		case notCommands[w]:
+			return cmd, false
+		case assignment.MatchString(w):
+			k, v, _ := strings.Cut(w, "=")
+			if cmd.assigns == nil {
+				cmd.assigns = map[string]string{}
+			}
+			cmd.assigns[k] = v
+			i++
+			continue
+		}
+		opts, ok := prefixes[path.Base(w)]
+		if !ok {
+			break
+		}
+		operands := prefixOperand[path.Base(w)]
+		for i++; i < len(ws); i++ {
+			a := ws[i]
+			if opts[a] {
+				i++
+				continue
+			}
+			if strings.HasPrefix(a, "-") || (path.Base(w) == "env" && assignment.MatchString(a)) {
+				continue
+			}
+			if operands > 0 {
+				operands--
+				continue
+			}
+			break
+		}
+	}
+	if i >= len(ws) {
+		return cmd, len(cmd.assigns) > 0
+	}
+	cmd.name = path.Base(ws[i])
+	for j := i + 1; j < len(ws); j++ {
+		a := ws[j]
+		if isRedirect(a) {
+			if strings.TrimLeft(a, "0123456789<>&|") == "" && j+1 < len(ws) {
+				j++
+			}
+			continue
+		}
+		cmd.args = append(cmd.args, a)
+	}
+	return cmd, true
+}
+
+var redirect = regexp.MustCompile(`^[0-9]*(>>?|<<?|>&|<&|&>)`)
+
+func isRedirect(s string) bool { return redirect.MatchString(s) }
+
+// maxScriptDepth bounds "sh -c" recursion.
+const maxScriptDepth = 3
+
+// commands reads a script into simple commands in order, expanding the
+// variables in vars and those the script assigns as it goes (vars is
+// updated). Scripts passed to "sh -c" and "su -c" are read too.
+func commands(script string, vars map[string]string) []command {
+	return appendCommands(nil, script, vars, 0)
+}
+
+func appendCommands(out []command, script string, vars map[string]string, depth int) []command {
+	for _, raw := range tokenize(script) {
+		ws := expand(raw, vars)
+		cmd, ok := simpleCommand(ws)
+		if !ok {
+			continue
+		}
+		if cmd.name == "" || cmd.name == "export" || cmd.name == "local" || cmd.name == "readonly" {
+			for k, v := range cmd.assigns {
+				vars[k] = v
+			}
+			for _, a := range cmd.args {
+				if k, v, ok := strings.Cut(a, "="); ok && assignment.MatchString(a) {
+					vars[k] = v
+				}
+			}
+			continue
+		}
+		out = append(out, cmd)
+		if (shells[cmd.name] || cmd.name == "su") && depth < maxScriptDepth {
+			for j, a := range cmd.args {
+				if a == "-c" && j+1 < len(cmd.args) {
+					out = appendCommands(out, cmd.args[j+1], vars, depth+1)
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+// firstOperand returns the first argument that is not an option.
+func firstOperand(args []string) string {
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			return a
+		}
+	}
+	return ""
+}
+
+// parseEnv reads the KEY=value pairs of an ENV (or LABEL) instruction as
+// history renders them: values are not quoted and may hold spaces, so a
+// word that does not start a new KEY= belongs to the previous value.
+func parseEnv(args string) [][2]string {
+	var out [][2]string
+	fields := strings.Fields(args)
+	if len(fields) > 0 && !strings.Contains(fields[0], "=") {
+		// Legacy "ENV KEY value" form.
+		return [][2]string{{fields[0], strings.Join(fields[1:], " ")}}
+	}
+	for _, f := range fields {
+		if assignment.MatchString(f) {
+			k, v, _ := strings.Cut(f, "=")
+			out = append(out, [2]string{k, strings.Trim(v, `"`)})
+			continue
+		}
+		if n := len(out); n > 0 {
+			out[n-1][1] += " " + strings.Trim(f, `"`)
+		}
+	}
+	return out
+}

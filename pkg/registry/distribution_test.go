@@ -1,0 +1,272 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/crypto/bcrypt"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+// distribution is a real registry (CNCF distribution 2.8, Debian's
+// docker-registry package) on a loopback port, with TLS and htpasswd.
+type distribution struct {
+	host string
+	cas  *x509.CertPool
+}
+
+// startDistribution starts docker-registry for the test. Without the
+// binary the test is skipped, except under CI=true where it fails:
+// hack/install-registry.sh installs it.
+func startDistribution(t *testing.T, user, pass string) *distribution {
+	t.Helper()
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		msg := "docker-registry is not installed (run hack/install-registry.sh): " + err.Error()
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	dir := t.TempDir()
+	caPool, certPEM, keyPEM := testCertificates(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{
+		"cert.pem": certPEM, "key.pem": keyPEM,
+		"htpasswd": []byte(user + ":" + string(hash) + "\n"),
+	}
+	for n, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := freeLoopbackAddr(t)
+	config := fmt.Sprintf(`version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %[1]s/data
+http:
+  addr: %[2]s
+  secret: test-only-secret
+  tls:
+    certificate: %[1]s/cert.pem
+    key: %[1]s/key.pem
+auth:
+  htpasswd:
+    realm: slimgate-test
+    path: %[1]s/htpasswd
+`, dir, addr)
+	cfgFile := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgFile, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "serve", cfgFile)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool}}}
+	defer client.CloseIdleConnections()
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		resp, err := client.Get("https://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusUnauthorized {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("docker-registry did not become ready on %s: %v\n%s", addr, err, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return &distribution{host: addr, cas: caPool}
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// testCertificates makes a CA and a server certificate for 127.0.0.1.
+func testCertificates(t *testing.T) (*x509.CertPool, []byte, []byte) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "slimgate test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return pool,
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+// dockerConfigSecret is a kubernetes.io/dockerconfigjson Secret for host.
+func dockerConfigSecret(t *testing.T, namespace, secretName, host, user, pass string) *corev1.Secret {
+	t.Helper()
+	cfg := map[string]any{"auths": map[string]any{host: map[string]string{
+		"username": user, "password": pass,
+		"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + pass)),
+	}}}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: namespace, ResourceVersion: "7"},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: b},
+	}
+}
+
+func TestRealRegistryWithPullSecrets(t *testing.T) {
+	const user, pass = "ci-bot", "correct horse battery staple"
+	dist := startDistribution(t, user, pass)
+
+	// Push a private image with basic auth.
+	img := buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN apt-get install -y build-essential", "COPY app /app")
+	ref, err := name.ParseReference(dist.host + "/team-a/private:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushTransport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: dist.cas}}
+	defer pushTransport.CloseIdleConnections()
+	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: user, Password: pass}), remote.WithTransport(pushTransport)); err != nil {
+		t.Fatalf("pushing: %v", err)
+	}
+
+	// A second registry, plain HTTP, that records Authorization headers.
+	other := newTestRegistry(t, nil)
+	publicRef := other.push(t, "public/app:v1", buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN x"))
+
+	cs := fake.NewClientset(
+		dockerConfigSecret(t, "team-a", "regcred", dist.host, user, pass),
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "team-a"}},
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	kc, scope, err := PullSecretKeychain(ctx, cs, "team-a", "", []string{"regcred", "missing-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(scope, "team-a/") {
+		t.Errorf("scope = %q, want it to start with the namespace", scope)
+	}
+	anonKC, anonScope, err := PullSecretKeychain(ctx, cs, "team-b", "", []string{"regcred"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if anonScope != "" {
+		t.Errorf("namespace without secrets: scope = %q, want empty", anonScope)
+	}
+
+	r, _ := newTestRemote(t, Options{RootCAs: dist.cas})
+	rules := EgressRules{Enabled: true, AllowPrivateNetworks: true, Insecure: []string{other.host}}
+
+	insp, err := r.Inspect(ctx, Request{Reference: ref.String(), Keychain: kc, CredentialScope: scope, Egress: rules})
+	if err != nil {
+		t.Fatalf("with the pull secret: %v", err)
+	}
+	want := expectedFacts(t, img, ref.Name())
+	if len(insp.Images) != 1 || insp.Images[0].Digest != want.Digest || len(insp.Images[0].History) != 2 {
+		t.Errorf("inspection = %+v, want the pushed image %s", insp, want.Digest)
+	}
+
+	// Without credentials: refused, although the facts are cached.
+	_, err = r.Inspect(ctx, Request{Reference: ref.String(), Keychain: anonKC, CredentialScope: anonScope, Egress: rules})
+	wantReason(t, err, ReasonUnauthorized)
+	_, err = r.Inspect(ctx, Request{Reference: ref.Context().Digest(want.Digest).String(), CredentialScope: "team-c/", Egress: rules})
+	wantReason(t, err, ReasonUnauthorized)
+
+	// The same keychain used against another registry sends it nothing.
+	if _, err := r.Inspect(ctx, Request{Reference: publicRef, Keychain: kc, CredentialScope: scope, Egress: rules}); err != nil {
+		t.Fatal(err)
+	}
+	if other.log.snapshot()["manifest GET"] != 1 {
+		t.Errorf("second registry requests = %v, want a manifest GET", other.log.snapshot())
+	}
+	if len(other.log.auth) != 0 {
+		t.Errorf("credentials leaked to the second registry: %q", other.log.auth)
+	}
+
+	// TLS is verified: without the CA the registry is not trusted.
+	plain, _ := newTestRemote(t, Options{})
+	_, err = plain.Inspect(ctx, Request{Reference: ref.String(), Keychain: kc, CredentialScope: scope, Egress: rules})
+	if ie, ok := AsInspectionError(err); !ok || !strings.Contains(ie.Error(), "certificate") {
+		t.Errorf("without the CA: err = %v, want a certificate error", err)
+	}
+}

@@ -1,0 +1,436 @@
+package registry
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"slimgate.dev/slimgate/pkg/image"
+)
+
+// testImage builds an image whose history is the given lines; lines
+// starting with "ENV " or "CMD " add no layer.
+func testImage(t *testing.T, platform v1.Platform, lines ...string) v1.Image {
+	t.Helper()
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	var history []v1.History
+	for _, l := range lines {
+		h := v1.History{CreatedBy: l, Comment: "buildkit.dockerfile.v0"}
+		if strings.HasPrefix(l, "ENV ") || strings.HasPrefix(l, "CMD ") {
+			h.EmptyLayer = true
+		} else {
+			layer, err := random.Layer(2048, types.OCILayer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img, err = mutate.AppendLayers(img, layer); err != nil {
+				t.Fatal(err)
+			}
+		}
+		history = append(history, h)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.DeepCopy()
+	cfg.History = history
+	cfg.OS, cfg.Architecture, cfg.Variant = platform.OS, platform.Architecture, platform.Variant
+	cfg.Config.Env = []string{"PATH=/usr/bin"}
+	img, err = mutate.ConfigFile(img, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+var amd64 = v1.Platform{OS: "linux", Architecture: "amd64"}
+
+// wantFacts is what InspectLocal must report for img: the facts ggcr's
+// in-memory image yields.
+func wantFacts(t *testing.T, img v1.Image, ref string) *image.Facts {
+	t.Helper()
+	f, err := image.FromImage(img, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// dropLayers deletes the layer blobs of img from a layout.
+func dropLayers(t *testing.T, dir string, img v1.Image) {
+	t.Helper()
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range m.Layers {
+		if err := os.Remove(filepath.Join(dir, "blobs", l.Digest.Algorithm, l.Digest.Hex)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func digestOf(t *testing.T, d interface{ Digest() (v1.Hash, error) }) string {
+	t.Helper()
+	h, err := d.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.String()
+}
+
+func TestInspectLocalLayoutWithoutLayerBlobs(t *testing.T) {
+	img := testImage(t, amd64, "ADD alpine-minirootfs.tar.gz /", "ENV GOLANG_VERSION=1.22.5", "RUN /bin/sh -c go build -o /app .")
+	dir := t.TempDir()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	dropLayers(t, dir, img)
+
+	ref := "oci:" + dir
+	got, err := InspectLocal(ref, nil)
+	if err != nil {
+		t.Fatalf("InspectLocal: %v", err)
+	}
+	want := &Inspection{Reference: ref, Digest: digestOf(t, img), Images: []*image.Facts{wantFacts(t, img, ref)}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("inspection (-want +got):\n%s", diff)
+	}
+	if !got.Images[0].HistoryMapped || len(got.Images[0].Layers) != 2 {
+		t.Errorf("history mapped %v with %d layers, want true with 2", got.Images[0].HistoryMapped, len(got.Images[0].Layers))
+	}
+}
+
+func TestInspectLocalLayoutSelection(t *testing.T) {
+	app := testImage(t, amd64, "COPY /app/server /server # buildkit")
+	sdk := testImage(t, amd64, "ENV GOLANG_VERSION=1.22.5", "RUN /bin/sh -c go build -o /app .")
+	untagged := testImage(t, amd64, "COPY hello /hello # buildkit")
+	dir := t.TempDir()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tag, img := range map[string]v1.Image{"app": app, "sdk": sdk, "": untagged} {
+		var opts []layout.Option
+		if tag != "" {
+			opts = append(opts, layout.WithAnnotations(map[string]string{refNameAnnotation: tag}))
+		}
+		if err := p.AppendImage(img, opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tests := []struct {
+		ref        string
+		wantDigest string
+		wantReason Reason
+		wantInErr  []string
+	}{
+		{ref: "oci:" + dir + ":app", wantDigest: digestOf(t, app)},
+		{ref: "oci:" + dir + ":sdk", wantDigest: digestOf(t, sdk)},
+		{ref: "oci:" + dir + "@" + digestOf(t, untagged), wantDigest: digestOf(t, untagged)},
+		{ref: "oci:" + dir, wantReason: ReasonBadReference, wantInErr: []string{"3 images", "tags: ", "app", "sdk", "untagged: " + digestOf(t, untagged)}},
+		{ref: "oci:" + dir + ":nope", wantReason: ReasonNotFound, wantInErr: []string{`no image tagged "nope"`, "app", "sdk"}},
+		{ref: "oci:" + dir + "@sha256:" + strings.Repeat("0", 64), wantReason: ReasonNotFound},
+		{ref: "oci:" + dir + "@sha256:abc", wantReason: ReasonBadReference},
+		{ref: "oci:" + dir + ":", wantReason: ReasonBadReference},
+		{ref: "oci:", wantReason: ReasonBadReference},
+		{ref: "oci:" + filepath.Join(dir, "missing"), wantReason: ReasonNotFound},
+		{ref: "tar:" + dir, wantReason: ReasonBadReference},
+	}
+	for _, tc := range tests {
+		t.Run(tc.ref, func(t *testing.T) {
+			got, err := InspectLocal(tc.ref, nil)
+			if tc.wantReason != "" {
+				ie, ok := AsInspectionError(err)
+				if !ok {
+					t.Fatalf("error %v, want an *InspectionError", err)
+				}
+				if ie.Reason != tc.wantReason || ie.Reference != tc.ref {
+					t.Errorf("reason %s reference %q, want %s %q", ie.Reason, ie.Reference, tc.wantReason, tc.ref)
+				}
+				for _, s := range tc.wantInErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not mention %q", err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("InspectLocal: %v", err)
+			}
+			if len(got.Images) != 1 || got.Images[0].Digest != tc.wantDigest || got.Digest != tc.wantDigest {
+				t.Errorf("got %d images, digest %s, want one with %s", len(got.Images), got.Digest, tc.wantDigest)
+			}
+		})
+	}
+}
+
+func TestInspectLocalLayoutMultiPlatform(t *testing.T) {
+	arm64 := v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
+	imgAMD := testImage(t, amd64, "COPY /app/server /server # buildkit")
+	imgARM := testImage(t, arm64, "COPY /app/server /server # buildkit")
+	attest := testImage(t, v1.Platform{}, "attestation")
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: imgAMD, Descriptor: v1.Descriptor{Platform: &amd64}},
+		mutate.IndexAddendum{Add: imgARM, Descriptor: v1.Descriptor{Platform: &arm64}},
+		mutate.IndexAddendum{Add: attest, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"}}},
+	)
+	dir := t.TempDir()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendIndex(idx); err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range []v1.Image{imgAMD, imgARM, attest} {
+		dropLayers(t, dir, img)
+	}
+	ref := "oci:" + dir
+	indexDigest := digestOf(t, idx)
+
+	tests := []struct {
+		platforms  []string
+		want       []string
+		wantReason Reason
+	}{
+		{platforms: nil, want: []string{"linux/amd64", "linux/arm64/v8"}},
+		{platforms: []string{"linux/arm64"}, want: []string{"linux/arm64/v8"}},
+		{platforms: []string{"linux/arm64/v8", "linux/amd64"}, want: []string{"linux/arm64/v8", "linux/amd64"}},
+		{platforms: []string{"windows/amd64"}, wantReason: ReasonNotFound},
+		{platforms: []string{"linux"}, wantReason: ReasonBadReference},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.platforms, ","), func(t *testing.T) {
+			got, err := InspectLocal(ref, tc.platforms)
+			if tc.wantReason != "" {
+				if ie, ok := AsInspectionError(err); !ok || ie.Reason != tc.wantReason {
+					t.Fatalf("error %v, want reason %s", err, tc.wantReason)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("InspectLocal: %v", err)
+			}
+			if got.Digest != indexDigest {
+				t.Errorf("digest %s, want the index digest %s", got.Digest, indexDigest)
+			}
+			var platforms []string
+			for _, f := range got.Images {
+				platforms = append(platforms, f.Platform.String())
+				if f.IndexDigest != indexDigest {
+					t.Errorf("%s: index digest %s, want %s", f.Platform, f.IndexDigest, indexDigest)
+				}
+			}
+			if diff := cmp.Diff(tc.want, platforms); diff != "" {
+				t.Errorf("platforms (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// writeBlob stores b in the layout and returns its descriptor.
+func writeBlob(t *testing.T, p layout.Path, mt types.MediaType, b []byte) v1.Descriptor {
+	t.Helper()
+	h, n, err := v1.SHA256(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WriteBlob(h, io.NopCloser(bytes.NewReader(b))); err != nil {
+		t.Fatal(err)
+	}
+	return v1.Descriptor{MediaType: mt, Digest: h, Size: n}
+}
+
+func TestInspectLocalLayoutRejectsBadBlobs(t *testing.T) {
+	dir := t.TempDir()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeBlob(t, p, types.OCIConfigJSON, []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers"}}`))
+	manifest := func(config v1.Descriptor) []byte {
+		b, err := json.Marshal(v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1, Config: config})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	huge := cfg
+	huge.Size = maxLocalDocument + 1
+	lying := cfg
+	lying.Size--
+	for tag, m := range map[string]v1.Descriptor{
+		"ok":     writeBlob(t, p, types.OCIManifestSchema1, manifest(cfg)),
+		"huge":   writeBlob(t, p, types.OCIManifestSchema1, manifest(huge)),
+		"lying":  writeBlob(t, p, types.OCIManifestSchema1, manifest(lying)),
+		"absent": {MediaType: types.OCIManifestSchema1, Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("a", 64)}, Size: 10},
+	} {
+		m.Annotations = map[string]string{refNameAnnotation: tag}
+		if err := p.AppendDescriptor(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := map[string]Reason{"ok": "", "huge": ReasonTooLarge, "lying": ReasonInvalid, "absent": ReasonNotFound}
+	for tag, want := range tests {
+		t.Run(tag, func(t *testing.T) {
+			insp, err := InspectLocal("oci:"+dir+":"+tag, nil)
+			if want == "" {
+				if err != nil || len(insp.Images) != 1 || insp.Images[0].Platform != (image.Platform{OS: "linux", Architecture: "amd64"}) {
+					t.Fatalf("got %+v, %v; want one linux/amd64 image", insp, err)
+				}
+				return
+			}
+			if ie, ok := AsInspectionError(err); !ok || ie.Reason != want {
+				t.Fatalf("error %v, want reason %s", err, want)
+			}
+		})
+	}
+}
+
+func TestInspectLocalDockerArchive(t *testing.T) {
+	app := testImage(t, amd64, "ADD alpine-minirootfs.tar.gz /", "COPY /app/server /server # buildkit")
+	sdk := testImage(t, amd64, "ENV GOLANG_VERSION=1.22.5", "RUN /bin/sh -c go build -o /app .")
+	dir := t.TempDir()
+	single := filepath.Join(dir, "single.tar")
+	appTag, err := name.NewTag("example.com/app:1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tarball.WriteToFile(single, appTag, app); err != nil {
+		t.Fatal(err)
+	}
+	multi := filepath.Join(dir, "multi.tar")
+	sdkTag, err := name.NewTag("golang-app:1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tarball.MultiRefWriteToFile(multi, map[name.Reference]v1.Image{appTag: app, sdkTag: sdk}); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		ref        string
+		want       v1.Image
+		wantReason Reason
+		wantInErr  []string
+	}{
+		{ref: "docker-archive:" + single, want: app},
+		{ref: "docker-archive:" + single + ":example.com/app:1.0", want: app},
+		{ref: "docker-archive:" + multi + ":golang-app:1.0", want: sdk},
+		{ref: "docker-archive:" + multi + ":docker.io/library/golang-app:1.0", want: sdk},
+		{ref: "docker-archive:" + multi + ":@0", want: app},
+		{ref: "docker-archive:" + multi, wantReason: ReasonBadReference, wantInErr: []string{"2 images", "example.com/app:1.0", "golang-app:1.0"}},
+		{ref: "docker-archive:" + multi + ":other:2", wantReason: ReasonNotFound},
+		{ref: "docker-archive:" + multi + ":@2", wantReason: ReasonBadReference},
+		{ref: "docker-archive:" + filepath.Join(dir, "missing.tar"), wantReason: ReasonNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.ref, func(t *testing.T) {
+			got, err := InspectLocal(tc.ref, nil)
+			if tc.wantReason != "" {
+				ie, ok := AsInspectionError(err)
+				if !ok || ie.Reason != tc.wantReason {
+					t.Fatalf("error %v, want reason %s", err, tc.wantReason)
+				}
+				for _, s := range tc.wantInErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not mention %q", err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("InspectLocal: %v", err)
+			}
+			// ggcr writes gzip layers named by their digest, so the facts
+			// match a registry's, except for the digest: an archive has no
+			// manifest, and the image ID stands in.
+			want := wantFacts(t, tc.want, tc.ref)
+			cfgName, err := tc.want.ConfigName()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want.Digest = cfgName.String()
+			want.MediaType = string(types.DockerManifestSchema2)
+			for i := range want.Layers {
+				want.Layers[i].MediaType = string(types.DockerLayer)
+			}
+			if diff := cmp.Diff([]*image.Facts{want}, got.Images); diff != "" {
+				t.Errorf("facts (-want +got):\n%s", diff)
+			}
+			if got.Digest != cfgName.String() || len(got.Notes) != 1 {
+				t.Errorf("digest %s notes %q, want %s and one note", got.Digest, got.Notes, cfgName)
+			}
+		})
+	}
+}
+
+// TestInspectLocalDockerArchiveLegacy reads the classic docker save layout:
+// uncompressed "<id>/layer.tar" files, a shared layer as a symbolic link,
+// manifest.json written last.
+func TestInspectLocalDockerArchiveLegacy(t *testing.T) {
+	layerA := bytes.Repeat([]byte("a"), 3000)
+	cfg := []byte(`{"architecture":"arm64","os":"linux","config":{"Env":["GOLANG_VERSION=1.22.5"]},` +
+		`"rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("1", 64) + `","sha256:` + strings.Repeat("2", 64) + `"]},` +
+		`"history":[{"created_by":"ADD rootfs.tar /"},{"created_by":"ENV GOLANG_VERSION=1.22.5","empty_layer":true},{"created_by":"RUN /bin/sh -c go build -o /app ."}]}`)
+	manifest := []byte(`[{"Config":"cfg.json","RepoTags":["golang-app:1.0"],"Layers":["a/layer.tar","./b/layer.tar"]}]`)
+	file := filepath.Join(t.TempDir(), "legacy.tar")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(h *tar.Header, body []byte) {
+		h.Size = int64(len(body))
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(&tar.Header{Name: "a/layer.tar", Typeflag: tar.TypeReg, Mode: 0o644}, layerA)
+	add(&tar.Header{Name: "b/layer.tar", Typeflag: tar.TypeSymlink, Linkname: "../a/layer.tar"}, nil)
+	add(&tar.Header{Name: "cfg.json", Typeflag: tar.TypeReg, Mode: 0o644}, cfg)
+	add(&tar.Header{Name: "manifest.json", Typeflag: tar.TypeReg, Mode: 0o644}, manifest)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := InspectLocal("docker-archive:"+file, nil)
+	if err != nil {
+		t.Fatalf("InspectLocal: %v", err)
+	}
+	f := got.Images[0]
+	if f.CompressedSize != 6000 || len(f.Layers) != 2 || !f.HistoryMapped || f.Platform.String() != "linux/arm64" {
+		t.Errorf("size %d, %d layers, mapped %v, platform %s; want 6000, 2, true, linux/arm64", f.CompressedSize, len(f.Layers), f.HistoryMapped, f.Platform)
+	}
+	if f.Layers[1].Digest != "sha256:"+strings.Repeat("2", 64) || f.Layers[1].MediaType != string(types.DockerUncompressedLayer) {
+		t.Errorf("layer 1 = %+v, want the diff id and the uncompressed media type", f.Layers[1])
+	}
+	if len(got.Notes) != 2 || !strings.Contains(got.Notes[1], "uncompressed") {
+		t.Errorf("notes %q, want a note that sizes are uncompressed", got.Notes)
+	}
+}
