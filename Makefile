@@ -10,6 +10,12 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 CONTROLLER_GEN_VERSION ?= v0.23.0
 CONTROLLER_GEN := $(BIN)/controller-gen
+# helm and kustomize for the chart and config/ tests, built from the Go
+# module proxy into bin/ (kustomize v5.8.3 needs go 1.27).
+HELM_VERSION ?= v3.22.0
+HELM := $(BIN)/helm
+KUSTOMIZE_VERSION ?= v5.8.2
+KUSTOMIZE := $(BIN)/kustomize
 FUZZTIME ?= 10s
 # The fuzz targets `make test` runs briefly, as package:target.
 FUZZ_TARGETS ?= ./pkg/policy:FuzzLoad ./pkg/policy:FuzzEvaluateHistory
@@ -32,11 +38,11 @@ registry-server: ## Install the distribution registry server (Debian docker-regi
 	@hack/install-registry.sh
 
 .PHONY: test
-test: ## Run everything: unit, integration and end-to-end tests, then each fuzz target briefly.
+test: $(HELM) $(KUSTOMIZE) ## Run everything: unit, integration and end-to-end tests, then each fuzz target briefly.
 	@assets="$$(hack/envtest-assets.sh)"; \
 	hack/install-registry.sh || [ "$${CI:-}" != true ]; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
-	KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 ./...
+	KUBEBUILDER_ASSETS="$$assets" SLIMGATE_HELM=$(HELM) SLIMGATE_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 ./...
 	@for t in $(FUZZ_TARGETS); do \
 		pkg="$${t%%:*}"; name="$${t##*:}"; \
 		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
@@ -48,14 +54,32 @@ test-e2e: ## Run the end-to-end tests against a real kube-apiserver and etcd.
 	@assets="$$(hack/envtest-assets.sh)"; \
 	KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 -v ./test/e2e/...
 
+.PHONY: demo
+demo: ## Run slimgate for real: local kube-apiserver + etcd, in-process registry and webhook, sample workloads (DEMO_FLAGS=-short for CI).
+	@echo "demo: kube-apiserver and etcd come from hack/envtest-assets.sh: built from the Go module proxy on first use (about 8 minutes on 2 cores), cached afterwards."
+	@start=$$SECONDS; assets="$$(hack/envtest-assets.sh)"; \
+	echo "demo: kube-apiserver and etcd ready after $$((SECONDS - start))s."; \
+	KUBEBUILDER_ASSETS="$$assets" $(GO) run ./hack/demo $(DEMO_FLAGS)
+
+BENCH_OUT ?= $(BIN)/bench
+# The measurements behind docs/benchmarks.md (ratios to floors measured in
+# the same run), run one package at a time so they do not compete for CPU.
+BENCH_FIGURES := ^(TestWarmRatio|TestLoad|TestFanInFetchesOnce|TestColdRatio|TestCacheScale)$$
+
 .PHONY: bench
-bench: ## Run the Go benchmarks.
-	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+bench: ## Run the benchmarks and measurements of docs/benchmarks.md (about 5 minutes); output in bin/bench/.
+	@mkdir -p $(BENCH_OUT)
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem ./pkg/... | tee $(BENCH_OUT)/benchmarks.txt
+	SLIMGATE_BENCH=1 $(GO) test -p 1 -count=1 -v -timeout 20m -run '$(BENCH_FIGURES)' ./pkg/admission ./pkg/registry | tee $(BENCH_OUT)/figures.txt
+	$(GO) test -run '^$$' -bench '^BenchmarkAdmitWarm$$' -benchtime 3s -cpuprofile $(BENCH_OUT)/admit-warm.cpu -o $(BENCH_OUT)/admission.test ./pkg/admission >/dev/null
+	$(GO) tool pprof -top -cum $(BENCH_OUT)/admission.test $(BENCH_OUT)/admit-warm.cpu 2>/dev/null | head -40 > $(BENCH_OUT)/admit-warm.top.txt
+	@echo; grep -h -o 'FIGURE.*' $(BENCH_OUT)/figures.txt; grep -h '^cpu:\|^goos\|^goarch' $(BENCH_OUT)/benchmarks.txt | sort -u
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate deepcopy code, the CRD and RBAC with controller-gen.
+manifests: $(CONTROLLER_GEN) ## Generate deepcopy code, the CRD (and the chart's copy) and RBAC with controller-gen.
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	cp config/crd/bases/slimgate.dev_slimimagepolicies.yaml charts/slimgate/crds/
 	@if [ -d pkg/admission ]; then $(CONTROLLER_GEN) rbac:roleName=slimgate paths=./cmd/... paths=./pkg/... output:rbac:artifacts:config=config/rbac; fi
 
 .PHONY: lint
@@ -63,7 +87,21 @@ lint: ## gofmt, go vet, and a check that generated files are current.
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(MAKE) manifests
-	git diff --exit-code -- api config || (echo "generated files are stale: run make manifests"; exit 1)
+	git diff --exit-code -- api config charts || (echo "generated files are stale: run make manifests"; exit 1)
+
+.PHONY: test-deploy
+test-deploy: $(HELM) $(KUSTOMIZE) ## Test the Helm chart and config/ (lint, render, dry-run, RBAC) against a real API server.
+	@assets="$$(hack/envtest-assets.sh)"; \
+	KUBEBUILDER_ASSETS="$$assets" SLIMGATE_HELM=$(HELM) SLIMGATE_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -v ./test/deploy/...
+
+.PHONY: tools
+tools: $(CONTROLLER_GEN) $(HELM) $(KUSTOMIZE) ## Build controller-gen, helm and kustomize into bin/.
+
+$(HELM):
+	GOBIN=$(BIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+$(KUSTOMIZE):
+	GOBIN=$(BIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)

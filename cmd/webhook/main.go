@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"os"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -11,19 +14,39 @@ import (
 	"slimgate.dev/slimgate/cmd/webhook/app"
 )
 
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
 func main() {
+	os.Exit(execute(ctrl.SetupSignalHandler(), os.Args[1:], os.Stderr, app.Run))
+}
+
+// execute parses args into app.Options, sets up logging and hands over to
+// run (app.Run; tests pass a function that records the options). It
+// returns the exit status: 0 after a clean stop, 2 on bad flags, 1 when
+// run fails.
+func execute(ctx context.Context, args []string, stderr io.Writer, run func(context.Context, app.Options) error) int {
 	var opts app.Options
-	fs := flag.NewFlagSet("webhook", flag.ExitOnError)
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	opts.AddFlags(fs)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
-	_ = fs.Parse(os.Args[1:]) // ExitOnError exits on bad flags
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	if err := run(ctrl.SetupSignalHandler(), opts); err != nil {
-		ctrl.Log.Error(err, "webhook stopped")
-		os.Exit(1)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "webhook: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts), zap.WriteTo(stderr)))
+	ctrl.Log.Info("starting slimgate webhook", "version", version, "certRotation", opts.CertRotation)
+	if err := run(ctx, opts); err != nil {
+		fmt.Fprintf(stderr, "webhook: %v\n", err)
+		return 1
+	}
+	return 0
 }
-
-// run is the whole program after flag parsing.
-func run(ctx context.Context, opts app.Options) error { return app.Run(ctx, opts) }

@@ -327,6 +327,40 @@ func TestDenialMessage(t *testing.T) {
 	}
 }
 
+// The bloat attribution leads the denial; Event notes keep the finding
+// lines and one remedy, so three findings fit the API's 1 kB note limit.
+func TestDenialMessageWithBloatAndBriefNote(t *testing.T) {
+	img := Image{Reference: "golang-app:1", Container: "app", Source: SourceContainer, Path: "spec.containers[0].image"}
+	j := judged("no-sdk", v1alpha1.ModeEnforce, img,
+		finding(policy.ActionDeny, "toolchain.go"), finding(policy.ActionDeny, "toolchain.cc"), finding(policy.ActionDeny, "build.go"))
+	j.results[0].Bloat = &policy.Bloat{ToolchainBytes: 171e6, TotalBytes: 308e6, Percent: 55.5, Known: true}
+	out := decide([]judgment{j})
+	if want := "slimgate refused this request:\n[no-sdk] container \"app\" image golang-app:1: toolchain layers: 171 MB of 308 MB (56%)\n"; !strings.HasPrefix(out.denied, want) {
+		t.Errorf("denial does not lead with the bloat:\n%s", out.denied)
+	}
+	ds := out.decisions(&Workload{Object: &corev1.Pod{}})
+	if len(ds) != 1 {
+		t.Fatalf("decisions = %d, want 1", len(ds))
+	}
+	note := ds[0].Note
+	for _, rule := range []string{"toolchain layers: 171 MB", "[toolchain.go]", "[toolchain.cc]", "[build.go]", "remedy: use a multi-stage build"} {
+		if !strings.Contains(note, rule) {
+			t.Errorf("note lacks %q:\n%s", rule, note)
+		}
+	}
+	if n := strings.Count(note, "remedy:"); n != 1 {
+		t.Errorf("note has %d remedies, want 1:\n%s", n, note)
+	}
+	if strings.Contains(note, "evidence:") {
+		t.Errorf("note carries evidence lines:\n%s", note)
+	}
+	// Unknown attribution (history not paired with layers) adds no line.
+	j.results[0].Bloat = &policy.Bloat{TotalBytes: 308e6}
+	if out := decide([]judgment{j}); strings.Contains(out.denied, "toolchain layers") {
+		t.Errorf("unknown bloat was reported:\n%s", out.denied)
+	}
+}
+
 func TestWarning(t *testing.T) {
 	img := Image{Reference: "golang-app:1", Container: "app", Source: SourceContainer}
 	got := Warning("policy", img, policy.Finding{Rule: "toolchain.go", Message: "ships the Go SDK"})

@@ -91,7 +91,7 @@ func decide(js []judgment) outcome {
 		}
 		switch a {
 		case policy.ActionDeny:
-			denied = append(denied, explain(j, a)...)
+			denied = append(denied, explain(j, a, false)...)
 		case policy.ActionWarn:
 			for _, f := range j.findings(a) {
 				w := Warning(j.policy.Name, j.image, f)
@@ -109,14 +109,23 @@ func decide(js []judgment) outcome {
 	return o
 }
 
-// explain writes the lines for one judgment's findings of action a:
+// explain writes the lines for one judgment's findings of action a. The
+// bloat attribution, when known, leads; then each finding with its
+// evidence and remedy:
 //
+//	[policy] container "app" image golang-app:1: toolchain layers: 171 MB of 308 MB (56%)
 //	[policy] container "app" image golang-app:1 (spec.containers[0].image): ships the Go SDK [toolchain.go]
 //	  evidence: history[3] "RUN /bin/sh -c go build -o /app ."
 //	  remedy: build in one stage, copy the binary into a slim final stage
-func explain(j judgment, a policy.Action) []string {
+//
+// A brief explanation (for Event notes, which the API caps at 1 kB) keeps
+// the finding lines and only the first remedy.
+func explain(j judgment, a policy.Action, brief bool) []string {
 	fs := j.findings(a)
 	var lines []string
+	if b := j.bloat(); b != "" {
+		lines = append(lines, fmt.Sprintf("[%s] %s image %s: %s", j.policy.Name, j.image.Describe(), j.image.Reference, b))
+	}
 	for i, f := range fs {
 		if i == maxFindings {
 			lines = append(lines, fmt.Sprintf("  ... and %d more findings", len(fs)-maxFindings))
@@ -124,6 +133,9 @@ func explain(j judgment, a policy.Action) []string {
 		}
 		lines = append(lines, fmt.Sprintf("[%s] %s image %s (%s): %s [%s]",
 			j.policy.Name, j.image.Describe(), j.image.Reference, j.image.Path, f.Message, f.Rule))
+		if brief {
+			continue
+		}
 		if e := Evidence(f.Rule, f.Evidence); e != "" {
 			lines = append(lines, "  evidence: "+e)
 		}
@@ -131,7 +143,26 @@ func explain(j judgment, a policy.Action) []string {
 			lines = append(lines, "  remedy: "+f.Remedy)
 		}
 	}
+	if brief && len(fs) > 0 && fs[0].Remedy != "" {
+		lines = append(lines, "  remedy: "+fs[0].Remedy)
+	}
 	return lines
+}
+
+// bloat describes how much of the image its toolchain layers take, or ""
+// when no bytes could be attributed. Of several platforms, the one with
+// the most toolchain bytes speaks.
+func (j judgment) bloat() string {
+	var top *policy.Bloat
+	for _, r := range j.results {
+		if b := r.Bloat; b != nil && b.Known && b.ToolchainBytes > 0 && (top == nil || b.ToolchainBytes > top.ToolchainBytes) {
+			top = b
+		}
+	}
+	if top == nil {
+		return ""
+	}
+	return top.String()
 }
 
 // Warning formats one short admission warning:
@@ -216,7 +247,7 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 			a.top = s
 		}
 		if s != "" {
-			a.lines = append(a.lines, explain(j, s)...)
+			a.lines = append(a.lines, explain(j, s, true)...)
 		} else if j.failure != nil {
 			a.failed = true
 			a.lines = append(a.lines, fmt.Sprintf("[%s] %s image %s could not be inspected (%s): %s; admitted because onInspectionError is %s",

@@ -1,15 +1,18 @@
 package admission
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -70,7 +73,165 @@ func (d *Decoder) Decode(raw []byte) (*Workload, error) {
 		}
 		return nil, fmt.Errorf("decoding object: %w", err)
 	}
-	w := &Workload{Kind: *gvk}
+	return workloadOf(obj, *gvk)
+}
+
+// DecodeAs decodes raw JSON that should be an object of kind gvk (the
+// request's kind) in one pass, reading only what slimgate judges: the
+// metadata that names the object in Events (name, generateName, namespace,
+// uid, labels, ownerReferences) and, of its Pod spec, the containers' names
+// and images, image volumes, serviceAccountName and imagePullSecrets. The
+// rest (annotations, managedFields, resources, probes, env, status) is
+// skipped: a warm review would otherwise spend most of its time decoding
+// it. The object's own apiVersion and kind still decide: when they are not
+// gvk, or the decode fails, DecodeAs falls back to Decode, which decodes
+// the whole object by them (and reads YAML).
+func (d *Decoder) DecodeAs(raw []byte, gvk schema.GroupVersionKind) (*Workload, error) {
+	obj := newTyped(gvk)
+	if obj == nil || len(raw) == 0 || raw[0] != '{' {
+		return d.Decode(raw)
+	}
+	// encoding/json, not the case-sensitive sigs.k8s.io/json the API
+	// machinery uses: it is markedly faster here, and the object comes from
+	// the API server, which writes it with canonical field names.
+	var slim slimObject
+	if err := json.Unmarshal(raw, &slim); err != nil || slim.GroupVersionKind() != gvk {
+		return d.Decode(raw)
+	}
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
+	m := obj.(metav1.Object)
+	m.SetName(slim.Metadata.Name)
+	m.SetGenerateName(slim.Metadata.GenerateName)
+	m.SetNamespace(slim.Metadata.Namespace)
+	m.SetUID(slim.Metadata.UID)
+	m.SetLabels(slim.Metadata.Labels)
+	m.SetOwnerReferences(slim.Metadata.OwnerReferences)
+	var spec *slimPodSpec
+	switch {
+	case gvk.Kind == "Pod":
+		spec = &slim.Spec.slimPodSpec
+	case gvk.Kind == "CronJob":
+		if jt := slim.Spec.JobTemplate; jt != nil && jt.Spec.Template != nil {
+			spec = &jt.Spec.Template.Spec
+		}
+	case slim.Spec.Template != nil:
+		spec = &slim.Spec.Template.Spec
+	}
+	if rc, ok := obj.(*corev1.ReplicationController); ok && spec != nil {
+		rc.Spec.Template = &corev1.PodTemplateSpec{}
+	}
+	w, err := workloadOf(obj, gvk)
+	if err != nil || spec == nil || w.Spec == nil {
+		return w, err
+	}
+	spec.fill(w.Spec)
+	return w, nil
+}
+
+// slimObject is the part of a workload DecodeAs reads.
+type slimObject struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        struct {
+		Name            string                  `json:"name"`
+		GenerateName    string                  `json:"generateName"`
+		Namespace       string                  `json:"namespace"`
+		UID             types.UID               `json:"uid"`
+		Labels          map[string]string       `json:"labels"`
+		OwnerReferences []metav1.OwnerReference `json:"ownerReferences"`
+	} `json:"metadata"`
+	Spec struct {
+		// A Pod's spec; the fields below are the other kinds'.
+		slimPodSpec
+		Template    *slimTemplate `json:"template"`
+		JobTemplate *struct {
+			Spec struct {
+				Template *slimTemplate `json:"template"`
+			} `json:"spec"`
+		} `json:"jobTemplate"`
+	} `json:"spec"`
+}
+
+type slimTemplate struct {
+	Spec slimPodSpec `json:"spec"`
+}
+
+// slimPodSpec holds the fields of a Pod spec that name images or the
+// credentials to pull them.
+type slimPodSpec struct {
+	InitContainers      []slimContainer               `json:"initContainers"`
+	Containers          []slimContainer               `json:"containers"`
+	EphemeralContainers []slimContainer               `json:"ephemeralContainers"`
+	Volumes             []slimVolume                  `json:"volumes"`
+	ServiceAccountName  string                        `json:"serviceAccountName"`
+	ImagePullSecrets    []corev1.LocalObjectReference `json:"imagePullSecrets"`
+}
+
+type slimContainer struct {
+	Name  string `json:"name"`
+	Image string `json:"image"`
+}
+
+type slimVolume struct {
+	Name  string                    `json:"name"`
+	Image *corev1.ImageVolumeSource `json:"image"`
+}
+
+// fill copies the slim spec into a Pod spec.
+func (s *slimPodSpec) fill(out *corev1.PodSpec) {
+	out.ServiceAccountName = s.ServiceAccountName
+	out.ImagePullSecrets = s.ImagePullSecrets
+	if len(s.InitContainers) > 0 {
+		out.InitContainers = make([]corev1.Container, len(s.InitContainers))
+		for i, c := range s.InitContainers {
+			out.InitContainers[i].Name, out.InitContainers[i].Image = c.Name, c.Image
+		}
+	}
+	if len(s.Containers) > 0 {
+		out.Containers = make([]corev1.Container, len(s.Containers))
+		for i, c := range s.Containers {
+			out.Containers[i].Name, out.Containers[i].Image = c.Name, c.Image
+		}
+	}
+	if len(s.EphemeralContainers) > 0 {
+		out.EphemeralContainers = make([]corev1.EphemeralContainer, len(s.EphemeralContainers))
+		for i, c := range s.EphemeralContainers {
+			out.EphemeralContainers[i].Name, out.EphemeralContainers[i].Image = c.Name, c.Image
+		}
+	}
+	if len(s.Volumes) > 0 {
+		out.Volumes = make([]corev1.Volume, len(s.Volumes))
+		for i, v := range s.Volumes {
+			out.Volumes[i].Name, out.Volumes[i].Image = v.Name, v.Image
+		}
+	}
+}
+
+// newTyped returns an empty object of a kind slimgate judges, or nil.
+func newTyped(gvk schema.GroupVersionKind) runtime.Object {
+	switch gvk {
+	case corev1.SchemeGroupVersion.WithKind("Pod"):
+		return &corev1.Pod{}
+	case corev1.SchemeGroupVersion.WithKind("ReplicationController"):
+		return &corev1.ReplicationController{}
+	case appsv1.SchemeGroupVersion.WithKind("Deployment"):
+		return &appsv1.Deployment{}
+	case appsv1.SchemeGroupVersion.WithKind("ReplicaSet"):
+		return &appsv1.ReplicaSet{}
+	case appsv1.SchemeGroupVersion.WithKind("StatefulSet"):
+		return &appsv1.StatefulSet{}
+	case appsv1.SchemeGroupVersion.WithKind("DaemonSet"):
+		return &appsv1.DaemonSet{}
+	case batchv1.SchemeGroupVersion.WithKind("Job"):
+		return &batchv1.Job{}
+	case batchv1.SchemeGroupVersion.WithKind("CronJob"):
+		return &batchv1.CronJob{}
+	}
+	return nil
+}
+
+// workloadOf finds the Pod spec of a decoded object.
+func workloadOf(obj runtime.Object, gvk schema.GroupVersionKind) (*Workload, error) {
+	w := &Workload{Kind: gvk}
 	switch o := obj.(type) {
 	case *corev1.Pod:
 		w.Object, w.Spec, w.Path = o, &o.Spec, "spec"

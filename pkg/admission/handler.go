@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -13,6 +15,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,6 +59,8 @@ type Options struct {
 type Handler struct {
 	opts    Options
 	decoder *Decoder
+	evals   evalCache
+	names   spellingMemo
 }
 
 // NewHandler returns a Handler.
@@ -86,13 +91,13 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if req.SubResource != "" && (gk.Kind != "Pod" || req.SubResource != "ephemeralcontainers") {
 		return admission.Allowed(fmt.Sprintf("slimgate does not judge the %s subresource", req.SubResource))
 	}
-	w, err := h.decode(req.Object.Raw, gk)
+	w, err := h.decode(req.Object.Raw, req.Kind)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	imgs := Images(w.Spec, w.Path)
 	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
-		old, err := h.decode(req.OldObject.Raw, gk)
+		old, err := h.decode(req.OldObject.Raw, req.Kind)
 		if err != nil {
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err))
 		}
@@ -128,8 +133,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 }
 
 // decode decodes an object and checks it is of the kind the request says.
-func (h *Handler) decode(raw []byte, gk schema.GroupKind) (*Workload, error) {
-	w, err := h.decoder.Decode(raw)
+func (h *Handler) decode(raw []byte, kind metav1.GroupVersionKind) (*Workload, error) {
+	gk := schema.GroupKind{Group: kind.Group, Kind: kind.Kind}
+	w, err := h.decoder.DecodeAs(raw, schema.GroupVersionKind{Group: kind.Group, Version: kind.Version, Kind: kind.Kind})
 	if err != nil {
 		return nil, err
 	}
@@ -193,11 +199,11 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 	requests := map[string]registry.Request{}
 	for _, img := range imgs {
 		for _, p := range policies {
-			if excluded(p, img) {
+			if excludedAs(p, img, h.names.spellings) {
 				continue
 			}
 			r := requestFor(p, img.Reference)
-			key := fmt.Sprintf("%s|%v|%v", img.Reference, r.Egress, r.Platforms)
+			key := requestKey(r)
 			requests[key] = r
 			todo = append(todo, pending{key: key, j: judgment{image: img, policy: p}})
 		}
@@ -239,12 +245,20 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 			j.results = []policy.Result{policy.InspectionFailed(spec, j.image.Reference, f.reason, f.detail)}
 		} else {
 			for _, facts := range o.ins.Images {
-				j.results = append(j.results, policy.Evaluate(spec, facts))
+				j.results = append(j.results, h.evals.evaluate(j.policy, facts))
 			}
 		}
 		out = append(out, j)
 	}
 	return out
+}
+
+// requestKey names what a request may fetch: reference, egress rules and
+// platforms. Requests with equal keys are inspected once per review.
+func requestKey(r registry.Request) string {
+	e := r.Egress
+	return strings.Join([]string{r.Reference, strconv.FormatBool(e.Enabled), strconv.FormatBool(e.AllowPrivateNetworks),
+		strings.Join(e.AllowRegistries, ","), strings.Join(e.Insecure, ","), strings.Join(r.Platforms, ",")}, "|")
 }
 
 // requestFor builds the registry request a policy allows for a reference.

@@ -26,7 +26,7 @@ func BenchmarkInspectWarm(b *testing.B) {
 }
 
 // BenchmarkInspectCold measures a check with empty caches against the
-// in-process registry: ping, manifest HEAD and GET, config blob.
+// in-process registry: ping, manifest GET, config blob.
 func BenchmarkInspectCold(b *testing.B) {
 	reg := newTestRegistry(b, nil)
 	ref := reg.push(b, "app:v1", buildImage(b, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN a", "RUN b", "RUN c"))

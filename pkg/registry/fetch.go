@@ -213,10 +213,11 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 	}, nil
 }
 
-// resolve finds the digest a reference names. A tag is resolved with a
-// HEAD (cheap, and not counted by Docker Hub's pull limits), falling back
-// to a GET when HEAD is refused or gives no digest; the GET's body is then
-// returned for reuse. A digest reference is checked with a HEAD when its
+// resolve finds the digest a reference names. A tag seen before is
+// resolved with a HEAD (cheap, and not counted by Docker Hub's pull
+// limits), falling back to a GET when HEAD is refused or gives no digest;
+// a tag seen for the first time with the GET directly. The GET's body is
+// then returned for reuse. A digest reference is checked with a HEAD when its
 // document is already cached, so this scope proves its access.
 func (s *session) resolve(ctx context.Context, ref name.Reference) (v1.Hash, []byte, types.MediaType, error) {
 	if d, ok := ref.(name.Digest); ok {
@@ -241,19 +242,27 @@ func (s *session) resolve(ctx context.Context, ref name.Reference) (v1.Hash, []b
 		return h, nil, "", nil
 	}
 	tag := ref.Identifier()
-	h, mt, err := s.head(ctx, tag)
-	if err == nil && h != (v1.Hash{}) {
-		return h, nil, mt, nil
-	}
-	if err != nil && !headUnsupported(err) {
-		return v1.Hash{}, nil, "", err
+	// A reference asked about before is checked with a HEAD: its manifest
+	// is likely cached, and then the HEAD is all it costs. One seen for the
+	// first time goes straight to the GET it will need anyway, saving a
+	// round trip on every cold inspection.
+	if _, seen := s.r.seen.get(ref.Name()); seen {
+		h, mt, err := s.head(ctx, tag)
+		if err == nil && h != (v1.Hash{}) {
+			return h, nil, mt, nil
+		}
+		if err != nil && !headUnsupported(err) {
+			return v1.Hash{}, nil, "", err
+		}
+	} else {
+		s.r.seen.add(ref.Name(), struct{}{}, 1, 0)
 	}
 	body, mt, declared, err := s.getManifest(ctx, tag)
 	if err != nil {
 		return v1.Hash{}, nil, "", err
 	}
 	sum := sha256.Sum256(body)
-	h = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+	h := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 	if declared != "" && declared != h.String() {
 		return v1.Hash{}, nil, "", reasoned(ReasonInvalid, fmt.Errorf("manifest for tag %s has digest %s but the registry declared %s", tag, h, declared))
 	}

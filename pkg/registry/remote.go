@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -152,6 +153,7 @@ type Remote struct {
 	guarded  *http.Transport // refuses non-public addresses at dial time
 	docs     *lru[*document]
 	resolved *lru[resolution]
+	seen     *lru[struct{}] // tag references asked about before, any scope
 	failures *lru[*InspectionError]
 	auth     *lru[http.RoundTripper]
 	flight   singleflight.Group
@@ -183,6 +185,7 @@ func NewRemote(opts Options) (*Remote, error) {
 		opts:     opts,
 		docs:     newLRU[*document](opts.CacheEntries, opts.CacheBytes, opts.Now),
 		resolved: newLRU[resolution](4*opts.CacheEntries, int64(4*opts.CacheEntries)*256, opts.Now),
+		seen:     newLRU[struct{}](4*opts.CacheEntries, int64(4*opts.CacheEntries), opts.Now),
 		failures: newLRU[*InspectionError](opts.CacheEntries, int64(opts.CacheEntries)*1024, opts.Now),
 		auth:     newLRU[http.RoundTripper](1024, 1024, opts.Now),
 		breaker:  newBreaker(opts.BreakerThreshold, opts.BreakerWindow, opts.BreakerCooldown, opts.Now),
@@ -296,7 +299,7 @@ func egressKey(e EgressRules) string {
 	if !e.Enabled {
 		return "open|" + strings.Join(e.Insecure, ",")
 	}
-	return fmt.Sprintf("guard|%t|%s|%s", e.AllowPrivateNetworks, strings.Join(e.AllowRegistries, ","), strings.Join(e.Insecure, ","))
+	return "guard|" + strconv.FormatBool(e.AllowPrivateNetworks) + "|" + strings.Join(e.AllowRegistries, ",") + "|" + strings.Join(e.Insecure, ",")
 }
 
 // fromCache serves an inspection without any request when the reference

@@ -7,16 +7,22 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -60,7 +66,40 @@ type Options struct {
 	TimeoutMargin  time.Duration
 	// ShutdownTimeout lets in-flight reviews finish on shutdown.
 	ShutdownTimeout time.Duration
+
+	// CertRotation makes the webhook issue and rotate its own CA and
+	// serving certificate (open-policy-agent/cert-controller) instead of
+	// reading ones that cert-manager put in CertDir: they are kept in the
+	// Secret CertSecretName in Namespace, written to CertDir (which must
+	// then be writable, an emptyDir) and the CA is injected into the
+	// ValidatingWebhookConfiguration WebhookConfigName. The certificate
+	// names the Service ServiceName in Namespace.
+	CertRotation      bool
+	CertSecretName    string
+	WebhookConfigName string
+	ServiceName       string
+	// Namespace is the release namespace, where the webhook runs.
+	Namespace string
+
+	// Registerer receives slimgate's Prometheus collectors; nil:
+	// controller-runtime's metrics.Registry, which /metrics serves. Run
+	// unregisters them when it returns, so a later Run can register anew.
+	Registerer prometheus.Registerer
+
+	// EgressExempt lists exact "ip:port" registry addresses the egress
+	// guard lets through even where a policy refuses private networks
+	// (registry.Options.EgressExempt); hack/demo uses it for its loopback
+	// registry. No flag sets it.
+	EgressExempt []string
 }
+
+// Defaults of the options that name Kubernetes objects.
+const (
+	DefaultNamespace         = "slimgate-system"
+	DefaultCertSecretName    = "slimgate-webhook-tls"
+	DefaultWebhookConfigName = "slimgate"
+	DefaultServiceName       = "slimgate-webhook"
+)
 
 // AddFlags binds the options to command-line flags, with their defaults.
 func (o *Options) AddFlags(fs *flag.FlagSet) {
@@ -74,13 +113,41 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.DefaultTimeout, "default-timeout", 10*time.Second, "review budget when the API server sends no timeout")
 	fs.DurationVar(&o.TimeoutMargin, "timeout-margin", time.Second, "time kept back from the API server's timeout to answer")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "time given to in-flight reviews on shutdown")
+	fs.BoolVar(&o.CertRotation, "cert-rotation", false, "issue and rotate the webhook's own CA and serving certificate (no cert-manager): kept in --cert-secret-name, written to --cert-dir, CA injected into --webhook-config-name")
+	fs.StringVar(&o.CertSecretName, "cert-secret-name", DefaultCertSecretName, "Secret in --namespace holding the generated CA and serving certificate (with --cert-rotation)")
+	fs.StringVar(&o.WebhookConfigName, "webhook-config-name", DefaultWebhookConfigName, "ValidatingWebhookConfiguration that receives the generated CA bundle (with --cert-rotation)")
+	fs.StringVar(&o.ServiceName, "service-name", DefaultServiceName, "Service in front of the webhook; the serving certificate names <service>.<namespace>.svc (with --cert-rotation)")
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = DefaultNamespace
+	}
+	fs.StringVar(&o.Namespace, "namespace", ns, "namespace the webhook runs in and keeps its certificate Secret in (default taken from $POD_NAMESPACE when set)")
+}
+
+// withDefaults fills the object names left empty, as by a caller that
+// builds Options without AddFlags.
+func (o Options) withDefaults() Options {
+	for _, f := range []struct {
+		v   *string
+		def string
+	}{
+		{&o.Namespace, DefaultNamespace},
+		{&o.CertSecretName, DefaultCertSecretName},
+		{&o.WebhookConfigName, DefaultWebhookConfigName},
+		{&o.ServiceName, DefaultServiceName},
+	} {
+		if *f.v == "" {
+			*f.v = f.def
+		}
+	}
+	return o
 }
 
 // Run serves until ctx ends, then lets in-flight reviews finish.
-func Run(ctx context.Context, o Options) error {
+func Run(ctx context.Context, o Options) (err error) {
+	o = o.withDefaults()
 	cfg := o.Config
 	if cfg == nil {
-		var err error
 		if cfg, err = ctrl.GetConfig(); err != nil {
 			return fmt.Errorf("finding the API server: %w", err)
 		}
@@ -92,6 +159,12 @@ func Run(ctx context.Context, o Options) error {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	reg := &registrations{Registerer: o.Registerer}
+	if reg.Registerer == nil {
+		reg.Registerer = metrics.Registry
+	}
+	defer reg.unregisterAll()
+
 	hooks := webhook.NewServer(webhook.Options{
 		Host:    o.Host,
 		Port:    o.Port,
@@ -101,12 +174,26 @@ func Run(ctx context.Context, o Options) error {
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
 	})
 	shutdown := o.ShutdownTimeout
+	// Controller names are checked for uniqueness across the process, to
+	// keep their metrics apart. The names here are fixed and distinct; the
+	// check would only refuse a second Run in the same process (tests).
+	skipNameCheck := true
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
 		WebhookServer:           hooks,
 		GracefulShutdownTimeout: &shutdown,
+		Controller:              config.Controller{SkipNameValidation: &skipNameCheck},
+		// The only Secret the manager's cache may hold is the webhook's
+		// own certificate Secret (cert rotation); pull secrets are read
+		// uncached, one by one. Never a cluster-wide Secret informer.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {
+				Namespaces: map[string]cache.Config{o.Namespace: {}},
+				Field:      fields.OneTermEqualSelector("metadata.name", o.CertSecretName),
+			},
+		}},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -116,15 +203,18 @@ func Run(ctx context.Context, o Options) error {
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}, cache.BlockUntilSynced(false)); err != nil {
 		return fmt.Errorf("watching namespaces: %w", err)
 	}
+	// Every replica runs the status controller: its writes are idempotent
+	// (it updates only when the condition differs, and conflicting updates
+	// from two replicas retry and then find nothing to change).
 	if err := (&admission.StatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the policy status controller: %w", err)
 	}
 
-	inspector, err := registry.NewRemote(registry.Options{Registerer: metrics.Registry})
+	inspector, err := registry.NewRemote(registry.Options{Registerer: reg, EgressExempt: o.EgressExempt})
 	if err != nil {
 		return fmt.Errorf("creating the registry client: %w", err)
 	}
-	recorder, err := events.NewRecorder(mgr.GetEventRecorder("slimgate"), mgr.GetAPIReader(), metrics.Registry)
+	recorder, err := events.NewRecorder(mgr.GetEventRecorder("slimgate"), mgr.GetAPIReader(), reg)
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
@@ -149,8 +239,6 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	budget := admission.Budget{Default: o.DefaultTimeout, Margin: o.TimeoutMargin}
-	// GetWebhookServer (not the server built above) adds it to the manager.
-	hooks = mgr.GetWebhookServer()
 	hooks.Register(PodsPath, budget.Wrap(&webhook.Admission{Handler: h}))
 	hooks.Register(WorkloadsPath, budget.Wrap(&webhook.Admission{Handler: h}))
 
@@ -159,6 +247,21 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if err := mgr.AddReadyzCheck("caches", cachesSynced(mgr.GetCache())); err != nil {
 		return err
+	}
+	if o.CertRotation {
+		// The webhook server reads its certificate when it starts, so it
+		// starts once the rotator's certificate is in CertDir; /readyz
+		// waits for the CA to be injected too.
+		certsReady, err := setupCertRotation(ctx, mgr, o, hooks)
+		if err != nil {
+			return err
+		}
+		if err := mgr.AddReadyzCheck("certs", certsReady); err != nil {
+			return err
+		}
+	} else {
+		// GetWebhookServer adds the server built above to the manager.
+		mgr.GetWebhookServer()
 	}
 	if err := mgr.AddReadyzCheck("webhook", hooks.StartedChecker()); err != nil {
 		return err
@@ -176,4 +279,42 @@ func cachesSynced(c cache.Cache) healthz.Checker {
 		}
 		return nil
 	}
+}
+
+// registrations registers collectors with the Registerer it wraps and
+// remembers them, so that Run can unregister them when it returns.
+type registrations struct {
+	prometheus.Registerer
+	mu        sync.Mutex
+	collected []prometheus.Collector
+}
+
+// Register implements prometheus.Registerer.
+func (r *registrations) Register(c prometheus.Collector) error {
+	if err := r.Registerer.Register(c); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.collected = append(r.collected, c)
+	return nil
+}
+
+// MustRegister implements prometheus.Registerer.
+func (r *registrations) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// unregisterAll takes back every collector registered through r.
+func (r *registrations) unregisterAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.collected {
+		r.Registerer.Unregister(c)
+	}
+	r.collected = nil
 }

@@ -1,0 +1,398 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/rand"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/yaml"
+
+	"slimgate.dev/slimgate/cmd/webhook/app"
+)
+
+// These tests run app.Run against a real kube-apiserver and etcd (envtest).
+
+var (
+	restConfig *rest.Config
+	kube       client.Client
+)
+
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+func runTests(m *testing.M) int {
+	logOut := io.Discard
+	if os.Getenv("WEBHOOK_TEST_LOGS") != "" {
+		logOut = os.Stderr
+	}
+	logf.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true)))
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		out, err := exec.Command(filepath.Join("..", "..", "..", "hack", "envtest-assets.sh")).Output()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "envtest assets: %v\n", err)
+			return 1
+		}
+		assets = strings.TrimSpace(string(out))
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "starting the API server: %v\n", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if kube, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	restConfig = cfg
+	return m.Run()
+}
+
+// start runs app.Run in the background; the cleanup stops it and checks it
+// returned no error. The channel it returns is closed when Run returns.
+func start(t *testing.T, o app.Options) <-chan struct{} {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan struct{})
+	var err error
+	go func() {
+		defer close(exited)
+		err = app.Run(ctx, o)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-exited:
+			if err != nil {
+				t.Errorf("Run returned %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return after its context ended")
+		}
+	})
+	return exited
+}
+
+// options are the options of a webhook on free loopback ports.
+func options(t *testing.T) app.Options {
+	t.Helper()
+	return app.Options{
+		Config: restConfig, Host: "127.0.0.1", Port: freePort(t), CertDir: filepath.Join(t.TempDir(), "certs"),
+		MetricsAddr: "0", ProbeAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		Concurrency: 2, DefaultTimeout: 10 * time.Second, TimeoutMargin: time.Second, ShutdownTimeout: 5 * time.Second,
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// readyz returns the status and body of /readyz?verbose; status 0 when the
+// probe server does not answer.
+func readyz(probe string) (int, string) {
+	resp, err := http.Get("http://" + probe + "/readyz?verbose")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func waitReady(t *testing.T, probe string, exited <-chan struct{}) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body := readyz(probe)
+		if code == http.StatusOK {
+			return
+		}
+		if isClosed(exited) {
+			t.Fatal("Run returned before it was ready")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after a minute: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// decisionsCounter has the name and labels of pkg/events' decision
+// counter: registering it fails while a Run has registered its own.
+func decisionsCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "slimgate_decisions_total",
+		Help: "Admission decisions per policy, by the policy's mode and the verdict.",
+	}, []string{"policy", "mode", "verdict"})
+}
+
+// TestRunTwice runs the server twice in one process with controller-runtime's
+// global metrics registry, as the e2e suite and tests that restart it do.
+func TestRunTwice(t *testing.T) {
+	for i := range 2 {
+		t.Run(fmt.Sprint("run ", i+1), func(t *testing.T) {
+			o := options(t)
+			// The webhook serves with a certificate from the folder, as
+			// with cert-manager.
+			writeSelfSigned(t, o.CertDir)
+			waitReady(t, o.ProbeAddr, start(t, o))
+			err := metrics.Registry.Register(decisionsCounter())
+			if are := (prometheus.AlreadyRegisteredError{}); !errors.As(err, &are) {
+				t.Errorf("registering the decision counter during Run gave %v, want AlreadyRegisteredError", err)
+			}
+		})
+		// The subtest's cleanup has stopped Run: its collectors are gone.
+		c := decisionsCounter()
+		if err := metrics.Registry.Register(c); err != nil {
+			t.Fatalf("after Run returned, its collectors are still registered: %v", err)
+		}
+		metrics.Registry.Unregister(c)
+	}
+}
+
+// TestCertRotation runs the webhook without cert-manager: it must issue its
+// CA and serving certificate, keep them in the Secret, inject the CA into
+// both webhooks of the configuration, write the files, serve TLS with that
+// certificate, and report ready only then; and reissue a damaged
+// certificate.
+func TestCertRotation(t *testing.T) {
+	ctx := context.Background()
+	const ns = "slimgate-system"
+	if err := kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	vwc := webhookConfiguration(t)
+	if err := kube.Create(ctx, vwc); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh Secret name per run: the rotator's controller is named after
+	// it, and controller names are unique per process (go test -count=2).
+	secretKey := types.NamespacedName{Namespace: ns, Name: "slimgate-webhook-tls-" + rand.String(5)}
+	t.Cleanup(func() {
+		_ = kube.Delete(ctx, vwc)
+		_ = kube.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: secretKey.Name}})
+	})
+
+	o := options(t)
+	o.CertRotation = true
+	o.Namespace = ns
+	o.CertSecretName = secretKey.Name
+	o.Registerer = prometheus.NewRegistry()
+	exited := start(t, o)
+
+	dnsNames := []string{"slimgate-webhook.slimgate-system.svc", "slimgate-webhook.slimgate-system.svc.cluster.local", "slimgate-webhook.slimgate-system"}
+	var sawCertsPending bool
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		code, body := readyz(o.ProbeAddr)
+		if code == http.StatusOK {
+			break
+		}
+		if strings.Contains(body, "[-]certs") {
+			sawCertsPending = true
+		}
+		if isClosed(exited) {
+			t.Fatal("Run returned before it was ready")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after 90s: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !sawCertsPending {
+		t.Error("/readyz never reported the certs check as failing before it was ready")
+	}
+
+	// Everything below already holds the moment /readyz first says ready.
+	var secret corev1.Secret
+	if err := kube.Get(ctx, secretKey, &secret); err != nil {
+		t.Fatalf("certificate secret: %v", err)
+	}
+	for _, k := range []string{"ca.crt", "ca.key", "tls.crt", "tls.key"} {
+		if len(secret.Data[k]) == 0 {
+			t.Errorf("secret has no %s", k)
+		}
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(secret.Data["ca.crt"]) {
+		t.Fatal("ca.crt holds no certificate")
+	}
+	leaf := parseCert(t, secret.Data["tls.crt"])
+	for _, name := range dnsNames {
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("serving certificate not valid for %s: %v", name, err)
+		}
+	}
+
+	var got admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := kube.Get(ctx, client.ObjectKeyFromObject(vwc), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Webhooks) != 2 {
+		t.Fatalf("configuration has %d webhooks, want 2", len(got.Webhooks))
+	}
+	for _, w := range got.Webhooks {
+		if !bytes.Equal(w.ClientConfig.CABundle, secret.Data["ca.crt"]) {
+			t.Errorf("webhook %s: caBundle is not the generated CA (%d bytes)", w.Name, len(w.ClientConfig.CABundle))
+		}
+	}
+
+	checkFiles(t, o.CertDir, secret)
+	if served := dialCert(t, o, got.Webhooks[0].ClientConfig.CABundle); !served.Equal(leaf) {
+		t.Error("the server does not serve the certificate in the secret")
+	}
+
+	// Damage the serving certificate: cert-controller issues a new one from
+	// the same CA, the files follow and the server picks them up.
+	delete(secret.Data, "tls.crt")
+	delete(secret.Data, "tls.key")
+	if err := kube.Update(ctx, &secret); err != nil {
+		t.Fatal(err)
+	}
+	var reissued corev1.Secret
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		err := kube.Get(ctx, secretKey, &reissued)
+		if err == nil && len(reissued.Data["tls.crt"]) > 0 {
+			if served := dialCert(t, o, secret.Data["ca.crt"]); served.Equal(parseCert(t, reissued.Data["tls.crt"])) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not switch to a reissued certificate (secret: %v)", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if parseCert(t, reissued.Data["tls.crt"]).Equal(leaf) {
+		t.Error("the reissued certificate is the old one")
+	}
+	if !bytes.Equal(reissued.Data["ca.crt"], secret.Data["ca.crt"]) {
+		t.Error("reissuing the serving certificate replaced the CA")
+	}
+	checkFiles(t, o.CertDir, reissued)
+}
+
+// webhookConfiguration is config/webhook's configuration, as installed:
+// the clientConfig names the Service, and there is no caBundle yet.
+func webhookConfiguration(t *testing.T) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "config", "webhook", "manifests.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict(data, &vwc); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range vwc.Webhooks {
+		if w.ClientConfig.Service == nil || len(w.ClientConfig.CABundle) > 0 {
+			t.Fatalf("webhook %s: want a service clientConfig without caBundle", w.Name)
+		}
+	}
+	return &vwc
+}
+
+func parseCert(t *testing.T, data []byte) *x509.Certificate {
+	t.Helper()
+	b, _ := pem.Decode(data)
+	if b == nil {
+		t.Fatal("no PEM certificate")
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// checkFiles checks the cert folder holds the secret's key pair, private.
+func checkFiles(t *testing.T, dir string, secret corev1.Secret) {
+	t.Helper()
+	for _, name := range []string{"tls.crt", "tls.key"} {
+		path := filepath.Join(dir, name)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("cert folder: %v", err)
+			continue
+		}
+		if !bytes.Equal(data, secret.Data[name]) {
+			t.Errorf("%s differs from the secret's", name)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no access for group and others", name, fi.Mode().Perm())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ca.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ca.key must not be written out (stat: %v)", err)
+	}
+}
+
+// dialCert connects to the webhook as the API server would, trusting only
+// caBundle and naming the Service, and returns the certificate served.
+func dialCert(t *testing.T, o app.Options, caBundle []byte) *x509.Certificate {
+	t.Helper()
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caBundle) {
+		t.Fatal("caBundle holds no certificate")
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", net.JoinHostPort(o.Host, fmt.Sprint(o.Port)),
+		&tls.Config{RootCAs: roots, ServerName: "slimgate-webhook.slimgate-system.svc", MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("TLS handshake with the injected CA: %v", err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0]
+}

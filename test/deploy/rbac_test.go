@@ -1,0 +1,529 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	ggcrtypes "github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/prometheus/client_golang/prometheus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/pkg/admission"
+)
+
+// Credentials of the password-protected registry.
+const (
+	pullUser     = "puller"
+	pullPassword = "pull-s3cret"
+)
+
+// The webhook runs as the chart's ServiceAccount, bound only to the
+// chart's ClusterRole and Role, and does its whole job: it syncs its
+// caches, reports policy status, refuses a Pod, records Events regarding
+// the workload's owner, authenticates to a private registry with the Pod's
+// and the service account's pull secrets, and, run again with
+// self-managed certificates, issues its certificate and injects its CA. A
+// permission missing from the chart fails one of these steps, and any
+// "forbidden" the webhook or client-go logged fails the test too.
+func TestWebhookRunsUnderChartRBAC(t *testing.T) {
+	needHelm(t)
+	if s.webhooks == nil {
+		t.Fatal("the chart's webhook configuration is not installed")
+	}
+	ctx := context.Background()
+
+	// The chart's identity and permissions, applied for real.
+	objs, err := renderChart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rbac []*unstructured.Unstructured
+	for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} {
+		found := ofKind(objs, kind)
+		if len(found) == 0 && kind != "ServiceAccount" {
+			t.Fatalf("the chart renders no %s", kind)
+		}
+		rbac = append(rbac, found...)
+	}
+	if err := applyForReal(ctx, rbac); err != nil {
+		t.Fatal(err)
+	}
+	asWebhook := rest.CopyConfig(s.cfg)
+	asWebhook.Impersonate = rest.ImpersonationConfig{UserName: serviceAccountUser}
+	checkImpersonationIsConfined(t, asWebhook)
+
+	reg := startRegistries(t)
+
+	t.Run("admission", func(t *testing.T) {
+		stop := startWebhook(t, app.Options{
+			Config: asWebhook, Host: s.webhooks.LocalServingHost, Port: s.webhooks.LocalServingPort,
+			CertDir: s.webhooks.LocalServingCertDir,
+		})
+		defer stop()
+		admits(t, reg)
+	})
+
+	t.Run("self-managed certificates", func(t *testing.T) {
+		// cert-controller rewrites the caBundle of the configuration the
+		// admission subtest used; put envtest's back afterwards.
+		t.Cleanup(func() { restoreCABundle(t) })
+		dir := t.TempDir()
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := startWebhook(t, app.Options{
+			Config: asWebhook, Host: "127.0.0.1", Port: port, CertDir: dir,
+			CertRotation: true, Namespace: releaseNamespace,
+		})
+		defer stop()
+		rotates(t, dir)
+	})
+
+	if forbidden := forbiddenLines(s.logs.String()); len(forbidden) > 0 {
+		t.Errorf("the webhook was refused by the API server:\n%s", strings.Join(forbidden, "\n"))
+	}
+}
+
+// checkImpersonationIsConfined makes sure the impersonated identity is not
+// an administrator: it cannot list Secrets cluster-wide.
+func checkImpersonationIsConfined(t *testing.T, cfg *rest.Config) {
+	t.Helper()
+	c, err := client.New(cfg, client.Options{Scheme: s.scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.List(context.Background(), &corev1.SecretList{})
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("listing secrets as %s: %v, want forbidden", serviceAccountUser, err)
+	}
+}
+
+// forbiddenLines returns the log lines that report an authorization
+// failure.
+func forbiddenLines(logs string) []string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "is forbidden") || strings.Contains(l, "cannot ") && strings.Contains(l, serviceAccountUser) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// startWebhook runs app.Run with o (and test defaults) until the returned
+// function is called, once /readyz says it is ready.
+func startWebhook(t *testing.T, o app.Options) func() {
+	t.Helper()
+	probe, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.MetricsAddr = "0"
+	o.ProbeAddr = fmt.Sprintf("127.0.0.1:%d", probe)
+	o.PullSecretAuth = true
+	o.Concurrency = 4
+	o.DefaultTimeout, o.TimeoutMargin, o.ShutdownTimeout = 10*time.Second, time.Second, 5*time.Second
+	o.Registerer = prometheus.NewRegistry()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, o) }()
+	stop := func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("webhook: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("the webhook did not stop")
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("the webhook stopped before it was ready: %v", err)
+		default:
+		}
+		resp, err := http.Get("http://" + o.ProbeAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return stop
+			}
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("the webhook was not ready within a minute; its log ends:\n%s", tail(s.logs.String(), 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// admits judges Pods as the chart's ServiceAccount.
+func admits(t *testing.T, reg registries) {
+	ctx := context.Background()
+	selector := map[string]string{"deploy.slimgate.dev/rbac": "true"}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rbac-apps", Labels: selector}}
+	mustCreate(t, ns)
+
+	// A policy the webhook must see (list, watch) and report Ready on
+	// (status update).
+	p := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "rbac"}, Spec: v1alpha1.SlimImagePolicySpec{
+		Mode:              v1alpha1.ModeEnforce,
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: selector},
+		// The test registries are plain HTTP on loopback.
+		Registries: v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{reg.open, reg.private}},
+	}}
+	mustCreate(t, p)
+	t.Cleanup(func() { _ = s.admin.Delete(ctx, p) })
+	eventually(t, 15*time.Second, func() error {
+		var got v1alpha1.SlimImagePolicy
+		if err := s.admin.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, admission.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("policy status %+v", got.Status)
+		}
+		return nil
+	})
+
+	sdk := reg.open + "/golang-app:1"
+	t.Run("refuses and records an Event", func(t *testing.T) {
+		err := s.admin.Create(ctx, podOf(ns.Name, "sdk", sdk))
+		mustRefuse(t, err, sdk)
+		waitEvent(t, ns.Name, "Pod", "sdk")
+	})
+
+	// Pull secrets, from the Pod and from its service account.
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "pull"},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: dockerConfig(reg.private)},
+	}
+	mustCreate(t, secret)
+	private := reg.private + "/team/golang-app:1"
+	t.Run("reads the Pod's pull secret", func(t *testing.T) {
+		pod := podOf(ns.Name, "private", private)
+		pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: secret.Name}}
+		mustRefuse(t, s.admin.Create(ctx, pod), private)
+	})
+	t.Run("reads the service account's pull secret", func(t *testing.T) {
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "builder"},
+			ImagePullSecrets: []corev1.LocalObjectReference{{Name: secret.Name}}}
+		mustCreate(t, sa)
+		pod := podOf(ns.Name, "private-sa", private)
+		pod.Spec.ServiceAccountName = sa.Name
+		mustRefuse(t, s.admin.Create(ctx, pod), private)
+	})
+
+	// Events regard the workload a person created: the webhook looks up
+	// a ReplicaSet's Deployment and a Job's CronJob.
+	slim := reg.open + "/slim-app:1"
+	t.Run("finds the Deployment of a ReplicaSet", func(t *testing.T) {
+		rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "web-7c9d"},
+			Spec: appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+				Template: templateOf("web", slim, corev1.RestartPolicyAlways)}}
+		controlledBy(rs, "apps/v1", "Deployment", "web")
+		mustCreate(t, rs)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, GenerateName: rs.Name + "-"}, Spec: podOf("", "", sdk).Spec}
+		controlledBy(pod, "apps/v1", "ReplicaSet", rs.Name)
+		mustRefuse(t, s.admin.Create(ctx, pod), sdk)
+		waitEvent(t, ns.Name, "Deployment", "web")
+	})
+	t.Run("finds the CronJob of a Job", func(t *testing.T) {
+		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "nightly-29000000"},
+			Spec: batchv1.JobSpec{Template: templateOf("nightly", slim, corev1.RestartPolicyNever)}}
+		controlledBy(job, "batch/v1", "CronJob", "nightly")
+		mustCreate(t, job)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, GenerateName: job.Name + "-"}, Spec: podOf("", "", sdk).Spec}
+		controlledBy(pod, "batch/v1", "Job", job.Name)
+		mustRefuse(t, s.admin.Create(ctx, pod), sdk)
+		waitEvent(t, ns.Name, "CronJob", "nightly")
+	})
+}
+
+// rotates checks what the webhook did with self-managed certificates.
+func rotates(t *testing.T, dir string) {
+	ctx := context.Background()
+	var secret corev1.Secret
+	key := types.NamespacedName{Namespace: releaseNamespace, Name: "slimgate-webhook-tls"}
+	if err := s.admin.Get(ctx, key, &secret); err != nil {
+		t.Fatal(err)
+	}
+	ca := secret.Data["ca.crt"]
+	if len(ca) == 0 || len(secret.Data[corev1.TLSCertKey]) == 0 {
+		t.Fatalf("secret %s holds %d keys, no CA or certificate", key, len(secret.Data))
+	}
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := s.admin.Get(ctx, client.ObjectKey{Name: "slimgate"}, &vwc); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range vwc.Webhooks {
+		if !bytes.Equal(w.ClientConfig.CABundle, ca) {
+			t.Errorf("webhook %s: caBundle is not the generated CA", w.Name)
+		}
+	}
+	crt, err := os.ReadFile(filepath.Join(dir, corev1.TLSCertKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(crt, secret.Data[corev1.TLSCertKey]) {
+		t.Error("the certificate in the cert dir is not the one in the Secret")
+	}
+}
+
+// restoreCABundle puts envtest's CA back into the chart's webhooks.
+func restoreCABundle(t *testing.T) {
+	ctx := context.Background()
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := s.admin.Get(ctx, client.ObjectKey{Name: "slimgate"}, &vwc); err != nil {
+		t.Error(err)
+		return
+	}
+	for i := range vwc.Webhooks {
+		vwc.Webhooks[i].ClientConfig.CABundle = s.webhooks.LocalServingCAData
+	}
+	if err := s.admin.Update(ctx, &vwc); err != nil {
+		t.Error(err)
+	}
+}
+
+func mustCreate(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := s.admin.Create(context.Background(), obj); err != nil {
+		t.Fatalf("creating %T %s: %v", obj, obj.GetName(), err)
+	}
+}
+
+// mustRefuse checks err is the webhook's denial of image for a Go SDK it
+// found in the image's history: not an inspection failure, which would
+// mean the registry was not read.
+func mustRefuse(t *testing.T, err error, image string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s admitted, want refused", image)
+	}
+	msg := err.Error()
+	if !apierrors.IsForbidden(err) || !strings.Contains(msg, "denied the request") {
+		t.Fatalf("error %v is not a webhook denial", err)
+	}
+	for _, want := range []string{image, "toolchain.go", "GOLANG_VERSION"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("denial does not mention %q:\n%s", want, msg)
+		}
+	}
+}
+
+// waitEvent waits for an ImageRejected Event regarding kind/name.
+func waitEvent(t *testing.T, ns, kind, name string) {
+	t.Helper()
+	eventually(t, 15*time.Second, func() error {
+		var list eventsv1.EventList
+		if err := s.admin.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		var seen []string
+		for _, e := range list.Items {
+			if e.Reason == "ImageRejected" && e.Regarding.Kind == kind && e.Regarding.Name == name && e.ReportingController == "slimgate" {
+				return nil
+			}
+			seen = append(seen, e.Reason+" "+e.Regarding.Kind+"/"+e.Regarding.Name)
+		}
+		return fmt.Errorf("no ImageRejected event regarding %s/%s; events: %q", kind, name, seen)
+	})
+}
+
+func eventually(t *testing.T, within time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still failing after %s: %v", within, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func podOf(ns, name, image string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}}}
+}
+
+func templateOf(app, image string, restart corev1.RestartPolicy) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app}},
+		Spec: corev1.PodSpec{RestartPolicy: restart, Containers: []corev1.Container{{Name: "app", Image: image}}}}
+}
+
+// controlledBy makes obj controlled by an owner that need not exist (no
+// garbage collector runs here).
+func controlledBy(obj metav1.Object, apiVersion, kind, name string) {
+	yes := true
+	obj.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: name,
+		UID: types.UID("uid-" + name), Controller: &yes}})
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// registries are the hosts (127.0.0.1:port) of an open registry and a
+// password-protected one, both in-process.
+type registries struct{ open, private string }
+
+// startRegistries starts both registries and pushes a single-stage Go
+// image (the golang SDK with an app built on top) to each, and a slim one
+// to the open registry.
+func startRegistries(t *testing.T) registries {
+	t.Helper()
+	quiet := ggcrregistry.Logger(log.New(io.Discard, "", 0))
+	open := httptest.NewServer(ggcrregistry.New(quiet))
+	t.Cleanup(open.Close)
+	inner := ggcrregistry.New(quiet)
+	private := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != pullUser || p != pullPassword {
+			w.Header().Set("WWW-Authenticate", `Basic realm="deploy-test"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(private.Close)
+	reg := registries{open: strings.TrimPrefix(open.URL, "http://"), private: strings.TrimPrefix(private.URL, "http://")}
+
+	auth := remote.WithAuth(&authn.Basic{Username: pullUser, Password: pullPassword})
+	for _, p := range []struct {
+		ref     string
+		history []v1.History
+		env     []string
+		opts    []remote.Option
+	}{
+		{reg.open + "/golang-app:1", goSDKHistory, goSDKEnv, nil},
+		{reg.private + "/team/golang-app:1", goSDKHistory, goSDKEnv, []remote.Option{auth}},
+		{reg.open + "/slim-app:1", slimHistory, nil, nil},
+	} {
+		img, err := imageWith(p.history, p.env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := name.ParseReference(p.ref, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref, img, p.opts...); err != nil {
+			t.Fatalf("pushing %s: %v", p.ref, err)
+		}
+	}
+	return reg
+}
+
+// History of an app built in one stage on golang:1.24-bookworm.
+var goSDKHistory = []v1.History{
+	{CreatedBy: "# debian.sh --arch 'amd64' out/ 'bookworm' '@1749513600'"},
+	{CreatedBy: "RUN /bin/sh -c set -eux; apt-get update; apt-get install -y --no-install-recommends g++ gcc libc6-dev make pkg-config; rm -rf /var/lib/apt/lists/*"},
+	{CreatedBy: "ENV GOLANG_VERSION=1.24.4", EmptyLayer: true},
+	{CreatedBy: "ENV PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", EmptyLayer: true},
+	{CreatedBy: "COPY /target/ / # buildkit", Comment: "buildkit.dockerfile.v0"},
+	{CreatedBy: "COPY . . # buildkit", Comment: "buildkit.dockerfile.v0"},
+	{CreatedBy: "RUN /bin/sh -c go build -o /app . # buildkit", Comment: "buildkit.dockerfile.v0"},
+	{CreatedBy: `CMD ["/app"]`, Comment: "buildkit.dockerfile.v0", EmptyLayer: true},
+}
+
+var goSDKEnv = []string{
+	"PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"GOLANG_VERSION=1.24.4", "GOPATH=/go",
+}
+
+// History of the same app copied onto a static base.
+var slimHistory = []v1.History{
+	{CreatedBy: "bazel build ...", Comment: "distroless static"},
+	{CreatedBy: "COPY /app /app # buildkit", Comment: "buildkit.dockerfile.v0"},
+	{CreatedBy: "USER 65532:65532", Comment: "buildkit.dockerfile.v0", EmptyLayer: true},
+}
+
+// imageWith builds an image with exactly this history: a small random
+// layer for every entry that adds one.
+func imageWith(history []v1.History, env []string) (v1.Image, error) {
+	img := empty.Image
+	for _, h := range history {
+		if h.EmptyLayer {
+			continue
+		}
+		l, err := random.Layer(256, ggcrtypes.DockerLayer)
+		if err != nil {
+			return nil, err
+		}
+		if img, err = mutate.AppendLayers(img, l); err != nil {
+			return nil, err
+		}
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.History = history
+	cf.Config.Env = env
+	return mutate.ConfigFile(img, cf)
+}
+
+// dockerConfig is a kubernetes.io/dockerconfigjson payload for host.
+func dockerConfig(host string) []byte {
+	auth := base64.StdEncoding.EncodeToString([]byte(pullUser + ":" + pullPassword))
+	b, _ := json.Marshal(map[string]any{"auths": map[string]any{
+		host: map[string]string{"username": pullUser, "password": pullPassword, "auth": auth},
+	}})
+	return b
+}
