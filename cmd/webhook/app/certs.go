@@ -72,9 +72,10 @@ func setupCertRotation(ctx context.Context, mgr ctrl.Manager, o Options, hooks w
 		IsReady:        ready,
 		Webhooks:       []rotator.WebhookInfo{{Name: o.WebhookConfigName, Type: rotator.Validating}},
 		FieldOwner:     "slimgate",
-		// One rotator per Secret; the name also keeps controller names
-		// unique when a process runs Run more than once (tests).
-		ControllerName: "cert-rotator-" + key.Name,
+		// One rotator per Secret; naming it after the Secret also keeps
+		// controller names unique in a process that runs Run again
+		// (tests; cert-controller's controller checks its name).
+		ControllerName: "cert-rotator-" + key.Namespace + "-" + key.Name,
 		// Each replica serves, so each one needs the certificate.
 		RequireLeaderElection: false,
 	})

@@ -21,11 +21,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -210,32 +211,36 @@ func TestRunTwice(t *testing.T) {
 // certificate.
 func TestCertRotation(t *testing.T) {
 	ctx := context.Background()
-	const ns = "slimgate-system"
-	if err := kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+	// A fresh release namespace per run (go test -count=2): the rotator's
+	// controller is named after its Secret, and controller names are
+	// unique per process.
+	ns := "slimgate-" + rand.String(5)
+	if err := kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	vwc := webhookConfiguration(t)
+	t.Cleanup(func() { _ = kube.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}) })
+	vwc := webhookConfiguration(t, ns)
 	if err := kube.Create(ctx, vwc); err != nil {
 		t.Fatal(err)
 	}
-	// A fresh Secret name per run: the rotator's controller is named after
-	// it, and controller names are unique per process (go test -count=2).
-	secretKey := types.NamespacedName{Namespace: ns, Name: "slimgate-webhook-tls-" + rand.String(5)}
-	t.Cleanup(func() {
-		_ = kube.Delete(ctx, vwc)
-		_ = kube.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: secretKey.Name}})
-	})
+	secretKey := types.NamespacedName{Namespace: ns, Name: "slimgate-webhook-tls"}
+	t.Cleanup(func() { _ = kube.Delete(ctx, vwc) })
 
 	o := options(t)
+	// The webhook acts as its ServiceAccount, with exactly the
+	// permissions of config/rbac: this also proves it caches no Secrets
+	// outside its namespace.
+	o.Config = installRBAC(t, ns)
 	o.CertRotation = true
 	o.Namespace = ns
-	o.CertSecretName = secretKey.Name
 	o.Registerer = prometheus.NewRegistry()
 	exited := start(t, o)
 
-	dnsNames := []string{"slimgate-webhook.slimgate-system.svc", "slimgate-webhook.slimgate-system.svc.cluster.local", "slimgate-webhook.slimgate-system"}
+	service := "slimgate-webhook." + ns
+	dnsNames := []string{service + ".svc", service + ".svc.cluster.local", service}
 	var sawCertsPending bool
-	deadline := time.Now().Add(90 * time.Second)
+	began := time.Now()
+	deadline := began.Add(90 * time.Second)
 	for {
 		code, body := readyz(o.ProbeAddr)
 		if code == http.StatusOK {
@@ -255,6 +260,7 @@ func TestCertRotation(t *testing.T) {
 	if !sawCertsPending {
 		t.Error("/readyz never reported the certs check as failing before it was ready")
 	}
+	t.Logf("ready %s after Run started", time.Since(began).Round(10*time.Millisecond))
 
 	// Everything below already holds the moment /readyz first says ready.
 	var secret corev1.Secret
@@ -291,7 +297,7 @@ func TestCertRotation(t *testing.T) {
 	}
 
 	checkFiles(t, o.CertDir, secret)
-	if served := dialCert(t, o, got.Webhooks[0].ClientConfig.CABundle); !served.Equal(leaf) {
+	if served := dialCert(t, o, service+".svc", got.Webhooks[0].ClientConfig.CABundle); !served.Equal(leaf) {
 		t.Error("the server does not serve the certificate in the secret")
 	}
 
@@ -307,7 +313,7 @@ func TestCertRotation(t *testing.T) {
 	for {
 		err := kube.Get(ctx, secretKey, &reissued)
 		if err == nil && len(reissued.Data["tls.crt"]) > 0 {
-			if served := dialCert(t, o, secret.Data["ca.crt"]); served.Equal(parseCert(t, reissued.Data["tls.crt"])) {
+			if served := dialCert(t, o, service+".svc", secret.Data["ca.crt"]); served.Equal(parseCert(t, reissued.Data["tls.crt"])) {
 				break
 			}
 		}
@@ -325,9 +331,9 @@ func TestCertRotation(t *testing.T) {
 	checkFiles(t, o.CertDir, reissued)
 }
 
-// webhookConfiguration is config/webhook's configuration, as installed:
-// the clientConfig names the Service, and there is no caBundle yet.
-func webhookConfiguration(t *testing.T) *admissionregistrationv1.ValidatingWebhookConfiguration {
+// webhookConfiguration is config/webhook's configuration as installed in
+// ns: the clientConfig names the Service, and there is no caBundle yet.
+func webhookConfiguration(t *testing.T, ns string) *admissionregistrationv1.ValidatingWebhookConfiguration {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "..", "..", "config", "webhook", "manifests.yaml"))
 	if err != nil {
@@ -337,12 +343,74 @@ func webhookConfiguration(t *testing.T) *admissionregistrationv1.ValidatingWebho
 	if err := yaml.UnmarshalStrict(data, &vwc); err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range vwc.Webhooks {
+	for i, w := range vwc.Webhooks {
 		if w.ClientConfig.Service == nil || len(w.ClientConfig.CABundle) > 0 {
 			t.Fatalf("webhook %s: want a service clientConfig without caBundle", w.Name)
 		}
+		vwc.Webhooks[i].ClientConfig.Service.Namespace = ns
 	}
 	return &vwc
+}
+
+// installRBAC installs config/rbac for a release in ns, as kustomize or the
+// chart would (namespaced objects and subjects moved to ns; cluster-wide
+// ones renamed per run), and returns a config acting as the webhook's
+// ServiceAccount.
+func installRBAC(t *testing.T, ns string) *rest.Config {
+	t.Helper()
+	ctx := context.Background()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "slimgate"}}
+	if err := kube.Create(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{"role.yaml", "role_binding.yaml"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "..", "config", "rbac", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			var obj unstructured.Unstructured
+			if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			if len(obj.Object) == 0 {
+				continue
+			}
+			switch obj.GetKind() {
+			case "Role", "RoleBinding":
+				obj.SetNamespace(ns)
+			case "ClusterRole", "ClusterRoleBinding":
+				obj.SetName(obj.GetName() + "-" + ns)
+			default:
+				t.Fatalf("%s: unexpected %s", file, obj.GetKind())
+			}
+			if strings.HasSuffix(obj.GetKind(), "Binding") {
+				subjects, _, _ := unstructured.NestedSlice(obj.Object, "subjects")
+				for _, s := range subjects {
+					s.(map[string]any)["namespace"] = ns
+				}
+				if err := unstructured.SetNestedSlice(obj.Object, subjects, "subjects"); err != nil {
+					t.Fatal(err)
+				}
+				if obj.GetKind() == "ClusterRoleBinding" {
+					role, _, _ := unstructured.NestedString(obj.Object, "roleRef", "name")
+					if err := unstructured.SetNestedField(obj.Object, role+"-"+ns, "roleRef", "name"); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := kube.Create(ctx, &obj); err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			t.Cleanup(func() { _ = kube.Delete(ctx, &obj) })
+		}
+	}
+	cfg := rest.CopyConfig(restConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":slimgate"}
+	return cfg
 }
 
 func parseCert(t *testing.T, data []byte) *x509.Certificate {
@@ -382,14 +450,14 @@ func checkFiles(t *testing.T, dir string, secret corev1.Secret) {
 
 // dialCert connects to the webhook as the API server would, trusting only
 // caBundle and naming the Service, and returns the certificate served.
-func dialCert(t *testing.T, o app.Options, caBundle []byte) *x509.Certificate {
+func dialCert(t *testing.T, o app.Options, serverName string, caBundle []byte) *x509.Certificate {
 	t.Helper()
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(caBundle) {
 		t.Fatal("caBundle holds no certificate")
 	}
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", net.JoinHostPort(o.Host, fmt.Sprint(o.Port)),
-		&tls.Config{RootCAs: roots, ServerName: "slimgate-webhook.slimgate-system.svc", MinVersion: tls.VersionTLS12})
+		&tls.Config{RootCAs: roots, ServerName: serverName, MinVersion: tls.VersionTLS12})
 	if err != nil {
 		t.Fatalf("TLS handshake with the injected CA: %v", err)
 	}
