@@ -31,14 +31,18 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	k8stypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	logzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -355,14 +359,22 @@ func benchLogger() logr.Logger {
 	return logzap.New(logzap.WriteTo(io.Discard), logzap.UseDevMode(false))
 }
 
-// serving wraps a handler the way cmd/webhook/app registers it.
+// serving wraps a handler the way cmd/webhook/app registers it, logging
+// through controller-runtime's global logger as the binary does (TestMain
+// points it at benchLogger).
 func serving(h admission.Handler, budget bool) http.Handler {
-	l := benchLogger()
-	var out http.Handler = &webhook.Admission{Handler: h, LogConstructor: func(logr.Logger, *admission.Request) logr.Logger { return l }}
+	var out http.Handler = &webhook.Admission{Handler: h}
 	if budget {
 		out = Budget{}.Wrap(out)
 	}
 	return out
+}
+
+// TestMain gives the package's tests and benchmarks the binary's logger
+// (zap JSON at info level), writing to a sink that discards.
+func TestMain(m *testing.M) {
+	logf.SetLogger(benchLogger())
+	os.Exit(m.Run())
 }
 
 // allowAll answers every review Allowed: the floor.
@@ -587,5 +599,81 @@ func TestWarmRatio(t *testing.T) {
 		median, ratios[0], ratios[len(ratios)-1], rounds, warm.AllocsPerOp(), floor.AllocsPerOp(), target)
 	if median > target {
 		t.Errorf("AdmitWarm is %.2fx DecodeFloor, over the %.1fx target", median, target)
+	}
+}
+
+// DecodeAs reads what the handler judges exactly as the full decode does,
+// for every kind, and falls back to the full decode when the object is not
+// of the kind asked for.
+func TestDecodeAsMatchesDecode(t *testing.T) {
+	ctrl := true
+	meta := metav1.ObjectMeta{Name: "x", GenerateName: "x-", Namespace: "team", UID: "u-1", Labels: map[string]string{"app": "x"},
+		Annotations:     map[string]string{"note": "not read"},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "x-1", UID: "u-0", Controller: &ctrl}}}
+	spec := podSpec()
+	spec.ServiceAccountName = "builder"
+	spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
+	tmpl := corev1.PodTemplateSpec{Spec: spec}
+	cases := []struct {
+		obj        runtime.Object
+		apiVersion string
+		kind       string
+	}{
+		{&corev1.Pod{ObjectMeta: meta, Spec: spec}, "v1", "Pod"},
+		{&corev1.ReplicationController{ObjectMeta: meta, Spec: corev1.ReplicationControllerSpec{Template: &tmpl}}, "v1", "ReplicationController"},
+		{&corev1.ReplicationController{ObjectMeta: meta}, "v1", "ReplicationController"},
+		{&appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Template: tmpl}}, "apps/v1", "Deployment"},
+		{&appsv1.ReplicaSet{ObjectMeta: meta, Spec: appsv1.ReplicaSetSpec{Template: tmpl}}, "apps/v1", "ReplicaSet"},
+		{&appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Template: tmpl}}, "apps/v1", "StatefulSet"},
+		{&appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Template: tmpl}}, "apps/v1", "DaemonSet"},
+		{&batchv1.Job{ObjectMeta: meta, Spec: batchv1.JobSpec{Template: tmpl}}, "batch/v1", "Job"},
+		{&batchv1.CronJob{ObjectMeta: meta, Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: tmpl}}}}, "batch/v1", "CronJob"},
+	}
+	d, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type view struct {
+		Kind                          schema.GroupVersionKind
+		Name, GenerateName, Namespace string
+		UID                           k8stypes.UID
+		Labels                        map[string]string
+		Owners                        []metav1.OwnerReference
+		Images                        []Image
+		ServiceAccount                string
+		PullSecrets                   []corev1.LocalObjectReference
+	}
+	viewOf := func(w *Workload) view {
+		v := view{Kind: w.Kind, Name: w.Object.GetName(), GenerateName: w.Object.GetGenerateName(), Namespace: w.Object.GetNamespace(),
+			UID: w.Object.GetUID(), Labels: w.Object.GetLabels(), Owners: w.Object.GetOwnerReferences(), Images: Images(w.Spec, w.Path)}
+		if w.Spec != nil {
+			v.ServiceAccount, v.PullSecrets = w.Spec.ServiceAccountName, w.Spec.ImagePullSecrets
+		}
+		return v
+	}
+	for _, c := range cases {
+		b := raw(t, c.obj, c.apiVersion, c.kind)
+		gvk := schema.FromAPIVersionAndKind(c.apiVersion, c.kind)
+		full, err := d.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slim, err := d.DecodeAs(b, gvk)
+		if err != nil {
+			t.Fatalf("%s: %v", c.kind, err)
+		}
+		if diff := cmp.Diff(viewOf(full), viewOf(slim)); diff != "" {
+			t.Errorf("%s: DecodeAs differs from Decode (-full +slim):\n%s", c.kind, diff)
+		}
+	}
+	// The request says Deployment, the object is a ReplicaSet: the object's
+	// own kind wins.
+	rs := raw(t, &appsv1.ReplicaSet{ObjectMeta: meta, Spec: appsv1.ReplicaSetSpec{Template: tmpl}}, "apps/v1", "ReplicaSet")
+	w, err := d.DecodeAs(rs, appsv1.SchemeGroupVersion.WithKind("Deployment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Kind.Kind != "ReplicaSet" {
+		t.Errorf("decoded as %s, want the object's own kind ReplicaSet", w.Kind)
 	}
 }

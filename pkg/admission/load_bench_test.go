@@ -23,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 )
 
@@ -60,9 +59,6 @@ func TestLoad(t *testing.T) {
 	if d, err := time.ParseDuration(os.Getenv("SLIMGATE_LOAD_DURATION")); err == nil && d > 0 {
 		duration = d
 	}
-	// The webhook servers log through controller-runtime's global logger,
-	// as in the binary; send it where the handlers' logs go.
-	logf.SetLogger(benchLogger())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	certDir, pool := servingCert(t)

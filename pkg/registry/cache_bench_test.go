@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -403,4 +404,44 @@ func TestCacheScale(t *testing.T) {
 	}
 	t.Logf("FIGURE cache bound (8 MiB, %d entries): after 5000 images: %d entries, %.1f MiB accounted",
 		images, tight.docs.len(), float64(tight.docs.bytes)/(1<<20))
+}
+
+// InspectCached answers only what Inspect would answer without a request,
+// for the same credential scope and egress rules, and never contacts the
+// registry.
+func TestInspectCached(t *testing.T) {
+	reg := newTestRegistry(t, nil)
+	ref := reg.push(t, "app:v1", buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN a"))
+	r, _ := newTestRemote(t, Options{})
+	req := plainRequest(ref, reg.host)
+	if _, ok := r.InspectCached(req); ok {
+		t.Fatal("answered before anything was fetched")
+	}
+	if got := reg.log.snapshot(); len(got) != 0 {
+		t.Fatalf("InspectCached made requests: %v", got)
+	}
+	want, err := r.Inspect(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.log.reset()
+	got, ok := r.InspectCached(req)
+	if !ok {
+		t.Fatal("not answered from the cache after Inspect")
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("cached answer differs from Inspect's (-want +got):\n%s", diff)
+	}
+	other := req
+	other.CredentialScope = "team/pull-secret"
+	refused := req
+	refused.Egress = EgressRules{Enabled: true, Insecure: []string{reg.host}} // loopback refused
+	for name, q := range map[string]Request{"another credential scope": other, "egress refused": refused} {
+		if _, ok := r.InspectCached(q); ok {
+			t.Errorf("%s: answered from the cache", name)
+		}
+	}
+	if got := reg.log.snapshot(); len(got) != 0 {
+		t.Errorf("InspectCached made requests: %v", got)
+	}
 }

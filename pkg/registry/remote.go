@@ -233,26 +233,13 @@ func (r *Remote) Close() {
 // chosen platform manifests) and config blobs, never layers. Failures are
 // *InspectionError.
 func (r *Remote) Inspect(ctx context.Context, req Request) (*Inspection, error) {
-	ref, err := name.ParseReference(strings.TrimSpace(req.Reference))
+	p, err := r.prepare(req)
 	if err != nil {
-		return nil, &InspectionError{Reference: req.Reference, Reason: ReasonBadReference, Err: err}
+		return nil, err
 	}
-	refName := ref.Name()
+	ref, refName, platforms, key, host := p.ref, p.refName, p.platforms, p.key, p.host
 	fail := func(reason Reason, err error) (*Inspection, error) {
 		return nil, &InspectionError{Reference: refName, Reason: reason, Err: err}
-	}
-	host := ref.Context().RegistryStr()
-	if !registryAllowed(req.Egress, host) {
-		return fail(ReasonEgressRefused, &egressError{msg: fmt.Sprintf("registry %s is not in the allowed registries %v", host, req.Egress.AllowRegistries)})
-	}
-	if req.Egress.Enabled && !req.Egress.AllowPrivateNetworks {
-		if err := guardLiteralHost(host, r.opts.EgressExempt); err != nil {
-			return fail(ReasonEgressRefused, err)
-		}
-	}
-	platforms, err := normalisePlatforms(req.Platforms)
-	if err != nil {
-		return fail(ReasonBadReference, err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -260,7 +247,6 @@ func (r *Remote) Inspect(ctx context.Context, req Request) (*Inspection, error) 
 		defer cancel()
 	}
 
-	key := strings.Join([]string{req.CredentialScope, refName, strings.Join(platforms, ","), egressKey(req.Egress)}, "\x00")
 	if ie, ok := r.failures.get(key); ok {
 		return nil, ie
 	}
@@ -286,6 +272,61 @@ func (r *Remote) Inspect(ctx context.Context, req Request) (*Inspection, error) 
 	case <-ctx.Done():
 		return fail(ReasonTimeout, fmt.Errorf("no answer from %s in time: %w", host, ctx.Err()))
 	}
+}
+
+// InspectCached answers req from the caches alone, as Inspect would,
+// without any request and without blocking. ok is false when Inspect would
+// have to contact the registry or would fail; the caller then calls
+// Inspect. The webhook uses it to spare warm reviews a goroutine per image.
+func (r *Remote) InspectCached(req Request) (insp *Inspection, ok bool) {
+	p, err := r.prepare(req)
+	if err != nil {
+		return nil, false
+	}
+	if _, failed := r.failures.get(p.key); failed {
+		return nil, false
+	}
+	if insp, ok = r.fromCache(req.CredentialScope, p.refName, p.platforms); ok {
+		r.metrics.cache("hit")
+	}
+	return insp, ok
+}
+
+// prepared is a request checked against the egress rules.
+type prepared struct {
+	ref       name.Reference
+	refName   string
+	host      string
+	platforms []string
+	key       string // singleflight and failure-cache key
+}
+
+// prepare parses a request's reference and platforms and applies the
+// egress rules that need no network.
+func (r *Remote) prepare(req Request) (prepared, error) {
+	ref, err := name.ParseReference(strings.TrimSpace(req.Reference))
+	if err != nil {
+		return prepared{}, &InspectionError{Reference: req.Reference, Reason: ReasonBadReference, Err: err}
+	}
+	refName := ref.Name()
+	fail := func(reason Reason, err error) (prepared, error) {
+		return prepared{}, &InspectionError{Reference: refName, Reason: reason, Err: err}
+	}
+	host := ref.Context().RegistryStr()
+	if !registryAllowed(req.Egress, host) {
+		return fail(ReasonEgressRefused, &egressError{msg: fmt.Sprintf("registry %s is not in the allowed registries %v", host, req.Egress.AllowRegistries)})
+	}
+	if req.Egress.Enabled && !req.Egress.AllowPrivateNetworks {
+		if err := guardLiteralHost(host, r.opts.EgressExempt); err != nil {
+			return fail(ReasonEgressRefused, err)
+		}
+	}
+	platforms, err := normalisePlatforms(req.Platforms)
+	if err != nil {
+		return fail(ReasonBadReference, err)
+	}
+	key := strings.Join([]string{req.CredentialScope, refName, strings.Join(platforms, ","), egressKey(req.Egress)}, "\x00")
+	return prepared{ref: ref, refName: refName, host: host, platforms: platforms, key: key}, nil
 }
 
 // cacheableFailure reports whether a failure may be remembered: not those
