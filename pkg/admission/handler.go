@@ -131,7 +131,13 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 			h.opts.Recorder.Record(ctx, d)
 		}
 	}
-	log.Info("judged", "kind", gk.Kind, "images", len(imgs), "policies", len(policies), "denied", out.denied != "", "warnings", len(out.warnings))
+	// Refusals and warnings are logged; clean admissions, the bulk of the
+	// traffic, only at V(1): Events and metrics already count them.
+	if out.denied != "" || len(out.warnings) > 0 {
+		log.Info("judged", "kind", gk.Kind, "images", len(imgs), "policies", len(policies), "denied", out.denied != "", "warnings", len(out.warnings))
+	} else {
+		log.V(1).Info("judged", "kind", gk.Kind, "images", len(imgs), "policies", len(policies))
+	}
 	if out.denied != "" {
 		return admission.Denied(out.denied).WithWarnings(out.warnings...)
 	}
