@@ -21,7 +21,7 @@ func defaults() app.Options {
 		MetricsAddr:       ":8080",
 		ProbeAddr:         ":8081",
 		PullSecretAuth:    true,
-		Concurrency:       8,
+		Concurrency:       16,
 		DefaultTimeout:    10 * time.Second,
 		TimeoutMargin:     time.Second,
 		ShutdownTimeout:   15 * time.Second,

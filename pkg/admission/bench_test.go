@@ -520,7 +520,7 @@ func TestFanInFetchesOnce(t *testing.T) {
 
 // BenchmarkWideColdPod admits a Pod of 50 containers, each a distinct
 // uncached image, from a registry that takes 50 ms per request, at several
-// inspection concurrencies (8 is the --inspect-concurrency default). It
+// inspection concurrencies (16 is the --inspect-concurrency default). It
 // reports the review's time against the serial estimate (requests times
 // 50 ms) and fails if the review misses the 9 s budget (10 s API server
 // timeout minus the 1 s margin).

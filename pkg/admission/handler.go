@@ -56,7 +56,7 @@ type Options struct {
 	Keychain KeychainFunc
 	// Recorder records decisions; nil: nothing is recorded.
 	Recorder DecisionRecorder
-	// Concurrency bounds the registry inspections of one request; 0: 8.
+	// Concurrency bounds the registry inspections of one request; 0: 16.
 	Concurrency int
 }
 
@@ -75,7 +75,7 @@ func NewHandler(o Options) (*Handler, error) {
 		return nil, errors.New("admission handler needs a reader and an inspector")
 	}
 	if o.Concurrency <= 0 {
-		o.Concurrency = 8
+		o.Concurrency = 16
 	}
 	d, err := NewDecoder()
 	if err != nil {
