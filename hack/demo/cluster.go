@@ -2,33 +2,23 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"log"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/admission"
 	"slimgate.dev/slimgate/pkg/policy"
 )
@@ -49,9 +39,9 @@ type cluster struct {
 	registry *httptest.Server
 	env      *envtest.Environment
 	client   client.Client
-	warnings *warningLog
-	// stopWebhook cancels the webhook and waits for it to return.
-	stopWebhook func()
+	warnings *devcluster.Warnings
+	// webhook is the webhook running in this process.
+	webhook *devcluster.Process
 }
 
 // host is the registry's host:port.
@@ -60,8 +50,8 @@ func (c *cluster) host() string { return strings.TrimPrefix(c.registry.URL, "htt
 // stop stops the webhook, the API server and etcd, and the registry, in
 // that order; it is safe on a partly started cluster.
 func (c *cluster) stop() {
-	if c.stopWebhook != nil {
-		c.stopWebhook()
+	if c.webhook != nil {
+		_ = c.webhook.Stop(15 * time.Second)
 	}
 	if c.env != nil {
 		_ = c.env.Stop()
@@ -73,47 +63,23 @@ func (c *cluster) stop() {
 
 // startRegistry serves an in-memory registry on loopback.
 func (c *cluster) startRegistry() {
-	c.registry = httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	c.registry = httptest.NewServer(devcluster.NewRegistry())
 }
 
 // startControlPlane starts kube-apiserver and etcd with the CRD and the
 // webhook configuration of config/, then the webhook in this process.
 func (c *cluster) startControlPlane(ctx context.Context, o opts) error {
-	assets := o.assets
-	if assets == "" {
-		// The script prints its progress on stderr when it has to build.
-		cmd := exec.CommandContext(ctx, filepath.Join(o.root, "hack", "envtest-assets.sh"))
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return fmt.Errorf("finding kube-apiserver and etcd (hack/envtest-assets.sh): %w", err)
-		}
-		assets = strings.TrimSpace(string(out))
-	}
-	c.env = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(o.root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(o.root, "config", "webhook")}},
-		BinaryAssetsDirectory: assets,
-	}
-	cfg, err := c.env.Start()
+	// The script prints its progress on stderr when it has to build.
+	env, cfg, err := devcluster.Env{Root: o.root, Assets: o.assets, Webhooks: true, ScriptStderr: os.Stderr}.Start(ctx)
 	if err != nil {
-		return fmt.Errorf("starting kube-apiserver and etcd: %w", err)
+		return err
 	}
+	c.env = env
 	if err := c.startWebhook(ctx, cfg); err != nil {
 		return err
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return err
-	}
-	c.warnings = &warningLog{}
-	user := rest.CopyConfig(cfg)
-	user.WarningHandler = c.warnings
-	c.client, err = client.New(user, client.Options{Scheme: scheme})
+	c.warnings = &devcluster.Warnings{}
+	c.client, err = devcluster.NewClient(cfg, c.warnings)
 	return err
 }
 
@@ -121,15 +87,13 @@ func (c *cluster) startControlPlane(ctx context.Context, o opts) error {
 // envtest registered in the ValidatingWebhookConfiguration, and waits
 // until it reports ready.
 func (c *cluster) startWebhook(ctx context.Context, cfg *rest.Config) error {
-	probe, err := freeAddr()
+	probe, err := devcluster.FreeAddr()
 	if err != nil {
 		return err
 	}
 	wio := c.env.WebhookInstallOptions
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(wctx, app.Options{
+	c.webhook = devcluster.Go(context.WithoutCancel(ctx), func(ctx context.Context) error {
+		return app.Run(ctx, app.Options{
 			Config: cfg, Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir,
 			MetricsAddr: "0", ProbeAddr: probe, Concurrency: 4,
 			DefaultTimeout: 10 * time.Second, TimeoutMargin: time.Second, ShutdownTimeout: 5 * time.Second,
@@ -138,32 +102,11 @@ func (c *cluster) startWebhook(ctx context.Context, cfg *rest.Config) error {
 			// address from the private-network guard.
 			EgressExempt: []string{c.host()},
 		})
-	}()
-	c.stopWebhook = func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-		}
-	}
-	return poll(ctx, 60*time.Second, func() error {
-		select {
-		case err := <-done:
-			done <- err
-			return fmt.Errorf("%w: the webhook stopped: %v", errGiveUp, err)
-		default:
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+probe+"/readyz", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("webhook not ready: %s", resp.Status)
-		}
-		return nil
 	})
+	if err := devcluster.WaitReady(ctx, "http://"+probe+"/readyz", 60*time.Second, c.webhook); err != nil {
+		return fmt.Errorf("the webhook: %w", err)
+	}
+	return nil
 }
 
 // namespaces creates the three demo namespaces.
@@ -212,7 +155,7 @@ func (c *cluster) install(ctx context.Context, ps []*v1alpha1.SlimImagePolicy) e
 		}
 	}
 	for _, p := range ps {
-		err := poll(ctx, 20*time.Second, func() error {
+		err := devcluster.Poll(ctx, 20*time.Second, func() error {
 			var got v1alpha1.SlimImagePolicy
 			if err := c.client.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
 				return err
@@ -228,59 +171,4 @@ func (c *cluster) install(ctx context.Context, ps []*v1alpha1.SlimImagePolicy) e
 		}
 	}
 	return nil
-}
-
-// errGiveUp makes poll stop retrying.
-var errGiveUp = errors.New("giving up")
-
-// poll calls f until it succeeds, fails with errGiveUp, ctx ends or within
-// has passed.
-func poll(ctx context.Context, within time.Duration, f func() error) error {
-	deadline := time.Now().Add(within)
-	for {
-		err := f()
-		if err == nil || errors.Is(err, errGiveUp) {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("still failing after %s: %w", within, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// freeAddr returns a loopback address nothing listens on yet.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// warningLog collects the admission warnings the API server returns.
-type warningLog struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-// HandleWarningHeader implements rest.WarningHandler.
-func (w *warningLog) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.seen = append(w.seen, text)
-}
-
-// take returns the warnings received since the last call.
-func (w *warningLog) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.seen
-	w.seen = nil
-	return out
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/events"
 	"slimgate.dev/slimgate/pkg/policy"
 )
@@ -93,12 +94,12 @@ func apply(ctx context.Context, c *cluster, ws []workload) ([]result, error) {
 	def := policy.Default()
 	var out []result
 	for _, w := range ws {
-		c.warnings.take()
+		c.warnings.Take()
 		err := c.client.Create(ctx, w.object())
 		if err != nil && !apierrors.IsForbidden(err) {
 			return nil, fmt.Errorf("creating %s %s/%s: %w", w.kind, w.ns, w.name, err)
 		}
-		out = append(out, result{workload: w, err: err, warnings: c.warnings.take(), eval: policy.Evaluate(&def.Spec, w.image.facts)})
+		out = append(out, result{workload: w, err: err, warnings: c.warnings.Take(), eval: policy.Evaluate(&def.Spec, w.image.facts)})
 	}
 	return out, nil
 }
@@ -126,13 +127,13 @@ func waitEvents(ctx context.Context, c *cluster, rs []result) ([]eventsv1.Event,
 		for _, ns := range []string{nsEnforce, nsAudit, nsUntouched} {
 			var l eventsv1.EventList
 			if err := c.client.List(ctx, &l, client.InNamespace(ns)); err != nil {
-				return fmt.Errorf("%w: listing events: %v", errGiveUp, err)
+				return fmt.Errorf("%w: listing events: %v", devcluster.ErrGiveUp, err)
 			}
 			evs = append(evs, l.Items...)
 		}
 		return nil
 	}
-	err := poll(ctx, 20*time.Second, func() error {
+	err := devcluster.Poll(ctx, 20*time.Second, func() error {
 		if err := list(); err != nil {
 			return err
 		}
@@ -143,7 +144,7 @@ func waitEvents(ctx context.Context, c *cluster, rs []result) ([]eventsv1.Event,
 		}
 		return nil
 	})
-	if errors.Is(err, errGiveUp) || ctx.Err() != nil {
+	if errors.Is(err, devcluster.ErrGiveUp) || ctx.Err() != nil {
 		return nil, err
 	}
 	return evs, nil

@@ -419,11 +419,11 @@ func TestChartDryRun(t *testing.T) {
 			if len(ofKind(objs, "CustomResourceDefinition")) != 1 {
 				t.Fatalf("objects %v lack the CRD", names(objs))
 			}
-			s.warnings.take()
+			s.warnings.Take()
 			if err := applyDryRun(ctx, objs); err != nil {
 				t.Fatal(err)
 			}
-			if w := s.warnings.take(); len(w) > 0 {
+			if w := s.warnings.Take(); len(w) > 0 {
 				t.Errorf("warnings: %q", w)
 			}
 		})
@@ -436,11 +436,11 @@ func TestChartDryRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.warnings.take()
+		s.warnings.Take()
 		if err := applyDryRun(ctx, ofKind(objs, "Deployment")); err != nil {
 			t.Fatal(err)
 		}
-		w := s.warnings.take()
+		w := s.warnings.Take()
 		if !slices.ContainsFunc(w, func(s string) bool { return strings.Contains(s, "allowPrivilegeEscalation") }) {
 			t.Errorf("no Pod Security warning for allowPrivilegeEscalation=true, got %q", w)
 		}

@@ -102,11 +102,11 @@ func TestKustomizeDefault(t *testing.T) {
 // warnings (its namespace enforces the restricted level).
 func TestKustomizeDefaultDryRun(t *testing.T) {
 	objs := renderDefault(t)
-	s.warnings.take()
+	s.warnings.Take()
 	if err := applyDryRun(context.Background(), objs); err != nil {
 		t.Fatal(err)
 	}
-	if w := s.warnings.take(); len(w) > 0 {
+	if w := s.warnings.Take(); len(w) > 0 {
 		t.Errorf("warnings: %q", w)
 	}
 }

@@ -20,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/discovery"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,17 +27,16 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/internal/devcluster"
 )
 
 // Paths from this package to what it tests.
 var (
-	chartDir         = filepath.Join("..", "..", "charts", "slimgate")
-	configDir        = filepath.Join("..", "..", "config")
-	generatedCRD     = filepath.Join(configDir, "crd", "bases", "slimgate.dev_slimimagepolicies.yaml")
-	chartCRD         = filepath.Join(chartDir, "crds", "slimgate.dev_slimimagepolicies.yaml")
-	standInCRDs      = filepath.Join("testdata", "crds")
-	envtestAssetsCmd = filepath.Join("..", "..", "hack", "envtest-assets.sh")
+	chartDir     = filepath.Join("..", "..", "charts", "slimgate")
+	configDir    = filepath.Join("..", "..", "config")
+	generatedCRD = filepath.Join(configDir, "crd", "bases", "slimgate.dev_slimimagepolicies.yaml")
+	chartCRD     = filepath.Join(chartDir, "crds", "slimgate.dev_slimimagepolicies.yaml")
+	standInCRDs  = filepath.Join("testdata", "crds")
 )
 
 // releaseNamespace is where the tests install the chart, the namespace
@@ -55,7 +53,7 @@ type suite struct {
 	cfg      *rest.Config
 	admin    client.Client
 	scheme   *runtime.Scheme
-	warnings *warningLog
+	warnings *devcluster.Warnings
 	// kubeVersion is the API server's version, given to helm.
 	kubeVersion string
 	// helm and kustomize are the tools' paths; helmErr and kustomizeErr
@@ -95,23 +93,9 @@ func runSuite(m *testing.M) int {
 		}
 	}
 
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		out, err := exec.Command(envtestAssetsCmd).Output()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "envtest assets: %v\n", err)
-			return 1
-		}
-		assets = strings.TrimSpace(string(out))
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Dir(generatedCRD), standInCRDs},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
-	}
-	cfg, err := env.Start()
+	env, cfg, err := devcluster.Env{Root: filepath.Join("..", ".."), ExtraCRDDirs: []string{standInCRDs}}.Start(context.Background())
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "starting the API server: %v\n", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
@@ -129,20 +113,12 @@ func runSuite(m *testing.M) int {
 // the chart's webhook configuration.
 func setUp(cfg *rest.Config) error {
 	s.cfg = cfg
-	s.scheme = runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s.scheme); err != nil {
-		return err
-	}
-	if err := v1alpha1.AddToScheme(s.scheme); err != nil {
-		return err
-	}
-	s.warnings = &warningLog{}
-	adminCfg := rest.CopyConfig(cfg)
-	adminCfg.WarningHandler = s.warnings
+	s.warnings = &devcluster.Warnings{}
 	var err error
-	if s.admin, err = client.New(adminCfg, client.Options{Scheme: s.scheme}); err != nil {
+	if s.admin, err = devcluster.NewClient(cfg, s.warnings); err != nil {
 		return err
 	}
+	s.scheme = s.admin.Scheme()
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return err
@@ -235,28 +211,6 @@ func needKustomize(t *testing.T) {
 	if s.kustomize == "" {
 		t.Skipf("skipped: %v", s.kustomizeErr)
 	}
-}
-
-// warningLog collects the warnings the API server sends the admin client.
-type warningLog struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-// HandleWarningHeader implements rest.WarningHandler.
-func (w *warningLog) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.seen = append(w.seen, text)
-}
-
-// take returns the warnings received since the last call.
-func (w *warningLog) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.seen
-	w.seen = nil
-	return out
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers.

@@ -3,13 +3,8 @@ package deploy
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"log"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -18,14 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	ggcrtypes "github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -42,6 +31,7 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/admission"
 )
 
@@ -102,7 +92,7 @@ func TestWebhookRunsUnderChartRBAC(t *testing.T) {
 		// admission subtest used; put envtest's back afterwards.
 		t.Cleanup(func() { restoreCABundle(t) })
 		dir := t.TempDir()
-		port, err := freePort()
+		port, err := devcluster.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,7 +139,7 @@ func forbiddenLines(logs string) []string {
 // function is called, once /readyz says it is ready.
 func startWebhook(t *testing.T, o app.Options) func() {
 	t.Helper()
-	probe, err := freePort()
+	probe, err := devcluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,41 +149,25 @@ func startWebhook(t *testing.T, o app.Options) func() {
 	o.Concurrency = 4
 	o.DefaultTimeout, o.TimeoutMargin, o.ShutdownTimeout = 10*time.Second, time.Second, 5*time.Second
 	o.Registerer = prometheus.NewRegistry()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, o) }()
+	webhook := devcluster.Go(context.Background(), func(ctx context.Context) error { return app.Run(ctx, o) })
 	stop := func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("webhook: %v", err)
-			}
-		case <-time.After(20 * time.Second):
+		err := webhook.Stop(20 * time.Second)
+		switch {
+		case errors.Is(err, devcluster.ErrNotStopped):
 			t.Error("the webhook did not stop")
+		case err != nil:
+			t.Errorf("webhook: %v", err)
 		}
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case err := <-done:
-			cancel()
-			t.Fatalf("the webhook stopped before it was ready: %v", err)
-		default:
-		}
-		resp, err := http.Get("http://" + o.ProbeAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return stop
-			}
-		}
-		if time.Now().After(deadline) {
-			stop()
-			t.Fatalf("the webhook was not ready within a minute; its log ends:\n%s", tail(s.logs.String(), 30))
-		}
-		time.Sleep(100 * time.Millisecond)
+	err = devcluster.WaitReady(context.Background(), "http://"+o.ProbeAddr+"/readyz", 60*time.Second, webhook)
+	switch {
+	case errors.Is(err, devcluster.ErrStopped):
+		t.Fatalf("the webhook %v", err)
+	case err != nil:
+		stop()
+		t.Fatalf("the webhook was not ready within a minute (%v); its log ends:\n%s", err, tail(s.logs.String(), 30))
 	}
+	return stop
 }
 
 func tail(s string, n int) string {
@@ -378,16 +352,8 @@ func waitEvent(t *testing.T, ns, kind, name string) {
 
 func eventually(t *testing.T, within time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := devcluster.Poll(context.Background(), within, f); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -409,15 +375,6 @@ func controlledBy(obj metav1.Object, apiVersion, kind, name string) {
 		UID: types.UID("uid-" + name), Controller: &yes}})
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // registries are the hosts (127.0.0.1:port) of an open registry and a
 // password-protected one, both in-process.
 type registries struct{ open, private string }
@@ -427,18 +384,9 @@ type registries struct{ open, private string }
 // to the open registry.
 func startRegistries(t *testing.T) registries {
 	t.Helper()
-	quiet := ggcrregistry.Logger(log.New(io.Discard, "", 0))
-	open := httptest.NewServer(ggcrregistry.New(quiet))
+	open := httptest.NewServer(devcluster.NewRegistry())
 	t.Cleanup(open.Close)
-	inner := ggcrregistry.New(quiet)
-	private := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if u, p, ok := r.BasicAuth(); !ok || u != pullUser || p != pullPassword {
-			w.Header().Set("WWW-Authenticate", `Basic realm="deploy-test"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		inner.ServeHTTP(w, r)
-	}))
+	private := httptest.NewServer(devcluster.BasicAuth(devcluster.NewRegistry(), pullUser, pullPassword, "deploy-test"))
 	t.Cleanup(private.Close)
 	reg := registries{open: strings.TrimPrefix(open.URL, "http://"), private: strings.TrimPrefix(private.URL, "http://")}
 
@@ -453,16 +401,13 @@ func startRegistries(t *testing.T) registries {
 		{reg.private + "/team/golang-app:1", goSDKHistory, goSDKEnv, []remote.Option{auth}},
 		{reg.open + "/slim-app:1", slimHistory, nil, nil},
 	} {
-		img, err := imageWith(p.history, p.env)
+		// A small random layer for every history entry that adds one.
+		img, err := devcluster.BuildImage(p.history, p.env, 256, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ref, err := name.ParseReference(p.ref, name.Insecure)
-		if err != nil {
+		if err := devcluster.Push(p.ref, img, p.opts...); err != nil {
 			t.Fatal(err)
-		}
-		if err := remote.Write(ref, img, p.opts...); err != nil {
-			t.Fatalf("pushing %s: %v", p.ref, err)
 		}
 	}
 	return reg
@@ -492,38 +437,7 @@ var slimHistory = []v1.History{
 	{CreatedBy: "USER 65532:65532", Comment: "buildkit.dockerfile.v0", EmptyLayer: true},
 }
 
-// imageWith builds an image with exactly this history: a small random
-// layer for every entry that adds one.
-func imageWith(history []v1.History, env []string) (v1.Image, error) {
-	img := empty.Image
-	for _, h := range history {
-		if h.EmptyLayer {
-			continue
-		}
-		l, err := random.Layer(256, ggcrtypes.DockerLayer)
-		if err != nil {
-			return nil, err
-		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			return nil, err
-		}
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.History = history
-	cf.Config.Env = env
-	return mutate.ConfigFile(img, cf)
-}
-
 // dockerConfig is a kubernetes.io/dockerconfigjson payload for host.
 func dockerConfig(host string) []byte {
-	auth := base64.StdEncoding.EncodeToString([]byte(pullUser + ":" + pullPassword))
-	b, _ := json.Marshal(map[string]any{"auths": map[string]any{
-		host: map[string]string{"username": pullUser, "password": pullPassword, "auth": auth},
-	}})
-	return b
+	return devcluster.DockerConfigJSON(host, pullUser, pullPassword)
 }

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/admission"
 )
 
@@ -26,16 +27,8 @@ const caseLabel = "e2e.slimgate.dev/case"
 // eventually polls f until it succeeds or the deadline passes.
 func eventually(t *testing.T, within time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := devcluster.Poll(context.Background(), within, f); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -111,9 +104,9 @@ func pod(ns, name, image string) *corev1.Pod {
 // create creates obj and returns the error and the warnings received.
 func create(t *testing.T, obj client.Object, opts ...client.CreateOption) (error, []string) {
 	t.Helper()
-	e2e.warnings.take()
+	e2e.warnings.Take()
 	err := e2e.client.Create(context.Background(), obj, opts...)
-	return err, e2e.warnings.take()
+	return err, e2e.warnings.Take()
 }
 
 // mustDeny checks err is an admission denial containing every want.

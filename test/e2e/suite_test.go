@@ -2,41 +2,27 @@ package e2e
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"log"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/internal/devcluster"
 )
 
 // webhookTimeout is timeoutSeconds in config/webhook/manifests.yaml.
@@ -51,7 +37,7 @@ const (
 // suite is what TestMain sets up once for every test.
 type suite struct {
 	client   client.Client
-	warnings *warnings
+	warnings *devcluster.Warnings
 	// registry and private are the hosts (127.0.0.1:port) of the open and
 	// the password-protected registries.
 	registry, private string
@@ -75,24 +61,9 @@ func runSuite(m *testing.M) int {
 		logOut = os.Stderr
 	}
 	logf.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true)))
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		out, err := exec.Command("../../hack/envtest-assets.sh").Output()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "envtest assets: %v\n", err)
-			return 1
-		}
-		assets = strings.TrimSpace(string(out))
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join("..", "..", "config", "webhook")}},
-		BinaryAssetsDirectory: assets,
-	}
-	cfg, err := env.Start()
+	env, cfg, err := devcluster.Env{Root: filepath.Join("..", ".."), Webhooks: true}.Start(context.Background())
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "starting the API server: %v\n", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
@@ -106,36 +77,32 @@ func runSuite(m *testing.M) int {
 }
 
 func withWebhook(m *testing.M, cfg *rest.Config, wio *envtest.WebhookInstallOptions) (int, error) {
-	probe, err := freeAddr()
+	probe, err := devcluster.FreeAddr()
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, app.Options{
+	ctx := context.Background()
+	webhook := devcluster.Go(ctx, func(ctx context.Context) error {
+		return app.Run(ctx, app.Options{
 			Config: cfg, Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir,
 			MetricsAddr: "0", ProbeAddr: probe, PullSecretAuth: true, Concurrency: 4,
 			DefaultTimeout: webhookTimeout, TimeoutMargin: time.Second, ShutdownTimeout: 5 * time.Second,
 		})
-	}()
+	})
 	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
+		if err := webhook.Stop(15 * time.Second); errors.Is(err, devcluster.ErrNotStopped) {
 			fmt.Fprintln(os.Stderr, "webhook did not stop in time")
 		}
 	}()
-	if err := waitReady(ctx, "http://"+probe+"/readyz", done); err != nil {
-		return 0, err
+	if err := devcluster.WaitReady(ctx, "http://"+probe+"/readyz", 60*time.Second, webhook); err != nil {
+		return 0, fmt.Errorf("webhook: %w", err)
 	}
 
-	open := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(discardLogger())))
+	open := httptest.NewServer(devcluster.NewRegistry())
 	defer open.Close()
-	private := httptest.NewServer(basicAuth(ggcrregistry.New(ggcrregistry.Logger(discardLogger()))))
+	private := httptest.NewServer(devcluster.BasicAuth(devcluster.NewRegistry(), registryUser, registryPassword, "e2e"))
 	defer private.Close()
-	unreachable, err := freeAddr()
+	unreachable, err := devcluster.FreeAddr()
 	if err != nil {
 		return 0, err
 	}
@@ -146,74 +113,17 @@ func withWebhook(m *testing.M, cfg *rest.Config, wio *envtest.WebhookInstallOpti
 		return 0, err
 	}
 
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return 0, err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return 0, err
-	}
-	e2e.warnings = &warnings{}
-	userCfg := rest.CopyConfig(cfg)
-	userCfg.WarningHandler = e2e.warnings
-	if e2e.client, err = client.New(userCfg, client.Options{Scheme: scheme}); err != nil {
+	e2e.warnings = &devcluster.Warnings{}
+	if e2e.client, err = devcluster.NewClient(cfg, e2e.warnings); err != nil {
 		return 0, err
 	}
 	return m.Run(), nil
 }
 
-// waitReady polls the readiness endpoint until the webhook's caches have
-// synced and its server listens.
-func waitReady(ctx context.Context, url string, done <-chan error) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-done:
-			return fmt.Errorf("webhook stopped before it was ready: %v", err)
-		default:
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("webhook not ready at %s", url)
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// basicAuth puts a registry behind HTTP basic authentication.
-func basicAuth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, p, ok := r.BasicAuth()
-		if !ok || u != registryUser || p != registryPassword {
-			w.Header().Set("WWW-Authenticate", `Basic realm="e2e"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
 // dockerConfigJSON is the content of a kubernetes.io/dockerconfigjson
 // Secret for the private registry.
 func dockerConfigJSON(host string) []byte {
-	auth := base64.StdEncoding.EncodeToString([]byte(registryUser + ":" + registryPassword))
-	b, _ := json.Marshal(map[string]any{"auths": map[string]any{
-		host: map[string]string{"username": registryUser, "password": registryPassword, "auth": auth},
-	}})
-	return b
+	return devcluster.DockerConfigJSON(host, registryUser, registryPassword)
 }
 
 // Real history lines, from golang:1.24.4-bookworm with an app built on top.
@@ -246,54 +156,13 @@ var slimHistory = []v1.History{
 
 var slimEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"}
 
-// buildImage makes an image with exactly this history: one random layer
-// per history entry that adds one, the last of them of lastLayer bytes.
-func buildImage(history []v1.History, env []string, lastLayer int64) (v1.Image, error) {
-	img := empty.Image
-	n := 0
-	for _, h := range history {
-		if !h.EmptyLayer {
-			n++
-		}
-	}
-	for i := range n {
-		size := int64(512)
-		if i == n-1 && lastLayer > 0 {
-			size = lastLayer
-		}
-		l, err := random.Layer(size, types.DockerLayer)
-		if err != nil {
-			return nil, err
-		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			return nil, err
-		}
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.History = history
-	cf.Config.Env = env
-	return mutate.ConfigFile(img, cf)
-}
-
 func pushImages() error {
 	push := func(ref string, history []v1.History, env []string, last int64, opts ...remote.Option) error {
-		img, err := buildImage(history, env, last)
+		img, err := devcluster.BuildImage(history, env, 512, last)
 		if err != nil {
 			return err
 		}
-		r, err := name.ParseReference(ref, name.Insecure)
-		if err != nil {
-			return err
-		}
-		if err := remote.Write(r, img, opts...); err != nil {
-			return fmt.Errorf("pushing %s: %w", ref, err)
-		}
-		return nil
+		return devcluster.Push(ref, img, opts...)
 	}
 	auth := remote.WithAuth(&authn.Basic{Username: registryUser, Password: registryPassword})
 	for _, p := range []struct {
@@ -314,27 +183,3 @@ func pushImages() error {
 	}
 	return nil
 }
-
-// warnings collects the admission warnings the client receives.
-type warnings struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-// HandleWarningHeader implements rest.WarningHandler.
-func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.seen = append(w.seen, text)
-}
-
-// take returns the warnings received since the last call.
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.seen
-	w.seen = nil
-	return out
-}
-
-func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,20 +22,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
 	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/internal/devcluster"
 )
 
 // These tests run app.Run against a real kube-apiserver and etcd (envtest).
@@ -54,32 +51,13 @@ func runTests(m *testing.M) int {
 		logOut = os.Stderr
 	}
 	logf.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true)))
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		out, err := exec.Command(filepath.Join("..", "..", "..", "hack", "envtest-assets.sh")).Output()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "envtest assets: %v\n", err)
-			return 1
-		}
-		assets = strings.TrimSpace(string(out))
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
-	}
-	cfg, err := env.Start()
+	env, cfg, err := devcluster.Env{Root: filepath.Join("..", "..", "..")}.Start(context.Background())
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "starting the API server: %v\n", err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if kube, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+	defer func() { _ = env.Stop() }()
+	if kube, err = devcluster.NewClient(cfg, nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -88,28 +66,20 @@ func runTests(m *testing.M) int {
 }
 
 // start runs app.Run in the background; the cleanup stops it and checks it
-// returned no error. The channel it returns is closed when Run returns.
-func start(t *testing.T, o app.Options) <-chan struct{} {
+// returned no error.
+func start(t *testing.T, o app.Options) *devcluster.Process {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan struct{})
-	var err error
-	go func() {
-		defer close(exited)
-		err = app.Run(ctx, o)
-	}()
+	run := devcluster.Go(context.Background(), func(ctx context.Context) error { return app.Run(ctx, o) })
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-exited:
-			if err != nil {
-				t.Errorf("Run returned %v", err)
-			}
-		case <-time.After(30 * time.Second):
+		err := run.Stop(30 * time.Second)
+		switch {
+		case errors.Is(err, devcluster.ErrNotStopped):
 			t.Error("Run did not return after its context ended")
+		case err != nil:
+			t.Errorf("Run returned %v", err)
 		}
 	})
-	return exited
+	return run
 }
 
 // options are the options of a webhook on free loopback ports.
@@ -124,12 +94,11 @@ func options(t *testing.T) app.Options {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := devcluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // readyz returns the status and body of /readyz?verbose; status 0 when the
@@ -144,21 +113,12 @@ func readyz(probe string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-func waitReady(t *testing.T, probe string, exited <-chan struct{}) {
+// waitReady waits up to a minute for /readyz, failing the test when Run
+// returns first.
+func waitReady(t *testing.T, probe string, run *devcluster.Process) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		code, body := readyz(probe)
-		if code == http.StatusOK {
-			return
-		}
-		if isClosed(exited) {
-			t.Fatal("Run returned before it was ready")
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready after a minute: %d %s", code, body)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := devcluster.WaitReady(context.Background(), "http://"+probe+"/readyz?verbose", time.Minute, run); err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }
 
@@ -234,7 +194,7 @@ func TestCertRotation(t *testing.T) {
 	o.CertRotation = true
 	o.Namespace = ns
 	o.Registerer = prometheus.NewRegistry()
-	exited := start(t, o)
+	run := start(t, o)
 
 	service := "slimgate-webhook." + ns
 	dnsNames := []string{service + ".svc", service + ".svc.cluster.local", service}
@@ -249,7 +209,7 @@ func TestCertRotation(t *testing.T) {
 		if strings.Contains(body, "[-]certs") {
 			sawCertsPending = true
 		}
-		if isClosed(exited) {
+		if isClosed(run.Done()) {
 			t.Fatal("Run returned before it was ready")
 		}
 		if time.Now().After(deadline) {

@@ -1,0 +1,10 @@
+// Package devcluster is the plumbing shared by slimgate's envtest suites
+// and the demo: it finds and starts kube-apiserver and etcd with the CRD
+// and webhook configuration of config/, runs the webhook in the
+// background and waits for its readiness endpoint, builds clients that
+// collect admission warnings, and serves in-process registries (optionally
+// behind basic authentication) to push images with an exact history to.
+//
+// It is for tests and local tooling only; nothing in the webhook or the
+// CLI imports it.
+package devcluster

@@ -1,0 +1,158 @@
+package devcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+)
+
+// ErrNotStopped is returned by Process.Stop when the process did not
+// return in time.
+var ErrNotStopped = errors.New("did not stop in time")
+
+// ErrStopped is returned by WaitReady when the process returned before it
+// was ready.
+var ErrStopped = errors.New("stopped before it was ready")
+
+// ErrGiveUp, wrapped in the error of Poll's function, makes Poll stop
+// retrying and return that error.
+var ErrGiveUp = errors.New("giving up")
+
+// Poll calls f every 100ms until it succeeds, returns an error wrapping
+// ErrGiveUp, ctx ends or within has passed; it returns nil, f's last
+// error, or ctx's.
+func Poll(ctx context.Context, within time.Duration, f func() error) error {
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil || errors.Is(err, ErrGiveUp) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("still failing after %s: %w", within, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Process is a function running in its own goroutine until its context
+// is cancelled, such as the webhook's app.Run.
+type Process struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// Go runs run in the background with a context derived from ctx, which
+// Stop cancels.
+func Go(ctx context.Context, run func(context.Context) error) *Process {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &Process{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.err = run(ctx)
+	}()
+	return p
+}
+
+// Done is closed when the function has returned.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Err is what the function returned; nil while it runs.
+func (p *Process) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
+// Stop cancels the function's context and waits up to within for it to
+// return. It returns the function's error, or ErrNotStopped.
+func (p *Process) Stop(within time.Duration) error {
+	p.cancel()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(within):
+		return fmt.Errorf("waited %s: %w", within, ErrNotStopped)
+	}
+}
+
+// WaitReady polls url until it answers 200 OK. It fails when ctx ends,
+// when within has passed (naming the last answer), or, with ErrStopped,
+// when p (optional) returns first.
+func WaitReady(ctx context.Context, url string, within time.Duration, p *Process) error {
+	var stopped <-chan struct{}
+	if p != nil {
+		stopped = p.Done()
+	}
+	deadline := time.Now().Add(within)
+	for {
+		select {
+		case <-stopped:
+			return fmt.Errorf("%w: %v", ErrStopped, p.Err())
+		default:
+		}
+		last := probe(ctx, url)
+		if last == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready at %s after %s: %s", url, within, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// probe asks url once and describes why it is not ready, or returns ""
+// on 200 OK.
+func probe(ctx context.Context, url string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return resp.Status
+	}
+	return ""
+}
+
+// FreeAddr returns a loopback host:port nothing listens on at the moment.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// FreePort returns a loopback port nothing listens on at the moment.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
