@@ -312,15 +312,15 @@ func kubectlError(err error, file string) string {
 }
 
 // printEvents lists Events as `kubectl get events -A` does, oldest first.
-// A note holds one headline per finding, each followed by indented
-// evidence and remedy lines; the headlines are shown, one per line.
+// A note leads with the bloat attribution, then one headline per finding
+// and an indented remedy line; the headlines are shown, one per line.
 func printEvents(out io.Writer, evs []eventsv1.Event, now time.Time) {
 	if len(evs) == 0 {
 		fmt.Fprintln(out, "No resources found")
 		return
 	}
-	fmt.Fprintln(out, "MESSAGE shows the finding headlines of each note; the note also holds the evidence and remedy lines shown")
-	fmt.Fprintln(out, "above (kubectl get events -o yaml prints it) and is cut at 1024 bytes, the Events API's limit.")
+	fmt.Fprintln(out, "MESSAGE shows the lines of each note but its remedy (kubectl get events -o yaml prints it all). Notes keep")
+	fmt.Fprintln(out, "the findings' headlines and one remedy, not the evidence lines above, to fit the Events API's 1024-byte limit.")
 	seen := func(e eventsv1.Event) time.Time {
 		switch {
 		case e.Series != nil:
