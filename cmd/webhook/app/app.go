@@ -239,8 +239,8 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	budget := admission.Budget{Default: o.DefaultTimeout, Margin: o.TimeoutMargin}
-	hooks.Register(PodsPath, budget.Wrap(&webhook.Admission{Handler: h}))
-	hooks.Register(WorkloadsPath, budget.Wrap(&webhook.Admission{Handler: h}))
+	hooks.Register(PodsPath, finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: h})))
+	hooks.Register(WorkloadsPath, finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: h})))
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
@@ -267,6 +267,29 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// finishOnShutdown lets reviews in flight when shutdown begins run to
+// their end. controller-runtime's webhook server derives every request's
+// context from its own, which it cancels as it starts shutting down: the
+// registry calls of a review in flight would fail and the review be
+// answered as an inspection error. Here a request's context ends when the
+// client goes away, but not when it ends after stopping (Run's context)
+// has closed; the budget's deadline still bounds the review.
+func finishOnShutdown(stopping <-chan struct{}, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+		defer cancel()
+		stop := context.AfterFunc(r.Context(), func() {
+			select {
+			case <-stopping:
+			default:
+				cancel()
+			}
+		})
+		defer stop()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // cachesSynced is ready once the policy and namespace caches have synced.

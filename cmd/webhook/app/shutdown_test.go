@@ -1,0 +1,315 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/pkg/admission"
+)
+
+// A single-stage Go build: the SDK's environment and a go build step.
+var goSDKHistory = []v1.History{
+	{CreatedBy: "# debian.sh --arch 'amd64' out/ 'bookworm' '@1749513600'"},
+	{CreatedBy: "ENV GOLANG_VERSION=1.24.4", EmptyLayer: true},
+	{CreatedBy: "ENV PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", EmptyLayer: true},
+	{CreatedBy: "COPY /target/ / # buildkit", Comment: "buildkit.dockerfile.v0"},
+	{CreatedBy: "COPY . . # buildkit", Comment: "buildkit.dockerfile.v0"},
+	{CreatedBy: "RUN /bin/sh -c go build -o /app . # buildkit", Comment: "buildkit.dockerfile.v0"},
+	{CreatedBy: `CMD ["/app"]`, Comment: "buildkit.dockerfile.v0", EmptyLayer: true},
+}
+
+var goSDKEnv = []string{"PATH=/go/bin:/usr/local/go/bin:/usr/bin:/bin", "GOLANG_VERSION=1.24.4"}
+
+// slowManifests serves a registry whose first manifest request for repo
+// once armed waits for hold (or until release is closed); seen is closed
+// when that request arrives. Arm it after pushing: pushes ask for
+// manifests too.
+type slowManifests struct {
+	next    http.Handler
+	repo    string
+	hold    time.Duration
+	release chan struct{}
+	seen    chan struct{}
+	armed   atomic.Bool
+	once    sync.Once
+}
+
+func (s *slowManifests) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.armed.Load() && strings.HasPrefix(r.URL.Path, "/v2/"+s.repo+"/manifests/") {
+		first := false
+		s.once.Do(func() { first = true })
+		if first {
+			close(s.seen)
+			select {
+			case <-time.After(s.hold):
+			case <-s.release:
+			case <-r.Context().Done():
+			}
+		}
+	}
+	s.next.ServeHTTP(w, r)
+}
+
+// reviewResult is what the client made of its POST.
+type reviewResult struct {
+	status int
+	review admissionv1.AdmissionReview
+	err    error
+	at     time.Time
+}
+
+// TestShutdownFinishesInFlightReview cancels Run's context while a review
+// waits on a slow registry: the review must still be answered, with its
+// verdict, before Run returns (in a Pod the process exits then, and an
+// unanswered connection is reset); Run returns nil within the shutdown
+// timeout; and the port refuses connections afterwards.
+func TestShutdownFinishesInFlightReview(t *testing.T) {
+	ctx := context.Background()
+	const hold = 2 * time.Second
+	slow := &slowManifests{next: devcluster.NewRegistry(), repo: "slow/golang-app", hold: hold,
+		release: make(chan struct{}), seen: make(chan struct{})}
+	srv := httptest.NewServer(slow)
+	t.Cleanup(srv.Close)
+	// Runs before srv.Close: never leave a handler blocked.
+	t.Cleanup(func() { close(slow.release) })
+	host := strings.TrimPrefix(srv.URL, "http://")
+	image := host + "/" + slow.repo + ":1"
+	img, err := devcluster.BuildImage(goSDKHistory, goSDKEnv, 256, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := devcluster.Push(image, img); err != nil {
+		t.Fatal(err)
+	}
+	slow.armed.Store(true)
+
+	o := options(t)
+	o.Registerer = prometheus.NewRegistry()
+	// Longer than the registry holds the review: with less (100ms) the
+	// review is answered only after Run returned and Run fails.
+	o.ShutdownTimeout = 5 * time.Second
+	writeSelfSigned(t, o.CertDir)
+	run := devcluster.Go(ctx, func(ctx context.Context) error { return app.Run(ctx, o) })
+	t.Cleanup(func() { _ = run.Stop(30 * time.Second) })
+	waitReady(t, o.ProbeAddr, run)
+
+	p := &v1alpha1.SlimImagePolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "shutdown-" + rand.String(5)},
+		Spec: v1alpha1.SlimImagePolicySpec{
+			Mode:       v1alpha1.ModeEnforce,
+			Registries: v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{host}},
+		},
+	}
+	if err := kube.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kube.Delete(ctx, p) })
+	// Ready means the webhook's own cache has the policy.
+	if err := devcluster.Poll(ctx, 15*time.Second, func() error {
+		var got v1alpha1.SlimImagePolicy
+		if err := kube.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, admission.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != got.Generation {
+			return fmt.Errorf("policy %s not ready: %+v", p.Name, got.Status)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	uid := types.UID("shutdown-" + rand.String(8))
+	body := podReview(t, uid, "default", "slow", image)
+	addr := net.JoinHostPort(o.Host, fmt.Sprint(o.Port))
+	hc := tlsClient(t, filepath.Join(o.CertDir, "tls.crt"))
+	results := make(chan reviewResult, 1)
+	go func() { results <- postReview(hc, "https://"+addr+app.PodsPath+"?timeout=10s", body) }()
+
+	select {
+	case <-slow.seen:
+	case r := <-results:
+		t.Fatalf("the review ended before it reached the registry: %+v", r)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the review never reached the registry")
+	}
+	cancelled := time.Now()
+	margin := 3 * time.Second
+	stopErr := run.Stop(o.ShutdownTimeout + margin)
+	returned := time.Now()
+	t.Logf("Run returned %v after its context was cancelled (shutdown timeout %v)", returned.Sub(cancelled).Round(time.Millisecond), o.ShutdownTimeout)
+
+	// (1) The review was answered before Run returned. In this process
+	// the HTTP server may go on after Run; in a Pod it would not, so a
+	// response arriving later than a moment after Run returned is one the
+	// API server would never have received.
+	var r reviewResult
+	select {
+	case r = <-results:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no response to the review")
+	}
+	const grace = 250 * time.Millisecond
+	if late := r.at.Sub(returned); late > grace {
+		t.Errorf("the review was answered %v after Run returned: a webhook process would have exited and reset the connection", late.Round(time.Millisecond))
+	}
+	if r.err != nil {
+		t.Errorf("posting the review: %v", r.err)
+	} else {
+		checkDenied(t, r, uid)
+	}
+
+	// (2) Run returned nil, within the shutdown timeout and a margin.
+	switch {
+	case errors.Is(stopErr, devcluster.ErrNotStopped):
+		t.Errorf("Run did not return within %v of its context ending", o.ShutdownTimeout+margin)
+	case stopErr != nil:
+		t.Errorf("Run returned %v", stopErr)
+	}
+
+	// (3) The port is closed: a new connection is refused.
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err == nil {
+		conn.Close()
+		t.Errorf("%s still accepts connections after Run returned", addr)
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dialing %s after Run returned: %v, want connection refused", addr, err)
+	}
+}
+
+// podReview is an admission.k8s.io/v1 AdmissionReview of a Pod CREATE, as
+// the API server sends it.
+func podReview(t *testing.T, uid types.UID, ns, name, image string) []byte {
+	t.Helper()
+	pod := corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+	}
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	review := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       uid,
+			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Namespace: ns,
+			Name:      name,
+			Operation: admissionv1.Create,
+			UserInfo:  authenticationv1.UserInfo{Username: "kubernetes-admin", Groups: []string{"system:masters"}},
+			Object:    runtime.RawExtension{Raw: raw},
+		},
+	}
+	b, err := json.Marshal(review)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// tlsClient trusts only the certificates in the PEM file and keeps no
+// idle connections.
+func tlsClient(t *testing.T, caFile string) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatal("no certificate to trust")
+	}
+	return &http.Client{
+		Timeout: 20 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+			DisableKeepAlives: true,
+		},
+	}
+}
+
+// postReview posts body and decodes the AdmissionReview answered.
+func postReview(hc *http.Client, url string, body []byte) reviewResult {
+	resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return reviewResult{err: err, at: time.Now()}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	r := reviewResult{status: resp.StatusCode, at: time.Now()}
+	if err != nil {
+		r.err = fmt.Errorf("reading the response: %w", err)
+		return r
+	}
+	if err := json.Unmarshal(data, &r.review); err != nil {
+		r.err = fmt.Errorf("decoding %q: %w", data, err)
+	}
+	return r
+}
+
+// checkDenied checks r is an HTTP 200 AdmissionReview denying request uid
+// for its Go SDK.
+func checkDenied(t *testing.T, r reviewResult, uid types.UID) {
+	t.Helper()
+	if r.status != http.StatusOK {
+		t.Errorf("HTTP status %d, want 200", r.status)
+	}
+	resp := r.review.Response
+	if resp == nil {
+		t.Fatalf("review has no response: %+v", r.review)
+	}
+	type verdict struct {
+		APIVersion, Kind string
+		UID              types.UID
+		Allowed          bool
+		Code             int32
+	}
+	got := verdict{APIVersion: r.review.APIVersion, Kind: r.review.Kind, UID: resp.UID, Allowed: resp.Allowed}
+	msg := ""
+	if resp.Result != nil {
+		got.Code, msg = resp.Result.Code, resp.Result.Message
+	}
+	want := verdict{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", UID: uid, Allowed: false, Code: http.StatusForbidden}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("verdict (-want +got):\n%s\nmessage: %s", diff, msg)
+	}
+	if !strings.Contains(msg, "go build") && !strings.Contains(msg, "GOLANG_VERSION") && !strings.Contains(msg, "/usr/local/go") {
+		t.Errorf("denial names no Go SDK evidence: %q", msg)
+	}
+}
