@@ -9,10 +9,16 @@ if command -v docker-registry >/dev/null 2>&1; then
   exit 0
 fi
 
+# Root installs directly; otherwise sudo, if it works without a password.
+as_root=()
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-registry.sh: docker-registry is not on PATH and installing it needs root;" >&2
-  echo "  run: sudo apt-get update && sudo apt-get install -y --no-install-recommends docker-registry" >&2
-  exit 1
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    as_root=(sudo -n)
+  else
+    echo "install-registry.sh: docker-registry is not on PATH and installing it needs root;" >&2
+    echo "  run: sudo apt-get update && sudo apt-get install -y --no-install-recommends docker-registry" >&2
+    exit 1
+  fi
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -21,7 +27,6 @@ if ! command -v apt-get >/dev/null 2>&1; then
   exit 1
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends docker-registry
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry
 command -v docker-registry
