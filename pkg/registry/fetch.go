@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -213,10 +214,11 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 	}, nil
 }
 
-// resolve finds the digest a reference names. A tag seen before is
-// resolved with a HEAD (cheap, and not counted by Docker Hub's pull
-// limits), falling back to a GET when HEAD is refused or gives no digest;
-// a tag seen for the first time with the GET directly. The GET's body is
+// resolve finds the digest a reference names. A tag seen before, or any
+// tag on a HeadFirst registry (Docker Hub), is resolved with a HEAD (cheap,
+// and not counted by Docker Hub's pull limits), falling back to a GET when
+// HEAD is refused or gives no digest; elsewhere a tag seen for the first
+// time goes to the GET directly. The GET's body is
 // then returned for reuse. A digest reference is checked with a HEAD when its
 // document is already cached, so this scope proves its access.
 func (s *session) resolve(ctx context.Context, ref name.Reference) (v1.Hash, []byte, types.MediaType, error) {
@@ -246,7 +248,11 @@ func (s *session) resolve(ctx context.Context, ref name.Reference) (v1.Hash, []b
 	// is likely cached, and then the HEAD is all it costs. One seen for the
 	// first time goes straight to the GET it will need anyway, saving a
 	// round trip on every cold inspection.
-	if _, seen := s.r.seen.get(ref.Name()); seen {
+	_, seen := s.r.seen.get(ref.Name())
+	if !seen {
+		s.r.seen.add(ref.Name(), struct{}{}, 1, 0)
+	}
+	if seen || slices.Contains(s.r.opts.HeadFirst, ref.Context().RegistryStr()) {
 		h, mt, err := s.head(ctx, tag)
 		if err == nil && h != (v1.Hash{}) {
 			return h, nil, mt, nil
@@ -254,8 +260,6 @@ func (s *session) resolve(ctx context.Context, ref name.Reference) (v1.Hash, []b
 		if err != nil && !headUnsupported(err) {
 			return v1.Hash{}, nil, "", err
 		}
-	} else {
-		s.r.seen.add(ref.Name(), struct{}{}, 1, 0)
 	}
 	body, mt, declared, err := s.getManifest(ctx, tag)
 	if err != nil {

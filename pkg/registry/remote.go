@@ -66,6 +66,13 @@ type Options struct {
 	// scope (default 10s).
 	FailureTTL time.Duration
 
+	// HeadFirst lists registry hosts where even a tag seen for the first
+	// time is resolved with a manifest HEAD before the GET (default: Docker
+	// Hub, index.docker.io, whose pull limits count GETs, not HEADs; a HEAD
+	// that names a digest already cached then saves the GET). Elsewhere a
+	// first-seen tag goes straight to the GET it needs anyway.
+	HeadFirst []string
+
 	// EgressExempt lists exact "ip:port" addresses the egress guard lets
 	// through even when private networks are refused, such as an
 	// in-cluster registry mirror.
@@ -114,6 +121,9 @@ func (o *Options) defaults() {
 		o.Retries = 2
 	case o.Retries < 0:
 		o.Retries = 0
+	}
+	if o.HeadFirst == nil {
+		o.HeadFirst = []string{name.DefaultRegistry}
 	}
 	setInt(&o.MaxIndexEntries, 64)
 	setInt(&o.MaxPlatforms, 8)

@@ -245,6 +245,37 @@ func TestInspectColdThenWarm(t *testing.T) {
 	}
 }
 
+// On a HeadFirst registry (by default Docker Hub, whose pull limits count
+// manifest GETs but not HEADs) even a first-seen tag is resolved with a
+// HEAD; a second tag naming a digest already cached then costs no GET.
+func TestHeadFirstRegistries(t *testing.T) {
+	reg := newTestRegistry(t, nil)
+	img := buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN apt-get install -y gcc")
+	first := reg.push(t, "team/app:v1", img)
+	second := reg.push(t, "team/app:latest", img)
+	r, _ := newTestRemote(t, Options{HeadFirst: []string{reg.host}})
+
+	if _, err := r.Inspect(context.Background(), plainRequest(first, reg.host)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int{"ping": 1, "manifest HEAD": 1, "manifest GET": 1, "blob GET": 1}, reg.log.snapshot()); diff != "" {
+		t.Errorf("first tag's requests (-want +got):\n%s", diff)
+	}
+	reg.log.reset()
+	if _, err := r.Inspect(context.Background(), plainRequest(second, reg.host)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int{"manifest HEAD": 1}, reg.log.snapshot()); diff != "" {
+		t.Errorf("second tag, same digest (-want +got):\n%s", diff)
+	}
+
+	var o Options
+	o.defaults()
+	if diff := cmp.Diff([]string{"index.docker.io"}, o.HeadFirst); diff != "" {
+		t.Errorf("default HeadFirst (-want +got):\n%s", diff)
+	}
+}
+
 func TestInspectConcurrentSharesOneFetch(t *testing.T) {
 	// Slow manifest reads down so every caller overlaps the one fetch
 	// instead of finding it cached.
