@@ -3,7 +3,6 @@ package image
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -95,18 +94,6 @@ type Layer struct {
 	// History is the index of the history entry that added this layer, or
 	// NoLayer when unknown.
 	History int `json:"history"`
-}
-
-// EnvValue returns the value of the environment variable key and whether
-// it is set.
-func (f *Facts) EnvValue(key string) (string, bool) {
-	for _, kv := range f.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		if k == key {
-			return v, true
-		}
-	}
-	return "", false
 }
 
 // LayerSize returns the compressed size of the layer a history entry added,

@@ -69,26 +69,25 @@ func (e *statusError) Error() string {
 // session is one fetch: a reference, its registry client and the rules.
 type session struct {
 	r      *Remote
-	repo   name.Repository
 	host   string
 	client *http.Client
 	base   string // scheme://host/v2/repo
 }
 
-// fetch does the network part of Inspect for one reference.
-func (r *Remote) fetch(ctx context.Context, ref name.Reference, req Request, platforms []string) (*Inspection, error) {
-	host := ref.Context().RegistryStr()
+// fetch does the network part of Inspect for one prepared reference.
+func (r *Remote) fetch(ctx context.Context, p prepared, req Request) (*Inspection, error) {
+	host := p.host
 	if ok, until := r.breaker.allow(host); !ok {
 		r.metrics.request(host, "breaker_open")
 		return nil, reasoned(ReasonUnavailable, fmt.Errorf("registry %s failed repeatedly; not contacted until %s", host, until.Format(time.RFC3339)))
 	}
 	start := r.opts.Now()
-	insp, err := r.fetchOnce(ctx, ref, req, platforms)
+	insp, err := r.fetchOnce(ctx, p, req)
 	r.breaker.record(host, err != nil && countsAgainstRegistry(r.toInspectionError("", err).Reason))
 	if err != nil {
-		r.log.V(1).Info("image inspection failed", "reference", ref.Name(), "error", err.Error())
+		r.log.V(1).Info("image inspection failed", "reference", p.refName, "error", err.Error())
 	} else {
-		r.log.V(1).Info("image inspected", "reference", ref.Name(), "digest", insp.Digest, "platforms", len(insp.Images), "elapsed", r.opts.Now().Sub(start))
+		r.log.V(1).Info("image inspected", "reference", p.refName, "digest", insp.Digest, "platforms", len(insp.Images), "elapsed", r.opts.Now().Sub(start))
 	}
 	return insp, err
 }
@@ -99,13 +98,13 @@ func countsAgainstRegistry(reason Reason) bool {
 	return reason == ReasonTimeout || reason == ReasonUnavailable
 }
 
-func (r *Remote) fetchOnce(ctx context.Context, ref name.Reference, req Request, platforms []string) (*Inspection, error) {
-	s, err := r.session(ctx, ref.Context(), req)
+func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request) (*Inspection, error) {
+	s, err := r.session(ctx, p.ref.Context(), req)
 	if err != nil {
 		return nil, err
 	}
-	refName := ref.Name()
-	digest, body, mediaType, err := s.resolve(ctx, ref)
+	refName := p.refName
+	digest, body, mediaType, err := s.resolve(ctx, p.ref, refName)
 	if err != nil {
 		return nil, err
 	}
@@ -113,18 +112,13 @@ func (r *Remote) fetchOnce(ctx context.Context, ref name.Reference, req Request,
 	if err != nil {
 		return nil, err
 	}
-	r.resolved.add(req.CredentialScope+"\x00"+refName, resolution{digest: digest}, int64(len(refName)+len(req.CredentialScope)+96), r.opts.TagTTL)
+	key := resolvedKey(req.CredentialScope, refName)
+	r.resolved.add(key, digest.String(), int64(len(key)+95), r.opts.TagTTL)
 
-	insp := &Inspection{Reference: refName, Digest: digest.String()}
-	if doc.facts != nil {
-		insp.Images = []*image.Facts{withRef(doc.facts, refName, "")}
-		return insp, nil
+	insp, picked, err := r.plan(doc, refName, digest.String(), p.platforms)
+	if err != nil || doc.facts != nil { // an image: insp is complete
+		return insp, err
 	}
-	picked, notes, err := r.pickPlatforms(doc, platforms)
-	if err != nil {
-		return nil, err
-	}
-	insp.Notes = notes
 	insp.Images = make([]*image.Facts, len(picked))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
@@ -140,7 +134,7 @@ func (r *Remote) fetchOnce(ctx context.Context, ref name.Reference, req Request,
 			if child.facts == nil {
 				return reasoned(ReasonInvalid, fmt.Errorf("index entry %s is an index, not an image", d.Digest))
 			}
-			insp.Images[i] = withRef(child.facts, refName, digest.String())
+			insp.Images[i] = withRef(child.facts, refName, insp.Digest)
 			return nil
 		})
 	}
@@ -199,7 +193,6 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 	}
 	return &session{
 		r:    r,
-		repo: repo,
 		host: host,
 		client: &http.Client{Transport: tr, CheckRedirect: func(next *http.Request, via []*http.Request) error {
 			if len(via) >= 5 {
@@ -221,7 +214,7 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 // time goes to the GET directly. The GET's body is
 // then returned for reuse. A digest reference is checked with a HEAD when its
 // document is already cached, so this scope proves its access.
-func (s *session) resolve(ctx context.Context, ref name.Reference) (v1.Hash, []byte, types.MediaType, error) {
+func (s *session) resolve(ctx context.Context, ref name.Reference, refName string) (v1.Hash, []byte, types.MediaType, error) {
 	if d, ok := ref.(name.Digest); ok {
 		h, err := v1.NewHash(d.DigestStr())
 		if err != nil {
@@ -248,11 +241,11 @@ func (s *session) resolve(ctx context.Context, ref name.Reference) (v1.Hash, []b
 	// is likely cached, and then the HEAD is all it costs. One seen for the
 	// first time goes straight to the GET it will need anyway, saving a
 	// round trip on every cold inspection.
-	_, seen := s.r.seen.get(ref.Name())
+	_, seen := s.r.seen.get(refName)
 	if !seen {
-		s.r.seen.add(ref.Name(), struct{}{}, 1, 0)
+		s.r.seen.add(refName, struct{}{}, 1, 0)
 	}
-	if seen || slices.Contains(s.r.opts.HeadFirst, ref.Context().RegistryStr()) {
+	if seen || slices.Contains(s.r.opts.HeadFirst, s.host) {
 		h, mt, err := s.head(ctx, tag)
 		if err == nil && h != (v1.Hash{}) {
 			return h, nil, mt, nil

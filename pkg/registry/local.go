@@ -69,51 +69,29 @@ func InspectLocal(ref string, platforms []string) (*Inspection, error) {
 	case TransportDockerArchive:
 		insp, err = inspectArchive(ref, rest)
 	default:
-		err = localError(ReasonBadReference, errors.New("not a local image: want oci:PATH or docker-archive:PATH"))
+		err = reasoned(ReasonBadReference, errors.New("not a local image: want oci:PATH or docker-archive:PATH"))
 	}
 	if err != nil {
-		var le *localErr
-		if errors.As(err, &le) {
-			return nil, &InspectionError{Reference: ref, Reason: le.reason, Err: le.err}
+		var re *reasonedError
+		if errors.As(err, &re) {
+			return nil, &InspectionError{Reference: ref, Reason: re.reason, Err: re.err}
 		}
 		return nil, &InspectionError{Reference: ref, Reason: ReasonInvalid, Err: err}
 	}
 	return insp, nil
 }
 
-// localErr carries a Reason up to InspectLocal, which adds the reference.
-type localErr struct {
-	reason Reason
-	err    error
-}
-
-func (e *localErr) Error() string { return e.err.Error() }
-func (e *localErr) Unwrap() error { return e.err }
-
-func localError(r Reason, err error) error { return &localErr{reason: r, err: err} }
-
 // readCapped reads a whole file of at most maxLocalDocument bytes.
 func readCapped(file string) ([]byte, error) {
 	fh, err := os.Open(file)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, localError(ReasonNotFound, err)
+			return nil, reasoned(ReasonNotFound, err)
 		}
 		return nil, err
 	}
 	defer fh.Close()
-	return readLimited(fh, file)
-}
-
-func readLimited(r io.Reader, what string) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, maxLocalDocument+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", what, err)
-	}
-	if len(b) > maxLocalDocument {
-		return nil, localError(ReasonTooLarge, fmt.Errorf("%s is larger than %d bytes", what, maxLocalDocument))
-	}
-	return b, nil
+	return readBody(fh, maxLocalDocument, file)
 }
 
 // --- OCI image layout ---
@@ -137,13 +115,13 @@ type layoutDir struct{ dir string }
 func inspectLayout(ref, spec string, platforms []string) (*Inspection, error) {
 	dir, tag, digest := splitLayoutRef(spec)
 	if dir == "" || tag == ":" {
-		return nil, localError(ReasonBadReference, errors.New("want oci:PATH[:TAG|@DIGEST]"))
+		return nil, reasoned(ReasonBadReference, errors.New("want oci:PATH[:TAG|@DIGEST]"))
 	}
 	var want v1.Hash
 	if digest != "" {
 		h, err := v1.NewHash(digest)
 		if err != nil {
-			return nil, localError(ReasonBadReference, fmt.Errorf("bad digest: %w", err))
+			return nil, reasoned(ReasonBadReference, fmt.Errorf("bad digest: %w", err))
 		}
 		want = h
 	}
@@ -201,7 +179,7 @@ func pickLayoutEntry(idx *v1.IndexManifest, tag string, want v1.Hash) (v1.Descri
 				return d, nil
 			}
 		}
-		return v1.Descriptor{}, localError(ReasonNotFound, fmt.Errorf("no image with digest %s in the layout (%s)", want, listEntries(idx)))
+		return v1.Descriptor{}, reasoned(ReasonNotFound, fmt.Errorf("no image with digest %s in the layout (%s)", want, listEntries(idx)))
 	case tag != "":
 		var found []v1.Descriptor
 		for _, d := range idx.Manifests {
@@ -213,18 +191,18 @@ func pickLayoutEntry(idx *v1.IndexManifest, tag string, want v1.Hash) (v1.Descri
 		case 1:
 			return found[0], nil
 		case 0:
-			return v1.Descriptor{}, localError(ReasonNotFound, fmt.Errorf("no image tagged %q in the layout (%s)", tag, listEntries(idx)))
+			return v1.Descriptor{}, reasoned(ReasonNotFound, fmt.Errorf("no image tagged %q in the layout (%s)", tag, listEntries(idx)))
 		default:
-			return v1.Descriptor{}, localError(ReasonBadReference, fmt.Errorf("%d images are tagged %q; name one by digest as oci:PATH@DIGEST", len(found), tag))
+			return v1.Descriptor{}, reasoned(ReasonBadReference, fmt.Errorf("%d images are tagged %q; name one by digest as oci:PATH@DIGEST", len(found), tag))
 		}
 	}
 	switch len(idx.Manifests) {
 	case 1:
 		return idx.Manifests[0], nil
 	case 0:
-		return v1.Descriptor{}, localError(ReasonNotFound, errors.New("the layout's index.json lists no images"))
+		return v1.Descriptor{}, reasoned(ReasonNotFound, errors.New("the layout's index.json lists no images"))
 	default:
-		return v1.Descriptor{}, localError(ReasonBadReference, fmt.Errorf("the layout holds %d images: name one as oci:PATH:TAG or oci:PATH@DIGEST (%s)", len(idx.Manifests), listEntries(idx)))
+		return v1.Descriptor{}, reasoned(ReasonBadReference, fmt.Errorf("the layout holds %d images: name one as oci:PATH:TAG or oci:PATH@DIGEST (%s)", len(idx.Manifests), listEntries(idx)))
 	}
 }
 
@@ -255,7 +233,7 @@ func listEntries(idx *v1.IndexManifest) string {
 // blob reads a blob the descriptor names, checking its size and digest.
 func (l layoutDir) blob(d v1.Descriptor) ([]byte, error) {
 	if d.Size > maxLocalDocument {
-		return nil, localError(ReasonTooLarge, fmt.Errorf("blob %s declares %d bytes, more than the %d allowed", d.Digest, d.Size, maxLocalDocument))
+		return nil, reasoned(ReasonTooLarge, fmt.Errorf("blob %s declares %d bytes, more than the %d allowed", d.Digest, d.Size, maxLocalDocument))
 	}
 	if d.Digest.Algorithm != "sha256" || len(d.Digest.Hex) != 64 || strings.ContainsAny(d.Digest.Hex, `/\.`) {
 		return nil, fmt.Errorf("unsupported digest %q", d.Digest)
@@ -326,11 +304,11 @@ func pickPlatforms(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor, 
 		}
 		images = append(images, d)
 		if d.Platform != nil {
-			available = append(available, platformString(d.Platform))
+			available = append(available, platformOf(d.Platform).String())
 		}
 	}
 	if len(images) == 0 {
-		return nil, localError(ReasonNotFound, errors.New("the index lists no image manifests"))
+		return nil, reasoned(ReasonNotFound, errors.New("the index lists no image manifests"))
 	}
 	var picked []v1.Descriptor
 	if len(platforms) == 0 {
@@ -346,7 +324,7 @@ func pickPlatforms(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor, 
 	for _, p := range platforms {
 		goos, arch, variant, err := splitPlatform(p)
 		if err != nil {
-			return nil, localError(ReasonBadReference, err)
+			return nil, reasoned(ReasonBadReference, err)
 		}
 		found := false
 		for _, d := range images {
@@ -358,7 +336,7 @@ func pickPlatforms(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor, 
 			}
 		}
 		if !found {
-			return nil, localError(ReasonNotFound, fmt.Errorf("no %s image in the index (platforms: %s)", p, strings.Join(available, ", ")))
+			return nil, reasoned(ReasonNotFound, fmt.Errorf("no %s image in the index (platforms: %s)", p, strings.Join(available, ", ")))
 		}
 	}
 	if len(picked) > maxLocalPlatforms {
@@ -378,10 +356,6 @@ func splitPlatform(p string) (goos, arch, variant string, err error) {
 	return parts[0], parts[1], variant, nil
 }
 
-func platformString(p *v1.Platform) string {
-	return image.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}.String()
-}
-
 // --- docker save archive ---
 
 // archiveEntry is what is known of one file in a tar without reading it.
@@ -394,7 +368,7 @@ type archiveEntry struct {
 func inspectArchive(ref, spec string) (*Inspection, error) {
 	file, sel, _ := strings.Cut(spec, ":")
 	if file == "" {
-		return nil, localError(ReasonBadReference, errors.New("want docker-archive:PATH[:TAG]"))
+		return nil, reasoned(ReasonBadReference, errors.New("want docker-archive:PATH[:TAG]"))
 	}
 	entries, rawManifest, err := scanArchive(file)
 	if err != nil {
@@ -470,12 +444,12 @@ func inspectArchive(ref, spec string) (*Inspection, error) {
 // "@N", the N-th image; empty picks the only image.
 func pickArchiveImage(m tarball.Manifest, sel string) (tarball.Descriptor, error) {
 	if len(m) == 0 {
-		return tarball.Descriptor{}, localError(ReasonNotFound, errors.New("the archive's manifest.json lists no images"))
+		return tarball.Descriptor{}, reasoned(ReasonNotFound, errors.New("the archive's manifest.json lists no images"))
 	}
 	if n, ok := strings.CutPrefix(sel, "@"); ok {
 		i, err := strconv.Atoi(n)
 		if err != nil || i < 0 || i >= len(m) {
-			return tarball.Descriptor{}, localError(ReasonBadReference, fmt.Errorf("source index %q is not between 0 and %d", n, len(m)-1))
+			return tarball.Descriptor{}, reasoned(ReasonBadReference, fmt.Errorf("source index %q is not between 0 and %d", n, len(m)-1))
 		}
 		return m[i], nil
 	}
@@ -483,7 +457,7 @@ func pickArchiveImage(m tarball.Manifest, sel string) (tarball.Descriptor, error
 		if len(m) == 1 {
 			return m[0], nil
 		}
-		return tarball.Descriptor{}, localError(ReasonBadReference, fmt.Errorf("the archive holds %d images: name one as docker-archive:PATH:TAG or docker-archive:PATH:@INDEX (%s)", len(m), archiveTags(m)))
+		return tarball.Descriptor{}, reasoned(ReasonBadReference, fmt.Errorf("the archive holds %d images: name one as docker-archive:PATH:TAG or docker-archive:PATH:@INDEX (%s)", len(m), archiveTags(m)))
 	}
 	want, werr := name.ParseReference(sel)
 	for _, d := range m {
@@ -496,7 +470,7 @@ func pickArchiveImage(m tarball.Manifest, sel string) (tarball.Descriptor, error
 			}
 		}
 	}
-	return tarball.Descriptor{}, localError(ReasonNotFound, fmt.Errorf("no image tagged %q in the archive (%s)", sel, archiveTags(m)))
+	return tarball.Descriptor{}, reasoned(ReasonNotFound, fmt.Errorf("no image tagged %q in the archive (%s)", sel, archiveTags(m)))
 }
 
 func archiveTags(m tarball.Manifest) string {
@@ -517,7 +491,7 @@ func scanArchive(file string) (map[string]archiveEntry, []byte, error) {
 	fh, err := os.Open(file)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, localError(ReasonNotFound, err)
+			return nil, nil, reasoned(ReasonNotFound, err)
 		}
 		return nil, nil, err
 	}
@@ -534,7 +508,7 @@ func scanArchive(file string) (map[string]archiveEntry, []byte, error) {
 			return nil, nil, fmt.Errorf("reading the archive: %w", err)
 		}
 		if len(entries) == maxArchiveEntries {
-			return nil, nil, localError(ReasonTooLarge, fmt.Errorf("the archive has more than %d files", maxArchiveEntries))
+			return nil, nil, reasoned(ReasonTooLarge, fmt.Errorf("the archive has more than %d files", maxArchiveEntries))
 		}
 		n := path.Clean(h.Name)
 		switch h.Typeflag {
@@ -544,7 +518,7 @@ func scanArchive(file string) (map[string]archiveEntry, []byte, error) {
 			entries[n] = archiveEntry{link: path.Clean(h.Linkname)}
 		case tar.TypeReg:
 			if n == "manifest.json" {
-				if manifest, err = readLimited(tr, "manifest.json"); err != nil {
+				if manifest, err = readBody(tr, maxLocalDocument, "manifest.json"); err != nil {
 					return nil, nil, err
 				}
 			}
@@ -587,7 +561,7 @@ func readArchiveFile(file string, entries map[string]archiveEntry, n string) ([]
 		return nil, err
 	}
 	if e.size > maxLocalDocument {
-		return nil, localError(ReasonTooLarge, fmt.Errorf("%s is %d bytes, more than the %d allowed", n, e.size, maxLocalDocument))
+		return nil, reasoned(ReasonTooLarge, fmt.Errorf("%s is %d bytes, more than the %d allowed", n, e.size, maxLocalDocument))
 	}
 	fh, err := os.Open(file)
 	if err != nil {
@@ -601,7 +575,7 @@ func readArchiveFile(file string, entries map[string]archiveEntry, n string) ([]
 			return nil, fmt.Errorf("%s vanished from the archive: %w", n, err)
 		}
 		if path.Clean(h.Name) == n && h.Typeflag == tar.TypeReg {
-			return readLimited(tr, n)
+			return readBody(tr, maxLocalDocument, n)
 		}
 	}
 }

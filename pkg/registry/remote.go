@@ -162,7 +162,7 @@ type Remote struct {
 	open     *http.Transport // no address checks (guard off or private networks allowed)
 	guarded  *http.Transport // refuses non-public addresses at dial time
 	docs     *lru[*document]
-	resolved *lru[resolution]
+	resolved *lru[string]   // digest a reference resolved to, per scope
 	seen     *lru[struct{}] // tag references asked about before, any scope
 	failures *lru[*InspectionError]
 	auth     *lru[http.RoundTripper]
@@ -181,9 +181,6 @@ type document struct {
 	total   int             // index entries before the cap
 }
 
-// resolution is what a reference resolved to for one credential scope.
-type resolution struct{ digest v1.Hash }
-
 // NewRemote returns a Remote configured by opts.
 func NewRemote(opts Options) (*Remote, error) {
 	opts.defaults()
@@ -194,7 +191,7 @@ func NewRemote(opts Options) (*Remote, error) {
 	r := &Remote{
 		opts:     opts,
 		docs:     newLRU[*document](opts.CacheEntries, opts.CacheBytes, opts.Now),
-		resolved: newLRU[resolution](4*opts.CacheEntries, int64(4*opts.CacheEntries)*256, opts.Now),
+		resolved: newLRU[string](4*opts.CacheEntries, int64(4*opts.CacheEntries)*256, opts.Now),
 		seen:     newLRU[struct{}](4*opts.CacheEntries, int64(4*opts.CacheEntries), opts.Now),
 		failures: newLRU[*InspectionError](opts.CacheEntries, int64(opts.CacheEntries)*1024, opts.Now),
 		auth:     newLRU[http.RoundTripper](1024, 1024, opts.Now),
@@ -247,7 +244,7 @@ func (r *Remote) Inspect(ctx context.Context, req Request) (*Inspection, error) 
 	if err != nil {
 		return nil, err
 	}
-	ref, refName, platforms, key, host := p.ref, p.refName, p.platforms, p.key, p.host
+	refName, key := p.refName, p.key
 	fail := func(reason Reason, err error) (*Inspection, error) {
 		return nil, &InspectionError{Reference: refName, Reason: reason, Err: err}
 	}
@@ -260,14 +257,14 @@ func (r *Remote) Inspect(ctx context.Context, req Request) (*Inspection, error) 
 	if ie, ok := r.failures.get(key); ok {
 		return nil, ie
 	}
-	if insp, ok := r.fromCache(req.CredentialScope, refName, platforms); ok {
+	if insp, ok := r.fromCache(req.CredentialScope, refName, p.platforms); ok {
 		r.metrics.cache("hit")
 		return insp, nil
 	}
 	r.metrics.cache("miss")
 
 	ch := r.flight.DoChan(key, func() (any, error) {
-		return r.fetch(ctx, ref, req, platforms)
+		return r.fetch(ctx, p, req)
 	})
 	select {
 	case res := <-ch:
@@ -280,7 +277,7 @@ func (r *Remote) Inspect(ctx context.Context, req Request) (*Inspection, error) 
 		}
 		return res.Val.(*Inspection), nil
 	case <-ctx.Done():
-		return fail(ReasonTimeout, fmt.Errorf("no answer from %s in time: %w", host, ctx.Err()))
+		return fail(ReasonTimeout, fmt.Errorf("no answer from %s in time: %w", p.host, ctx.Err()))
 	}
 }
 
@@ -356,32 +353,44 @@ func egressKey(e EgressRules) string {
 // fromCache serves an inspection without any request when the reference
 // was resolved for this scope recently and every document is cached.
 func (r *Remote) fromCache(scope, refName string, platforms []string) (*Inspection, bool) {
-	res, ok := r.resolved.get(scope + "\x00" + refName)
+	digest, ok := r.resolved.get(resolvedKey(scope, refName))
 	if !ok {
 		return nil, false
 	}
-	doc, ok := r.docs.get(res.digest.String())
+	doc, ok := r.docs.get(digest)
 	if !ok {
 		return nil, false
 	}
-	insp := &Inspection{Reference: refName, Digest: res.digest.String()}
-	if doc.facts != nil {
-		insp.Images = []*image.Facts{withRef(doc.facts, refName, "")}
-		return insp, true
-	}
-	picked, notes, err := r.pickPlatforms(doc, platforms)
+	insp, picked, err := r.plan(doc, refName, digest, platforms)
 	if err != nil {
 		return nil, false
 	}
-	insp.Notes = notes
 	for _, d := range picked {
 		child, ok := r.docs.get(d.Digest.String())
 		if !ok || child.facts == nil {
 			return nil, false
 		}
-		insp.Images = append(insp.Images, withRef(child.facts, refName, res.digest.String()))
+		insp.Images = append(insp.Images, withRef(child.facts, refName, insp.Digest))
 	}
 	return insp, true
+}
+
+// resolvedKey keys Remote.resolved: a reference as one scope resolved it.
+func resolvedKey(scope, refName string) string { return scope + "\x00" + refName }
+
+// plan starts the inspection of the document digest names: complete when
+// it is an image, otherwise with the index entries still to read (picked).
+func (r *Remote) plan(doc *document, refName, digest string, platforms []string) (insp *Inspection, picked []v1.Descriptor, err error) {
+	insp = &Inspection{Reference: refName, Digest: digest}
+	if doc.facts != nil {
+		insp.Images = []*image.Facts{withRef(doc.facts, refName, "")}
+		return insp, nil, nil
+	}
+	picked, insp.Notes, err = r.pickPlatforms(doc, platforms)
+	if err != nil {
+		return nil, nil, err
+	}
+	return insp, picked, nil
 }
 
 // withRef copies cached facts for one caller. Slices and maps stay shared:
