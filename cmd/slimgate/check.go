@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -45,8 +44,6 @@ func (h *hostList) Set(s string) error {
 	*h = append(*h, s)
 	return nil
 }
-
-var platformPattern = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
 
 const checkUsage = `usage: slimgate check [flags] IMAGE...
 
@@ -103,7 +100,7 @@ func parseCheck(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("no image given")
 	case o.output != "text" && o.output != "json":
 		return o, fmt.Errorf("--output %q: want text or json", o.output)
-	case o.platform != "" && !platformPattern.MatchString(o.platform):
+	case o.platform != "" && !policy.ValidPlatform(o.platform):
 		return o, fmt.Errorf("--platform %q: want os/arch[/variant], e.g. linux/amd64", o.platform)
 	case o.timeout <= 0:
 		return o, fmt.Errorf("--timeout %s: must be positive", o.timeout)

@@ -122,17 +122,17 @@ func decide(js []judgment) outcome {
 // the finding lines and only the first remedy.
 func explain(j judgment, a policy.Action, brief bool) []string {
 	fs := j.findings(a)
+	subject := j.subject()
 	var lines []string
 	if b := j.bloat(); b != "" {
-		lines = append(lines, fmt.Sprintf("[%s] %s image %s: %s", j.policy.Name, j.image.Describe(), j.image.Reference, b))
+		lines = append(lines, subject+": "+b)
 	}
 	for i, f := range fs {
 		if i == maxFindings {
 			lines = append(lines, fmt.Sprintf("  ... and %d more findings", len(fs)-maxFindings))
 			break
 		}
-		lines = append(lines, fmt.Sprintf("[%s] %s image %s (%s): %s [%s]",
-			j.policy.Name, j.image.Describe(), j.image.Reference, j.image.Path, f.Message, f.Rule))
+		lines = append(lines, fmt.Sprintf("%s (%s): %s [%s]", subject, j.image.Path, f.Message, f.Rule))
 		if brief {
 			continue
 		}
@@ -147,6 +147,11 @@ func explain(j judgment, a policy.Action, brief bool) []string {
 		lines = append(lines, "  remedy: "+fs[0].Remedy)
 	}
 	return lines
+}
+
+// subject starts the lines about a judgment: `[policy] container "app" image golang-app:1`.
+func (j judgment) subject() string {
+	return fmt.Sprintf("[%s] %s image %s", j.policy.Name, j.image.Describe(), j.image.Reference)
 }
 
 // bloat describes how much of the image its toolchain layers take, or ""
@@ -250,8 +255,8 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 			a.lines = append(a.lines, explain(j, s, true)...)
 		} else if j.failure != nil {
 			a.failed = true
-			a.lines = append(a.lines, fmt.Sprintf("[%s] %s image %s could not be inspected (%s): %s; admitted because onInspectionError is %s",
-				j.policy.Name, j.image.Describe(), j.image.Reference, j.failure.reason, j.failure.detail, j.policy.Spec.OnInspectionError))
+			a.lines = append(a.lines, fmt.Sprintf("%s could not be inspected (%s): %s; admitted because onInspectionError is %s",
+				j.subject(), j.failure.reason, j.failure.detail, j.policy.Spec.OnInspectionError))
 		}
 	}
 	var out []events.Decision

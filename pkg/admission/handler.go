@@ -65,8 +65,8 @@ type Options struct {
 type Handler struct {
 	opts    Options
 	decoder *Decoder
-	evals   evalCache
-	names   spellingMemo
+	evals   memo[evalKey, policy.Result]
+	names   memo[string, []string]
 }
 
 // NewHandler returns a Handler.
@@ -135,8 +135,8 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	// traffic, only at V(1): Events and metrics already count them.
 	if out.denied != "" || len(out.warnings) > 0 {
 		log.Info("judged", "kind", gk.Kind, "images", len(imgs), "policies", len(policies), "denied", out.denied != "", "warnings", len(out.warnings))
-	} else {
-		log.V(1).Info("judged", "kind", gk.Kind, "images", len(imgs), "policies", len(policies))
+	} else if v := log.V(1); v.Enabled() {
+		v.Info("judged", "kind", gk.Kind, "images", len(imgs), "policies", len(policies))
 	}
 	if out.denied != "" {
 		return admission.Denied(out.denied).WithWarnings(out.warnings...)
@@ -204,19 +204,24 @@ type failure struct {
 // egress rules, and applies each policy to each image it does not exclude.
 func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodSpec, imgs []Image, policies []*v1alpha1.SlimImagePolicy) []judgment {
 	type pending struct {
-		key string
+		key fetchKey
 		j   judgment
 	}
-	var todo []pending
-	requests := map[string]registry.Request{}
+	rules := make([]string, len(policies))
+	for i, p := range policies {
+		rules[i] = rulesKey(requestFor(p, ""))
+	}
+	todo := make([]pending, 0, len(imgs)*len(policies))
+	requests := map[fetchKey]registry.Request{}
 	for _, img := range imgs {
-		for _, p := range policies {
-			if excludedAs(p, img, h.names.spellings) {
+		for i, p := range policies {
+			if excluded(p, img, h.spellings) {
 				continue
 			}
-			r := requestFor(p, img.Reference)
-			key := requestKey(r)
-			requests[key] = r
+			key := fetchKey{reference: img.Reference, rules: rules[i]}
+			if _, ok := requests[key]; !ok {
+				requests[key] = requestFor(p, img.Reference)
+			}
 			todo = append(todo, pending{key: key, j: judgment{image: img, policy: p}})
 		}
 	}
@@ -229,7 +234,7 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 		err error
 	}
 	var mu sync.Mutex
-	outcomes := make(map[string]outcome, len(requests))
+	outcomes := make(map[fetchKey]outcome, len(requests))
 	cached, _ := h.opts.Inspector.(CachedInspector)
 	var g errgroup.Group
 	g.SetLimit(h.opts.Concurrency)
@@ -267,8 +272,9 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 			j.failure = &f
 			j.results = []policy.Result{policy.InspectionFailed(spec, j.image.Reference, f.reason, f.detail)}
 		} else {
+			j.results = make([]policy.Result, 0, len(o.ins.Images))
 			for _, facts := range o.ins.Images {
-				j.results = append(j.results, h.evals.evaluate(j.policy, facts))
+				j.results = append(j.results, h.evaluate(j.policy, facts))
 			}
 		}
 		out = append(out, j)
@@ -276,11 +282,15 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 	return out
 }
 
-// requestKey names what a request may fetch: reference, egress rules and
-// platforms. Requests with equal keys are inspected once per review.
-func requestKey(r registry.Request) string {
+// fetchKey names what a request may fetch: the reference, and the egress
+// rules and platforms of the policy (rulesKey). Requests with equal keys
+// are inspected once per review.
+type fetchKey struct{ reference, rules string }
+
+// rulesKey names the egress rules and platforms of a request.
+func rulesKey(r registry.Request) string {
 	e := r.Egress
-	return strings.Join([]string{r.Reference, strconv.FormatBool(e.Enabled), strconv.FormatBool(e.AllowPrivateNetworks),
+	return strings.Join([]string{strconv.FormatBool(e.Enabled), strconv.FormatBool(e.AllowPrivateNetworks),
 		strings.Join(e.AllowRegistries, ","), strings.Join(e.Insecure, ","), strings.Join(r.Platforms, ",")}, "|")
 }
 

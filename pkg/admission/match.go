@@ -2,7 +2,6 @@ package admission
 
 import (
 	"strings"
-	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,14 +26,9 @@ func selects(p *v1alpha1.SlimImagePolicy, nsLabels map[string]string) bool {
 
 // excluded reports whether the policy leaves this image alone: ephemeral
 // containers (unless exclude.ephemeralContainers is false) and references
-// matching an exclude.images glob, as written or normalised.
-func excluded(p *v1alpha1.SlimImagePolicy, img Image) bool {
-	return excludedAs(p, img, spellings)
-}
-
-// excludedAs is excluded with the spellings of a reference supplied (a
-// memo in the handler: parsing references is most of the cost).
-func excludedAs(p *v1alpha1.SlimImagePolicy, img Image, spellings func(string) []string) bool {
+// matching an exclude.images glob in any of their spellings (as written or
+// normalised; the handler passes its memo of func spellings).
+func excluded(p *v1alpha1.SlimImagePolicy, img Image, spellings func(string) []string) bool {
 	if img.Source == SourceEphemeralContainer {
 		e := p.Spec.Exclude.EphemeralContainers
 		if e == nil || *e {
@@ -69,33 +63,6 @@ func spellings(ref string) []string {
 		out = append(out, "docker.io/"+rest)
 	}
 	return out
-}
-
-// spellingMemo remembers spellings per reference. When full it is emptied.
-type spellingMemo struct {
-	mu    sync.Mutex
-	forms map[string][]string
-}
-
-const maxSpellings = 4096
-
-// spellings is spellings(ref), remembered. The slices are shared: callers
-// only read them.
-func (m *spellingMemo) spellings(ref string) []string {
-	m.mu.Lock()
-	forms, ok := m.forms[ref]
-	m.mu.Unlock()
-	if ok {
-		return forms
-	}
-	forms = spellings(ref)
-	m.mu.Lock()
-	if m.forms == nil || len(m.forms) >= maxSpellings {
-		m.forms = make(map[string][]string)
-	}
-	m.forms[ref] = forms
-	m.mu.Unlock()
-	return forms
 }
 
 // Glob matches s against pattern, where '*' matches any run of characters

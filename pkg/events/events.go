@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
@@ -167,10 +168,8 @@ func Truncate(s string, n int) string {
 	}
 	const mark = "…"
 	cut := n - len(mark)
-	for cut > 0 && !utf8RuneStart(s[cut]) {
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + mark
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/pkg/image"
@@ -359,7 +360,7 @@ func wordIndex(s, needle string) int {
 
 // runeStart moves i back to the start of a UTF-8 sequence.
 func runeStart(s string, i int) int {
-	for i > 0 && i < len(s) && s[i]&0xC0 == 0x80 {
+	for i > 0 && i < len(s) && !utf8.RuneStart(s[i]) {
 		i--
 	}
 	return i

@@ -134,6 +134,10 @@ const (
 
 var platformPattern = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
 
+// ValidPlatform reports whether s is a platform as spec.platforms takes
+// it: "os/arch" or "os/arch/variant".
+func ValidPlatform(s string) bool { return platformPattern.MatchString(s) }
+
 // Validate checks a policy spec and reports every problem with its field
 // path under "spec". Empty mode and onInspectionError are accepted as
 // their defaults.
@@ -193,7 +197,7 @@ func Validate(spec *v1alpha1.SlimImagePolicySpec) field.ErrorList {
 		errs = append(errs, field.TooMany(pl, len(spec.Platforms), maxPlatforms))
 	}
 	for i, s := range spec.Platforms {
-		if !platformPattern.MatchString(s) {
+		if !ValidPlatform(s) {
 			errs = append(errs, field.Invalid(pl.Index(i), s, `must be "os/arch" or "os/arch/variant", e.g. linux/arm64/v8`))
 		}
 	}

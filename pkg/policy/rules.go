@@ -84,8 +84,13 @@ const (
 	remedyNode = "run npm ci and the build in a node:{version} AS builder stage, then COPY --from=builder the built output and production node_modules (npm ci --omit=dev) into node:{version}-slim or distroless/nodejs"
 )
 
-// catalog returns the rules in the order findings are reported.
-func catalog() []Rule {
+// catalog returns the rules in the order findings are reported. The slice
+// is built once and shared: callers only read it.
+func catalog() []Rule { return ruleCatalog }
+
+var ruleCatalog = newCatalog()
+
+func newCatalog() []Rule {
 	return []Rule{
 		{ID: RuleToolchainGo, Category: CategoryToolchain, Title: "Go toolchain",
 			Description: "the Go SDK: GOLANG_VERSION or GOROOT set, /usr/local/go in PATH, a go*.linux-*.tar.gz download, a golang package or a copy into /usr/local/go",
@@ -155,7 +160,7 @@ func catalog() []Rule {
 }
 
 // Rules returns the rule catalog, in reporting order.
-func Rules() []Rule { return catalog() }
+func Rules() []Rule { return newCatalog() }
 
 // ruleByID finds a rule of the catalog.
 func ruleByID(id string) (Rule, bool) {

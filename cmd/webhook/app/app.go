@@ -239,8 +239,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	budget := admission.Budget{Default: o.DefaultTimeout, Margin: o.TimeoutMargin}
-	hooks.Register(PodsPath, finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: h})))
-	hooks.Register(WorkloadsPath, finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: h})))
+	review := finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: h}))
+	hooks.Register(PodsPath, review)
+	hooks.Register(WorkloadsPath, review)
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
