@@ -1,17 +1,13 @@
 package main
 
 import (
-	"io"
-	"log"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/registry"
 )
 
@@ -19,16 +15,12 @@ import (
 // images, and returns its host:port.
 func startRegistry(t *testing.T, images map[string]v1.Image) string {
 	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := httptest.NewServer(devcluster.NewRegistry())
 	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "http://")
 	for repo, img := range images {
-		ref, err := name.ParseReference(host+"/"+repo, name.Insecure)
-		if err != nil {
+		if err := devcluster.Push(host+"/"+repo, img); err != nil {
 			t.Fatal(err)
-		}
-		if err := remote.Write(ref, img); err != nil {
-			t.Fatalf("pushing %s: %v", ref, err)
 		}
 	}
 	return host

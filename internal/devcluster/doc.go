@@ -3,7 +3,8 @@
 // and webhook configuration of config/, runs the webhook in the
 // background and waits for its readiness endpoint, builds clients that
 // collect admission warnings, and serves in-process registries (optionally
-// behind basic authentication) to push images with an exact history to.
+// behind basic authentication) to push images with an exact history, or a
+// real image's config, to.
 //
 // It is for tests and local tooling only; nothing in the webhook or the
 // CLI imports it.

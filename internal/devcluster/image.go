@@ -1,7 +1,9 @@
 package devcluster
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -16,25 +18,9 @@ import (
 // environment: one random layer of layerSize bytes per history entry that
 // adds one, the last of them of lastLayerSize bytes when that is above 0.
 func BuildImage(history []v1.History, env []string, layerSize, lastLayerSize int64) (v1.Image, error) {
-	n := 0
-	for _, h := range history {
-		if !h.EmptyLayer {
-			n++
-		}
-	}
-	img := empty.Image
-	for i := range n {
-		size := layerSize
-		if i == n-1 && lastLayerSize > 0 {
-			size = lastLayerSize
-		}
-		l, err := random.Layer(size, types.DockerLayer)
-		if err != nil {
-			return nil, fmt.Errorf("making a layer: %w", err)
-		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			return nil, fmt.Errorf("appending a layer: %w", err)
-		}
+	img, err := randomLayers(layerCount(history), layerSize, lastLayerSize)
+	if err != nil {
+		return nil, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
@@ -45,6 +31,71 @@ func BuildImage(history []v1.History, env []string, layerSize, lastLayerSize int
 	cf.History = history
 	cf.Config.Env = env
 	return mutate.ConfigFile(img, cf)
+}
+
+// ImageFromConfig makes an image whose config is cfg (a real image's, say)
+// with one random layer of layerSize bytes per history entry that adds one;
+// only cfg's rootfs is replaced, by the layers' diff IDs. cfg is not
+// modified.
+func ImageFromConfig(cfg *v1.ConfigFile, layerSize int64) (v1.Image, error) {
+	img, err := randomLayers(layerCount(cfg.History), layerSize, 0)
+	if err != nil {
+		return nil, err
+	}
+	built, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading the config: %w", err)
+	}
+	c := *cfg
+	c.RootFS = built.RootFS
+	return mutate.ConfigFile(img, &c)
+}
+
+// ReadFixtureConfig reads the config of an image fixture: a JSON file with
+// the config under "config", as in pkg/policy/testdata/images.
+func ReadFixtureConfig(path string) (*v1.ConfigFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var fx struct {
+		Config v1.ConfigFile `json:"config"`
+	}
+	if err := json.Unmarshal(data, &fx); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &fx.Config, nil
+}
+
+// layerCount is the number of layers history adds.
+func layerCount(history []v1.History) int {
+	n := 0
+	for _, h := range history {
+		if !h.EmptyLayer {
+			n++
+		}
+	}
+	return n
+}
+
+// randomLayers is an empty image with n random layers of size bytes, the
+// last of lastSize bytes when that is above 0.
+func randomLayers(n int, size, lastSize int64) (v1.Image, error) {
+	img := empty.Image
+	for i := range n {
+		s := size
+		if i == n-1 && lastSize > 0 {
+			s = lastSize
+		}
+		l, err := random.Layer(s, types.DockerLayer)
+		if err != nil {
+			return nil, fmt.Errorf("making a layer: %w", err)
+		}
+		if img, err = mutate.AppendLayers(img, l); err != nil {
+			return nil, fmt.Errorf("appending a layer: %w", err)
+		}
+	}
+	return img, nil
 }
 
 // Push uploads img to ref over plain HTTP (the registries here are on

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -144,5 +145,39 @@ func TestPushToRegistryBehindBasicAuth(t *testing.T) {
 	}
 	if _, err := remote.Image(r); err == nil {
 		t.Error("pulling without credentials succeeded")
+	}
+}
+
+func TestImageFromConfig(t *testing.T) {
+	cfg, err := ReadFixtureConfig("../../pkg/policy/testdata/images/nginx-1.17.0.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := cfg.DeepCopy()
+	img, err := ImageFromConfig(cfg, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, cfg); diff != "" {
+		t.Errorf("cfg modified (-before +after):\n%s", diff)
+	}
+	got, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := before.DeepCopy()
+	want.RootFS = got.RootFS
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config other than rootfs (-want +got):\n%s", diff)
+	}
+	n := layerCount(before.History)
+	if n == 0 || len(got.RootFS.DiffIDs) != n {
+		t.Errorf("%d diff ids for %d layers in the history", len(got.RootFS.DiffIDs), n)
+	}
+	if diff := cmp.Diff(slices.Repeat([]int64{64}, n), fileSizes(t, img)); diff != "" {
+		t.Errorf("layer content sizes (-want +got):\n%s", diff)
+	}
+	if _, err := ReadFixtureConfig("testdata/absent.json"); err == nil {
+		t.Error("reading an absent fixture succeeded")
 	}
 }

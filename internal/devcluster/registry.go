@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"strings"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 )
@@ -15,6 +16,21 @@ import (
 // logs nothing.
 func NewRegistry() http.Handler {
 	return ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+}
+
+// RequestKind names what a registry request asks for, for tests that count
+// them: "ping", "manifest " or "blob " and the method, else "other " and the
+// method.
+func RequestKind(r *http.Request) string {
+	switch {
+	case r.URL.Path == "/v2/" || r.URL.Path == "/v2":
+		return "ping"
+	case strings.Contains(r.URL.Path, "/manifests/"):
+		return "manifest " + r.Method
+	case strings.Contains(r.URL.Path, "/blobs/"):
+		return "blob " + r.Method
+	}
+	return "other " + r.Method
 }
 
 // BasicAuth serves next only to requests with HTTP basic credentials user

@@ -75,3 +75,18 @@ func TestDockerConfigJSON(t *testing.T) {
 		t.Errorf("username, password, decoded auth (-want +got):\n%s", diff)
 	}
 }
+
+func TestRequestKind(t *testing.T) {
+	for _, tc := range []struct{ method, path, want string }{
+		{http.MethodGet, "/v2/", "ping"},
+		{http.MethodGet, "/v2", "ping"},
+		{http.MethodHead, "/v2/team/app/manifests/1.0", "manifest HEAD"},
+		{http.MethodGet, "/v2/team/app/blobs/sha256:abc", "blob GET"},
+		{http.MethodPost, "/v2/team/app/blobs/uploads/", "blob POST"},
+		{http.MethodGet, "/v2/_catalog", "other GET"},
+	} {
+		if got := RequestKind(httptest.NewRequest(tc.method, tc.path, nil)); got != tc.want {
+			t.Errorf("%s %s: %q, want %q", tc.method, tc.path, got, tc.want)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,14 +18,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -39,7 +31,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -48,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/events"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
@@ -76,7 +68,7 @@ type benchRegistry struct {
 func newBenchRegistry(tb testing.TB, latency time.Duration) *benchRegistry {
 	tb.Helper()
 	br := &benchRegistry{latency: latency, counts: map[string]int{}}
-	h := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	h := devcluster.NewRegistry()
 	br.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if br.recording.Load() {
 			br.record(r)
@@ -93,15 +85,7 @@ func newBenchRegistry(tb testing.TB, latency time.Duration) *benchRegistry {
 }
 
 func (br *benchRegistry) record(r *http.Request) {
-	kind := "other " + r.Method
-	switch {
-	case r.URL.Path == "/v2/" || r.URL.Path == "/v2":
-		kind = "ping"
-	case strings.Contains(r.URL.Path, "/manifests/"):
-		kind = "manifest " + r.Method
-	case strings.Contains(r.URL.Path, "/blobs/"):
-		kind = "blob " + r.Method
-	}
+	kind := devcluster.RequestKind(r)
 	br.mu.Lock()
 	br.counts[kind]++
 	br.mu.Unlock()
@@ -130,14 +114,11 @@ func (br *benchRegistry) push(tb testing.TB, repoTag string, img v1.Image) strin
 	tb.Helper()
 	br.recording.Store(false)
 	defer br.recording.Store(true)
-	ref, err := name.ParseReference(br.host+"/"+repoTag, name.Insecure)
-	if err != nil {
+	ref := br.host + "/" + repoTag
+	if err := devcluster.Push(ref, img); err != nil {
 		tb.Fatal(err)
 	}
-	if err := remote.Write(ref, img); err != nil {
-		tb.Fatalf("pushing %s: %v", ref, err)
-	}
-	return ref.String()
+	return ref
 }
 
 // fixtureImage builds an image whose config is a real one from
@@ -146,42 +127,14 @@ func (br *benchRegistry) push(tb testing.TB, repoTag string, img v1.Image) strin
 // each call yields a distinct image.
 func fixtureImage(tb testing.TB, file, salt string) v1.Image {
 	tb.Helper()
-	data, err := os.ReadFile("../policy/testdata/images/" + file)
+	cfg, err := devcluster.ReadFixtureConfig("../policy/testdata/images/" + file)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var fx struct {
-		Config v1.ConfigFile `json:"config"`
-	}
-	if err := json.Unmarshal(data, &fx); err != nil {
-		tb.Fatalf("%s: %v", file, err)
-	}
-	cfg := fx.Config
-	layers := 0
-	for _, h := range cfg.History {
-		if !h.EmptyLayer {
-			layers++
-		}
-	}
-	img := empty.Image
-	for range layers {
-		l, err := random.Layer(64, types.DockerLayer)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	built, err := img.ConfigFile()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg.RootFS = built.RootFS
 	if salt != "" {
 		cfg.Config.Env = append(cfg.Config.Env, "BUILD_ID="+salt)
 	}
-	img, err = mutate.ConfigFile(img, &cfg)
+	img, err := devcluster.ImageFromConfig(cfg, 64)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -242,11 +195,8 @@ func benchReader(tb testing.TB, p *v1alpha1.SlimImagePolicy, useFake bool) clien
 		cached.UID, cached.ResourceVersion, cached.Generation = "0c7d4d38-2f6e-4a8e-9d6f-6c1f3a0e5b21", "4711", 1
 		return &cacheReader{policies: []v1alpha1.SlimImagePolicy{*cached}, namespaces: map[string]*corev1.Namespace{"team": ns}}
 	}
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		tb.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
+	s, err := devcluster.NewScheme()
+	if err != nil {
 		tb.Fatal(err)
 	}
 	return fake.NewClientBuilder().WithScheme(s).WithObjects(ns, p).Build()

@@ -19,11 +19,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"slimgate.dev/slimgate/internal/devcluster"
 )
 
 // Benchmarks and measurements of docs/benchmarks.md for the registry
@@ -41,46 +40,25 @@ var scaleFixtures = []string{
 // history adds.
 func fixtureConfig(tb testing.TB, file string) (*v1.ConfigFile, int) {
 	tb.Helper()
-	data, err := os.ReadFile("../policy/testdata/images/" + file)
+	cfg, err := devcluster.ReadFixtureConfig("../policy/testdata/images/" + file)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var fx struct {
-		Config v1.ConfigFile `json:"config"`
-	}
-	if err := json.Unmarshal(data, &fx); err != nil {
-		tb.Fatalf("%s: %v", file, err)
-	}
 	layers := 0
-	for _, h := range fx.Config.History {
+	for _, h := range cfg.History {
 		if !h.EmptyLayer {
 			layers++
 		}
 	}
-	return &fx.Config, layers
+	return cfg, layers
 }
 
 // fixtureImage is an image with a fixture's config and one small random
 // layer per layer its history adds.
 func fixtureImage(tb testing.TB, file string) v1.Image {
 	tb.Helper()
-	cfg, layers := fixtureConfig(tb, file)
-	img := empty.Image
-	for range layers {
-		l, err := random.Layer(64, types.DockerLayer)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	built, err := img.ConfigFile()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg.RootFS = built.RootFS
-	img, err = mutate.ConfigFile(img, cfg)
+	cfg, _ := fixtureConfig(tb, file)
+	img, err := devcluster.ImageFromConfig(cfg, 64)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -9,8 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -31,6 +29,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"slimgate.dev/slimgate/internal/devcluster"
 )
 
 // distribution is a real registry (CNCF distribution 2.8, Debian's
@@ -176,20 +176,11 @@ func testCertificates(t *testing.T) (*x509.CertPool, []byte, []byte) {
 }
 
 // dockerConfigSecret is a kubernetes.io/dockerconfigjson Secret for host.
-func dockerConfigSecret(t *testing.T, namespace, secretName, host, user, pass string) *corev1.Secret {
-	t.Helper()
-	cfg := map[string]any{"auths": map[string]any{host: map[string]string{
-		"username": user, "password": pass,
-		"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + pass)),
-	}}}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+func dockerConfigSecret(namespace, secretName, host, user, pass string) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: namespace, ResourceVersion: "7"},
 		Type:       corev1.SecretTypeDockerConfigJson,
-		Data:       map[string][]byte{corev1.DockerConfigJsonKey: b},
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: devcluster.DockerConfigJSON(host, user, pass)},
 	}
 }
 
@@ -214,7 +205,7 @@ func TestRealRegistryWithPullSecrets(t *testing.T) {
 	publicRef := other.push(t, "public/app:v1", buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN x"))
 
 	cs := fake.NewClientset(
-		dockerConfigSecret(t, "team-a", "regcred", dist.host, user, pass),
+		dockerConfigSecret("team-a", "regcred", dist.host, user, pass),
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "team-a"}},
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -3,8 +3,6 @@ package registry
 import (
 	"context"
 	"fmt"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,7 +16,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -27,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/image"
 )
 
@@ -47,16 +45,10 @@ func (l *requestLog) record(r *http.Request) {
 	if a := r.Header.Get("Authorization"); a != "" {
 		l.auth = append(l.auth, a)
 	}
-	switch {
-	case r.URL.Path == "/v2/" || r.URL.Path == "/v2":
-		l.kinds["ping"]++
-	case strings.Contains(r.URL.Path, "/manifests/"):
-		l.kinds["manifest "+r.Method]++
-	case strings.Contains(r.URL.Path, "/blobs/"):
-		l.kinds["blob "+r.Method]++
+	kind := devcluster.RequestKind(r)
+	l.kinds[kind]++
+	if strings.HasPrefix(kind, "blob ") {
 		l.blobs = append(l.blobs, r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:])
-	default:
-		l.kinds["other "+r.Method]++
 	}
 }
 
@@ -88,7 +80,7 @@ type testRegistry struct {
 func newTestRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRegistry {
 	t.Helper()
 	tr := &testRegistry{}
-	var h http.Handler = ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	h := devcluster.NewRegistry()
 	if wrap != nil {
 		h = wrap(h)
 	}

@@ -148,9 +148,10 @@ func TestHelmTemplate(t *testing.T) {
 	}
 }
 
-// checkPolicy loads the rendered SlimImagePolicy the way `slimgate check
-// --policy` does: strictly, so an unknown or misspelt field fails.
-func checkPolicy(t *testing.T, v variant, objs []*unstructured.Unstructured) {
+// loadRenderedPolicy returns the one rendered SlimImagePolicy object and
+// the policy loaded from it the way `slimgate check --policy` does:
+// strictly, so an unknown or misspelt field fails.
+func loadRenderedPolicy(t *testing.T, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, *v1alpha1.SlimImagePolicy) {
 	t.Helper()
 	p := ofKind(objs, "SlimImagePolicy")
 	if len(p) != 1 {
@@ -164,6 +165,14 @@ func checkPolicy(t *testing.T, v variant, objs []*unstructured.Unstructured) {
 	if err != nil {
 		t.Fatalf("the rendered policy does not load: %v\n%s", err, doc)
 	}
+	return p, got
+}
+
+// checkPolicy checks the rendered SlimImagePolicy, loaded strictly, against
+// the built-in default.
+func checkPolicy(t *testing.T, v variant, objs []*unstructured.Unstructured) {
+	t.Helper()
+	_, got := loadRenderedPolicy(t, objs)
 	if errs := policy.Validate(&got.Spec); len(errs) > 0 {
 		t.Errorf("the rendered policy is invalid: %v", errs.ToAggregate())
 	}
@@ -480,18 +489,7 @@ func TestChartPolicyWithValuesRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := ofKind(objs, "SlimImagePolicy")
-	if len(p) != 1 {
-		t.Fatalf("%d policies", len(p))
-	}
-	doc, err := yaml.Marshal(p[0].Object)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := policy.Load(doc)
-	if err != nil {
-		t.Fatalf("the rendered policy does not load: %v\n%s", err, doc)
-	}
+	p, got := loadRenderedPolicy(t, objs)
 	want := v1alpha1.SlimImagePolicySpec{NamespaceSelector: &metav1.LabelSelector{}, OnInspectionError: v1alpha1.InspectionErrorDeny}
 	policy.SetDefaults(&want)
 	if diff := cmp.Diff(want, got.Spec); diff != "" {
