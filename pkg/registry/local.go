@@ -145,10 +145,15 @@ func inspectLayout(ref, spec string, platforms []string) (*Inspection, error) {
 		if err != nil {
 			return nil, err
 		}
-		picked, err := pickPlatforms(child, platforms)
+		wanted, err := normalisePlatforms(platforms)
+		if err != nil {
+			return nil, reasoned(ReasonBadReference, err)
+		}
+		picked, notes, err := selectPlatforms(child.Manifests, wanted, maxLocalPlatforms)
 		if err != nil {
 			return nil, err
 		}
+		insp.Notes = append(insp.Notes, notes...)
 		for _, d := range picked {
 			f, err := l.facts(ref, d)
 			if err != nil {
@@ -289,71 +294,6 @@ func (l layoutDir) facts(ref string, d v1.Descriptor) (*image.Facts, error) {
 	f.Reference = ref
 	f.Digest = d.Digest.String()
 	return f, nil
-}
-
-// pickPlatforms chooses the image manifests of an index to judge: those
-// matching platforms ("os/arch[/variant]"; a missing variant matches any),
-// or with none given every linux platform (every platform when none is
-// linux). Attestation manifests (unknown/unknown) are never judged.
-func pickPlatforms(idx *v1.IndexManifest, platforms []string) ([]v1.Descriptor, error) {
-	var images []v1.Descriptor
-	var available []string
-	for _, d := range idx.Manifests {
-		if !d.MediaType.IsImage() || (d.Platform != nil && d.Platform.OS == "unknown") {
-			continue
-		}
-		images = append(images, d)
-		if d.Platform != nil {
-			available = append(available, platformOf(d.Platform).String())
-		}
-	}
-	if len(images) == 0 {
-		return nil, reasoned(ReasonNotFound, errors.New("the index lists no image manifests"))
-	}
-	var picked []v1.Descriptor
-	if len(platforms) == 0 {
-		for _, d := range images {
-			if d.Platform != nil && d.Platform.OS == "linux" {
-				picked = append(picked, d)
-			}
-		}
-		if len(picked) == 0 {
-			picked = images
-		}
-	}
-	for _, p := range platforms {
-		goos, arch, variant, err := splitPlatform(p)
-		if err != nil {
-			return nil, reasoned(ReasonBadReference, err)
-		}
-		found := false
-		for _, d := range images {
-			if d.Platform != nil && d.Platform.OS == goos && d.Platform.Architecture == arch &&
-				(variant == "" || d.Platform.Variant == variant) {
-				picked = append(picked, d)
-				found = true
-				break
-			}
-		}
-		if !found {
-			return nil, reasoned(ReasonNotFound, fmt.Errorf("no %s image in the index (platforms: %s)", p, strings.Join(available, ", ")))
-		}
-	}
-	if len(picked) > maxLocalPlatforms {
-		picked = picked[:maxLocalPlatforms]
-	}
-	return picked, nil
-}
-
-func splitPlatform(p string) (goos, arch, variant string, err error) {
-	parts := strings.Split(p, "/")
-	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-		return "", "", "", fmt.Errorf("platform %q is not os/arch[/variant]", p)
-	}
-	if len(parts) == 3 {
-		variant = parts[2]
-	}
-	return parts[0], parts[1], variant, nil
 }
 
 // --- docker save archive ---

@@ -218,6 +218,8 @@ func TestInspectLocalLayoutMultiPlatform(t *testing.T) {
 		{platforms: nil, want: []string{"linux/amd64", "linux/arm64/v8"}},
 		{platforms: []string{"linux/arm64"}, want: []string{"linux/arm64/v8"}},
 		{platforms: []string{"linux/arm64/v8", "linux/amd64"}, want: []string{"linux/arm64/v8", "linux/amd64"}},
+		// Two spellings of one platform judge its image once.
+		{platforms: []string{"linux/arm64", "linux/arm64/v8"}, want: []string{"linux/arm64/v8"}},
 		{platforms: []string{"windows/amd64"}, wantReason: ReasonNotFound},
 		{platforms: []string{"linux"}, wantReason: ReasonBadReference},
 	}

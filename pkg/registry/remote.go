@@ -415,23 +415,34 @@ func normalisePlatforms(ps []string) ([]string, error) {
 	return out, nil
 }
 
-// pickPlatforms chooses which index entries to judge: those matching the
-// requested platforms (a missing variant matches any), or by default every
-// linux image (every image when none is linux). Attestation manifests
-// (unknown/unknown) are never judged.
+// pickPlatforms chooses which entries of a fetched index to judge (see
+// selectPlatforms), noting when the index was longer than the entries kept.
 func (r *Remote) pickPlatforms(doc *document, platforms []string) ([]v1.Descriptor, []string, error) {
+	picked, notes, err := selectPlatforms(doc.entries, platforms, r.opts.MaxPlatforms)
+	if err != nil {
+		return nil, nil, err
+	}
+	if doc.total > len(doc.entries) {
+		notes = append([]string{fmt.Sprintf("the index lists %d entries; only the first %d were considered", doc.total, len(doc.entries))}, notes...)
+	}
+	return picked, notes, nil
+}
+
+// selectPlatforms chooses which index entries to judge, for remote and
+// local images alike: those matching the requested platforms (validated
+// "os/arch[/variant]"; a missing variant matches any; each image once), or
+// by default every linux image (every image when none is linux), at most
+// max of them, with a note when more matched. Attestation manifests
+// (unknown/unknown) and entries without a platform are never judged.
+func selectPlatforms(entries []v1.Descriptor, platforms []string, max int) ([]v1.Descriptor, []string, error) {
 	var images []v1.Descriptor
 	var available []string
-	for _, d := range doc.entries {
+	for _, d := range entries {
 		if !d.MediaType.IsImage() || d.Platform == nil || d.Platform.OS == "unknown" {
 			continue
 		}
 		images = append(images, d)
 		available = append(available, platformOf(d.Platform).String())
-	}
-	var notes []string
-	if doc.total > len(doc.entries) {
-		notes = append(notes, fmt.Sprintf("the index lists %d entries; only the first %d were considered", doc.total, len(doc.entries)))
 	}
 	var picked []v1.Descriptor
 	if len(platforms) == 0 {
@@ -460,9 +471,10 @@ func (r *Remote) pickPlatforms(doc *document, platforms []string) ([]v1.Descript
 			picked = append(picked, images[i])
 		}
 	}
-	if len(picked) > r.opts.MaxPlatforms {
-		notes = append(notes, fmt.Sprintf("%d platforms match; only the first %d were judged", len(picked), r.opts.MaxPlatforms))
-		picked = picked[:r.opts.MaxPlatforms]
+	var notes []string
+	if len(picked) > max {
+		notes = append(notes, fmt.Sprintf("%d platforms match; only the first %d were judged", len(picked), max))
+		picked = picked[:max]
 	}
 	return picked, notes, nil
 }
