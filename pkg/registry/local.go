@@ -72,11 +72,14 @@ func InspectLocal(ref string, platforms []string) (*Inspection, error) {
 		err = reasoned(ReasonBadReference, errors.New("not a local image: want oci:PATH or docker-archive:PATH"))
 	}
 	if err != nil {
+		// Keep the whole error, with the context wrapped around a reasoned
+		// one ("reading config of ..."), as the remote path does.
+		reason := ReasonInvalid
 		var re *reasonedError
 		if errors.As(err, &re) {
-			return nil, &InspectionError{Reference: ref, Reason: re.reason, Err: re.err}
+			reason = re.reason
 		}
-		return nil, &InspectionError{Reference: ref, Reason: ReasonInvalid, Err: err}
+		return nil, &InspectionError{Reference: ref, Reason: reason, Err: err}
 	}
 	return insp, nil
 }
