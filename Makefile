@@ -84,7 +84,7 @@ manifests: $(CONTROLLER_GEN) ## Generate deepcopy code, the CRD (and the chart's
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	cp config/crd/bases/slimgate.dev_slimimagepolicies.yaml charts/slimgate/crds/
-	@if [ -d pkg/admission ]; then $(CONTROLLER_GEN) rbac:roleName=slimgate paths=./cmd/... paths=./pkg/... output:rbac:artifacts:config=config/rbac; fi
+	@if [ -d pkg/admission ]; then $(CONTROLLER_GEN) rbac:roleName=slimgate paths=./cmd/... paths=./pkg/... paths=./internal/... output:rbac:artifacts:config=config/rbac; fi
 
 .PHONY: lint
 lint: ## gofmt, go vet, and a check that generated files are current.

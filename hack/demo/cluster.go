@@ -18,8 +18,8 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/internal/devcluster"
-	"slimgate.dev/slimgate/pkg/admission"
 	"slimgate.dev/slimgate/pkg/policy"
 )
 
@@ -160,7 +160,7 @@ func (c *cluster) install(ctx context.Context, ps []*v1alpha1.SlimImagePolicy) e
 			if err := c.client.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
 				return err
 			}
-			cond := meta.FindStatusCondition(got.Status.Conditions, admission.ConditionReady)
+			cond := meta.FindStatusCondition(got.Status.Conditions, controller.ConditionReady)
 			if cond == nil || cond.Status != metav1.ConditionTrue || cond.ObservedGeneration != got.Generation {
 				return fmt.Errorf("policy %s is not Ready yet", p.Name)
 			}

@@ -31,8 +31,8 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/internal/devcluster"
-	"slimgate.dev/slimgate/pkg/admission"
 )
 
 // Credentials of the password-protected registry.
@@ -197,7 +197,7 @@ func admits(t *testing.T, reg registries) {
 		if err := s.admin.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
 			return err
 		}
-		c := meta.FindStatusCondition(got.Status.Conditions, admission.ConditionReady)
+		c := meta.FindStatusCondition(got.Status.Conditions, controller.ConditionReady)
 		if c == nil || c.Status != metav1.ConditionTrue {
 			return fmt.Errorf("policy status %+v", got.Status)
 		}

@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/internal/devcluster"
-	"slimgate.dev/slimgate/pkg/admission"
 )
 
 // caseLabel marks the namespaces a test's policies select.
@@ -84,7 +84,7 @@ func policy(t *testing.T, s v1alpha1.SlimImagePolicySpec) *v1alpha1.SlimImagePol
 		if err := e2e.client.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
 			return err
 		}
-		c := meta.FindStatusCondition(got.Status.Conditions, admission.ConditionReady)
+		c := meta.FindStatusCondition(got.Status.Conditions, controller.ConditionReady)
 		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != got.Generation {
 			return fmt.Errorf("policy %s not ready: %+v", p.Name, got.Status)
 		}

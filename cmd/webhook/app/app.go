@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/pkg/admission"
 	"slimgate.dev/slimgate/pkg/events"
 	"slimgate.dev/slimgate/pkg/registry"
@@ -206,7 +207,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	// Every replica runs the status controller: its writes are idempotent
 	// (it updates only when the condition differs, and conflicting updates
 	// from two replicas retry and then find nothing to change).
-	if err := (&admission.StatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&controller.PolicyStatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the policy status controller: %w", err)
 	}
 

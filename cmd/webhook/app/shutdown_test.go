@@ -36,8 +36,8 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/internal/devcluster"
-	"slimgate.dev/slimgate/pkg/admission"
 )
 
 // A single-stage Go build: the SDK's environment and a go build step.
@@ -143,7 +143,7 @@ func TestShutdownFinishesInFlightReview(t *testing.T) {
 		if err := kube.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
 			return err
 		}
-		c := meta.FindStatusCondition(got.Status.Conditions, admission.ConditionReady)
+		c := meta.FindStatusCondition(got.Status.Conditions, controller.ConditionReady)
 		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != got.Generation {
 			return fmt.Errorf("policy %s not ready: %+v", p.Name, got.Status)
 		}

@@ -1,4 +1,4 @@
-package admission
+package controller
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"slimgate.dev/slimgate/pkg/policy"
 )
 
+// +kubebuilder:rbac:groups=slimgate.dev,resources=slimimagepolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=slimgate.dev,resources=slimimagepolicies/status,verbs=update;patch
 
 // Condition type and reasons of a SlimImagePolicy's status.
@@ -22,21 +23,21 @@ const (
 	ReasonInvalid  = "Invalid"
 )
 
-// StatusReconciler sets a SlimImagePolicy's Ready condition: True once the
-// webhook's cache holds the policy and policy.Validate accepts it, False
-// with the validation errors otherwise.
-type StatusReconciler struct {
+// PolicyStatusReconciler sets a SlimImagePolicy's Ready condition: True
+// once the webhook's cache holds the policy and policy.Validate accepts
+// it, False with the validation errors otherwise.
+type PolicyStatusReconciler struct {
 	Client client.Client
 }
 
 // SetupWithManager registers the reconciler; it also makes the manager's
 // cache watch SlimImagePolicies.
-func (r *StatusReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *PolicyStatusReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.SlimImagePolicy{}).Named("slimimagepolicy-status").Complete(r)
 }
 
 // Reconcile implements reconcile.Reconciler.
-func (r *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *PolicyStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var p v1alpha1.SlimImagePolicy
 	if err := r.Client.Get(ctx, req.NamespacedName, &p); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
