@@ -48,18 +48,6 @@ func NewDecoder() (*Decoder, error) {
 	return &Decoder{codec: serializer.NewCodecFactory(s).UniversalDeserializer()}, nil
 }
 
-// Supported reports whether group/kind is one slimgate judges.
-func Supported(gk schema.GroupKind) bool {
-	switch gk {
-	case schema.GroupKind{Kind: "Pod"}, schema.GroupKind{Kind: "ReplicationController"},
-		schema.GroupKind{Group: "apps", Kind: "Deployment"}, schema.GroupKind{Group: "apps", Kind: "ReplicaSet"},
-		schema.GroupKind{Group: "apps", Kind: "StatefulSet"}, schema.GroupKind{Group: "apps", Kind: "DaemonSet"},
-		schema.GroupKind{Group: "batch", Kind: "Job"}, schema.GroupKind{Group: "batch", Kind: "CronJob"}:
-		return true
-	}
-	return false
-}
-
 // Decode decodes raw JSON (or YAML) into a Workload. It fails with
 // ErrUnsupportedKind for objects of other kinds.
 func (d *Decoder) Decode(raw []byte) (*Workload, error) {
@@ -87,8 +75,8 @@ func (d *Decoder) Decode(raw []byte) (*Workload, error) {
 // gvk, or the decode fails, DecodeAs falls back to Decode, which decodes
 // the whole object by them (and reads YAML).
 func (d *Decoder) DecodeAs(raw []byte, gvk schema.GroupVersionKind) (*Workload, error) {
-	obj := newTyped(gvk)
-	if obj == nil || len(raw) == 0 || raw[0] != '{' {
+	k := kindOf(gvk)
+	if k == nil || len(raw) == 0 || raw[0] != '{' {
 		return d.Decode(raw)
 	}
 	// encoding/json, not the case-sensitive sigs.k8s.io/json the API
@@ -98,33 +86,19 @@ func (d *Decoder) DecodeAs(raw []byte, gvk schema.GroupVersionKind) (*Workload, 
 	if err := json.Unmarshal(raw, &slim); err != nil || slim.GroupVersionKind() != gvk {
 		return d.Decode(raw)
 	}
+	obj := k.newObject()
 	obj.GetObjectKind().SetGroupVersionKind(gvk)
-	m := obj.(metav1.Object)
-	m.SetName(slim.Metadata.Name)
-	m.SetGenerateName(slim.Metadata.GenerateName)
-	m.SetNamespace(slim.Metadata.Namespace)
-	m.SetUID(slim.Metadata.UID)
-	m.SetLabels(slim.Metadata.Labels)
-	m.SetOwnerReferences(slim.Metadata.OwnerReferences)
-	var spec *slimPodSpec
-	switch {
-	case gvk.Kind == "Pod":
-		spec = &slim.Spec.slimPodSpec
-	case gvk.Kind == "CronJob":
-		if jt := slim.Spec.JobTemplate; jt != nil && jt.Spec.Template != nil {
-			spec = &jt.Spec.Template.Spec
-		}
-	case slim.Spec.Template != nil:
-		spec = &slim.Spec.Template.Spec
+	obj.SetName(slim.Metadata.Name)
+	obj.SetGenerateName(slim.Metadata.GenerateName)
+	obj.SetNamespace(slim.Metadata.Namespace)
+	obj.SetUID(slim.Metadata.UID)
+	obj.SetLabels(slim.Metadata.Labels)
+	obj.SetOwnerReferences(slim.Metadata.OwnerReferences)
+	spec := k.slim(&slim)
+	w := &Workload{Object: obj, Kind: gvk, Spec: k.podSpec(obj, spec != nil), Path: k.path}
+	if spec != nil && w.Spec != nil {
+		spec.fill(w.Spec)
 	}
-	if rc, ok := obj.(*corev1.ReplicationController); ok && spec != nil {
-		rc.Spec.Template = &corev1.PodTemplateSpec{}
-	}
-	w, err := workloadOf(obj, gvk)
-	if err != nil || spec == nil || w.Spec == nil {
-		return w, err
-	}
-	spec.fill(w.Spec)
 	return w, nil
 }
 
@@ -153,6 +127,26 @@ type slimObject struct {
 
 type slimTemplate struct {
 	Spec slimPodSpec `json:"spec"`
+}
+
+// podSpec is a Pod's spec.
+func (o *slimObject) podSpec() *slimPodSpec { return &o.Spec.slimPodSpec }
+
+// templateSpec is the spec of spec.template; nil when absent.
+func (o *slimObject) templateSpec() *slimPodSpec {
+	if t := o.Spec.Template; t != nil {
+		return &t.Spec
+	}
+	return nil
+}
+
+// jobTemplateSpec is the spec of spec.jobTemplate.spec.template; nil when
+// absent.
+func (o *slimObject) jobTemplateSpec() *slimPodSpec {
+	if jt := o.Spec.JobTemplate; jt != nil && jt.Spec.Template != nil {
+		return &jt.Spec.Template.Spec
+	}
+	return nil
 }
 
 // slimPodSpec holds the fields of a Pod spec that name images or the
@@ -206,54 +200,12 @@ func (s *slimPodSpec) fill(out *corev1.PodSpec) {
 	}
 }
 
-// newTyped returns an empty object of a kind slimgate judges, or nil.
-func newTyped(gvk schema.GroupVersionKind) runtime.Object {
-	switch gvk {
-	case corev1.SchemeGroupVersion.WithKind("Pod"):
-		return &corev1.Pod{}
-	case corev1.SchemeGroupVersion.WithKind("ReplicationController"):
-		return &corev1.ReplicationController{}
-	case appsv1.SchemeGroupVersion.WithKind("Deployment"):
-		return &appsv1.Deployment{}
-	case appsv1.SchemeGroupVersion.WithKind("ReplicaSet"):
-		return &appsv1.ReplicaSet{}
-	case appsv1.SchemeGroupVersion.WithKind("StatefulSet"):
-		return &appsv1.StatefulSet{}
-	case appsv1.SchemeGroupVersion.WithKind("DaemonSet"):
-		return &appsv1.DaemonSet{}
-	case batchv1.SchemeGroupVersion.WithKind("Job"):
-		return &batchv1.Job{}
-	case batchv1.SchemeGroupVersion.WithKind("CronJob"):
-		return &batchv1.CronJob{}
-	}
-	return nil
-}
-
 // workloadOf finds the Pod spec of a decoded object.
 func workloadOf(obj runtime.Object, gvk schema.GroupVersionKind) (*Workload, error) {
-	w := &Workload{Kind: gvk}
-	switch o := obj.(type) {
-	case *corev1.Pod:
-		w.Object, w.Spec, w.Path = o, &o.Spec, "spec"
-	case *corev1.ReplicationController:
-		w.Object, w.Path = o, "spec.template.spec"
-		if o.Spec.Template != nil {
-			w.Spec = &o.Spec.Template.Spec
-		}
-	case *appsv1.Deployment:
-		w.Object, w.Spec, w.Path = o, &o.Spec.Template.Spec, "spec.template.spec"
-	case *appsv1.ReplicaSet:
-		w.Object, w.Spec, w.Path = o, &o.Spec.Template.Spec, "spec.template.spec"
-	case *appsv1.StatefulSet:
-		w.Object, w.Spec, w.Path = o, &o.Spec.Template.Spec, "spec.template.spec"
-	case *appsv1.DaemonSet:
-		w.Object, w.Spec, w.Path = o, &o.Spec.Template.Spec, "spec.template.spec"
-	case *batchv1.Job:
-		w.Object, w.Spec, w.Path = o, &o.Spec.Template.Spec, "spec.template.spec"
-	case *batchv1.CronJob:
-		w.Object, w.Spec, w.Path = o, &o.Spec.JobTemplate.Spec.Template.Spec, "spec.jobTemplate.spec.template.spec"
-	default:
+	k := kindOf(gvk)
+	o, ok := obj.(client.Object)
+	if k == nil || !ok {
 		return nil, fmt.Errorf("%w: %s", ErrUnsupportedKind, gvk)
 	}
-	return w, nil
+	return &Workload{Object: o, Kind: gvk, Spec: k.podSpec(o, false), Path: k.path}, nil
 }
