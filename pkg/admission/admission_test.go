@@ -147,11 +147,11 @@ func TestHandleDecodesEveryKind(t *testing.T) {
 func TestImages(t *testing.T) {
 	spec := podSpec()
 	want := []Image{
-		{Reference: "init:1", Container: "init", Source: SourceInitContainer, Path: "spec.template.spec.initContainers[0].image"},
-		{Reference: "app:1", Container: "app", Source: SourceContainer, Path: "spec.template.spec.containers[0].image"},
-		{Reference: "app:1", Container: "side", Source: SourceContainer, Path: "spec.template.spec.containers[1].image"},
-		{Reference: "debug:1", Container: "debug", Source: SourceEphemeralContainer, Path: "spec.template.spec.ephemeralContainers[0].image"},
-		{Reference: "data:1", Container: "data", Source: SourceVolume, Path: "spec.template.spec.volumes[0].image.reference"},
+		{Reference: "init:1", Container: "init", Source: sourceInitContainer, Path: "spec.template.spec.initContainers[0].image"},
+		{Reference: "app:1", Container: "app", Source: sourceContainer, Path: "spec.template.spec.containers[0].image"},
+		{Reference: "app:1", Container: "side", Source: sourceContainer, Path: "spec.template.spec.containers[1].image"},
+		{Reference: "debug:1", Container: "debug", Source: sourceEphemeralContainer, Path: "spec.template.spec.ephemeralContainers[0].image"},
+		{Reference: "data:1", Container: "data", Source: sourceVolume, Path: "spec.template.spec.volumes[0].image.reference"},
 	}
 	if diff := cmp.Diff(want, Images(&spec, "spec.template.spec")); diff != "" {
 		t.Errorf("Images (-want +got):\n%s", diff)
@@ -258,7 +258,7 @@ func judged(policyName string, mode v1alpha1.Mode, img Image, fs ...policy.Findi
 
 // Strictest wins: every pair of modes on the same image, in both orders.
 func TestDecideStrictestWins(t *testing.T) {
-	img := Image{Reference: "golang-app:1", Container: "app", Source: SourceContainer, Path: "spec.containers[0].image"}
+	img := Image{Reference: "golang-app:1", Container: "app", Source: sourceContainer, Path: "spec.containers[0].image"}
 	actions := map[v1alpha1.Mode]policy.Action{v1alpha1.ModeEnforce: policy.ActionDeny, v1alpha1.ModeWarn: policy.ActionWarn, v1alpha1.ModeAudit: policy.ActionAudit}
 	modes := []v1alpha1.Mode{v1alpha1.ModeEnforce, v1alpha1.ModeWarn, v1alpha1.ModeAudit}
 	for _, a := range modes {
@@ -313,7 +313,7 @@ func TestDecideStrictestWins(t *testing.T) {
 }
 
 func TestDenialMessage(t *testing.T) {
-	img := Image{Reference: "golang-app:1", Container: "app", Source: SourceContainer, Path: "spec.containers[0].image"}
+	img := Image{Reference: "golang-app:1", Container: "app", Source: sourceContainer, Path: "spec.containers[0].image"}
 	out := decide([]judgment{judged("no-sdk", v1alpha1.ModeEnforce, img, finding(policy.ActionDeny, "toolchain.go"))})
 	want := `slimgate refused this request:
 [no-sdk] container "app" image golang-app:1 (spec.containers[0].image): ships the Go SDK [toolchain.go]
@@ -327,7 +327,7 @@ func TestDenialMessage(t *testing.T) {
 // The bloat attribution leads the denial; Event notes keep the finding
 // lines and one remedy, so three findings fit the API's 1 kB note limit.
 func TestDenialMessageWithBloatAndBriefNote(t *testing.T) {
-	img := Image{Reference: "golang-app:1", Container: "app", Source: SourceContainer, Path: "spec.containers[0].image"}
+	img := Image{Reference: "golang-app:1", Container: "app", Source: sourceContainer, Path: "spec.containers[0].image"}
 	j := judged("no-sdk", v1alpha1.ModeEnforce, img,
 		finding(policy.ActionDeny, "toolchain.go"), finding(policy.ActionDeny, "toolchain.cc"), finding(policy.ActionDeny, "build.go"))
 	j.results[0].Bloat = &policy.Bloat{ToolchainBytes: 171e6, TotalBytes: 308e6, Percent: 55.5, Known: true}
@@ -359,7 +359,7 @@ func TestDenialMessageWithBloatAndBriefNote(t *testing.T) {
 }
 
 func TestWarning(t *testing.T) {
-	img := Image{Reference: "golang-app:1", Container: "app", Source: SourceContainer}
+	img := Image{Reference: "golang-app:1", Container: "app", Source: sourceContainer}
 	got := Warning("policy", img, policy.Finding{Rule: "toolchain.go", Message: "ships the Go SDK"})
 	if want := `[policy] container "app": golang-app:1 ships the Go SDK (toolchain.go)`; got != want {
 		t.Errorf("Warning = %q, want %q", got, want)

@@ -151,7 +151,7 @@ func explain(j judgment, a policy.Action, brief bool) []string {
 
 // subject starts the lines about a judgment: `[policy] container "app" image golang-app:1`.
 func (j judgment) subject() string {
-	return fmt.Sprintf("[%s] %s image %s", j.policy.Name, j.image.Describe(), j.image.Reference)
+	return fmt.Sprintf("[%s] %s image %s", j.policy.Name, j.image.describe(), j.image.Reference)
 }
 
 // bloat describes how much of the image its toolchain layers take, or ""
@@ -173,7 +173,7 @@ func (j judgment) bloat() string {
 // Warning formats one short admission warning:
 // `[policy] container "app": golang-app:1 ships the Go SDK (toolchain.go)`.
 func Warning(policyName string, img Image, f policy.Finding) string {
-	w := fmt.Sprintf("[%s] %s: %s %s (%s)", policyName, img.Describe(), img.Reference, f.Message, f.Rule)
+	w := fmt.Sprintf("[%s] %s: %s %s (%s)", policyName, img.describe(), img.Reference, f.Message, f.Rule)
 	return events.Truncate(w, MaxWarning-1)
 }
 

@@ -28,8 +28,8 @@ type Workload struct {
 	Path string
 }
 
-// ErrUnsupportedKind is returned for an object slimgate does not judge.
-var ErrUnsupportedKind = errors.New("kind not judged by slimgate")
+// errUnsupportedKind is returned for an object slimgate does not judge.
+var errUnsupportedKind = errors.New("kind not judged by slimgate")
 
 // Decoder turns admission request objects into Workloads. It decodes by the
 // object's own apiVersion and kind rather than trusting the request's.
@@ -49,7 +49,7 @@ func NewDecoder() (*Decoder, error) {
 }
 
 // Decode decodes raw JSON (or YAML) into a Workload. It fails with
-// ErrUnsupportedKind for objects of other kinds.
+// errUnsupportedKind for objects of other kinds.
 func (d *Decoder) Decode(raw []byte) (*Workload, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("empty object")
@@ -57,7 +57,7 @@ func (d *Decoder) Decode(raw []byte) (*Workload, error) {
 	obj, gvk, err := d.codec.Decode(raw, nil, nil)
 	if err != nil {
 		if runtime.IsNotRegisteredError(err) {
-			return nil, fmt.Errorf("%w: %v", ErrUnsupportedKind, err)
+			return nil, fmt.Errorf("%w: %v", errUnsupportedKind, err)
 		}
 		return nil, fmt.Errorf("decoding object: %w", err)
 	}
@@ -205,7 +205,7 @@ func workloadOf(obj runtime.Object, gvk schema.GroupVersionKind) (*Workload, err
 	k := kindOf(gvk)
 	o, ok := obj.(client.Object)
 	if k == nil || !ok {
-		return nil, fmt.Errorf("%w: %s", ErrUnsupportedKind, gvk)
+		return nil, fmt.Errorf("%w: %s", errUnsupportedKind, gvk)
 	}
 	return &Workload{Object: o, Kind: gvk, Spec: k.podSpec(o, false), Path: k.path}, nil
 }

@@ -91,7 +91,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Allowed("slimgate judges CREATE and UPDATE only")
 	}
 	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
-	if !Supported(gk) {
+	if !supported(gk) {
 		return admission.Allowed(fmt.Sprintf("slimgate does not judge %s", gk))
 	}
 	if req.SubResource != "" && (gk.Kind != "Pod" || req.SubResource != "ephemeralcontainers") {
@@ -107,7 +107,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		if err != nil {
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err))
 		}
-		imgs = NewImages(imgs, Images(old.Spec, old.Path))
+		imgs = newImages(imgs, Images(old.Spec, old.Path))
 	}
 	if len(imgs) == 0 {
 		return admission.Allowed("no new images")

@@ -6,15 +6,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Source says where in a Pod spec an image was written.
-type Source string
+// source says where in a Pod spec an image was written.
+type source string
 
 // Where images come from.
 const (
-	SourceContainer          Source = "container"
-	SourceInitContainer      Source = "initContainer"
-	SourceEphemeralContainer Source = "ephemeralContainer"
-	SourceVolume             Source = "volume"
+	sourceContainer          source = "container"
+	sourceInitContainer      source = "initContainer"
+	sourceEphemeralContainer source = "ephemeralContainer"
+	sourceVolume             source = "volume"
 )
 
 // Image is one image reference of a Pod spec, with where it was found.
@@ -24,19 +24,19 @@ type Image struct {
 	// Container is the container's (or image volume's) name.
 	Container string
 	// Source is the kind of place it came from.
-	Source Source
+	Source source
 	// Path is the field path, e.g. "spec.containers[0].image".
 	Path string
 }
 
-// Describe names the image's place for messages: `container "app"`.
-func (i Image) Describe() string {
+// describe names the image's place for messages: `container "app"`.
+func (i Image) describe() string {
 	switch i.Source {
-	case SourceInitContainer:
+	case sourceInitContainer:
 		return fmt.Sprintf("init container %q", i.Container)
-	case SourceEphemeralContainer:
+	case sourceEphemeralContainer:
 		return fmt.Sprintf("ephemeral container %q", i.Container)
-	case SourceVolume:
+	case sourceVolume:
 		return fmt.Sprintf("image volume %q", i.Container)
 	default:
 		return fmt.Sprintf("container %q", i.Container)
@@ -52,31 +52,31 @@ func Images(spec *corev1.PodSpec, prefix string) []Image {
 	}
 	var out []Image
 	for i, c := range spec.InitContainers {
-		out = append(out, Image{Reference: c.Image, Container: c.Name, Source: SourceInitContainer,
+		out = append(out, Image{Reference: c.Image, Container: c.Name, Source: sourceInitContainer,
 			Path: fmt.Sprintf("%s.initContainers[%d].image", prefix, i)})
 	}
 	for i, c := range spec.Containers {
-		out = append(out, Image{Reference: c.Image, Container: c.Name, Source: SourceContainer,
+		out = append(out, Image{Reference: c.Image, Container: c.Name, Source: sourceContainer,
 			Path: fmt.Sprintf("%s.containers[%d].image", prefix, i)})
 	}
 	for i, c := range spec.EphemeralContainers {
-		out = append(out, Image{Reference: c.Image, Container: c.Name, Source: SourceEphemeralContainer,
+		out = append(out, Image{Reference: c.Image, Container: c.Name, Source: sourceEphemeralContainer,
 			Path: fmt.Sprintf("%s.ephemeralContainers[%d].image", prefix, i)})
 	}
 	for i, v := range spec.Volumes {
 		if v.Image == nil {
 			continue
 		}
-		out = append(out, Image{Reference: v.Image.Reference, Container: v.Name, Source: SourceVolume,
+		out = append(out, Image{Reference: v.Image.Reference, Container: v.Name, Source: sourceVolume,
 			Path: fmt.Sprintf("%s.volumes[%d].image.reference", prefix, i)})
 	}
 	return out
 }
 
-// NewImages keeps the images of current whose reference is absent from
+// newImages keeps the images of current whose reference is absent from
 // old: on UPDATE only what the request adds is judged, so a label change is
 // never blocked by an image admitted before a policy existed.
-func NewImages(current, old []Image) []Image {
+func newImages(current, old []Image) []Image {
 	seen := make(map[string]bool, len(old))
 	for _, o := range old {
 		seen[o.Reference] = true

@@ -109,8 +109,8 @@ func kindOf(gvk schema.GroupVersionKind) *judgedKind {
 	return nil
 }
 
-// Supported reports whether group/kind is one slimgate judges.
-func Supported(gk schema.GroupKind) bool {
+// supported reports whether group/kind is one slimgate judges.
+func supported(gk schema.GroupKind) bool {
 	for i := range judgedKinds {
 		if judgedKinds[i].gvk.GroupKind() == gk {
 			return true

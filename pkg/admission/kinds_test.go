@@ -70,8 +70,8 @@ func TestJudgedKindsDecode(t *testing.T) {
 	}
 	for _, k := range judgedKinds {
 		t.Run(k.gvk.Kind, func(t *testing.T) {
-			if !Supported(k.gvk.GroupKind()) {
-				t.Errorf("Supported(%s) is false", k.gvk.GroupKind())
+			if !supported(k.gvk.GroupKind()) {
+				t.Errorf("supported(%s) is false", k.gvk.GroupKind())
 			}
 			obj := k.newObject()
 			obj.GetObjectKind().SetGroupVersionKind(k.gvk)
@@ -129,12 +129,12 @@ func TestUnjudgedKinds(t *testing.T) {
 		corev1.SchemeGroupVersion.WithKind("PodTemplate"),
 		appsv1.SchemeGroupVersion.WithKind("ControllerRevision"),
 	} {
-		if Supported(gvk.GroupKind()) {
-			t.Errorf("Supported(%s) is true", gvk.GroupKind())
+		if supported(gvk.GroupKind()) {
+			t.Errorf("supported(%s) is true", gvk.GroupKind())
 		}
 		raw := []byte(`{"apiVersion":"` + gvk.GroupVersion().String() + `","kind":"` + gvk.Kind + `","metadata":{"name":"x"}}`)
-		if _, err := d.DecodeAs(raw, gvk); !errors.Is(err, ErrUnsupportedKind) {
-			t.Errorf("DecodeAs of a %s: %v, want ErrUnsupportedKind", gvk.Kind, err)
+		if _, err := d.DecodeAs(raw, gvk); !errors.Is(err, errUnsupportedKind) {
+			t.Errorf("DecodeAs of a %s: %v, want errUnsupportedKind", gvk.Kind, err)
 		}
 	}
 }

@@ -29,7 +29,7 @@ func selects(p *v1alpha1.SlimImagePolicy, nsLabels map[string]string) bool {
 // matching an exclude.images glob in any of their spellings (as written or
 // normalised; the handler passes its memo of func spellings).
 func excluded(p *v1alpha1.SlimImagePolicy, img Image, spellings func(string) []string) bool {
-	if img.Source == SourceEphemeralContainer {
+	if img.Source == sourceEphemeralContainer {
 		e := p.Spec.Exclude.EphemeralContainers
 		if e == nil || *e {
 			return true
