@@ -74,23 +74,19 @@ func TestJudgedKindsDecode(t *testing.T) {
 				t.Errorf("supported(%s) is false", k.gvk.GroupKind())
 			}
 			obj := k.newObject()
-			obj.GetObjectKind().SetGroupVersionKind(k.gvk)
 			obj.SetName("x")
 			spec := podSpec()
 			*k.podSpec(obj, true) = spec
-			raw, err := json.Marshal(obj)
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := raw(t, obj, k.gvk.GroupVersion().String(), k.gvk.Kind)
 			var doc map[string]any
-			if err := json.Unmarshal(raw, &doc); err != nil {
+			if err := json.Unmarshal(b, &doc); err != nil {
 				t.Fatal(err)
 			}
 			at := doc
 			for _, field := range strings.Split(k.path, ".") {
 				next, ok := at[field].(map[string]any)
 				if !ok {
-					t.Fatalf("path %s: no object %q in %s", k.path, field, raw)
+					t.Fatalf("path %s: no object %q in %s", k.path, field, b)
 				}
 				at = next
 			}
@@ -98,11 +94,11 @@ func TestJudgedKindsDecode(t *testing.T) {
 				t.Errorf("path %s holds no containers: %v", k.path, at)
 			}
 			want := Images(&spec, k.path)
-			full, err := d.Decode(raw)
+			full, err := d.Decode(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			slim, err := d.DecodeAs(raw, k.gvk)
+			slim, err := d.DecodeAs(b, k.gvk)
 			if err != nil {
 				t.Fatal(err)
 			}
