@@ -174,7 +174,7 @@ func (j judgment) bloat() string {
 // `[policy] container "app": golang-app:1 ships the Go SDK (toolchain.go)`.
 func Warning(policyName string, img Image, f policy.Finding) string {
 	w := fmt.Sprintf("[%s] %s: %s %s (%s)", policyName, img.Describe(), img.Reference, f.Message, f.Rule)
-	return events.Truncate(w, MaxWarning-1)
+	return policy.Truncate(w, MaxWarning-1)
 }
 
 // Evidence formats a finding's evidence on one line.

@@ -1,0 +1,182 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+)
+
+// This file holds the one way slimgate words what it found: sizes and
+// cuts read the same in the CLI, in a denial, a warning and an Event.
+
+// cutMark marks where Truncate and shorten cut text.
+const cutMark = "…"
+
+// String formats the attribution, e.g.
+// "toolchain layers: 171 MB of 308 MB (56%)".
+func (b Bloat) String() string {
+	if b.TotalBytes == 0 {
+		return "toolchain layers: sizes unknown"
+	}
+	if !b.Known {
+		return fmt.Sprintf("toolchain layers: unknown of %s (history not paired with layers)", HumanBytes(b.TotalBytes))
+	}
+	return fmt.Sprintf("toolchain layers: %s of %s (%.0f%%)", HumanBytes(b.ToolchainBytes), HumanBytes(b.TotalBytes), b.Percent)
+}
+
+// Summary is a one-line account of a result, e.g.
+// "deny golang:1.24: toolchain.cc, toolchain.go; toolchain layers: 171 MB of 308 MB (56%)".
+func (r Result) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", r.Verdict, r.Image)
+	if r.Platform != "" {
+		fmt.Fprintf(&b, " (%s)", r.Platform)
+	}
+	if len(r.Findings) == 0 {
+		fmt.Fprintf(&b, ": no findings; %s in %d layers", HumanBytes(r.Size.Compressed), r.Size.Layers)
+		return b.String()
+	}
+	ids := make([]string, 0, len(r.Findings))
+	for _, f := range r.Findings {
+		ids = append(ids, f.Rule)
+	}
+	fmt.Fprintf(&b, ": %s", strings.Join(ids, ", "))
+	if r.Bloat != nil {
+		fmt.Fprintf(&b, "; %s", r.Bloat)
+	}
+	return b.String()
+}
+
+// HumanBytes formats a byte count in decimal units (1 MB = 1,000,000
+// bytes): "812 MB", "79.0 MB", "4.2 kB", "32 B".
+func HumanBytes(n int64) string {
+	const unit = 1000
+	if n < unit && n > -unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v := float64(n)
+	units := []string{"kB", "MB", "GB", "TB", "PB", "EB"}
+	i := -1
+	for (v >= unit || v <= -unit) && i < len(units)-1 {
+		v /= unit
+		i++
+	}
+	if v >= 100 || v <= -100 {
+		return fmt.Sprintf("%.0f %s", v, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
+}
+
+// InspectionFailed is the result for an image that could not be inspected:
+// with onInspectionError Deny it carries an "inspection.failed" finding whose
+// action follows the mode; with Allow only a note.
+func InspectionFailed(spec *v1alpha1.SlimImagePolicySpec, ref, reason, detail string) Result {
+	if spec == nil {
+		spec = &Default().Spec
+	}
+	why := reason
+	if detail != "" {
+		why = reason + ": " + detail
+	}
+	why = shorten(why, "", 200)
+	res := Result{Image: ref, Findings: []Finding{}}
+	if spec.OnInspectionError != v1alpha1.InspectionErrorDeny {
+		res.Verdict = VerdictAllow
+		res.Notes = []string{"not judged: the image could not be inspected (" + why + ") and onInspectionError is Allow"}
+		return res
+	}
+	r, _ := ruleByID(RuleInspectionFailed)
+	res.Findings = append(res.Findings, Finding{
+		Rule:     r.ID,
+		Action:   ActionFor(spec.Mode),
+		Message:  shorten(r.Title+": "+why, "", 160),
+		Evidence: Evidence{Reason: why},
+		Remedy:   r.Remedy,
+	})
+	res.Verdict = verdict(res.Findings)
+	return res
+}
+
+// Truncate cuts s to at most n bytes on a rune boundary, marking the cut
+// with "…". It is the one truncation of what slimgate says: warnings,
+// Event notes, evidence lines and failure reasons are cut by it.
+func Truncate(s string, n int) string { return window(s, 0, n) }
+
+// shorten collapses whitespace and, when s is longer than limit bytes,
+// keeps a window around the first whole-word occurrence of needle (or the
+// start), marking cuts as Truncate does.
+func shorten(s, needle string, limit int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	at := 0
+	if needle != "" {
+		if i := wordIndex(s, needle); i >= 0 {
+			at = i
+		}
+	}
+	return window(s, at, limit)
+}
+
+// window keeps at most n bytes of s around byte offset at: from a third of
+// n before it, or the start, or as much of the end as fits. Cuts fall on
+// rune boundaries and are marked.
+func window(s string, at, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	mark := len(cutMark)
+	if n <= mark {
+		return s[:runeBefore(s, n)]
+	}
+	start := max(0, at-n/3)
+	if start == 0 || n <= 2*mark {
+		return s[:runeBefore(s, n-mark)] + cutMark
+	}
+	if len(s)-start <= n-mark {
+		return cutMark + s[runeAfter(s, len(s)-(n-mark)):]
+	}
+	start = runeAfter(s, start)
+	end := max(start, runeBefore(s, start+n-2*mark))
+	return cutMark + s[start:end] + cutMark
+}
+
+// wordIndex finds needle in s where it is not part of a longer word.
+func wordIndex(s, needle string) int {
+	isWord := func(b byte) bool {
+		return b == '_' || b == '-' || b == '.' || b == '+' || (b >= '0' && b <= '9') || (b|0x20 >= 'a' && b|0x20 <= 'z')
+	}
+	first := -1
+	for off := 0; off < len(s); {
+		i := strings.Index(s[off:], needle)
+		if i < 0 {
+			break
+		}
+		i += off
+		if first < 0 {
+			first = i
+		}
+		end := i + len(needle)
+		if (i == 0 || !isWord(s[i-1])) && (end == len(s) || !isWord(s[end])) {
+			return i
+		}
+		off = i + 1
+	}
+	return first
+}
+
+// runeBefore moves i back to the start of the UTF-8 sequence it falls in.
+func runeBefore(s string, i int) int {
+	for i > 0 && i < len(s) && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return i
+}
+
+// runeAfter moves i forward to the start of the next UTF-8 sequence.
+func runeAfter(s string, i int) int {
+	for i < len(s) && !utf8.RuneStart(s[i]) {
+		i++
+	}
+	return i
+}
