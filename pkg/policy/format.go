@@ -8,8 +8,9 @@ import (
 	"slimgate.dev/slimgate/api/v1alpha1"
 )
 
-// This file holds the one way slimgate words what it found: sizes and
-// cuts read the same in the CLI, in a denial, a warning and an Event.
+// This file holds the one way slimgate words what it found: sizes,
+// evidence and cuts read the same in the CLI, in a denial, a warning and
+// an Event.
 
 // cutMark marks where Truncate and shorten cut text.
 const cutMark = "…"
@@ -49,8 +50,12 @@ func (r Result) Summary() string {
 	return b.String()
 }
 
-// HumanBytes formats a byte count in decimal units (1 MB = 1,000,000
-// bytes): "812 MB", "79.0 MB", "4.2 kB", "32 B".
+// HumanBytes formats a byte count in SI units (1 MB = 1,000,000 bytes):
+// "812 MB", "79.0 MB", "4.2 kB", "32 B". It is the one unit slimgate
+// writes sizes in (CLI, denials, warnings, Events, the demo) because
+// registries and docker show compressed image sizes in these units, so a
+// figure here matches the one a user holds it against. A size budget is
+// the exception: it is quoted as its author wrote it ("budget 1Gi").
 func HumanBytes(n int64) string {
 	const unit = 1000
 	if n < unit && n > -unit {
@@ -67,6 +72,34 @@ func HumanBytes(n int64) string {
 		return fmt.Sprintf("%.0f %s", v, units[i])
 	}
 	return fmt.Sprintf("%.1f %s", v, units[i])
+}
+
+// Describe writes the evidence on one line, as the CLI and a denial both
+// show it: "env GOLANG_VERSION=1.22.5; history #3: RUN /bin/sh -c ...".
+// The history line comes last, since it may itself hold semicolons. What
+// the finding's message of rule already says is left out: the layer's
+// size, a layer count and the reason of a failure; a size budget's figures
+// are given as exact byte counts, which the message rounds.
+func (e Evidence) Describe(rule string) string {
+	var parts []string
+	if e.Env != "" {
+		parts = append(parts, "env "+e.Env)
+	}
+	if e.Label != "" {
+		parts = append(parts, "label "+e.Label)
+	}
+	if (e.Measured != 0 || e.Limit != 0) && rule != RuleSizeLayers {
+		parts = append(parts, fmt.Sprintf("measured %d bytes, budget %d bytes", e.Measured, e.Limit))
+	}
+	switch {
+	case e.HistoryIndex != nil && e.Line != "":
+		parts = append(parts, fmt.Sprintf("history #%d: %s", *e.HistoryIndex, e.Line))
+	case e.HistoryIndex != nil:
+		parts = append(parts, fmt.Sprintf("history #%d", *e.HistoryIndex))
+	case e.Line != "":
+		parts = append(parts, e.Line)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // InspectionFailed is the result for an image that could not be inspected:

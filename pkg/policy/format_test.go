@@ -41,3 +41,26 @@ func TestWindowProperties(t *testing.T) {
 		}
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	i := 3
+	cases := []struct {
+		rule string
+		e    Evidence
+		want string
+	}{
+		{RuleSizeCompressed, Evidence{Measured: 2 << 20, Limit: 1 << 20}, "measured 2097152 bytes, budget 1048576 bytes"},
+		{RuleSizeLayers, Evidence{Measured: 60, Limit: 50}, ""}, // the message says both counts
+		{"toolchain.go", Evidence{Env: "GOLANG_VERSION=1.22.5"}, "env GOLANG_VERSION=1.22.5"},
+		{"toolchain.go", Evidence{Env: "GOLANG_VERSION=1.22.5", HistoryIndex: &i, Line: "RUN a; b", LayerBytes: 78981811},
+			"env GOLANG_VERSION=1.22.5; history #3: RUN a; b"},
+		{"toolchain.go", Evidence{Label: "k=v", HistoryIndex: &i}, "label k=v; history #3"},
+		{"build.go", Evidence{Line: "bazel build"}, "bazel build"},
+		{RuleInspectionFailed, Evidence{Reason: "Timeout"}, ""}, // the message says the reason
+	}
+	for _, c := range cases {
+		if got := c.e.Describe(c.rule); got != c.want {
+			t.Errorf("Describe(%s, %+v) = %q, want %q", c.rule, c.e, got, c.want)
+		}
+	}
+}
