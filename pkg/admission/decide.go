@@ -206,8 +206,9 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 			a.lines = append(a.lines, explain(j, s, true)...)
 		} else if j.failure != nil {
 			a.failed = true
-			a.lines = append(a.lines, fmt.Sprintf("%s could not be inspected (%s): %s; admitted because onInspectionError is %s",
-				j.subject(), j.failure.reason, j.failure.detail, j.policy.Spec.OnInspectionError))
+			f := policy.Failure{Reason: j.failure.reason, Detail: j.failure.detail}
+			a.lines = append(a.lines, fmt.Sprintf("%s: %s; admitted because onInspectionError is %s",
+				j.subject(), f, j.policy.Spec.OnInspectionError))
 		}
 	}
 	var out []events.Decision

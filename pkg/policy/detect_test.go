@@ -330,7 +330,7 @@ func TestInspectionFailed(t *testing.T) {
 			}
 			continue
 		}
-		want := Finding{Rule: RuleInspectionFailed, Action: ActionFor(tc.mode), Evidence: Evidence{Reason: "timeout: manifest not fetched in 3s"}}
+		want := Finding{Rule: RuleInspectionFailed, Action: ActionFor(tc.mode), Evidence: Evidence{Reason: "timeout"}}
 		if len(res.Findings) != 1 {
 			t.Fatalf("%s/%s: findings %+v", tc.mode, tc.onError, res.Findings)
 		}

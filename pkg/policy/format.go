@@ -9,11 +9,15 @@ import (
 )
 
 // This file holds the one way slimgate words what it found: sizes,
-// evidence and cuts read the same in the CLI, in a denial, a warning and
-// an Event.
+// evidence, cuts and inspection failures read the same in the CLI, in a
+// denial, a warning, an Event and a log line.
 
 // cutMark marks where Truncate and shorten cut text.
 const cutMark = "…"
+
+// maxFailureDetail caps the detail of an inspection failure, so that a
+// finding's message stays one short line.
+const maxFailureDetail = 120
 
 // String formats the attribution, e.g.
 // "toolchain layers: 171 MB of 308 MB (56%)".
@@ -102,30 +106,63 @@ func (e Evidence) Describe(rule string) string {
 	return strings.Join(parts, "; ")
 }
 
-// InspectionFailed is the result for an image that could not be inspected:
-// with onInspectionError Deny it carries an "inspection.failed" finding whose
-// action follows the mode; with Allow only a note.
+// Failure is why an image could not be inspected.
+type Failure struct {
+	// Reason classifies it with one of the inspector's reasons, e.g.
+	// "NotFound" or "Timeout".
+	Reason string
+	// Detail says what happened, without the image reference: whoever
+	// reports the failure names the image once, beside it.
+	Detail string
+}
+
+// String is the one sentence slimgate says about a failure, wherever it
+// says it: "not inspected (NotFound): manifest unknown".
+func (f Failure) String() string { return "not inspected" + f.because() }
+
+// because is the reason and the (capped) detail: " (NotFound): manifest unknown".
+func (f Failure) because() string {
+	s := " (" + f.Reason + ")"
+	if d := shorten(f.Detail, "", maxFailureDetail); d != "" {
+		s += ": " + d
+	}
+	return s
+}
+
+// failureRule names the rule an inspection failure breaks, by its reason.
+// A reason not listed is an availability failure (inspection.failed). The
+// reasons that put the image itself at fault (InvalidImage, TooLarge,
+// BadReference) get their entry here once the catalog has a rule for them.
+func failureRule(reason string) string {
+	byReason := map[string]string{} // reason -> rule id
+	if r, ok := byReason[reason]; ok {
+		return r
+	}
+	return RuleInspectionFailed
+}
+
+// InspectionFailed is the result for an image that could not be inspected
+// for reason (see Failure): with onInspectionError Deny it carries an
+// "inspection.failed" finding whose action follows the mode and whose
+// message is the rule's title and the failure's reason and detail; with
+// Allow only a note saying the failure.
 func InspectionFailed(spec *v1alpha1.SlimImagePolicySpec, ref, reason, detail string) Result {
 	if spec == nil {
 		spec = &Default().Spec
 	}
-	why := reason
-	if detail != "" {
-		why = reason + ": " + detail
-	}
-	why = shorten(why, "", 200)
+	f := Failure{Reason: reason, Detail: detail}
 	res := Result{Image: ref, Findings: []Finding{}}
 	if spec.OnInspectionError != v1alpha1.InspectionErrorDeny {
 		res.Verdict = VerdictAllow
-		res.Notes = []string{"not judged: the image could not be inspected (" + why + ") and onInspectionError is Allow"}
+		res.Notes = []string{f.String() + "; not judged, as onInspectionError is Allow"}
 		return res
 	}
-	r, _ := ruleByID(RuleInspectionFailed)
+	r, _ := ruleByID(failureRule(reason))
 	res.Findings = append(res.Findings, Finding{
 		Rule:     r.ID,
 		Action:   ActionFor(spec.Mode),
-		Message:  shorten(r.Title+": "+why, "", 160),
-		Evidence: Evidence{Reason: why},
+		Message:  r.Title + f.because(),
+		Evidence: Evidence{Reason: reason},
 		Remedy:   r.Remedy,
 	})
 	res.Verdict = verdict(res.Findings)
@@ -134,7 +171,7 @@ func InspectionFailed(spec *v1alpha1.SlimImagePolicySpec, ref, reason, detail st
 
 // Truncate cuts s to at most n bytes on a rune boundary, marking the cut
 // with "…". It is the one truncation of what slimgate says: warnings,
-// Event notes, evidence lines and failure reasons are cut by it.
+// Event notes, evidence lines and failure details are cut by it.
 func Truncate(s string, n int) string { return window(s, 0, n) }
 
 // shorten collapses whitespace and, when s is longer than limit bytes,

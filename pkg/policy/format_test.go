@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
 )
 
 func TestTruncate(t *testing.T) {
@@ -61,6 +63,37 @@ func TestDescribe(t *testing.T) {
 	for _, c := range cases {
 		if got := c.e.Describe(c.rule); got != c.want {
 			t.Errorf("Describe(%s, %+v) = %q, want %q", c.rule, c.e, got, c.want)
+		}
+	}
+}
+
+func TestFailureWords(t *testing.T) {
+	f := Failure{Reason: "NotFound", Detail: "manifest   unknown"}
+	if got, want := f.String(), "not inspected (NotFound): manifest unknown"; got != want {
+		t.Errorf("String = %q, want %q", got, want)
+	}
+	if got, want := (Failure{Reason: "Timeout"}).String(), "not inspected (Timeout)"; got != want {
+		t.Errorf("String without detail = %q, want %q", got, want)
+	}
+	long := Failure{Reason: "RegistryUnavailable", Detail: strings.Repeat("é", 200)}
+	if got := long.String(); len(got) > len("not inspected (RegistryUnavailable): ")+maxFailureDetail || !strings.HasSuffix(got, cutMark) {
+		t.Errorf("long detail not cut to %d bytes: %q (%d bytes)", maxFailureDetail, got, len(got))
+	}
+
+	// A finding and a note say the failure in the same words.
+	for _, onError := range []v1alpha1.InspectionErrorAction{v1alpha1.InspectionErrorDeny, v1alpha1.InspectionErrorAllow} {
+		res := InspectionFailed(&v1alpha1.SlimImagePolicySpec{OnInspectionError: onError}, "ghcr.io/org/app:1", f.Reason, f.Detail)
+		said := strings.Join(res.Notes, "\n")
+		for _, fd := range res.Findings {
+			said += "\n" + fd.Message + "\n" + fd.Evidence.Describe(fd.Rule)
+		}
+		for _, once := range []string{f.String(), "NotFound"} {
+			if n := strings.Count(said, once); n != 1 {
+				t.Errorf("%s: %q said %d times, want once:\n%s", onError, once, n, said)
+			}
+		}
+		if strings.Contains(said, "ghcr.io/org/app:1") {
+			t.Errorf("%s: the reference is in the words; the reporter names it:\n%s", onError, said)
 		}
 	}
 }
