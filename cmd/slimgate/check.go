@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/inspection"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
 )
@@ -202,22 +203,20 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // policy.InspectionFailed. A nil slice with an error is a failure that
 // stops the whole run.
 func (c *checker) check(ctx context.Context, ref string) ([]imageReport, error) {
-	insp, err := c.inspect(ctx, ref)
+	ictx, cancel := context.WithTimeout(ctx, c.opts.timeout)
+	defer cancel()
+	insp, err := c.inspect(ictx, ref)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err // interrupted: stop here
 		}
-		reason, detail := registry.ReasonUnavailable, err
-		if ie, ok := registry.AsInspectionError(err); ok {
-			reason, detail = ie.Reason, ie.Err
-		} else if errors.Is(err, context.DeadlineExceeded) {
-			reason = registry.ReasonTimeout
-		}
-		r := imageReport{Result: policy.InspectionFailed(c.spec, ref, string(reason), detail.Error())}
+		f := inspection.Classify(err, errors.Is(ictx.Err(), context.DeadlineExceeded))
+		r := imageReport{Result: policy.InspectionFailed(c.spec, ref, f.Reason, f.Detail)}
 		if c.spec.OnInspectionError != v1alpha1.InspectionErrorDeny {
-			r.Error = err.Error()
+			// The error says the failure; the result's note would repeat it.
+			r.Error, r.Notes = f.String(), nil
 		}
-		return []imageReport{r}, err
+		return []imageReport{r}, errors.New(ref + ": " + f.String())
 	}
 	var out []imageReport
 	for _, f := range insp.Images {
@@ -229,7 +228,7 @@ func (c *checker) check(ctx context.Context, ref string) ([]imageReport, error) 
 	return out, nil
 }
 
-// inspect fetches an image's facts within the per-image timeout.
+// inspect fetches an image's facts; ctx carries the per-image timeout.
 func (c *checker) inspect(ctx context.Context, ref string) (*registry.Inspection, error) {
 	var platforms []string
 	if c.opts.platform != "" {
@@ -253,8 +252,6 @@ func (c *checker) inspect(ctx context.Context, ref string) (*registry.Inspection
 			}
 			c.remote = r
 		}
-		ctx, cancel := context.WithTimeout(ctx, c.opts.timeout)
-		defer cancel()
 		insp, err = c.remote.Inspect(ctx, registry.Request{
 			Reference:       ref,
 			Platforms:       platforms,

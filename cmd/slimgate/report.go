@@ -76,12 +76,15 @@ func writeText(b *strings.Builder, r imageReport) {
 	b.WriteString("\n")
 	for _, f := range r.Findings {
 		fmt.Fprintf(b, "  [%s] %s: %s\n", f.Action, f.Rule, f.Message)
-		main := evidenceLine(f.Evidence)
+		main := f.Evidence.Describe(f.Rule)
 		if main != "" {
 			fmt.Fprintf(b, "         evidence: %s\n", main)
 		}
 		for _, rel := range f.Related {
-			if e := evidenceLine(rel); e != "" && e != main {
+			if rel.HistoryIndex != nil && f.Evidence.HistoryIndex != nil && *rel.HistoryIndex == *f.Evidence.HistoryIndex {
+				rel.Line = "" // shown above
+			}
+			if e := rel.Describe(f.Rule); e != "" && e != main {
 				fmt.Fprintf(b, "         also: %s\n", e)
 			}
 		}
@@ -96,37 +99,6 @@ func writeText(b *strings.Builder, r imageReport) {
 		fmt.Fprintf(b, "  note: %s\n", n)
 	}
 	b.WriteString("\n")
-}
-
-// evidenceLine shows where a finding was made: the environment variable
-// or label (with the step that installed it), else the history step and
-// its line; the failure reason. Budget figures are already in the message.
-func evidenceLine(e policy.Evidence) string {
-	var parts []string
-	step := ""
-	if e.HistoryIndex != nil {
-		step = fmt.Sprintf("history #%d", *e.HistoryIndex)
-	}
-	switch {
-	case e.Env != "" || e.Label != "":
-		if e.Env != "" {
-			parts = append(parts, "env "+e.Env)
-		}
-		if e.Label != "" {
-			parts = append(parts, "label "+e.Label)
-		}
-		if step != "" {
-			parts[len(parts)-1] += " (installed by " + step + ")"
-		}
-	case step != "":
-		parts = append(parts, step+": "+e.Line)
-	case e.Line != "":
-		parts = append(parts, e.Line)
-	}
-	if e.Reason != "" {
-		parts = append(parts, "reason: "+e.Reason)
-	}
-	return strings.Join(parts, "; ")
 }
 
 // shortDigest keeps "sha256:" and 12 hex digits.

@@ -58,7 +58,7 @@ func TestDemoShort(t *testing.T) {
 	for _, want := range []string{
 		`Error from server (Forbidden): error when creating "demo-enforce/go-single.yaml": admission webhook "pods.slimgate.dev" denied the request: slimgate refused this request:`,
 		`[opt-in-enforce] container "app" image `,
-		`evidence: history[12] "RUN /bin/sh -c go build -o /app . # buildkit"`,
+		"evidence: history #12: RUN /bin/sh -c go build -o /app . # buildkit",
 		"env GOLANG_VERSION=1.24.4",
 		"remedy: ",
 	} {
@@ -105,7 +105,7 @@ func TestCheck(t *testing.T) {
 	deny := policy.Result{Verdict: policy.VerdictDeny}
 	allow := policy.Result{Verdict: policy.VerdictAllow}
 	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "go-single",
-		errors.New("slimgate refused this request:\n[p] ...\n  evidence: history[12]"))
+		errors.New("slimgate refused this request:\n[p] ...\n  evidence: history #12"))
 	event := func(ns, reason string) eventsv1.Event {
 		return eventsv1.Event{Reason: reason, Regarding: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: "go-single"}}
 	}

@@ -115,7 +115,7 @@ func decide(js []judgment) outcome {
 //
 //	[policy] container "app" image golang-app:1: toolchain layers: 171 MB of 308 MB (56%)
 //	[policy] container "app" image golang-app:1 (spec.containers[0].image): ships the Go SDK [toolchain.go]
-//	  evidence: history[3] "RUN /bin/sh -c go build -o /app ."
+//	  evidence: history #3: RUN /bin/sh -c go build -o /app .
 //	  remedy: build in one stage, copy the binary into a slim final stage
 //
 // A brief explanation (for Event notes, which the API caps at 1 kB) keeps
@@ -136,7 +136,7 @@ func explain(j judgment, a policy.Action, brief bool) []string {
 		if brief {
 			continue
 		}
-		if e := Evidence(f.Rule, f.Evidence); e != "" {
+		if e := f.Evidence.Describe(f.Rule); e != "" {
 			lines = append(lines, "  evidence: "+e)
 		}
 		if f.Remedy != "" {
@@ -174,56 +174,7 @@ func (j judgment) bloat() string {
 // `[policy] container "app": golang-app:1 ships the Go SDK (toolchain.go)`.
 func Warning(policyName string, img Image, f policy.Finding) string {
 	w := fmt.Sprintf("[%s] %s: %s %s (%s)", policyName, img.describe(), img.Reference, f.Message, f.Rule)
-	return events.Truncate(w, MaxWarning-1)
-}
-
-// Evidence formats a finding's evidence on one line.
-func Evidence(rule string, e policy.Evidence) string {
-	var parts []string
-	switch {
-	case e.HistoryIndex != nil:
-		parts = append(parts, fmt.Sprintf("history[%d] %q", *e.HistoryIndex, e.Line))
-	case e.Line != "":
-		parts = append(parts, fmt.Sprintf("%q", e.Line))
-	}
-	if e.Env != "" {
-		parts = append(parts, "env "+e.Env)
-	}
-	if e.Label != "" {
-		parts = append(parts, "label "+e.Label)
-	}
-	if e.LayerBytes > 0 {
-		parts = append(parts, "layer "+Bytes(e.LayerBytes))
-	}
-	if e.Measured != 0 || e.Limit != 0 {
-		if strings.Contains(rule, "layer") {
-			parts = append(parts, fmt.Sprintf("measured %d layers, budget %d", e.Measured, e.Limit))
-		} else {
-			parts = append(parts, fmt.Sprintf("measured %s, budget %s", Bytes(e.Measured), Bytes(e.Limit)))
-		}
-	}
-	if e.Reason != "" {
-		parts = append(parts, "reason: "+e.Reason)
-	}
-	return strings.Join(parts, "; ")
-}
-
-// Bytes formats a byte count for people, keeping the exact figure:
-// "2.0 MiB (2097152 bytes)".
-func Bytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d bytes", n)
-	}
-	v, suffix := float64(n), ""
-	for _, s := range []string{"KiB", "MiB", "GiB", "TiB"} {
-		v /= unit
-		suffix = s
-		if v < unit {
-			break
-		}
-	}
-	return fmt.Sprintf("%.1f %s (%d bytes)", v, suffix, n)
+	return policy.Truncate(w, MaxWarning-1)
 }
 
 // decisions turns the judgments into one decision per policy.
@@ -255,8 +206,9 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 			a.lines = append(a.lines, explain(j, s, true)...)
 		} else if j.failure != nil {
 			a.failed = true
-			a.lines = append(a.lines, fmt.Sprintf("%s could not be inspected (%s): %s; admitted because onInspectionError is %s",
-				j.subject(), j.failure.reason, j.failure.detail, j.policy.Spec.OnInspectionError))
+			f := policy.Failure{Reason: j.failure.reason, Detail: j.failure.detail}
+			a.lines = append(a.lines, fmt.Sprintf("%s: %s; admitted because onInspectionError is %s",
+				j.subject(), f, j.policy.Spec.OnInspectionError))
 		}
 	}
 	var out []events.Decision

@@ -24,6 +24,7 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/pkg/events"
+	"slimgate.dev/slimgate/pkg/inspection"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
 )
@@ -330,17 +331,17 @@ func (h *Handler) keychain(ctx context.Context, namespace string, spec *corev1.P
 	return kc, scope
 }
 
-// failureOf classifies an inspection error; a spent admission budget is a
-// timeout whatever the transport said.
+// failureOf classifies an inspection error (a spent admission budget is a
+// timeout whatever the transport said) and logs it as every other surface
+// words it.
 func failureOf(ctx context.Context, err error) failure {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
-		return failure{reason: string(registry.ReasonTimeout),
-			detail: "the registry did not answer within the admission time budget"}
-	}
+	f := inspection.Classify(err, errors.Is(ctx.Err(), context.DeadlineExceeded))
+	kv := []any{"failure", f.String()}
 	if ie, ok := registry.AsInspectionError(err); ok {
-		return failure{reason: string(ie.Reason), detail: err.Error()}
+		kv = append([]any{"image", ie.Reference}, kv...)
 	}
-	return failure{reason: string(registry.ReasonUnavailable), detail: err.Error()}
+	logf.FromContext(ctx).V(1).Info("image not inspected", kv...)
+	return failure{reason: f.Reason, detail: f.Detail}
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }

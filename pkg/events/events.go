@@ -3,7 +3,6 @@ package events
 import (
 	"context"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
@@ -17,6 +16,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/policy"
 )
 
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -107,7 +107,7 @@ func (r *Recorder) Record(ctx context.Context, d Decision) {
 		UID:        d.Policy.UID,
 	}
 	logf.FromContext(ctx).V(1).Info("recording event", "reason", d.Reason, "regarding", regarding.Kind+"/"+regarding.Name)
-	r.events.Eventf(regarding, related, corev1.EventTypeWarning, d.Reason, d.Action, "%s", Truncate(d.Note, MaxNote))
+	r.events.Eventf(regarding, related, corev1.EventTypeWarning, d.Reason, d.Action, "%s", policy.Truncate(d.Note, MaxNote))
 }
 
 // Regarding returns the object an Event should regard: the workload the
@@ -159,17 +159,4 @@ func (r *Recorder) ownerOf(ctx context.Context, ref *corev1.ObjectReference) *co
 	}
 	return &corev1.ObjectReference{APIVersion: up.APIVersion, Kind: up.Kind, Name: up.Name,
 		Namespace: ref.Namespace, UID: up.UID}
-}
-
-// Truncate cuts s to at most n bytes on a rune boundary, marking the cut.
-func Truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	const mark = "…"
-	cut := n - len(mark)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + mark
 }

@@ -97,15 +97,3 @@ func count(t *testing.T, r *Recorder, verdict string) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
-
-func TestTruncate(t *testing.T) {
-	if got := Truncate("héllo wörld", 8); got != "héll…" {
-		t.Errorf("Truncate = %q (%d bytes)", got, len(got))
-	}
-	if got := Truncate("héllo", 5); got != "h…" {
-		t.Errorf("Truncate on a rune boundary = %q", got)
-	}
-	if got := Truncate("short", 8); got != "short" {
-		t.Errorf("Truncate = %q", got)
-	}
-}

@@ -330,7 +330,7 @@ func TestInspectionFailed(t *testing.T) {
 			}
 			continue
 		}
-		want := Finding{Rule: RuleInspectionFailed, Action: ActionFor(tc.mode), Evidence: Evidence{Reason: "timeout: manifest not fetched in 3s"}}
+		want := Finding{Rule: RuleInspectionFailed, Action: ActionFor(tc.mode), Evidence: Evidence{Reason: "timeout"}}
 		if len(res.Findings) != 1 {
 			t.Fatalf("%s/%s: findings %+v", tc.mode, tc.onError, res.Findings)
 		}
@@ -344,7 +344,7 @@ func TestInspectionFailed(t *testing.T) {
 func TestShorten(t *testing.T) {
 	long := strings.Repeat("apt-get install foo; ", 30) + "go build -o /app . ;" + strings.Repeat(" echo done;", 30)
 	got := shorten(long, "go build", 160)
-	if !strings.Contains(got, "go build") || len(got) > 160 || !strings.HasPrefix(got, "...") || !strings.HasSuffix(got, "...") {
+	if !strings.Contains(got, "go build") || len(got) > 160 || !strings.HasPrefix(got, "…") || !strings.HasSuffix(got, "…") {
 		t.Errorf("shorten = %q (%d)", got, len(got))
 	}
 	if got := shorten("a \t\t b", "", 160); got != "a b" {

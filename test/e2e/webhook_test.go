@@ -327,7 +327,7 @@ func TestSizeBudget(t *testing.T) {
 	s.SizeBudget.MaxCompressed = &budget
 	policy(t, s)
 	err, _ := create(t, pod(ns, "big", e2e.bigApp()))
-	mustDeny(t, err, e2e.bigApp(), "budget 1.0 MiB (1048576 bytes)", "measured 2.0 MiB")
+	mustDeny(t, err, e2e.bigApp(), "budget 1Mi", "budget 1048576 bytes")
 	if err, _ := create(t, pod(ns, "slim", e2e.slimApp())); err != nil {
 		t.Errorf("small image refused: %v", err)
 	}

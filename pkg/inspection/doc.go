@@ -1,0 +1,6 @@
+// Package inspection says why an image could not be inspected. Classify
+// turns what the registry inspector returned, and whether the caller's own
+// deadline passed, into a policy.Failure: one reason and one detail, which
+// slimgate check and the webhook word the same way (policy.Failure.String,
+// policy.InspectionFailed).
+package inspection
