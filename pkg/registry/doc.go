@@ -20,8 +20,8 @@
 //     never reads a private image another namespace fetched. Failures are
 //     remembered per reference, scope and egress rules for FailureTTL.
 //     Concurrent requests for one reference share one fetch.
-//   - The egress guard checks registry patterns up front and every dialled
-//     address (after DNS, on every redirect) at connect time; plain HTTP is
-//     used only for registries listed as insecure.
+//   - The egress guard (package egress) checks registry patterns up front
+//     and every dialled address (after DNS, on every redirect) at connect
+//     time; plain HTTP is used only for registries listed as insecure.
 //   - A per-registry circuit breaker fails fast after repeated failures.
 package registry

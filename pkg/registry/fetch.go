@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 
+	"slimgate.dev/slimgate/pkg/egress"
 	"slimgate.dev/slimgate/pkg/image"
 )
 
@@ -149,8 +150,8 @@ func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request) (*Inspe
 // repository and egress mode: never shared across credential scopes.
 func (r *Remote) session(ctx context.Context, repo name.Repository, req Request) (*session, error) {
 	host := repo.RegistryStr()
-	insecure := isInsecure(req.Egress, host)
-	guard := req.Egress.Enabled && !req.Egress.AllowPrivateNetworks
+	insecure := req.Egress.IsInsecure(host)
+	guard := req.Egress.Guarded()
 	key := strings.Join([]string{req.CredentialScope, host, repo.RepositoryStr(), strconv.FormatBool(insecure), strconv.FormatBool(guard)}, "\x00")
 	tr, ok := r.auth.get(key)
 	if !ok {
@@ -158,10 +159,9 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 		if guard {
 			base = r.guarded
 		}
-		sg := &schemeGuard{
-			inner:    base,
-			insecure: func(h string) bool { return isInsecure(req.Egress, h) },
-			maxBody:  max(r.opts.MaxManifestBytes, r.opts.MaxConfigBytes) + 1,
+		inner := &capBodies{
+			inner: egress.Transport(base, req.Egress),
+			max:   max(r.opts.MaxManifestBytes, r.opts.MaxConfigBytes) + 1,
 		}
 		var regOpts []name.Option
 		if insecure {
@@ -179,7 +179,7 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 		if err != nil {
 			return nil, reasoned(ReasonUnauthorized, fmt.Errorf("resolving credentials for %s: %w", host, err))
 		}
-		t, err := transport.NewWithContext(ctx, reg, auth, sg, []string{repo.Scope(transport.PullScope)})
+		t, err := transport.NewWithContext(ctx, reg, auth, inner, []string{repo.Scope(transport.PullScope)})
 		r.metrics.request(host, outcomeOf(err))
 		if err != nil {
 			return nil, fmt.Errorf("contacting registry %s: %w", host, err)
@@ -199,7 +199,7 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 				return errors.New("stopped after 5 redirects")
 			}
 			if guard {
-				return guardLiteralHost(next.URL.Host, r.opts.EgressExempt)
+				return egress.CheckHost(next.URL.Host, r.opts.EgressExempt)
 			}
 			return nil
 		}},
@@ -313,6 +313,50 @@ func (s *session) getManifest(ctx context.Context, ident string) ([]byte, types.
 	}
 	return body, contentType(resp), resp.Header.Get("Docker-Content-Digest"), nil
 }
+
+// capBodies sits between ggcr's transport and the egress guard: it caps
+// every response body so error and token bodies stay bounded whatever
+// reads them.
+type capBodies struct {
+	inner http.RoundTripper
+	max   int64
+}
+
+func (c *capBodies) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.inner.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &cappedBody{rc: resp.Body, left: c.max}
+	return resp, nil
+}
+
+// errBodyTooLarge is returned by a capped body read past its limit.
+var errBodyTooLarge = errors.New("response body exceeds the size limit")
+
+// cappedBody fails a read once more than left bytes were read, whatever the
+// Content-Length said.
+type cappedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, errBodyTooLarge
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n, errBodyTooLarge
+	}
+	return n, err
+}
+
+func (b *cappedBody) Close() error { return b.rc.Close() }
 
 // readBody reads at most limit bytes; more is ReasonTooLarge.
 func readBody(r io.Reader, limit int64, what string) ([]byte, error) {
@@ -489,7 +533,7 @@ func (s *session) do(ctx context.Context, method, url, accept string) (*http.Res
 		retryable := false
 		if err != nil {
 			s.r.metrics.request(s.host, outcomeOf(err))
-			retryable = ctx.Err() == nil && !errors.Is(err, errEgress) && !errors.Is(err, errBodyTooLarge)
+			retryable = ctx.Err() == nil && !errors.Is(err, egress.ErrRefused) && !errors.Is(err, errBodyTooLarge)
 			wait = backoff
 		} else {
 			detail := errorDetail(resp)
@@ -585,7 +629,7 @@ func reasonOf(err error) Reason {
 	switch {
 	case errors.As(err, &re):
 		return re.reason
-	case errors.Is(err, errEgress):
+	case errors.Is(err, egress.ErrRefused):
 		return ReasonEgressRefused
 	case errors.Is(err, errBodyTooLarge):
 		return ReasonTooLarge

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
+	"slimgate.dev/slimgate/pkg/egress"
 	"slimgate.dev/slimgate/pkg/image"
 )
 
@@ -220,10 +221,7 @@ func (r *Remote) newTransport(guard bool) *http.Transport {
 	if guard {
 		// Proxies are not used behind the guard: the address checked must
 		// be the registry's own.
-		d.ControlContext = guardedControl(r.opts.EgressExempt, func(ctx context.Context) string {
-			h, _ := ctx.Value(dialHostKey{}).(string)
-			return h
-		})
+		d.ControlContext = egress.Control(r.opts.EgressExempt)
 	} else {
 		t.Proxy = http.ProxyFromEnvironment
 	}
@@ -320,13 +318,8 @@ func (r *Remote) prepare(req Request) (prepared, error) {
 		return prepared{}, &InspectionError{Reference: refName, Reason: reason, Err: err}
 	}
 	host := ref.Context().RegistryStr()
-	if !registryAllowed(req.Egress, host) {
-		return fail(ReasonEgressRefused, &egressError{msg: fmt.Sprintf("registry %s is not in the allowed registries %v", host, req.Egress.AllowRegistries)})
-	}
-	if req.Egress.Enabled && !req.Egress.AllowPrivateNetworks {
-		if err := guardLiteralHost(host, r.opts.EgressExempt); err != nil {
-			return fail(ReasonEgressRefused, err)
-		}
+	if err := req.Egress.CheckRegistry(host, r.opts.EgressExempt); err != nil {
+		return fail(ReasonEgressRefused, err)
 	}
 	platforms, err := normalisePlatforms(req.Platforms)
 	if err != nil {
