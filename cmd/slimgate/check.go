@@ -15,6 +15,7 @@ import (
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
+	"slimgate.dev/slimgate/pkg/registry/local"
 )
 
 // maxPolicyFile caps the policy file read; policy.Load rejects anything
@@ -241,8 +242,8 @@ func (c *checker) inspect(ctx context.Context, ref string) (*registry.Inspection
 		insp *registry.Inspection
 		err  error
 	)
-	if registry.IsLocal(ref) {
-		insp, err = registry.InspectLocal(ref, platforms)
+	if local.IsLocal(ref) {
+		insp, err = local.Inspect(ref, platforms)
 	} else {
 		if c.remote == nil {
 			// Zero options are the registry package's safe defaults; the

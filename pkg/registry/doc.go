@@ -1,6 +1,8 @@
 // Package registry turns image references into image facts: it fetches the
-// manifest and config blob (never layers) from registries and local image
-// layouts, with authentication, caching, size limits and an egress guard.
+// manifest and config blob (never layers) from registries, with
+// authentication, caching, size limits and an egress guard. Its Inspection,
+// InspectionError, Reason and platform selection are shared with package
+// local, which reads OCI image layouts and docker save archives.
 //
 // Remote is the registry Inspector. Its design in brief:
 //

@@ -46,6 +46,22 @@ func (e *reasonedError) Unwrap() error { return e.err }
 
 func reasoned(r Reason, err error) error { return &reasonedError{reason: r, err: err} }
 
+// Reasoned marks err with the Reason an inspection fails for. The mark
+// survives wrapping with %w: ReasonOf finds it, and Remote reports it as
+// the InspectionError's Reason. Other sources of facts (package local)
+// mark their failures with it.
+func Reasoned(r Reason, err error) error { return reasoned(r, err) }
+
+// ReasonOf returns the Reason err (or an error it wraps) was marked with
+// by Reasoned, if any.
+func ReasonOf(err error) (Reason, bool) {
+	var re *reasonedError
+	if errors.As(err, &re) {
+		return re.reason, true
+	}
+	return "", false
+}
+
 // statusError is an unexpected HTTP status from a registry.
 type statusError struct {
 	method, url string

@@ -1,4 +1,4 @@
-package registry
+package local
 
 import (
 	"archive/tar"
@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"slimgate.dev/slimgate/pkg/image"
+	"slimgate.dev/slimgate/pkg/registry"
 )
 
 // testImage builds an image whose history is the given lines; lines
@@ -61,7 +62,7 @@ func testImage(t *testing.T, platform v1.Platform, lines ...string) v1.Image {
 
 var amd64 = v1.Platform{OS: "linux", Architecture: "amd64"}
 
-// wantFacts is what InspectLocal must report for img: the facts ggcr's
+// wantFacts is what Inspect must report for img: the facts ggcr's
 // in-memory image yields.
 func wantFacts(t *testing.T, img v1.Image, ref string) *image.Facts {
 	t.Helper()
@@ -95,7 +96,7 @@ func digestOf(t *testing.T, d interface{ Digest() (v1.Hash, error) }) string {
 	return h.String()
 }
 
-func TestInspectLocalLayoutWithoutLayerBlobs(t *testing.T) {
+func TestInspectLayoutWithoutLayerBlobs(t *testing.T) {
 	img := testImage(t, amd64, "ADD alpine-minirootfs.tar.gz /", "ENV GOLANG_VERSION=1.22.5", "RUN /bin/sh -c go build -o /app .")
 	dir := t.TempDir()
 	p, err := layout.Write(dir, empty.Index)
@@ -108,11 +109,11 @@ func TestInspectLocalLayoutWithoutLayerBlobs(t *testing.T) {
 	dropLayers(t, dir, img)
 
 	ref := "oci:" + dir
-	got, err := InspectLocal(ref, nil)
+	got, err := Inspect(ref, nil)
 	if err != nil {
 		t.Fatalf("InspectLocal: %v", err)
 	}
-	want := &Inspection{Reference: ref, Digest: digestOf(t, img), Images: []*image.Facts{wantFacts(t, img, ref)}}
+	want := &registry.Inspection{Reference: ref, Digest: digestOf(t, img), Images: []*image.Facts{wantFacts(t, img, ref)}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("inspection (-want +got):\n%s", diff)
 	}
@@ -121,7 +122,7 @@ func TestInspectLocalLayoutWithoutLayerBlobs(t *testing.T) {
 	}
 }
 
-func TestInspectLocalLayoutSelection(t *testing.T) {
+func TestInspectLayoutSelection(t *testing.T) {
 	app := testImage(t, amd64, "COPY /app/server /server # buildkit")
 	sdk := testImage(t, amd64, "ENV GOLANG_VERSION=1.22.5", "RUN /bin/sh -c go build -o /app .")
 	untagged := testImage(t, amd64, "COPY hello /hello # buildkit")
@@ -143,26 +144,26 @@ func TestInspectLocalLayoutSelection(t *testing.T) {
 	tests := []struct {
 		ref        string
 		wantDigest string
-		wantReason Reason
+		wantReason registry.Reason
 		wantInErr  []string
 	}{
 		{ref: "oci:" + dir + ":app", wantDigest: digestOf(t, app)},
 		{ref: "oci:" + dir + ":sdk", wantDigest: digestOf(t, sdk)},
 		{ref: "oci:" + dir + "@" + digestOf(t, untagged), wantDigest: digestOf(t, untagged)},
-		{ref: "oci:" + dir, wantReason: ReasonBadReference, wantInErr: []string{"3 images", "tags: ", "app", "sdk", "untagged: " + digestOf(t, untagged)}},
-		{ref: "oci:" + dir + ":nope", wantReason: ReasonNotFound, wantInErr: []string{`no image tagged "nope"`, "app", "sdk"}},
-		{ref: "oci:" + dir + "@sha256:" + strings.Repeat("0", 64), wantReason: ReasonNotFound},
-		{ref: "oci:" + dir + "@sha256:abc", wantReason: ReasonBadReference},
-		{ref: "oci:" + dir + ":", wantReason: ReasonBadReference},
-		{ref: "oci:", wantReason: ReasonBadReference},
-		{ref: "oci:" + filepath.Join(dir, "missing"), wantReason: ReasonNotFound},
-		{ref: "tar:" + dir, wantReason: ReasonBadReference},
+		{ref: "oci:" + dir, wantReason: registry.ReasonBadReference, wantInErr: []string{"3 images", "tags: ", "app", "sdk", "untagged: " + digestOf(t, untagged)}},
+		{ref: "oci:" + dir + ":nope", wantReason: registry.ReasonNotFound, wantInErr: []string{`no image tagged "nope"`, "app", "sdk"}},
+		{ref: "oci:" + dir + "@sha256:" + strings.Repeat("0", 64), wantReason: registry.ReasonNotFound},
+		{ref: "oci:" + dir + "@sha256:abc", wantReason: registry.ReasonBadReference},
+		{ref: "oci:" + dir + ":", wantReason: registry.ReasonBadReference},
+		{ref: "oci:", wantReason: registry.ReasonBadReference},
+		{ref: "oci:" + filepath.Join(dir, "missing"), wantReason: registry.ReasonNotFound},
+		{ref: "tar:" + dir, wantReason: registry.ReasonBadReference},
 	}
 	for _, tc := range tests {
 		t.Run(tc.ref, func(t *testing.T) {
-			got, err := InspectLocal(tc.ref, nil)
+			got, err := Inspect(tc.ref, nil)
 			if tc.wantReason != "" {
-				ie, ok := AsInspectionError(err)
+				ie, ok := registry.AsInspectionError(err)
 				if !ok {
 					t.Fatalf("error %v, want an *InspectionError", err)
 				}
@@ -186,7 +187,7 @@ func TestInspectLocalLayoutSelection(t *testing.T) {
 	}
 }
 
-func TestInspectLocalLayoutMultiPlatform(t *testing.T) {
+func TestInspectLayoutMultiPlatform(t *testing.T) {
 	arm64 := v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
 	imgAMD := testImage(t, amd64, "COPY /app/server /server # buildkit")
 	imgARM := testImage(t, arm64, "COPY /app/server /server # buildkit")
@@ -213,21 +214,21 @@ func TestInspectLocalLayoutMultiPlatform(t *testing.T) {
 	tests := []struct {
 		platforms  []string
 		want       []string
-		wantReason Reason
+		wantReason registry.Reason
 	}{
 		{platforms: nil, want: []string{"linux/amd64", "linux/arm64/v8"}},
 		{platforms: []string{"linux/arm64"}, want: []string{"linux/arm64/v8"}},
 		{platforms: []string{"linux/arm64/v8", "linux/amd64"}, want: []string{"linux/arm64/v8", "linux/amd64"}},
 		// Two spellings of one platform judge its image once.
 		{platforms: []string{"linux/arm64", "linux/arm64/v8"}, want: []string{"linux/arm64/v8"}},
-		{platforms: []string{"windows/amd64"}, wantReason: ReasonNotFound},
-		{platforms: []string{"linux"}, wantReason: ReasonBadReference},
+		{platforms: []string{"windows/amd64"}, wantReason: registry.ReasonNotFound},
+		{platforms: []string{"linux"}, wantReason: registry.ReasonBadReference},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.platforms, ","), func(t *testing.T) {
-			got, err := InspectLocal(ref, tc.platforms)
+			got, err := Inspect(ref, tc.platforms)
 			if tc.wantReason != "" {
-				if ie, ok := AsInspectionError(err); !ok || ie.Reason != tc.wantReason {
+				if ie, ok := registry.AsInspectionError(err); !ok || ie.Reason != tc.wantReason {
 					t.Fatalf("error %v, want reason %s", err, tc.wantReason)
 				}
 				return
@@ -265,7 +266,7 @@ func writeBlob(t *testing.T, p layout.Path, mt types.MediaType, b []byte) v1.Des
 	return v1.Descriptor{MediaType: mt, Digest: h, Size: n}
 }
 
-func TestInspectLocalLayoutRejectsBadBlobs(t *testing.T) {
+func TestInspectLayoutRejectsBadBlobs(t *testing.T) {
 	dir := t.TempDir()
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
@@ -280,7 +281,7 @@ func TestInspectLocalLayoutRejectsBadBlobs(t *testing.T) {
 		return b
 	}
 	huge := cfg
-	huge.Size = maxLocalDocument + 1
+	huge.Size = maxDocument + 1
 	lying := cfg
 	lying.Size--
 	for tag, m := range map[string]v1.Descriptor{
@@ -294,24 +295,24 @@ func TestInspectLocalLayoutRejectsBadBlobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tests := map[string]Reason{"ok": "", "huge": ReasonTooLarge, "lying": ReasonInvalid, "absent": ReasonNotFound}
+	tests := map[string]registry.Reason{"ok": "", "huge": registry.ReasonTooLarge, "lying": registry.ReasonInvalid, "absent": registry.ReasonNotFound}
 	for tag, want := range tests {
 		t.Run(tag, func(t *testing.T) {
-			insp, err := InspectLocal("oci:"+dir+":"+tag, nil)
+			insp, err := Inspect("oci:"+dir+":"+tag, nil)
 			if want == "" {
 				if err != nil || len(insp.Images) != 1 || insp.Images[0].Platform != (image.Platform{OS: "linux", Architecture: "amd64"}) {
 					t.Fatalf("got %+v, %v; want one linux/amd64 image", insp, err)
 				}
 				return
 			}
-			if ie, ok := AsInspectionError(err); !ok || ie.Reason != want {
+			if ie, ok := registry.AsInspectionError(err); !ok || ie.Reason != want {
 				t.Fatalf("error %v, want reason %s", err, want)
 			}
 		})
 	}
 }
 
-func TestInspectLocalDockerArchive(t *testing.T) {
+func TestInspectDockerArchive(t *testing.T) {
 	app := testImage(t, amd64, "ADD alpine-minirootfs.tar.gz /", "COPY /app/server /server # buildkit")
 	sdk := testImage(t, amd64, "ENV GOLANG_VERSION=1.22.5", "RUN /bin/sh -c go build -o /app .")
 	dir := t.TempDir()
@@ -335,7 +336,7 @@ func TestInspectLocalDockerArchive(t *testing.T) {
 	tests := []struct {
 		ref        string
 		want       v1.Image
-		wantReason Reason
+		wantReason registry.Reason
 		wantInErr  []string
 	}{
 		{ref: "docker-archive:" + single, want: app},
@@ -343,16 +344,16 @@ func TestInspectLocalDockerArchive(t *testing.T) {
 		{ref: "docker-archive:" + multi + ":golang-app:1.0", want: sdk},
 		{ref: "docker-archive:" + multi + ":docker.io/library/golang-app:1.0", want: sdk},
 		{ref: "docker-archive:" + multi + ":@0", want: app},
-		{ref: "docker-archive:" + multi, wantReason: ReasonBadReference, wantInErr: []string{"2 images", "example.com/app:1.0", "golang-app:1.0"}},
-		{ref: "docker-archive:" + multi + ":other:2", wantReason: ReasonNotFound},
-		{ref: "docker-archive:" + multi + ":@2", wantReason: ReasonBadReference},
-		{ref: "docker-archive:" + filepath.Join(dir, "missing.tar"), wantReason: ReasonNotFound},
+		{ref: "docker-archive:" + multi, wantReason: registry.ReasonBadReference, wantInErr: []string{"2 images", "example.com/app:1.0", "golang-app:1.0"}},
+		{ref: "docker-archive:" + multi + ":other:2", wantReason: registry.ReasonNotFound},
+		{ref: "docker-archive:" + multi + ":@2", wantReason: registry.ReasonBadReference},
+		{ref: "docker-archive:" + filepath.Join(dir, "missing.tar"), wantReason: registry.ReasonNotFound},
 	}
 	for _, tc := range tests {
 		t.Run(tc.ref, func(t *testing.T) {
-			got, err := InspectLocal(tc.ref, nil)
+			got, err := Inspect(tc.ref, nil)
 			if tc.wantReason != "" {
-				ie, ok := AsInspectionError(err)
+				ie, ok := registry.AsInspectionError(err)
 				if !ok || ie.Reason != tc.wantReason {
 					t.Fatalf("error %v, want reason %s", err, tc.wantReason)
 				}
@@ -392,7 +393,7 @@ func TestInspectLocalDockerArchive(t *testing.T) {
 // TestInspectLocalDockerArchiveLegacy reads the classic docker save layout:
 // uncompressed "<id>/layer.tar" files, a shared layer as a symbolic link,
 // manifest.json written last.
-func TestInspectLocalDockerArchiveLegacy(t *testing.T) {
+func TestInspectDockerArchiveLegacy(t *testing.T) {
 	layerA := bytes.Repeat([]byte("a"), 3000)
 	cfg := []byte(`{"architecture":"arm64","os":"linux","config":{"Env":["GOLANG_VERSION=1.22.5"]},` +
 		`"rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("1", 64) + `","sha256:` + strings.Repeat("2", 64) + `"]},` +
@@ -421,7 +422,7 @@ func TestInspectLocalDockerArchiveLegacy(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	got, err := InspectLocal("docker-archive:"+file, nil)
+	got, err := Inspect("docker-archive:"+file, nil)
 	if err != nil {
 		t.Fatalf("InspectLocal: %v", err)
 	}
