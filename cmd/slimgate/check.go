@@ -16,6 +16,7 @@ import (
 	"slimgate.dev/slimgate/pkg/inspection"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
+	"slimgate.dev/slimgate/pkg/registry/local"
 )
 
 // maxPolicyFile caps the policy file read; policy.Load rejects anything
@@ -240,8 +241,8 @@ func (c *checker) inspect(ctx context.Context, ref string) (*registry.Inspection
 		insp *registry.Inspection
 		err  error
 	)
-	if registry.IsLocal(ref) {
-		insp, err = registry.InspectLocal(ref, platforms)
+	if local.IsLocal(ref) {
+		insp, err = local.Inspect(ref, platforms)
 	} else {
 		if c.remote == nil {
 			// Zero options are the registry package's safe defaults; the

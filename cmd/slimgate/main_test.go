@@ -13,12 +13,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"slimgate.dev/slimgate/internal/devcluster"
 )
 
 // Histories of the two kinds of image the tests judge.
@@ -47,64 +44,30 @@ var (
 	multiStageEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 )
 
-// buildImage makes a linux/amd64 image whose config history is steps;
-// steps that are Dockerfile metadata instructions add no layer.
+// buildImage makes a linux/amd64 image whose config history is steps
+// (see devcluster.ImageFromSteps).
 func buildImage(t *testing.T, env []string, steps ...string) v1.Image {
 	t.Helper()
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	var history []v1.History
-	for _, s := range steps {
-		h := v1.History{CreatedBy: s, Comment: "buildkit.dockerfile.v0"}
-		switch strings.Fields(s)[0] {
-		case "ENV", "CMD", "ENTRYPOINT", "WORKDIR", "LABEL", "USER", "EXPOSE":
-			h.EmptyLayer = true
-		default:
-			layer, err := random.Layer(4096, types.OCILayer)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if img, err = mutate.AppendLayers(img, layer); err != nil {
-				t.Fatal(err)
-			}
-		}
-		history = append(history, h)
-	}
-	cfg, err := img.ConfigFile()
+	return buildFor(t, v1.Platform{OS: "linux", Architecture: "amd64"}, env, steps...)
+}
+
+// buildFor makes an image for platform whose config history is steps.
+func buildFor(t *testing.T, platform v1.Platform, env []string, steps ...string) v1.Image {
+	t.Helper()
+	img, err := devcluster.ImageFromSteps(platform, env, 4096, steps...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture = "linux", "amd64"
-	cfg.History = history
-	cfg.Config.Env = env
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
 		t.Fatal(err)
 	}
 	return img
 }
 
-// writeLayout writes the images into an OCI layout, tagged, and deletes
-// every layer blob: a check must need only manifests and configs.
+// writeLayout writes the images into an OCI layout, tagged, without
+// their layer blobs: a check must need only manifests and configs.
 func writeLayout(t *testing.T, images map[string]v1.Image) string {
 	t.Helper()
 	dir := t.TempDir()
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
+	if err := devcluster.WriteLayout(dir, images); err != nil {
 		t.Fatal(err)
-	}
-	for tag, img := range images {
-		if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag})); err != nil {
-			t.Fatal(err)
-		}
-		m, err := img.Manifest()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range m.Layers {
-			if err := os.Remove(filepath.Join(dir, "blobs", l.Digest.Algorithm, l.Digest.Hex)); err != nil && !os.IsNotExist(err) {
-				t.Fatal(err)
-			}
-		}
 	}
 	return dir
 }
@@ -482,36 +445,14 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// withPlatform returns img with its config's platform changed.
-func withPlatform(t *testing.T, img v1.Image, p v1.Platform) v1.Image {
-	t.Helper()
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture, cfg.Variant = p.OS, p.Architecture, p.Variant
-	out, err := mutate.ConfigFile(img, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func TestCheckMultiPlatformLayout(t *testing.T) {
-	amd64 := v1.Platform{OS: "linux", Architecture: "amd64"}
 	arm64 := v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
-	sdk := buildImage(t, goSDKEnv, goSDKSteps...)
-	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
-		mutate.IndexAddendum{Add: sdk, Descriptor: v1.Descriptor{Platform: &amd64}},
-		mutate.IndexAddendum{Add: withPlatform(t, sdk, arm64), Descriptor: v1.Descriptor{Platform: &arm64}},
-	)
-	dir := t.TempDir()
-	p, err := layout.Write(dir, empty.Index)
+	idx, err := devcluster.PlatformIndex(buildImage(t, goSDKEnv, goSDKSteps...), buildFor(t, arm64, goSDKEnv, goSDKSteps...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.AppendIndex(idx); err != nil {
+	dir := t.TempDir()
+	if err := devcluster.WriteIndexLayout(dir, idx); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -102,31 +101,18 @@ func requestsPerOp(b *testing.B, reg *testRegistry, iterations int) {
 // BenchmarkColdBare fetches one image's manifest and config with a bare
 // go-containerregistry remote.Image on a fresh transport each iteration:
 // the floor for BenchmarkInspectColdFixture.
-func BenchmarkColdBare(b *testing.B) {
-	reg := newTestRegistry(b, nil)
-	ref, err := name.ParseReference(reg.push(b, "shop/web:1.0", fixtureImage(b, "tomcat-8.5.77-jre11-app.json")), name.Insecure)
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg.log.reset()
-	b.ReportAllocs()
-	n := 0
-	for b.Loop() {
-		tr := freshTransport()
-		if err := bareFetch(ref, tr); err != nil {
-			b.Fatal(err)
-		}
-		tr.CloseIdleConnections()
-		n++
-	}
-	requestsPerOp(b, reg, n)
-}
+func BenchmarkColdBare(b *testing.B) { benchBareFetch(b, false) }
 
 // BenchmarkInspectColdFixture inspects the same image as BenchmarkColdBare
 // with a new Remote (empty caches, fresh connections) each iteration.
 func BenchmarkInspectColdFixture(b *testing.B) {
 	reg := newTestRegistry(b, nil)
-	ref := reg.push(b, "shop/web:1.0", fixtureImage(b, "tomcat-8.5.77-jre11-app.json"))
+	benchInspectFresh(b, reg, reg.push(b, "shop/web:1.0", fixtureImage(b, "tomcat-8.5.77-jre11-app.json")))
+}
+
+// benchInspectFresh inspects ref with a new Remote (empty caches, fresh
+// connections) each iteration.
+func benchInspectFresh(b *testing.B, reg *testRegistry, ref string) {
 	req := plainRequest(ref, reg.host)
 	reg.log.reset()
 	b.ReportAllocs()
@@ -147,20 +133,31 @@ func BenchmarkInspectColdFixture(b *testing.B) {
 
 // BenchmarkColdBareKeepAlive is the bare fetch on one long-lived transport:
 // connections are reused, but remote.Image still pings every time.
-func BenchmarkColdBareKeepAlive(b *testing.B) {
+func BenchmarkColdBareKeepAlive(b *testing.B) { benchBareFetch(b, true) }
+
+// benchBareFetch fetches the fixture image with a bare remote.Image each
+// iteration, on one long-lived transport (keepAlive) or a fresh one.
+func benchBareFetch(b *testing.B, keepAlive bool) {
 	reg := newTestRegistry(b, nil)
 	ref, err := name.ParseReference(reg.push(b, "shop/web:1.0", fixtureImage(b, "tomcat-8.5.77-jre11-app.json")), name.Insecure)
 	if err != nil {
 		b.Fatal(err)
 	}
-	tr := freshTransport()
-	defer tr.CloseIdleConnections()
+	kept := freshTransport()
+	defer kept.CloseIdleConnections()
 	reg.log.reset()
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
+		tr := kept
+		if !keepAlive {
+			tr = freshTransport()
+		}
 		if err := bareFetch(ref, tr); err != nil {
 			b.Fatal(err)
+		}
+		if !keepAlive {
+			tr.CloseIdleConnections()
 		}
 		n++
 	}
@@ -382,44 +379,4 @@ func TestCacheScale(t *testing.T) {
 	}
 	t.Logf("FIGURE cache bound (8 MiB, %d entries): after 5000 images: %d entries, %.1f MiB accounted",
 		images, tight.docs.len(), float64(tight.docs.bytes)/(1<<20))
-}
-
-// InspectCached answers only what Inspect would answer without a request,
-// for the same credential scope and egress rules, and never contacts the
-// registry.
-func TestInspectCached(t *testing.T) {
-	reg := newTestRegistry(t, nil)
-	ref := reg.push(t, "app:v1", buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN a"))
-	r, _ := newTestRemote(t, Options{})
-	req := plainRequest(ref, reg.host)
-	if _, ok := r.InspectCached(req); ok {
-		t.Fatal("answered before anything was fetched")
-	}
-	if got := reg.log.snapshot(); len(got) != 0 {
-		t.Fatalf("InspectCached made requests: %v", got)
-	}
-	want, err := r.Inspect(context.Background(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.log.reset()
-	got, ok := r.InspectCached(req)
-	if !ok {
-		t.Fatal("not answered from the cache after Inspect")
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("cached answer differs from Inspect's (-want +got):\n%s", diff)
-	}
-	other := req
-	other.CredentialScope = "team/pull-secret"
-	refused := req
-	refused.Egress = EgressRules{Enabled: true, Insecure: []string{reg.host}} // loopback refused
-	for name, q := range map[string]Request{"another credential scope": other, "egress refused": refused} {
-		if _, ok := r.InspectCached(q); ok {
-			t.Errorf("%s: answered from the cache", name)
-		}
-	}
-	if got := reg.log.snapshot(); len(got) != 0 {
-		t.Errorf("InspectCached made requests: %v", got)
-	}
 }

@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/pkg/pullsecret"
 )
 
 // distribution is a real registry (CNCF distribution 2.8, Debian's
@@ -210,14 +211,14 @@ func TestRealRegistryWithPullSecrets(t *testing.T) {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	kc, scope, err := PullSecretKeychain(ctx, cs, "team-a", "", []string{"regcred", "missing-secret"})
+	kc, scope, err := pullsecret.Keychain(ctx, cs, "team-a", "", []string{"regcred", "missing-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(scope, "team-a/") {
 		t.Errorf("scope = %q, want it to start with the namespace", scope)
 	}
-	anonKC, anonScope, err := PullSecretKeychain(ctx, cs, "team-b", "", []string{"regcred"})
+	anonKC, anonScope, err := pullsecret.Keychain(ctx, cs, "team-b", "", []string{"regcred"})
 	if err != nil {
 		t.Fatal(err)
 	}

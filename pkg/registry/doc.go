@@ -1,6 +1,8 @@
 // Package registry turns image references into image facts: it fetches the
-// manifest and config blob (never layers) from registries and local image
-// layouts, with authentication, caching, size limits and an egress guard.
+// manifest and config blob (never layers) from registries, with
+// authentication, caching, size limits and an egress guard. Its Inspection,
+// InspectionError, Reason and platform selection are shared with package
+// local, which reads OCI image layouts and docker save archives.
 //
 // Remote is the registry Inspector. Its design in brief:
 //
@@ -20,8 +22,8 @@
 //     never reads a private image another namespace fetched. Failures are
 //     remembered per reference, scope and egress rules for FailureTTL.
 //     Concurrent requests for one reference share one fetch.
-//   - The egress guard checks registry patterns up front and every dialled
-//     address (after DNS, on every redirect) at connect time; plain HTTP is
-//     used only for registries listed as insecure.
+//   - The egress guard (package egress) checks registry patterns up front
+//     and every dialled address (after DNS, on every redirect) at connect
+//     time; plain HTTP is used only for registries listed as insecure.
 //   - A per-registry circuit breaker fails fast after repeated failures.
 package registry

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -16,6 +15,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"slimgate.dev/slimgate/pkg/egress"
 )
 
 func sha(b []byte) string {
@@ -288,7 +289,7 @@ func TestGuardedTransportDialsOnlyPublicAddresses(t *testing.T) {
 	r, _ := newTestRemote(t, Options{})
 	// Names are resolved before the dial check runs, so this is the check
 	// a DNS-rebinding name would meet.
-	ctx := context.WithValue(context.Background(), dialHostKey{}, "rebind.example.com")
+	ctx := egress.WithDialHost(context.Background(), "rebind.example.com")
 	if c, err := r.guarded.DialContext(ctx, "tcp", addr); err == nil {
 		c.Close()
 		t.Fatal("guarded transport dialled a loopback address")
@@ -300,91 +301,6 @@ func TestGuardedTransportDialsOnlyPublicAddresses(t *testing.T) {
 		t.Fatalf("open transport: %v", err)
 	}
 	c.Close()
-}
-
-func TestAddressClass(t *testing.T) {
-	for _, tc := range []struct {
-		ip, want string
-	}{
-		{"8.8.8.8", ""},
-		{"2606:4700::1111", ""},
-		{"127.0.0.1", "a loopback"},
-		{"127.255.0.9", "a loopback"},
-		{"::1", "a loopback"},
-		{"::ffff:127.0.0.1", "a loopback"},
-		{"169.254.169.254", "a link-local"},
-		{"fe80::1", "a link-local"},
-		{"10.0.0.1", "a private"},
-		{"172.16.5.4", "a private"},
-		{"172.32.0.1", ""},
-		{"192.168.1.1", "a private"},
-		{"100.64.0.1", "a shared (CGNAT)"},
-		{"100.128.0.1", ""},
-		{"fc00::1", "a unique-local"},
-		{"fd12:3456::1", "a unique-local"},
-		{"0.0.0.0", "an unspecified"},
-		{"::", "an unspecified"},
-		{"224.0.0.1", "a link-local"},
-		{"239.1.1.1", "a multicast"},
-		{"ff02::1", "a link-local"},
-		{"ff05::2", "a multicast"},
-		{"255.255.255.255", "a broadcast"},
-		{"0.1.2.3", "a 'this network'"},
-	} {
-		if got := addressClass(netip.MustParseAddr(tc.ip)); got != tc.want {
-			t.Errorf("addressClass(%s) = %q, want %q", tc.ip, got, tc.want)
-		}
-	}
-}
-
-func TestMatchHost(t *testing.T) {
-	for _, tc := range []struct {
-		pattern, host string
-		want          bool
-	}{
-		{"*", "anything.io", true},
-		{"ghcr.io", "ghcr.io", true},
-		{"GHCR.io", "ghcr.io", true},
-		{"ghcr.io", "ghcr.io:443", true},
-		{"ghcr.io", "evilghcr.io", false},
-		{"ghcr.io", "ghcr.io.evil.com", false},
-		{"*.example.com", "reg.example.com", true},
-		{"*.example.com", "a.b.example.com:5000", true},
-		{"*.example.com", "example.com", false},
-		{"*.example.com", "badexample.com", false},
-		{"reg.local:5000", "reg.local:5000", true},
-		{"reg.local:5000", "reg.local:5001", false},
-		{"reg.local:5000", "reg.local", false},
-		{"::1", "[::1]:5000", true},
-		{"[::1]:5000", "[::1]:5000", true},
-		{"", "ghcr.io", false},
-	} {
-		if got := matchHost(tc.pattern, tc.host); got != tc.want {
-			t.Errorf("matchHost(%q, %q) = %t, want %t", tc.pattern, tc.host, got, tc.want)
-		}
-	}
-}
-
-func TestGuardedControlChecksTheDialledAddress(t *testing.T) {
-	control := guardedControl([]string{"127.0.0.1:5000"}, func(context.Context) string { return "registry.example.com" })
-	for _, tc := range []struct {
-		address string
-		refused bool
-	}{
-		{"127.0.0.1:5000", false},
-		{"127.0.0.1:5001", true},
-		{"[fe80::1]:443", true},
-		{"93.184.216.34:443", false},
-		{"10.0.0.8:443", true},
-	} {
-		err := control(context.Background(), "tcp", tc.address, nil)
-		if (err != nil) != tc.refused {
-			t.Errorf("%s: err = %v, want refused %t", tc.address, err, tc.refused)
-		}
-		if err != nil && !strings.Contains(err.Error(), "registry registry.example.com resolves to") {
-			t.Errorf("%s: message %q does not name the registry", tc.address, err)
-		}
-	}
 }
 
 func TestCappedBody(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
+	"slimgate.dev/slimgate/pkg/egress"
 	"slimgate.dev/slimgate/pkg/image"
 )
 
@@ -33,19 +34,9 @@ type Request struct {
 	Egress EgressRules
 }
 
-// EgressRules is the egress guard applied to one request.
-type EgressRules struct {
-	// Enabled turns the guard on; the CLI leaves it off unless asked.
-	Enabled bool
-	// AllowRegistries lists registry host patterns that may be contacted;
-	// empty or "*" means any.
-	AllowRegistries []string
-	// AllowPrivateNetworks permits loopback, private, link-local,
-	// unique-local and unspecified addresses.
-	AllowPrivateNetworks bool
-	// Insecure lists registries spoken to over plain HTTP.
-	Insecure []string
-}
+// EgressRules is the egress guard applied to one request (see package
+// egress).
+type EgressRules = egress.Rules
 
 // Inspection is what was learned about one reference.
 type Inspection struct {

@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
+	"slimgate.dev/slimgate/pkg/egress"
 	"slimgate.dev/slimgate/pkg/image"
 )
 
@@ -220,10 +219,7 @@ func (r *Remote) newTransport(guard bool) *http.Transport {
 	if guard {
 		// Proxies are not used behind the guard: the address checked must
 		// be the registry's own.
-		d.ControlContext = guardedControl(r.opts.EgressExempt, func(ctx context.Context) string {
-			h, _ := ctx.Value(dialHostKey{}).(string)
-			return h
-		})
+		d.ControlContext = egress.Control(r.opts.EgressExempt)
 	} else {
 		t.Proxy = http.ProxyFromEnvironment
 	}
@@ -320,15 +316,10 @@ func (r *Remote) prepare(req Request) (prepared, error) {
 		return prepared{}, &InspectionError{Reference: refName, Reason: reason, Err: err}
 	}
 	host := ref.Context().RegistryStr()
-	if !registryAllowed(req.Egress, host) {
-		return fail(ReasonEgressRefused, &egressError{msg: fmt.Sprintf("registry %s is not in the allowed registries %v", host, req.Egress.AllowRegistries)})
+	if err := req.Egress.CheckRegistry(host, r.opts.EgressExempt); err != nil {
+		return fail(ReasonEgressRefused, err)
 	}
-	if req.Egress.Enabled && !req.Egress.AllowPrivateNetworks {
-		if err := guardLiteralHost(host, r.opts.EgressExempt); err != nil {
-			return fail(ReasonEgressRefused, err)
-		}
-	}
-	platforms, err := normalisePlatforms(req.Platforms)
+	platforms, err := NormalisePlatforms(req.Platforms)
 	if err != nil {
 		return fail(ReasonBadReference, err)
 	}
@@ -402,23 +393,10 @@ func withRef(f *image.Facts, ref, indexDigest string) *image.Facts {
 	return &c
 }
 
-// normalisePlatforms validates "os/arch[/variant]" strings.
-func normalisePlatforms(ps []string) ([]string, error) {
-	var out []string
-	for _, p := range ps {
-		parts := strings.Split(strings.TrimSpace(p), "/")
-		if len(parts) < 2 || len(parts) > 3 || slices.Contains(parts, "") {
-			return nil, fmt.Errorf("platform %q is not os/arch[/variant]", p)
-		}
-		out = append(out, strings.Join(parts, "/"))
-	}
-	return out, nil
-}
-
 // pickPlatforms chooses which entries of a fetched index to judge (see
-// selectPlatforms), noting when the index was longer than the entries kept.
+// SelectPlatforms), noting when the index was longer than the entries kept.
 func (r *Remote) pickPlatforms(doc *document, platforms []string) ([]v1.Descriptor, []string, error) {
-	picked, notes, err := selectPlatforms(doc.entries, platforms, r.opts.MaxPlatforms)
+	picked, notes, err := SelectPlatforms(doc.entries, platforms, r.opts.MaxPlatforms)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -426,59 +404,4 @@ func (r *Remote) pickPlatforms(doc *document, platforms []string) ([]v1.Descript
 		notes = append([]string{fmt.Sprintf("the index lists %d entries; only the first %d were considered", doc.total, len(doc.entries))}, notes...)
 	}
 	return picked, notes, nil
-}
-
-// selectPlatforms chooses which index entries to judge, for remote and
-// local images alike: those matching the requested platforms (validated
-// "os/arch[/variant]"; a missing variant matches any; each image once), or
-// by default every linux image (every image when none is linux), at most
-// max of them, with a note when more matched. Attestation manifests
-// (unknown/unknown) and entries without a platform are never judged.
-func selectPlatforms(entries []v1.Descriptor, platforms []string, max int) ([]v1.Descriptor, []string, error) {
-	var images []v1.Descriptor
-	var available []string
-	for _, d := range entries {
-		if !d.MediaType.IsImage() || d.Platform == nil || d.Platform.OS == "unknown" {
-			continue
-		}
-		images = append(images, d)
-		available = append(available, platformOf(d.Platform).String())
-	}
-	var picked []v1.Descriptor
-	if len(platforms) == 0 {
-		for _, d := range images {
-			if d.Platform.OS == "linux" {
-				picked = append(picked, d)
-			}
-		}
-		if len(picked) == 0 {
-			picked = images
-		}
-		if len(picked) == 0 {
-			return nil, nil, reasoned(ReasonNotFound, errors.New("the index lists no image manifests with a platform"))
-		}
-	}
-	for _, p := range platforms {
-		parts := strings.Split(p, "/")
-		i := slices.IndexFunc(images, func(d v1.Descriptor) bool {
-			return d.Platform.OS == parts[0] && d.Platform.Architecture == parts[1] &&
-				(len(parts) < 3 || d.Platform.Variant == parts[2])
-		})
-		if i < 0 {
-			return nil, nil, reasoned(ReasonNotFound, fmt.Errorf("no %s image in the index (platforms: %s)", p, strings.Join(available, ", ")))
-		}
-		if !slices.ContainsFunc(picked, func(d v1.Descriptor) bool { return d.Digest == images[i].Digest }) {
-			picked = append(picked, images[i])
-		}
-	}
-	var notes []string
-	if len(picked) > max {
-		notes = append(notes, fmt.Sprintf("%d platforms match; only the first %d were judged", len(picked), max))
-		picked = picked[:max]
-	}
-	return picked, notes, nil
-}
-
-func platformOf(p *v1.Platform) image.Platform {
-	return image.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}
 }

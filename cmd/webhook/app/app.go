@@ -32,6 +32,7 @@ import (
 	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/pkg/admission"
 	"slimgate.dev/slimgate/pkg/events"
+	"slimgate.dev/slimgate/pkg/pullsecret"
 	"slimgate.dev/slimgate/pkg/registry"
 )
 
@@ -226,7 +227,7 @@ func Run(ctx context.Context, o Options) (err error) {
 			return fmt.Errorf("creating a clientset: %w", err)
 		}
 		keychain = func(ctx context.Context, ns, sa string, secrets []string) (authn.Keychain, string, error) {
-			return registry.PullSecretKeychain(ctx, cs, ns, sa, secrets)
+			return pullsecret.Keychain(ctx, cs, ns, sa, secrets)
 		}
 	}
 	h, err := admission.NewHandler(admission.Options{

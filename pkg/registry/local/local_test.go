@@ -1,4 +1,4 @@
-package registry
+package local
 
 import (
 	"archive/tar"
@@ -15,44 +15,19 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/image"
+	"slimgate.dev/slimgate/pkg/registry"
 )
 
-// testImage builds an image whose history is the given lines; lines
-// starting with "ENV " or "CMD " add no layer.
-func testImage(t *testing.T, platform v1.Platform, lines ...string) v1.Image {
+// testImage builds an image for platform whose history is the given
+// Dockerfile steps (see devcluster.ImageFromSteps).
+func testImage(t *testing.T, platform v1.Platform, steps ...string) v1.Image {
 	t.Helper()
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	var history []v1.History
-	for _, l := range lines {
-		h := v1.History{CreatedBy: l, Comment: "buildkit.dockerfile.v0"}
-		if strings.HasPrefix(l, "ENV ") || strings.HasPrefix(l, "CMD ") {
-			h.EmptyLayer = true
-		} else {
-			layer, err := random.Layer(2048, types.OCILayer)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if img, err = mutate.AppendLayers(img, layer); err != nil {
-				t.Fatal(err)
-			}
-		}
-		history = append(history, h)
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = cfg.DeepCopy()
-	cfg.History = history
-	cfg.OS, cfg.Architecture, cfg.Variant = platform.OS, platform.Architecture, platform.Variant
-	cfg.Config.Env = []string{"PATH=/usr/bin"}
-	img, err = mutate.ConfigFile(img, cfg)
+	img, err := devcluster.ImageFromSteps(platform, []string{"PATH=/usr/bin"}, 2048, steps...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,29 +36,31 @@ func testImage(t *testing.T, platform v1.Platform, lines ...string) v1.Image {
 
 var amd64 = v1.Platform{OS: "linux", Architecture: "amd64"}
 
-// wantFacts is what InspectLocal must report for img: the facts ggcr's
-// in-memory image yields.
-func wantFacts(t *testing.T, img v1.Image, ref string) *image.Facts {
+// inspect inspects ref for platforms. With a reason it wants the
+// failure instead: an InspectionError of ref for that reason whose message
+// mentions each of words; it then returns nil.
+func inspect(t *testing.T, ref string, platforms []string, reason registry.Reason, words ...string) *registry.Inspection {
 	t.Helper()
-	f, err := image.FromImage(img, ref)
-	if err != nil {
-		t.Fatal(err)
+	got, err := Inspect(ref, platforms)
+	if reason == "" {
+		if err != nil {
+			t.Fatalf("Inspect: %v", err)
+		}
+		return got
 	}
-	return f
-}
-
-// dropLayers deletes the layer blobs of img from a layout.
-func dropLayers(t *testing.T, dir string, img v1.Image) {
-	t.Helper()
-	m, err := img.Manifest()
-	if err != nil {
-		t.Fatal(err)
+	ie, ok := registry.AsInspectionError(err)
+	if !ok {
+		t.Fatalf("error %v, want an *InspectionError", err)
 	}
-	for _, l := range m.Layers {
-		if err := os.Remove(filepath.Join(dir, "blobs", l.Digest.Algorithm, l.Digest.Hex)); err != nil {
-			t.Fatal(err)
+	if ie.Reason != reason || ie.Reference != ref {
+		t.Errorf("reason %s reference %q, want %s %q (error: %v)", ie.Reason, ie.Reference, reason, ref, err)
+	}
+	for _, w := range words {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
 		}
 	}
+	return nil
 }
 
 func digestOf(t *testing.T, d interface{ Digest() (v1.Hash, error) }) string {
@@ -95,24 +72,19 @@ func digestOf(t *testing.T, d interface{ Digest() (v1.Hash, error) }) string {
 	return h.String()
 }
 
-func TestInspectLocalLayoutWithoutLayerBlobs(t *testing.T) {
+func TestInspectLayoutWithoutLayerBlobs(t *testing.T) {
 	img := testImage(t, amd64, "ADD alpine-minirootfs.tar.gz /", "ENV GOLANG_VERSION=1.22.5", "RUN /bin/sh -c go build -o /app .")
 	dir := t.TempDir()
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
+	if err := devcluster.WriteLayout(dir, map[string]v1.Image{"": img}); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
-	dropLayers(t, dir, img)
-
 	ref := "oci:" + dir
-	got, err := InspectLocal(ref, nil)
+	facts, err := image.FromImage(img, ref)
 	if err != nil {
-		t.Fatalf("InspectLocal: %v", err)
+		t.Fatal(err)
 	}
-	want := &Inspection{Reference: ref, Digest: digestOf(t, img), Images: []*image.Facts{wantFacts(t, img, ref)}}
+	got := inspect(t, ref, nil, "")
+	want := &registry.Inspection{Reference: ref, Digest: digestOf(t, img), Images: []*image.Facts{facts}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("inspection (-want +got):\n%s", diff)
 	}
@@ -121,63 +93,38 @@ func TestInspectLocalLayoutWithoutLayerBlobs(t *testing.T) {
 	}
 }
 
-func TestInspectLocalLayoutSelection(t *testing.T) {
+func TestInspectLayoutSelection(t *testing.T) {
 	app := testImage(t, amd64, "COPY /app/server /server # buildkit")
 	sdk := testImage(t, amd64, "ENV GOLANG_VERSION=1.22.5", "RUN /bin/sh -c go build -o /app .")
 	untagged := testImage(t, amd64, "COPY hello /hello # buildkit")
 	dir := t.TempDir()
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
+	if err := devcluster.WriteLayout(dir, map[string]v1.Image{"app": app, "sdk": sdk, "": untagged}); err != nil {
 		t.Fatal(err)
-	}
-	for tag, img := range map[string]v1.Image{"app": app, "sdk": sdk, "": untagged} {
-		var opts []layout.Option
-		if tag != "" {
-			opts = append(opts, layout.WithAnnotations(map[string]string{refNameAnnotation: tag}))
-		}
-		if err := p.AppendImage(img, opts...); err != nil {
-			t.Fatal(err)
-		}
 	}
 
 	tests := []struct {
 		ref        string
 		wantDigest string
-		wantReason Reason
+		wantReason registry.Reason
 		wantInErr  []string
 	}{
 		{ref: "oci:" + dir + ":app", wantDigest: digestOf(t, app)},
 		{ref: "oci:" + dir + ":sdk", wantDigest: digestOf(t, sdk)},
 		{ref: "oci:" + dir + "@" + digestOf(t, untagged), wantDigest: digestOf(t, untagged)},
-		{ref: "oci:" + dir, wantReason: ReasonBadReference, wantInErr: []string{"3 images", "tags: ", "app", "sdk", "untagged: " + digestOf(t, untagged)}},
-		{ref: "oci:" + dir + ":nope", wantReason: ReasonNotFound, wantInErr: []string{`no image tagged "nope"`, "app", "sdk"}},
-		{ref: "oci:" + dir + "@sha256:" + strings.Repeat("0", 64), wantReason: ReasonNotFound},
-		{ref: "oci:" + dir + "@sha256:abc", wantReason: ReasonBadReference},
-		{ref: "oci:" + dir + ":", wantReason: ReasonBadReference},
-		{ref: "oci:", wantReason: ReasonBadReference},
-		{ref: "oci:" + filepath.Join(dir, "missing"), wantReason: ReasonNotFound},
-		{ref: "tar:" + dir, wantReason: ReasonBadReference},
+		{ref: "oci:" + dir, wantReason: registry.ReasonBadReference, wantInErr: []string{"3 images", "tags: ", "app", "sdk", "untagged: " + digestOf(t, untagged)}},
+		{ref: "oci:" + dir + ":nope", wantReason: registry.ReasonNotFound, wantInErr: []string{`no image tagged "nope"`, "app", "sdk"}},
+		{ref: "oci:" + dir + "@sha256:" + strings.Repeat("0", 64), wantReason: registry.ReasonNotFound},
+		{ref: "oci:" + dir + "@sha256:abc", wantReason: registry.ReasonBadReference},
+		{ref: "oci:" + dir + ":", wantReason: registry.ReasonBadReference},
+		{ref: "oci:", wantReason: registry.ReasonBadReference},
+		{ref: "oci:" + filepath.Join(dir, "missing"), wantReason: registry.ReasonNotFound},
+		{ref: "tar:" + dir, wantReason: registry.ReasonBadReference},
 	}
 	for _, tc := range tests {
 		t.Run(tc.ref, func(t *testing.T) {
-			got, err := InspectLocal(tc.ref, nil)
-			if tc.wantReason != "" {
-				ie, ok := AsInspectionError(err)
-				if !ok {
-					t.Fatalf("error %v, want an *InspectionError", err)
-				}
-				if ie.Reason != tc.wantReason || ie.Reference != tc.ref {
-					t.Errorf("reason %s reference %q, want %s %q", ie.Reason, ie.Reference, tc.wantReason, tc.ref)
-				}
-				for _, s := range tc.wantInErr {
-					if !strings.Contains(err.Error(), s) {
-						t.Errorf("error %q does not mention %q", err, s)
-					}
-				}
+			got := inspect(t, tc.ref, nil, tc.wantReason, tc.wantInErr...)
+			if got == nil {
 				return
-			}
-			if err != nil {
-				t.Fatalf("InspectLocal: %v", err)
 			}
 			if len(got.Images) != 1 || got.Images[0].Digest != tc.wantDigest || got.Digest != tc.wantDigest {
 				t.Errorf("got %d images, digest %s, want one with %s", len(got.Images), got.Digest, tc.wantDigest)
@@ -186,26 +133,19 @@ func TestInspectLocalLayoutSelection(t *testing.T) {
 	}
 }
 
-func TestInspectLocalLayoutMultiPlatform(t *testing.T) {
+func TestInspectLayoutMultiPlatform(t *testing.T) {
 	arm64 := v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
-	imgAMD := testImage(t, amd64, "COPY /app/server /server # buildkit")
-	imgARM := testImage(t, arm64, "COPY /app/server /server # buildkit")
-	attest := testImage(t, v1.Platform{}, "attestation")
-	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
-		mutate.IndexAddendum{Add: imgAMD, Descriptor: v1.Descriptor{Platform: &amd64}},
-		mutate.IndexAddendum{Add: imgARM, Descriptor: v1.Descriptor{Platform: &arm64}},
-		mutate.IndexAddendum{Add: attest, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"}}},
+	idx, err := devcluster.PlatformIndex(
+		testImage(t, amd64, "COPY /app/server /server # buildkit"),
+		testImage(t, arm64, "COPY /app/server /server # buildkit"),
+		testImage(t, v1.Platform{OS: "unknown", Architecture: "unknown"}, "attestation"),
 	)
-	dir := t.TempDir()
-	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.AppendIndex(idx); err != nil {
+	dir := t.TempDir()
+	if err := devcluster.WriteIndexLayout(dir, idx); err != nil {
 		t.Fatal(err)
-	}
-	for _, img := range []v1.Image{imgAMD, imgARM, attest} {
-		dropLayers(t, dir, img)
 	}
 	ref := "oci:" + dir
 	indexDigest := digestOf(t, idx)
@@ -213,27 +153,21 @@ func TestInspectLocalLayoutMultiPlatform(t *testing.T) {
 	tests := []struct {
 		platforms  []string
 		want       []string
-		wantReason Reason
+		wantReason registry.Reason
 	}{
 		{platforms: nil, want: []string{"linux/amd64", "linux/arm64/v8"}},
 		{platforms: []string{"linux/arm64"}, want: []string{"linux/arm64/v8"}},
 		{platforms: []string{"linux/arm64/v8", "linux/amd64"}, want: []string{"linux/arm64/v8", "linux/amd64"}},
 		// Two spellings of one platform judge its image once.
 		{platforms: []string{"linux/arm64", "linux/arm64/v8"}, want: []string{"linux/arm64/v8"}},
-		{platforms: []string{"windows/amd64"}, wantReason: ReasonNotFound},
-		{platforms: []string{"linux"}, wantReason: ReasonBadReference},
+		{platforms: []string{"windows/amd64"}, wantReason: registry.ReasonNotFound},
+		{platforms: []string{"linux"}, wantReason: registry.ReasonBadReference},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.platforms, ","), func(t *testing.T) {
-			got, err := InspectLocal(ref, tc.platforms)
-			if tc.wantReason != "" {
-				if ie, ok := AsInspectionError(err); !ok || ie.Reason != tc.wantReason {
-					t.Fatalf("error %v, want reason %s", err, tc.wantReason)
-				}
+			got := inspect(t, ref, tc.platforms, tc.wantReason)
+			if got == nil {
 				return
-			}
-			if err != nil {
-				t.Fatalf("InspectLocal: %v", err)
 			}
 			if got.Digest != indexDigest {
 				t.Errorf("digest %s, want the index digest %s", got.Digest, indexDigest)
@@ -265,7 +199,7 @@ func writeBlob(t *testing.T, p layout.Path, mt types.MediaType, b []byte) v1.Des
 	return v1.Descriptor{MediaType: mt, Digest: h, Size: n}
 }
 
-func TestInspectLocalLayoutRejectsBadBlobs(t *testing.T) {
+func TestInspectLayoutRejectsBadBlobs(t *testing.T) {
 	dir := t.TempDir()
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
@@ -280,7 +214,7 @@ func TestInspectLocalLayoutRejectsBadBlobs(t *testing.T) {
 		return b
 	}
 	huge := cfg
-	huge.Size = maxLocalDocument + 1
+	huge.Size = maxDocument + 1
 	lying := cfg
 	lying.Size--
 	for tag, m := range map[string]v1.Descriptor{
@@ -294,24 +228,18 @@ func TestInspectLocalLayoutRejectsBadBlobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tests := map[string]Reason{"ok": "", "huge": ReasonTooLarge, "lying": ReasonInvalid, "absent": ReasonNotFound}
+	tests := map[string]registry.Reason{"ok": "", "huge": registry.ReasonTooLarge, "lying": registry.ReasonInvalid, "absent": registry.ReasonNotFound}
 	for tag, want := range tests {
 		t.Run(tag, func(t *testing.T) {
-			insp, err := InspectLocal("oci:"+dir+":"+tag, nil)
-			if want == "" {
-				if err != nil || len(insp.Images) != 1 || insp.Images[0].Platform != (image.Platform{OS: "linux", Architecture: "amd64"}) {
-					t.Fatalf("got %+v, %v; want one linux/amd64 image", insp, err)
-				}
-				return
-			}
-			if ie, ok := AsInspectionError(err); !ok || ie.Reason != want {
-				t.Fatalf("error %v, want reason %s", err, want)
+			insp := inspect(t, "oci:"+dir+":"+tag, nil, want)
+			if want == "" && (len(insp.Images) != 1 || insp.Images[0].Platform != (image.Platform{OS: "linux", Architecture: "amd64"})) {
+				t.Fatalf("got %+v; want one linux/amd64 image", insp)
 			}
 		})
 	}
 }
 
-func TestInspectLocalDockerArchive(t *testing.T) {
+func TestInspectDockerArchive(t *testing.T) {
 	app := testImage(t, amd64, "ADD alpine-minirootfs.tar.gz /", "COPY /app/server /server # buildkit")
 	sdk := testImage(t, amd64, "ENV GOLANG_VERSION=1.22.5", "RUN /bin/sh -c go build -o /app .")
 	dir := t.TempDir()
@@ -335,7 +263,7 @@ func TestInspectLocalDockerArchive(t *testing.T) {
 	tests := []struct {
 		ref        string
 		want       v1.Image
-		wantReason Reason
+		wantReason registry.Reason
 		wantInErr  []string
 	}{
 		{ref: "docker-archive:" + single, want: app},
@@ -343,33 +271,24 @@ func TestInspectLocalDockerArchive(t *testing.T) {
 		{ref: "docker-archive:" + multi + ":golang-app:1.0", want: sdk},
 		{ref: "docker-archive:" + multi + ":docker.io/library/golang-app:1.0", want: sdk},
 		{ref: "docker-archive:" + multi + ":@0", want: app},
-		{ref: "docker-archive:" + multi, wantReason: ReasonBadReference, wantInErr: []string{"2 images", "example.com/app:1.0", "golang-app:1.0"}},
-		{ref: "docker-archive:" + multi + ":other:2", wantReason: ReasonNotFound},
-		{ref: "docker-archive:" + multi + ":@2", wantReason: ReasonBadReference},
-		{ref: "docker-archive:" + filepath.Join(dir, "missing.tar"), wantReason: ReasonNotFound},
+		{ref: "docker-archive:" + multi, wantReason: registry.ReasonBadReference, wantInErr: []string{"2 images", "example.com/app:1.0", "golang-app:1.0"}},
+		{ref: "docker-archive:" + multi + ":other:2", wantReason: registry.ReasonNotFound},
+		{ref: "docker-archive:" + multi + ":@2", wantReason: registry.ReasonBadReference},
+		{ref: "docker-archive:" + filepath.Join(dir, "missing.tar"), wantReason: registry.ReasonNotFound},
 	}
 	for _, tc := range tests {
 		t.Run(tc.ref, func(t *testing.T) {
-			got, err := InspectLocal(tc.ref, nil)
-			if tc.wantReason != "" {
-				ie, ok := AsInspectionError(err)
-				if !ok || ie.Reason != tc.wantReason {
-					t.Fatalf("error %v, want reason %s", err, tc.wantReason)
-				}
-				for _, s := range tc.wantInErr {
-					if !strings.Contains(err.Error(), s) {
-						t.Errorf("error %q does not mention %q", err, s)
-					}
-				}
+			got := inspect(t, tc.ref, nil, tc.wantReason, tc.wantInErr...)
+			if got == nil {
 				return
-			}
-			if err != nil {
-				t.Fatalf("InspectLocal: %v", err)
 			}
 			// ggcr writes gzip layers named by their digest, so the facts
 			// match a registry's, except for the digest: an archive has no
 			// manifest, and the image ID stands in.
-			want := wantFacts(t, tc.want, tc.ref)
+			want, err := image.FromImage(tc.want, tc.ref)
+			if err != nil {
+				t.Fatal(err)
+			}
 			cfgName, err := tc.want.ConfigName()
 			if err != nil {
 				t.Fatal(err)
@@ -389,10 +308,10 @@ func TestInspectLocalDockerArchive(t *testing.T) {
 	}
 }
 
-// TestInspectLocalDockerArchiveLegacy reads the classic docker save layout:
+// TestInspectDockerArchiveLegacy reads the classic docker save layout:
 // uncompressed "<id>/layer.tar" files, a shared layer as a symbolic link,
 // manifest.json written last.
-func TestInspectLocalDockerArchiveLegacy(t *testing.T) {
+func TestInspectDockerArchiveLegacy(t *testing.T) {
 	layerA := bytes.Repeat([]byte("a"), 3000)
 	cfg := []byte(`{"architecture":"arm64","os":"linux","config":{"Env":["GOLANG_VERSION=1.22.5"]},` +
 		`"rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("1", 64) + `","sha256:` + strings.Repeat("2", 64) + `"]},` +
@@ -421,9 +340,9 @@ func TestInspectLocalDockerArchiveLegacy(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	got, err := InspectLocal("docker-archive:"+file, nil)
+	got, err := Inspect("docker-archive:"+file, nil)
 	if err != nil {
-		t.Fatalf("InspectLocal: %v", err)
+		t.Fatalf("Inspect: %v", err)
 	}
 	f := got.Images[0]
 	if f.CompressedSize != 6000 || len(f.Layers) != 2 || !f.HistoryMapped || f.Platform.String() != "linux/arm64" {

@@ -8,19 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
-	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 
@@ -33,46 +27,6 @@ var manifestAccept = strings.Join([]string{
 	string(types.OCIImageIndex), string(types.OCIManifestSchema1),
 	string(types.DockerManifestList), string(types.DockerManifestSchema2),
 }, ", ")
-
-// reasonedError carries the Reason of a failure found below Inspect.
-type reasonedError struct {
-	reason Reason
-	err    error
-}
-
-func (e *reasonedError) Error() string { return e.err.Error() }
-func (e *reasonedError) Unwrap() error { return e.err }
-
-func reasoned(r Reason, err error) error { return &reasonedError{reason: r, err: err} }
-
-// statusError is an unexpected HTTP status from a registry.
-type statusError struct {
-	method, url string
-	code        int
-	detail      string
-}
-
-func (e *statusError) Error() string {
-	msg := fmt.Sprintf("%s %s: %s", e.method, e.url, http.StatusText(e.code))
-	if e.code == 0 || http.StatusText(e.code) == "" {
-		msg = fmt.Sprintf("%s %s: status %d", e.method, e.url, e.code)
-	}
-	if e.detail != "" {
-		msg += ": " + e.detail
-	}
-	if e.code == http.StatusUnauthorized || e.code == http.StatusForbidden {
-		msg += " (credentials missing or not accepted)"
-	}
-	return msg
-}
-
-// session is one fetch: a reference, its registry client and the rules.
-type session struct {
-	r      *Remote
-	host   string
-	client *http.Client
-	base   string // scheme://host/v2/repo
-}
 
 // fetch does the network part of Inspect for one prepared reference.
 func (r *Remote) fetch(ctx context.Context, p prepared, req Request) (*Inspection, error) {
@@ -90,12 +44,6 @@ func (r *Remote) fetch(ctx context.Context, p prepared, req Request) (*Inspectio
 		r.log.V(1).Info("image inspected", "reference", p.refName, "digest", insp.Digest, "platforms", len(insp.Images), "elapsed", r.opts.Now().Sub(start))
 	}
 	return insp, err
-}
-
-// countsAgainstRegistry reports whether a failure says the registry is
-// unwell, as opposed to the image or the credentials being wrong.
-func countsAgainstRegistry(reason Reason) bool {
-	return reason == ReasonTimeout || reason == ReasonUnavailable
 }
 
 func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request) (*Inspection, error) {
@@ -142,69 +90,6 @@ func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request) (*Inspe
 		return nil, err
 	}
 	return insp, nil
-}
-
-// session returns the authenticated client for one repository and scope.
-// The ggcr transport (ping, token) is cached per scope, registry,
-// repository and egress mode: never shared across credential scopes.
-func (r *Remote) session(ctx context.Context, repo name.Repository, req Request) (*session, error) {
-	host := repo.RegistryStr()
-	insecure := isInsecure(req.Egress, host)
-	guard := req.Egress.Enabled && !req.Egress.AllowPrivateNetworks
-	key := strings.Join([]string{req.CredentialScope, host, repo.RepositoryStr(), strconv.FormatBool(insecure), strconv.FormatBool(guard)}, "\x00")
-	tr, ok := r.auth.get(key)
-	if !ok {
-		base := r.open
-		if guard {
-			base = r.guarded
-		}
-		sg := &schemeGuard{
-			inner:    base,
-			insecure: func(h string) bool { return isInsecure(req.Egress, h) },
-			maxBody:  max(r.opts.MaxManifestBytes, r.opts.MaxConfigBytes) + 1,
-		}
-		var regOpts []name.Option
-		if insecure {
-			regOpts = append(regOpts, name.Insecure)
-		}
-		reg, err := name.NewRegistry(host, regOpts...)
-		if err != nil {
-			return nil, reasoned(ReasonBadReference, err)
-		}
-		kc := req.Keychain
-		if kc == nil {
-			kc = authn.NewMultiKeychain()
-		}
-		auth, err := authn.Resolve(ctx, kc, repo)
-		if err != nil {
-			return nil, reasoned(ReasonUnauthorized, fmt.Errorf("resolving credentials for %s: %w", host, err))
-		}
-		t, err := transport.NewWithContext(ctx, reg, auth, sg, []string{repo.Scope(transport.PullScope)})
-		r.metrics.request(host, outcomeOf(err))
-		if err != nil {
-			return nil, fmt.Errorf("contacting registry %s: %w", host, err)
-		}
-		tr = t
-		r.auth.add(key, tr, 1, 5*time.Minute)
-	}
-	scheme := "https"
-	if insecure {
-		scheme = "http"
-	}
-	return &session{
-		r:    r,
-		host: host,
-		client: &http.Client{Transport: tr, CheckRedirect: func(next *http.Request, via []*http.Request) error {
-			if len(via) >= 5 {
-				return errors.New("stopped after 5 redirects")
-			}
-			if guard {
-				return guardLiteralHost(next.URL.Host, r.opts.EgressExempt)
-			}
-			return nil
-		}},
-		base: fmt.Sprintf("%s://%s/v2/%s", scheme, host, repo.RepositoryStr()),
-	}, nil
 }
 
 // resolve finds the digest a reference names. A tag seen before, or any
@@ -312,23 +197,6 @@ func (s *session) getManifest(ctx context.Context, ident string) ([]byte, types.
 		return nil, "", "", err
 	}
 	return body, contentType(resp), resp.Header.Get("Docker-Content-Digest"), nil
-}
-
-// readBody reads at most limit bytes; more is ReasonTooLarge.
-func readBody(r io.Reader, limit int64, what string) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if int64(len(b)) > limit || errors.Is(err, errBodyTooLarge) {
-		return nil, reasoned(ReasonTooLarge, fmt.Errorf("%s is larger than the %d bytes allowed", what, limit))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", what, err)
-	}
-	return b, nil
-}
-
-func contentType(resp *http.Response) types.MediaType {
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	return types.MediaType(mt)
 }
 
 // document returns the parsed manifest with the given digest, from the
@@ -465,172 +333,4 @@ func (s *session) imageFacts(ctx context.Context, digest v1.Hash, body []byte, m
 	}
 	f.Digest = digest.String()
 	return f, int64(len(raw)), nil
-}
-
-// do sends one request, retrying transient failures (network errors, 5xx,
-// 429) only while the retry fits in the context's remaining budget. A
-// non-2xx answer is a *statusError.
-func (s *session) do(ctx context.Context, method, url, accept string) (*http.Response, error) {
-	backoff := s.r.opts.RetryBackoff
-	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, method, url, nil)
-		if err != nil {
-			return nil, reasoned(ReasonBadReference, err)
-		}
-		if accept != "" {
-			req.Header.Set("Accept", accept)
-		}
-		resp, err := s.client.Do(req)
-		if err == nil && resp.StatusCode/100 == 2 {
-			s.r.metrics.request(s.host, "ok")
-			return resp, nil
-		}
-		var wait time.Duration
-		retryable := false
-		if err != nil {
-			s.r.metrics.request(s.host, outcomeOf(err))
-			retryable = ctx.Err() == nil && !errors.Is(err, errEgress) && !errors.Is(err, errBodyTooLarge)
-			wait = backoff
-		} else {
-			detail := errorDetail(resp)
-			resp.Body.Close()
-			se := &statusError{method: method, url: url, code: resp.StatusCode, detail: detail}
-			err = se
-			s.r.metrics.request(s.host, outcomeOf(err))
-			switch {
-			case resp.StatusCode == http.StatusTooManyRequests:
-				retryable, wait = true, backoff
-				if ra, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-					wait = ra
-				}
-				if !fits(ctx, wait) || attempt >= s.r.opts.Retries {
-					return nil, reasoned(ReasonRateLimited, fmt.Errorf("%w (retry after %s does not fit in the time left)", err, wait))
-				}
-			case resp.StatusCode == http.StatusBadGateway, resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
-				retryable, wait = true, backoff
-			}
-		}
-		if !retryable || attempt >= s.r.opts.Retries || !fits(ctx, wait) {
-			return nil, err
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-		backoff *= 2
-	}
-}
-
-// fits reports whether waiting d still leaves time for a request (a
-// quarter second) before the context's deadline. Deadlines are wall-clock
-// times, so this uses the real clock, not Options.Now.
-func fits(ctx context.Context, d time.Duration) bool {
-	deadline, ok := ctx.Deadline()
-	return !ok || time.Until(deadline) > d+250*time.Millisecond
-}
-
-// retryAfter parses a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
-}
-
-// errorDetail reads a bounded part of an error body for the message.
-func errorDetail(resp *http.Response) string {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	var reg struct {
-		Errors []struct{ Code, Message string } `json:"errors"`
-	}
-	if json.Unmarshal(b, &reg) == nil && len(reg.Errors) > 0 {
-		var parts []string
-		for _, e := range reg.Errors {
-			parts = append(parts, strings.TrimSpace(e.Code+" "+e.Message))
-		}
-		return truncate(strings.Join(parts, "; "), 200)
-	}
-	return ""
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
-
-// toInspectionError classifies any fetch error.
-func (r *Remote) toInspectionError(ref string, err error) *InspectionError {
-	if ie, ok := AsInspectionError(err); ok {
-		return ie
-	}
-	return &InspectionError{Reference: ref, Reason: reasonOf(err), Err: err}
-}
-
-func reasonOf(err error) Reason {
-	var re *reasonedError
-	var se *statusError
-	var te *transport.Error
-	var ne net.Error
-	switch {
-	case errors.As(err, &re):
-		return re.reason
-	case errors.Is(err, errEgress):
-		return ReasonEgressRefused
-	case errors.Is(err, errBodyTooLarge):
-		return ReasonTooLarge
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return ReasonTimeout
-	case errors.As(err, &se):
-		return reasonOfStatus(se.code)
-	case errors.As(err, &te):
-		return reasonOfStatus(te.StatusCode)
-	case errors.As(err, &ne) && ne.Timeout():
-		return ReasonTimeout
-	}
-	return ReasonUnavailable
-}
-
-func reasonOfStatus(code int) Reason {
-	switch code {
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return ReasonUnauthorized
-	case http.StatusNotFound:
-		return ReasonNotFound
-	case http.StatusTooManyRequests:
-		return ReasonRateLimited
-	}
-	return ReasonUnavailable
-}
-
-// outcomeOf names a request's outcome for the requests metric.
-func outcomeOf(err error) string {
-	if err == nil {
-		return "ok"
-	}
-	switch reasonOf(err) {
-	case ReasonUnauthorized:
-		return "unauthorized"
-	case ReasonNotFound:
-		return "not_found"
-	case ReasonRateLimited:
-		return "rate_limited"
-	case ReasonTimeout:
-		return "timeout"
-	case ReasonEgressRefused:
-		return "refused"
-	case ReasonTooLarge:
-		return "too_large"
-	}
-	return "error"
 }

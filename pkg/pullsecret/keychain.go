@@ -1,4 +1,4 @@
-package registry
+package pullsecret
 
 import (
 	"context"
@@ -17,17 +17,17 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// PullSecretKeychain builds the keychain a kubelet would use for a Pod:
-// the Pod's imagePullSecrets, then those of its service account (default
-// "default"), all in namespace. Missing secrets and a missing service
-// account are skipped, so with none found the keychain is anonymous.
+// Keychain builds the keychain a kubelet would use for a Pod: the Pod's
+// imagePullSecrets, then those of its service account (default "default"),
+// all in namespace. Missing secrets and a missing service account are
+// skipped, so with none found the keychain is anonymous.
 //
 // The returned scope names the credential set: the namespace plus a hash
 // of the secrets' names, resourceVersions and contents. It is empty when
 // no secret was found (anonymous access may be shared). Pass it as
-// Request.CredentialScope so cached authenticated state is never shared
-// between namespaces or credential sets.
-func PullSecretKeychain(ctx context.Context, cs kubernetes.Interface, namespace, serviceAccount string, pullSecrets []string) (authn.Keychain, string, error) {
+// registry.Request.CredentialScope so cached authenticated state is never
+// shared between namespaces or credential sets.
+func Keychain(ctx context.Context, cs kubernetes.Interface, namespace, serviceAccount string, pullSecrets []string) (authn.Keychain, string, error) {
 	if namespace == "" {
 		namespace = "default"
 	}
