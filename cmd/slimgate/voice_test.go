@@ -24,6 +24,7 @@ import (
 	"slimgate.dev/slimgate/pkg/events"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
+	"slimgate.dev/slimgate/pkg/registry/local"
 )
 
 // localInspector gives the webhook the images the CLI checks: a Pod's
@@ -31,7 +32,7 @@ import (
 type localInspector map[string]string
 
 func (l localInspector) Inspect(_ context.Context, r registry.Request) (*registry.Inspection, error) {
-	return registry.InspectLocal(l[r.Reference], r.Platforms)
+	return local.Inspect(l[r.Reference], r.Platforms)
 }
 
 // said is one thing slimgate said about an image: where, the words, and

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"slimgate.dev/slimgate/pkg/egress"
+	"slimgate.dev/slimgate/pkg/policy"
 )
 
 // session is one fetch: a reference, its registry client and the rules.
@@ -241,14 +242,8 @@ func errorDetail(resp *http.Response) string {
 		for _, e := range reg.Errors {
 			parts = append(parts, strings.TrimSpace(e.Code+" "+e.Message))
 		}
-		return truncate(strings.Join(parts, "; "), 200)
+		return policy.Truncate(strings.Join(parts, "; "), 200)
 	}
 	return ""
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
