@@ -97,6 +97,16 @@ var (
 	}
 )
 
+// toolchainRule returns the rule a package name belongs to, or "".
+func toolchainRule(name string) string {
+	for _, pr := range pkgRules {
+		if pr.re.MatchString(name) {
+			return pr.rule
+		}
+	}
+	return ""
+}
+
 // analyze runs every detector over an image's facts.
 func analyze(f *image.Facts) analysis {
 	a := analysis{versions: map[string]string{}}
@@ -292,19 +302,25 @@ func (a *analysis) script(st step, env map[string]string, node *nodeState) {
 	for _, why := range sh.limits {
 		a.cut(st.Index, why)
 	}
-	if pkgs.selfCleaning() {
-		// Official runtime images build from source with dependencies they
-		// remove again in the same step: nothing of the build is shipped.
-		return
+	if pkgs.overBudget() {
+		a.cut(st.Index, fmt.Sprintf("package removals past %d checks were not credited", maxPkgWork))
 	}
-	a.hits = append(a.hits, builds...)
-	node.installs = append(node.installs, nodeIn...)
-	node.builds = append(node.builds, nodeBd...)
+	// Official runtime images build from source with dependencies they
+	// remove again in the same step: nothing of such a build is shipped.
+	if !pkgs.selfCleaning() {
+		a.hits = append(a.hits, builds...)
+		node.installs = append(node.installs, nodeIn...)
+		node.builds = append(node.builds, nodeBd...)
+	}
+	// The toolchain packages the step installed and did not remove ship
+	// in its layer, whatever else it removed.
 	for _, pr := range pkgRules {
 		var names []string
+		seen := map[string]bool{}
 		manager := ""
 		for _, ip := range pkgs.installed {
-			if pr.re.MatchString(ip.name) && !slices.Contains(names, ip.name) {
+			if !ip.removed && ip.rule == pr.rule && !seen[ip.name] {
+				seen[ip.name] = true
 				names = append(names, ip.name)
 				manager = ip.manager
 			}

@@ -202,10 +202,13 @@ func TestHostileNesting(t *testing.T) {
 // FuzzShellReader checks the bounds of the shell reader on any script:
 // the commands it returns hold at most the script and what expansion may
 // add, per level of sh -c it reads; the expansion budget is never
-// overdrawn; and ENV parsing returns no more than it was given.
+// overdrawn; package bookkeeping stays within its budget; and ENV parsing
+// returns no more than it was given.
 func FuzzShellReader(f *testing.F) {
 	f.Add("A=x; "+strings.Repeat("A=$A$A; ", 30)+"apt-get install -y $A gcc", "make")
 	f.Add(nest(6, "go build -o /app ."), "")
+	f.Add(`savedAptMark="$(apt-mark showmanual)"; apt-get install -y gcc make; apt-mark auto '.*'; echo gcc | sort | xargs apt-mark manual; apt-get purge -y --auto-remove`, "")
+	f.Add("apk add --virtual .b gcc && apk del .b gcc 'g*' && dnf install -y $E && dnf history undo last && yum remove 'g[' '['", "gcc make")
 	f.Add(`LONG=a B="x y" C z`, `"`)
 	f.Add(redisSlim, "")
 	f.Fuzz(func(t *testing.T, script, env string) {
@@ -220,6 +223,17 @@ func FuzzShellReader(f *testing.F) {
 		}
 		if r.budget < 0 {
 			t.Fatalf("expansion budget overdrawn: %d", r.budget)
+		}
+		var p pkgState
+		for _, c := range cmds {
+			p.observe(c)
+		}
+		if p.selfCleaning() && slices.ContainsFunc(p.installed, func(ip installedPkg) bool { return !ip.removed && ip.rule != "" }) {
+			t.Fatalf("self-cleaning with toolchain packages left: %+v", p.installed)
+		}
+		// One visit may overshoot the budget, and then nothing more runs.
+		if limit := maxPkgWork + len(p.installed)*(1+len(script)); p.work > limit {
+			t.Fatalf("package work %d, want at most %d", p.work, limit)
 		}
 		n := 0
 		for _, kv := range parseEnv(script) {
