@@ -97,6 +97,16 @@ var (
 	}
 )
 
+// toolchainRule returns the rule a package name belongs to, or "".
+func toolchainRule(name string) string {
+	for _, pr := range pkgRules {
+		if pr.re.MatchString(name) {
+			return pr.rule
+		}
+	}
+	return ""
+}
+
 // analyze runs every detector over an image's facts.
 func analyze(f *image.Facts) analysis {
 	a := analysis{versions: map[string]string{}}
@@ -108,6 +118,10 @@ func analyze(f *image.Facts) analysis {
 	}
 	recognised := 0
 	for _, h := range f.History {
+		if len(h.CreatedBy) > maxLineBytes {
+			a.cut(h.Index, fmt.Sprintf("its line of %s was read up to %d KiB", HumanBytes(int64(len(h.CreatedBy))), maxLineBytes>>10))
+			h.CreatedBy = h.CreatedBy[:maxLineBytes]
+		}
 		st := step{HistoryEntry: h, instruction: parseInstruction(h.CreatedBy)}
 		a.steps = append(a.steps, st)
 		if st.keyword != "" {
@@ -174,6 +188,13 @@ func looksLikeScript(s string) bool {
 
 func (a *analysis) add(h hit) { a.hits = append(a.hits, h) }
 
+// cut notes that part of a step was not analysed, and why. What was read
+// is still judged; what was not is named, so that nothing is passed over
+// in silence.
+func (a *analysis) cut(index int, why string) {
+	a.notes = append(a.notes, fmt.Sprintf("history #%d was not analysed in full: %s", index, why))
+}
+
 func (a *analysis) downloads(st step) {
 	for _, d := range downloads {
 		if m := d.re.FindString(st.args); m != "" {
@@ -205,98 +226,101 @@ func (a *analysis) copyInto(st step) {
 
 // script runs the command detectors over one RUN step.
 func (a *analysis) script(st step, env map[string]string, node *nodeState) {
-	vars := make(map[string]string, len(env)+len(st.buildArgs))
-	for k, v := range env {
-		vars[k] = v
-	}
-	for k, v := range st.buildArgs {
-		vars[k] = v
-	}
 	var (
 		pkgs   pkgState
 		builds []hit
 		nodeIn []hit
 		nodeBd []hit
 	)
-	for _, c := range commands(st.args, vars) {
+	sh := newShellReader(env, st.buildArgs)
+	for _, c := range sh.commands(st.args) {
 		pkgs.observe(c)
-		h := hit{index: st.Index, strength: strong, needle: c.name, what: "runs " + shorten(c.text, c.name, 50)}
+		h := hit{index: st.Index, strength: strong, needle: c.name}
 		switch c.name {
 		case "go":
 			if sub := firstOperand(c.args); sub == "build" || sub == "install" {
 				h.rule, h.needle = RuleBuildGo, "go "+sub
-				builds = append(builds, h)
+				builds = append(builds, h.runs(c))
 			}
 		case "mvn", "mvnw":
 			if hasArg(c.args, "package", "install", "verify", "deploy") {
 				h.rule = RuleBuildMaven
-				builds = append(builds, h)
+				builds = append(builds, h.runs(c))
 			}
 		case "gradle", "gradlew":
 			for _, t := range c.args {
 				t = t[strings.LastIndex(t, ":")+1:]
 				if slices.Contains([]string{"build", "assemble", "bootJar", "bootWar", "installDist", "shadowJar", "jar", "war"}, t) {
 					h.rule = RuleBuildGradle
-					builds = append(builds, h)
+					builds = append(builds, h.runs(c))
 					break
 				}
 			}
 		case "cargo":
 			if sub := firstOperand(c.args); sub == "build" || sub == "install" {
 				h.rule = RuleBuildCargo
-				builds = append(builds, h)
+				builds = append(builds, h.runs(c))
 			}
 		case "npm", "pnpm", "yarn":
 			if r := jsBuild(c); r != "" {
 				h.rule = r
-				builds = append(builds, h)
-				nodeBd = append(nodeBd, h)
+				builds = append(builds, h.runs(c))
+				nodeBd = append(nodeBd, h.runs(c))
 			}
 			if jsDevInstall(c, env) {
-				nodeIn = append(nodeIn, h)
+				nodeIn = append(nodeIn, h.runs(c))
 			}
 		case "npx", "tsc", "webpack", "vite", "ng", "next", "nest", "rollup", "esbuild":
 			if bundler(c) {
-				nodeBd = append(nodeBd, h)
+				nodeBd = append(nodeBd, h.runs(c))
 			}
 		case "dotnet":
 			if sub := firstOperand(c.args); sub == "publish" || sub == "build" {
 				h.rule = RuleBuildDotnet
-				builds = append(builds, h)
+				builds = append(builds, h.runs(c))
 			}
 		case "make", "gmake":
 			h.rule = RuleBuildMake
-			builds = append(builds, h)
+			builds = append(builds, h.runs(c))
 		case "gcc", "g++", "cc", "c++", "clang", "clang++":
 			h.rule = RuleBuildCC
-			builds = append(builds, h)
+			builds = append(builds, h.runs(c))
 		case "javac":
 			if versionCheck(c.args) {
 				h.rule, h.strength, h.what = RuleToolchainJDK, moderate, "runs javac "+strings.Join(c.args, " ")
 				a.add(h)
 			} else {
 				h.rule = RuleBuildJavac
-				builds = append(builds, h)
+				builds = append(builds, h.runs(c))
 				a.add(hit{rule: RuleToolchainJDK, strength: moderate, index: st.Index, needle: "javac", what: "runs javac"})
 			}
 		case "jshell", "jlink":
 			h.rule, h.strength = RuleToolchainJDK, moderate
-			a.add(h)
+			a.add(h.runs(c))
 		}
 	}
-	if pkgs.selfCleaning() {
-		// Official runtime images build from source with dependencies they
-		// remove again in the same step: nothing of the build is shipped.
-		return
+	for _, why := range sh.limits {
+		a.cut(st.Index, why)
 	}
-	a.hits = append(a.hits, builds...)
-	node.installs = append(node.installs, nodeIn...)
-	node.builds = append(node.builds, nodeBd...)
+	if pkgs.overBudget() {
+		a.cut(st.Index, fmt.Sprintf("package removals past %d checks were not credited", maxPkgWork))
+	}
+	// Official runtime images build from source with dependencies they
+	// remove again in the same step: nothing of such a build is shipped.
+	if !pkgs.selfCleaning() {
+		a.hits = append(a.hits, builds...)
+		node.installs = append(node.installs, nodeIn...)
+		node.builds = append(node.builds, nodeBd...)
+	}
+	// The toolchain packages the step installed and did not remove ship
+	// in its layer, whatever else it removed.
 	for _, pr := range pkgRules {
 		var names []string
+		seen := map[string]bool{}
 		manager := ""
 		for _, ip := range pkgs.installed {
-			if pr.re.MatchString(ip.name) && !slices.Contains(names, ip.name) {
+			if !ip.removed && ip.rule == pr.rule && !seen[ip.name] {
+				seen[ip.name] = true
 				names = append(names, ip.name)
 				manager = ip.manager
 			}
@@ -306,6 +330,15 @@ func (a *analysis) script(st step, env map[string]string, node *nodeState) {
 				what: shorten(manager+" installs "+strings.Join(names, ", "), "", 60)})
 		}
 	}
+}
+
+// runs completes a command's hit with the command, shortened; built only
+// for the commands that are evidence.
+func (h hit) runs(c command) hit {
+	if h.what == "" {
+		h.what = "runs " + shorten(c.text, c.name, 50)
+	}
+	return h
 }
 
 // versionCheck reports whether a tool is only asked for its version.

@@ -43,6 +43,20 @@ func ruleIDs(res Result) []string {
 	return ids
 }
 
+// checkRules reports a difference between the rules a result found and
+// want, in any order, with the findings' messages.
+func checkRules(t testing.TB, res Result, want []string) {
+	t.Helper()
+	want = slices.Clone(want)
+	slices.Sort(want)
+	if diff := cmp.Diff(want, ruleIDs(res)); diff != "" {
+		t.Errorf("rules (-want +got):\n%s", diff)
+		for _, f := range res.Findings {
+			t.Logf("%s: %s", f.Rule, f.Message)
+		}
+	}
+}
+
 // Real history lines, shortened only where they repeat.
 const (
 	temurinJDK       = `RUN /bin/sh -c set -eux;     ARCH="$(dpkg --print-architecture)";     case "${ARCH}" in        amd64)          ESUM='56f7';          BINARY_URL='https://github.com/adoptium/temurin21-binaries/releases/download/jdk-21.0.4%2B7/OpenJDK21U-jdk_x64_linux_hotspot_21.0.4_7.tar.gz';          ;;     esac;     savedAptMark="$(apt-mark showmanual)";     apt-get update;     apt-get install -y --no-install-recommends wget gnupg;     wget --progress=dot:giga -O /tmp/openjdk.tar.gz ${BINARY_URL};     mkdir -p "$JAVA_HOME";     tar --extract         --file /tmp/openjdk.tar.gz         --directory "$JAVA_HOME"         --strip-components 1         --no-same-owner     ;     apt-mark auto '.*' > /dev/null;     apt-mark manual $savedAptMark > /dev/null;     apt-get purge -y --auto-remove -o APT::AutoRemove::RecommendsImportant=false;     rm -rf /var/lib/apt/lists/*;     java -Xshare:dump; # buildkit`
@@ -145,14 +159,7 @@ func TestDetectors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			res := Evaluate(&def.Spec, historyFacts(t, tc.env, tc.lines...))
-			want := slices.Clone(tc.want)
-			slices.Sort(want)
-			if diff := cmp.Diff(want, ruleIDs(res)); diff != "" {
-				t.Errorf("rules (-want +got):\n%s", diff)
-				for _, f := range res.Findings {
-					t.Logf("%s: %s", f.Rule, f.Message)
-				}
-			}
+			checkRules(t, res, tc.want)
 			wantVerdict := VerdictAllow
 			if len(tc.want) > 0 {
 				wantVerdict = VerdictDeny

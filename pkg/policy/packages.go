@@ -1,32 +1,69 @@
 package policy
 
 import (
+	"path"
+	"regexp"
 	"strings"
 )
 
-// pkgState follows what the package managers of one RUN step install and
-// remove, in order. A package installed and removed again in the same step
-// leaves nothing in the step's layer; one removed in a later step still
-// ships in this step's layer.
+// maxPkgWork bounds the package records one step's removals and marks
+// may visit. Past it, later removals are not credited: the step keeps what
+// it installed, so the bound can only add findings, never hide one.
+const maxPkgWork = 1 << 20
+
+// pkgState follows what the package managers of one RUN step install,
+// mark and remove, in order. A package installed and removed again in the
+// same step leaves nothing in the step's layer; one removed in a later step
+// still ships in this step's layer.
 type pkgState struct {
 	installed []installedPkg
-	// installs and removals count the operations seen.
-	installs, removals int
-	// markedAuto is set by "apt-mark auto" (the savedAptMark idiom): a later
-	// "apt-get purge --auto-remove" removes everything this step installed.
-	markedAuto bool
+	// txs counts the install and remove commands seen; rpmLast is the
+	// latest of the rpm tools, for "history undo last".
+	txs, rpmLast int
+	// work counts the records visited by removals and marks.
+	work int
 }
 
 type installedPkg struct {
 	name    string // normalised: lower case, no version or arch
 	manager string // apt-get, apk, dnf, ...
 	group   string // apk --virtual name
+	// rule is the toolchain rule the package belongs to, or "".
+	rule string
+	// tx is the install command that added it.
+	tx int
+	// auto is set when the package is marked as installed automatically
+	// (apt-mark auto, dnf mark remove): an autoremove removes it.
+	auto    bool
+	removed bool
 }
 
-// selfCleaning reports whether the step installed packages and removed
-// packages again: the "install build deps, build, purge" idiom of official
-// runtime images, whose build commands are not findings.
-func (p *pkgState) selfCleaning() bool { return p.installs > 0 && p.removals > 0 }
+// selfCleaning reports whether the step removed what it installed: at
+// least one package installed in the step is gone, no toolchain package it
+// installed remains, and either it installed one (the "install build deps,
+// build, purge" idiom of official runtime images) or nothing it installed
+// remains (a build with an earlier step's compiler that removes its own
+// build dependencies). Removing a package the step did not install, or an
+// autoremove that spares the packages named on the command line, covers
+// nothing.
+func (p *pkgState) selfCleaning() bool {
+	removed, kept, toolchain := 0, 0, false
+	for _, ip := range p.installed {
+		if !ip.removed {
+			if ip.rule != "" {
+				return false
+			}
+			kept++
+			continue
+		}
+		removed++
+		toolchain = toolchain || ip.rule != ""
+	}
+	return removed > 0 && (toolchain || kept == 0)
+}
+
+// overBudget reports whether removals went uncredited for want of work.
+func (p *pkgState) overBudget() bool { return p.work > maxPkgWork }
 
 // observe updates the state with one command.
 func (p *pkgState) observe(c command) {
@@ -34,9 +71,7 @@ func (p *pkgState) observe(c command) {
 	case "apt-get", "apt", "aptitude":
 		p.apt(c)
 	case "apt-mark":
-		if firstOperand(c.args) == "auto" {
-			p.markedAuto = true
-		}
+		p.aptMark(c)
 	case "apk":
 		p.apk(c)
 	case "yum", "dnf", "microdnf", "tdnf":
@@ -46,7 +81,7 @@ func (p *pkgState) observe(c command) {
 	case "dpkg":
 		for i, a := range c.args {
 			if a == "-r" || a == "-P" || a == "--purge" || a == "--remove" {
-				p.remove(c.name, operands(c.args[i+1:], nil))
+				p.remove(c.name, c.args[i+1:], nil)
 				return
 			}
 		}
@@ -64,13 +99,75 @@ func (p *pkgState) apt(c command) {
 	case "build-dep":
 		// Build dependencies always include the compiler.
 		p.install(c.name, []string{"build-essential"}, "")
-	case "remove", "purge", "autoremove":
-		if p.markedAuto && (sub == "autoremove" || hasArg(c.args, "--auto-remove", "--autoremove")) {
-			p.removeAll(c.name)
-			return
+	case "remove", "purge":
+		p.remove(c.name, rest, aptValueOpts)
+		if hasArg(c.args, "--auto-remove", "--autoremove") {
+			p.autoRemove(c.name)
 		}
-		p.remove(c.name, operands(rest, aptValueOpts))
+	case "autoremove", "autopurge":
+		// Removes what is marked automatically installed, never the
+		// packages named on an install command line.
+		p.remove(c.name, rest, aptValueOpts)
+		p.autoRemove(c.name)
 	}
+}
+
+// aptMark follows "apt-mark auto" and "apt-mark manual", also fed by a
+// pipe through xargs: the savedAptMark idiom marks everything auto, then
+// the packages to keep manual again.
+func (p *pkgState) aptMark(c command) {
+	sub, rest := subcommand(c.args, nil)
+	auto := sub == "auto" || sub == "markauto"
+	if !auto && sub != "manual" && sub != "unmarkauto" {
+		return
+	}
+	names := operands(rest, nil)
+	if c.xargs {
+		src, ok := pipeSource(c)
+		switch {
+		case !ok:
+		case auto && src.filtered:
+			// "apt-mark showmanual | grep -v gcc | xargs apt-mark auto":
+			// what reaches apt-mark is unknown, so nothing is marked.
+		case auto && src.showManual:
+			// Every package installed by name was manual.
+			names = append(names, ".*")
+		default:
+			// For manual, a filter can only narrow what echo printed:
+			// keeping all of it errs towards a finding.
+			names = append(names, src.words...)
+		}
+	}
+	p.mark(c.name, names, auto)
+}
+
+// fedBy is what a pipe feeds a command run by xargs.
+type fedBy struct {
+	words      []string // printed by an echo or printf
+	showManual bool     // "apt-mark showmanual"
+	// filtered is true when commands between the source and xargs (grep,
+	// sort) may have changed what passes.
+	filtered bool
+}
+
+// pipeSource follows a command's pipe back to an echo, printf or
+// "apt-mark showmanual" that feeds it.
+func pipeSource(c command) (fedBy, bool) {
+	var src fedBy
+	up := c.stdin
+	for hops := 0; up != nil && hops < maxPipeHops; hops++ {
+		switch {
+		case up.name == "echo" || up.name == "printf":
+			src.words = up.args
+			return src, true
+		case up.name == "apt-mark" && firstOperand(up.args) == "showmanual":
+			src.showManual = true
+			return src, true
+		}
+		src.filtered = true
+		up = up.stdin
+	}
+	return src, false
 }
 
 var apkValueOpts = map[string]bool{"-t": true, "--virtual": true, "-X": true, "--repository": true, "-p": true, "--root": true, "--arch": true, "--keys-dir": true, "--repositories-file": true, "--cache-dir": true}
@@ -92,7 +189,7 @@ func (p *pkgState) apk(c command) {
 		}
 		p.install(c.name, operands(rest, apkValueOpts), group)
 	case "del":
-		p.remove(c.name, operands(rest, apkValueOpts))
+		p.remove(c.name, rest, apkValueOpts)
 	}
 }
 
@@ -100,28 +197,52 @@ var rpmValueOpts = map[string]bool{"--setopt": true, "--enablerepo": true, "--di
 
 func (p *pkgState) rpm(c command) {
 	sub, rest := subcommand(c.args, rpmValueOpts)
-	if sub == "group" || sub == "module" {
+	switch sub {
+	case "group", "module":
 		sub, rest = subcommand(rest, rpmValueOpts)
-		if sub == "install" {
+		switch sub {
+		case "install":
 			sub = "groupinstall"
+		case "remove", "erase":
+			sub = "groupremove"
 		}
+	case "mark":
+		// dnf 4 "mark remove", dnf 5 "mark dependency": no longer
+		// user-installed, so an autoremove takes it.
+		sub, rest = subcommand(rest, rpmValueOpts)
+		p.mark(c.name, operands(rest, rpmValueOpts), sub == "remove" || sub == "dependency")
+		return
 	}
 	switch sub {
 	case "install", "reinstall":
 		p.install(c.name, operands(rest, rpmValueOpts), "")
 	case "groupinstall":
-		names := operands(rest, rpmValueOpts)
-		for i, n := range names {
-			names[i] = "@" + strings.TrimPrefix(n, "@")
-		}
-		p.install(c.name, names, "")
-	case "remove", "erase", "autoremove":
-		p.remove(c.name, operands(rest, rpmValueOpts))
+		p.install(c.name, groupNames(operands(rest, rpmValueOpts)), "")
+	case "remove", "erase":
+		p.remove(c.name, rest, rpmValueOpts)
+	case "groupremove":
+		p.remove(c.name, groupNames(operands(rest, rpmValueOpts)), nil)
+	case "autoremove":
+		p.remove(c.name, rest, rpmValueOpts)
+		p.autoRemove(c.name)
 	case "history":
-		if firstOperand(rest) == "undo" || firstOperand(rest) == "rollback" {
-			p.removeAll(c.name)
+		// "undo last" undoes the last transaction; undoing or rolling back
+		// to a numbered one depends on history this step cannot see, so
+		// it is not credited.
+		ops := operands(rest, rpmValueOpts)
+		if len(ops) == 2 && ops[0] == "undo" && ops[1] == "last" {
+			p.undoLast(c.name)
 		}
 	}
+}
+
+// groupNames spells rpm group names as installs record them: "@name".
+func groupNames(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = "@" + strings.TrimPrefix(n, "@")
+	}
+	return out
 }
 
 func (p *pkgState) zypper(c command) {
@@ -130,58 +251,173 @@ func (p *pkgState) zypper(c command) {
 	case "install", "in":
 		p.install(c.name, operands(rest, nil), "")
 	case "remove", "rm":
-		p.remove(c.name, operands(rest, nil))
+		p.remove(c.name, rest, nil)
 	}
 }
 
 func (p *pkgState) install(manager string, names []string, group string) {
-	p.installs++
+	tx := p.transaction(manager)
 	for _, n := range names {
 		if n = normalisePkg(n); n != "" {
-			p.installed = append(p.installed, installedPkg{name: n, manager: manager, group: group})
+			p.installed = append(p.installed, installedPkg{name: n, manager: manager, group: group, rule: toolchainRule(n), tx: tx})
 		}
 	}
 }
 
-func (p *pkgState) remove(manager string, names []string) {
-	p.removals++
-	gone := map[string]bool{}
-	for _, n := range names {
-		gone[normalisePkg(n)] = true
-		gone[n] = true
+// transaction numbers a package manager command that changes packages.
+func (p *pkgState) transaction(manager string) int {
+	p.txs++
+	if pkgFamily(manager) == "rpm" {
+		p.rpmLast = p.txs
 	}
-	kept := p.installed[:0]
-	for _, ip := range p.installed {
-		if gone[ip.name] || (ip.group != "" && gone[ip.group]) {
+	return p.txs
+}
+
+// remove removes the installed packages of the manager's family that args
+// name: by name, by apk --virtual group, or by pattern (a regular
+// expression for apt, a glob for rpm and zypper, as those tools read
+// them). An apk package added in a group stays until its group goes.
+func (p *pkgState) remove(manager string, args []string, valueOpts map[string]bool) {
+	p.transaction(manager)
+	names := operands(args, valueOpts)
+	if len(names) == 0 {
+		return
+	}
+	match, cost := pkgMatcher(manager, names, false)
+	p.visit(manager, cost, func(ip *installedPkg) {
+		key := ip.name
+		if manager == "apk" && ip.group != "" {
+			key = ip.group
+		}
+		ip.removed = match(key)
+	})
+}
+
+// autoRemove removes what the family's marks made automatically installed.
+func (p *pkgState) autoRemove(manager string) {
+	p.removeWhere(manager, func(ip installedPkg) bool { return ip.auto })
+}
+
+// undoLast removes what the last rpm transaction installed: nothing when
+// it was a removal.
+func (p *pkgState) undoLast(manager string) {
+	last := p.rpmLast
+	p.removeWhere(manager, func(ip installedPkg) bool { return ip.tx == last })
+}
+
+// mark sets or clears the auto mark of the family's packages that names
+// match.
+func (p *pkgState) mark(manager string, names []string, auto bool) {
+	if len(names) == 0 {
+		return
+	}
+	// A pattern not understood marks nothing auto and everything manual.
+	match, cost := pkgMatcher(manager, names, !auto)
+	p.visit(manager, cost, func(ip *installedPkg) {
+		if match(ip.name) {
+			ip.auto = auto
+		}
+	})
+}
+
+func (p *pkgState) removeWhere(manager string, gone func(installedPkg) bool) {
+	p.visit(manager, 1, func(ip *installedPkg) { ip.removed = gone(*ip) })
+}
+
+// visit calls f on the packages of the manager's family still installed,
+// charging cost per package to the work budget; once the budget is spent
+// it calls nothing.
+func (p *pkgState) visit(manager string, cost int, f func(*installedPkg)) {
+	if p.overBudget() {
+		return
+	}
+	p.work += len(p.installed) * cost
+	if p.overBudget() {
+		return
+	}
+	for i := range p.installed {
+		ip := &p.installed[i]
+		if !ip.removed && samePkgFamily(ip.manager, manager) {
+			f(ip)
+		}
+	}
+}
+
+// pkgMatcher matches package names against a command's operands: names as
+// given and normalised, and patterns where the manager reads them (apt:
+// unanchored regular expressions with *, ? or [; rpm and zypper: globs).
+// A pattern it cannot read (an apt search pattern such as "?installed", a
+// pattern that does not compile) matches what unread says: callers pass
+// the answer that errs towards a finding. cost is the work of one match,
+// in the units of the work budget.
+func pkgMatcher(manager string, names []string, unread bool) (match func(string) bool, cost int) {
+	exact := map[string]bool{}
+	var (
+		res   []*regexp.Regexp
+		globs []string
+		other bool // a pattern that could not be read
+		all   bool // a pattern that matches every name
+	)
+	for _, n := range names {
+		low := strings.ToLower(n)
+		exact[low] = true
+		exact[normalisePkg(n)] = true
+		if !strings.ContainsAny(low, "*?[~") {
 			continue
 		}
-		kept = append(kept, ip)
-	}
-	p.installed = kept
-}
-
-func (p *pkgState) removeAll(manager string) {
-	p.removals++
-	kept := p.installed[:0]
-	for _, ip := range p.installed {
-		if !samePkgFamily(ip.manager, manager) {
-			kept = append(kept, ip)
+		switch pkgFamily(manager) {
+		case "deb":
+			if low == ".*" {
+				// The savedAptMark idiom's "apt-mark auto '.*'".
+				all = true
+				continue
+			}
+			re, err := regexp.Compile(low)
+			switch {
+			case strings.HasPrefix(low, "?") || strings.HasPrefix(low, "~") || err != nil:
+				other = true
+			case strings.ContainsAny(low, "*?["):
+				res = append(res, re)
+			}
+		case "rpm", "zypper":
+			if _, err := path.Match(low, ""); err != nil {
+				other = true
+				continue
+			}
+			globs = append(globs, low)
 		}
 	}
-	p.installed = kept
+	delete(exact, "")
+	match = func(name string) bool {
+		if all || exact[name] || (other && unread) {
+			return true
+		}
+		for _, re := range res {
+			if re.MatchString(name) {
+				return true
+			}
+		}
+		for _, g := range globs {
+			if ok, _ := path.Match(g, name); ok {
+				return true
+			}
+		}
+		return false
+	}
+	return match, 1 + len(res) + len(globs)
 }
 
-func samePkgFamily(a, b string) bool {
-	family := func(m string) string {
-		switch m {
-		case "apt-get", "apt", "aptitude", "dpkg":
-			return "deb"
-		case "yum", "dnf", "microdnf", "tdnf":
-			return "rpm"
-		}
-		return m
+func samePkgFamily(a, b string) bool { return pkgFamily(a) == pkgFamily(b) }
+
+// pkgFamily groups the tools that manage the same package database.
+func pkgFamily(m string) string {
+	switch m {
+	case "apt-get", "apt", "aptitude", "dpkg", "apt-mark":
+		return "deb"
+	case "yum", "dnf", "microdnf", "tdnf":
+		return "rpm"
 	}
-	return family(a) == family(b)
+	return m
 }
 
 // subcommand returns the first operand (apt-get's "install", apk's "add")

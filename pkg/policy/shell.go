@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -149,13 +151,22 @@ type word struct {
 	literal bool
 }
 
-// tokenize splits a script into simple commands (lists of words) at the
-// control operators ; & | && || newlines, parentheses and backquotes, and
-// at command substitutions "$(" outside double quotes.
-func tokenize(script string) [][]word {
+// segment is one simple command as tokenized.
+type segment struct {
+	words []word
+	// piped is true when the command reads the output of the one before
+	// it through a pipe ("a | b", not "a || b").
+	piped bool
+}
+
+// tokenize splits a script into simple commands at the control operators
+// ; & | && || newlines, parentheses and backquotes, and at command
+// substitutions "$(" outside double quotes. Every operator is ASCII, so it
+// reads bytes: the bytes of a multi-byte character pass through whole.
+func tokenize(script string) []segment {
 	var (
-		cmds [][]word
-		cur  []word
+		cmds []segment
+		cur  segment
 		buf  strings.Builder
 		w    word
 		in   bool // a word is being built
@@ -163,73 +174,79 @@ func tokenize(script string) [][]word {
 	endWord := func() {
 		if in {
 			w.text = buf.String()
-			cur = append(cur, w)
+			cur.words = append(cur.words, w)
 		}
 		buf.Reset()
 		w = word{}
 		in = false
 	}
-	endCmd := func() {
+	endCmd := func(pipeNext bool) {
 		endWord()
-		if len(cur) > 0 {
+		if len(cur.words) > 0 {
 			cmds = append(cmds, cur)
 		}
-		cur = nil
+		cur = segment{piped: pipeNext}
 	}
-	rs := []rune(script)
-	for i := 0; i < len(rs); i++ {
-		c := rs[i]
+	for i := 0; i < len(script); i++ {
+		c := script[i]
 		switch {
 		case c == '\\':
-			if i+1 < len(rs) {
+			if i+1 < len(script) {
 				i++
-				if rs[i] == '\n' {
+				if script[i] == '\n' {
 					endWord()
 					continue
 				}
-				buf.WriteRune(rs[i])
+				buf.WriteByte(script[i])
 				in = true
 			}
 		case c == '\'':
 			in, w.quoted, w.literal = true, true, true
-			for i++; i < len(rs) && rs[i] != '\''; i++ {
-				buf.WriteRune(rs[i])
+			for i++; i < len(script) && script[i] != '\''; i++ {
+				buf.WriteByte(script[i])
 			}
 		case c == '"':
 			in, w.quoted = true, true
-			for i++; i < len(rs) && rs[i] != '"'; i++ {
-				if rs[i] == '\\' && i+1 < len(rs) && strings.ContainsRune("\"\\$`", rs[i+1]) {
+			for i++; i < len(script) && script[i] != '"'; i++ {
+				if script[i] == '\\' && i+1 < len(script) && strings.IndexByte("\"\\$`", script[i+1]) >= 0 {
 					i++
 				}
-				buf.WriteRune(rs[i])
+				buf.WriteByte(script[i])
 			}
 		case c == '#' && !in:
-			for i < len(rs) && rs[i] != '\n' {
+			for i < len(script) && script[i] != '\n' {
 				i++
 			}
-			endCmd()
+			endCmd(false)
 		case c == ' ' || c == '\t' || c == '\r':
 			endWord()
-		case c == '\n' || c == ';' || c == '&' || c == '|' || c == '(' || c == ')' || c == '`':
-			endCmd()
-		case c == '$' && i+1 < len(rs) && rs[i+1] == '(':
-			endCmd()
+		case c == '|':
+			// "||" is a list operator; "|" and "|&" make a pipe.
+			pipe := i+1 >= len(script) || script[i+1] != '|'
+			if i+1 < len(script) && (script[i+1] == '|' || script[i+1] == '&') {
+				i++
+			}
+			endCmd(pipe)
+		case c == '\n' || c == ';' || c == '&' || c == '(' || c == ')' || c == '`':
+			endCmd(false)
+		case c == '$' && i+1 < len(script) && script[i+1] == '(':
+			endCmd(false)
 			i++
-		case c == '$' && i+1 < len(rs) && rs[i+1] == '{':
+		case c == '$' && i+1 < len(script) && script[i+1] == '{':
 			// Keep ${...} in one word, whatever it holds.
 			in = true
-			for ; i < len(rs) && rs[i] != '}'; i++ {
-				buf.WriteRune(rs[i])
+			for ; i < len(script) && script[i] != '}'; i++ {
+				buf.WriteByte(script[i])
 			}
-			if i < len(rs) {
-				buf.WriteRune('}')
+			if i < len(script) {
+				buf.WriteByte('}')
 			}
 		default:
-			buf.WriteRune(c)
+			buf.WriteByte(c)
 			in = true
 		}
 	}
-	endCmd()
+	endCmd(false)
 	return cmds
 }
 
@@ -238,9 +255,58 @@ var (
 	assignment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
 )
 
+// Limits of the reader. History lines are written by the image's author,
+// so the work they cause must be bounded whatever they hold; what a limit
+// leaves unread is said (shellReader.limits), never dropped silently.
+const (
+	// maxLineBytes is how much of one history line is analysed.
+	maxLineBytes = 64 << 10
+	// maxExpandBytes is how many bytes variable expansion may add to one
+	// step, its nested scripts included: "A=$A$A" doubles a value each time.
+	maxExpandBytes = 256 << 10
+	// maxScriptDepth bounds "sh -c" recursion.
+	maxScriptDepth = 3
+	// maxPipeHops is how far back a pipe is followed to what feeds it.
+	maxPipeHops = 16
+)
+
+// shellReader reads the scripts of one step. Its variables are those the
+// step defines (build arguments, assignments) over the image's environment.
+type shellReader struct {
+	env  map[string]string // read only
+	vars map[string]string
+	// budget is what expansion may still add, in bytes.
+	budget int
+	// limits says, once each, what was left unread.
+	limits []string
+}
+
+func newShellReader(env, buildArgs map[string]string) *shellReader {
+	r := &shellReader{env: env, vars: make(map[string]string, len(buildArgs)), budget: maxExpandBytes}
+	for k, v := range buildArgs {
+		r.vars[k] = v
+	}
+	return r
+}
+
+func (r *shellReader) lookup(name string) (string, bool) {
+	if v, ok := r.vars[name]; ok {
+		return v, true
+	}
+	v, ok := r.env[name]
+	return v, ok
+}
+
+func (r *shellReader) limit(why string) {
+	if !slices.Contains(r.limits, why) {
+		r.limits = append(r.limits, why)
+	}
+}
+
 // expand substitutes the variables it knows; an unquoted word whose value
-// changed is split at whitespace, as the shell would.
-func expand(ws []word, vars map[string]string) []string {
+// changed is split at whitespace, as the shell would. Once the expansion
+// budget is spent, references stay as written.
+func (r *shellReader) expand(ws []word) []string {
 	out := make([]string, 0, len(ws))
 	for _, w := range ws {
 		if w.literal || !strings.Contains(w.text, "$") {
@@ -248,11 +314,16 @@ func expand(ws []word, vars map[string]string) []string {
 			continue
 		}
 		s := varRef.ReplaceAllStringFunc(w.text, func(m string) string {
-			name := strings.Trim(m, "${}")
-			if v, ok := vars[name]; ok {
-				return v
+			v, ok := r.lookup(strings.Trim(m, "${}"))
+			if !ok {
+				return m
 			}
-			return m
+			if len(v) > r.budget {
+				r.limit(fmt.Sprintf("variable expansion stopped at %d KiB, later references were read as written", maxExpandBytes>>10))
+				return m
+			}
+			r.budget -= len(v)
+			return v
 		})
 		if !w.quoted && s != w.text {
 			out = append(out, strings.Fields(s)...)
@@ -273,6 +344,11 @@ type command struct {
 	assigns map[string]string
 	// text is the command as read, for evidence.
 	text string
+	// xargs is true when the command runs under xargs, which adds the
+	// words it reads to its arguments.
+	xargs bool
+	// stdin is the command before it in a pipe, if any.
+	stdin *command
 }
 
 var (
@@ -326,6 +402,7 @@ func simpleCommand(ws []string) (command, bool) {
 		if !ok {
 			break
 		}
+		cmd.xargs = cmd.xargs || path.Base(w) == "xargs"
 		operands := prefixOperand[path.Base(w)]
 		for i++; i < len(ws); i++ {
 			a := ws[i]
@@ -364,42 +441,55 @@ var redirect = regexp.MustCompile(`^[0-9]*(>>?|<<?|>&|<&|&>)`)
 
 func isRedirect(s string) bool { return redirect.MatchString(s) }
 
-// maxScriptDepth bounds "sh -c" recursion.
-const maxScriptDepth = 3
-
 // commands reads a script into simple commands in order, expanding the
-// variables in vars and those the script assigns as it goes (vars is
-// updated). Scripts passed to "sh -c" and "su -c" are read too.
-func commands(script string, vars map[string]string) []command {
-	return appendCommands(nil, script, vars, 0)
+// variables it knows and those the script assigns as it goes. Scripts
+// passed to "sh -c" and "su -c" are read too, to maxScriptDepth.
+func (r *shellReader) commands(script string) []command {
+	return r.appendCommands(nil, script, 0)
 }
 
-func appendCommands(out []command, script string, vars map[string]string, depth int) []command {
-	for _, raw := range tokenize(script) {
-		ws := expand(raw, vars)
-		cmd, ok := simpleCommand(ws)
+func (r *shellReader) appendCommands(out []command, script string, depth int) []command {
+	var (
+		prev    command // the command before, for a pipe
+		hasPrev bool
+	)
+	for _, seg := range tokenize(script) {
+		cmd, ok := simpleCommand(r.expand(seg.words))
 		if !ok {
+			hasPrev = false
 			continue
 		}
 		if cmd.name == "" || cmd.name == "export" || cmd.name == "local" || cmd.name == "readonly" {
 			for k, v := range cmd.assigns {
-				vars[k] = v
+				r.vars[k] = v
 			}
 			for _, a := range cmd.args {
 				if k, v, ok := strings.Cut(a, "="); ok && assignment.MatchString(a) {
-					vars[k] = v
+					r.vars[k] = v
 				}
 			}
+			hasPrev = false
 			continue
 		}
+		if seg.piped && hasPrev {
+			up := prev
+			cmd.stdin = &up
+		}
 		out = append(out, cmd)
-		if (shells[cmd.name] || cmd.name == "su") && depth < maxScriptDepth {
-			for j, a := range cmd.args {
-				if a == "-c" && j+1 < len(cmd.args) {
-					out = appendCommands(out, cmd.args[j+1], vars, depth+1)
-					break
-				}
+		prev, hasPrev = cmd, true
+		if !shells[cmd.name] && cmd.name != "su" {
+			continue
+		}
+		for j, a := range cmd.args {
+			if a != "-c" || j+1 >= len(cmd.args) {
+				continue
 			}
+			if depth >= maxScriptDepth {
+				r.limit(fmt.Sprintf("scripts nested deeper than %d sh -c were not read", maxScriptDepth))
+				break
+			}
+			out = r.appendCommands(out, cmd.args[j+1], depth+1)
+			break
 		}
 	}
 	return out
@@ -417,23 +507,43 @@ func firstOperand(args []string) string {
 
 // parseEnv reads the KEY=value pairs of an ENV (or LABEL) instruction as
 // history renders them: values are not quoted and may hold spaces, so a
-// word that does not start a new KEY= belongs to the previous value.
+// word that does not start a new KEY= belongs to the previous value. Each
+// value is built once, at its final size, from its words.
 func parseEnv(args string) [][2]string {
-	var out [][2]string
 	fields := strings.Fields(args)
 	if len(fields) > 0 && !strings.Contains(fields[0], "=") {
 		// Legacy "ENV KEY value" form.
 		return [][2]string{{fields[0], strings.Join(fields[1:], " ")}}
 	}
-	for _, f := range fields {
-		if assignment.MatchString(f) {
-			k, v, _ := strings.Cut(f, "=")
-			out = append(out, [2]string{k, strings.Trim(v, `"`)})
-			continue
+	var out [][2]string
+	start := 0 // the field holding the KEY= of the value being read
+	flush := func(end int) {
+		if len(out) == 0 {
+			return
 		}
-		if n := len(out); n > 0 {
-			out[n-1][1] += " " + strings.Trim(f, `"`)
+		_, v, _ := strings.Cut(fields[start], "=")
+		words := fields[start+1 : end]
+		n := len(v) + len(words)
+		for _, w := range words {
+			n += len(w)
+		}
+		var b strings.Builder
+		b.Grow(n)
+		b.WriteString(strings.Trim(v, `"`))
+		for _, w := range words {
+			b.WriteByte(' ')
+			b.WriteString(strings.Trim(w, `"`))
+		}
+		out[len(out)-1][1] = b.String()
+	}
+	for i, f := range fields {
+		if assignment.MatchString(f) {
+			flush(i)
+			k, _, _ := strings.Cut(f, "=")
+			out = append(out, [2]string{k, ""})
+			start = i
 		}
 	}
+	flush(len(fields))
 	return out
 }
