@@ -1,13 +1,17 @@
 package admission
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -16,6 +20,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	k8stypes "k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -414,5 +420,123 @@ func TestBudget(t *testing.T) {
 		if got := b.For(q).String(); got != want {
 			t.Errorf("For(%q) = %s, want %s", q, got, want)
 		}
+	}
+}
+
+// Two hundred Pods naming the same uncached image arrive at once: the
+// registry sees one manifest and one config fetch, and every review is
+// answered. The registry answers every request after 50 ms so that the
+// reviews overlap the one fetch rather than finding it cached.
+func TestFanInFetchesOnce(t *testing.T) {
+	const reviews = 200
+	reg := newBenchRegistry(t, 50*time.Millisecond)
+	ref := reg.push(t, "shared/app:1.0", fixtureImage(t, "nginx-1.17.0.json", "fan-in"))
+	h, _ := benchHandler(t, benchReader(t, benchPolicy(reg.host), false), 0)
+	srv := serving(h, true)
+	bodies := make([][]byte, reviews)
+	for i := range bodies {
+		bodies[i] = podReview(t, fmt.Sprintf("app-%d", i), []string{ref})
+	}
+	start := time.Now()
+	answers := make([]*httptest.ResponseRecorder, reviews)
+	var wg sync.WaitGroup
+	for i := range reviews {
+		wg.Go(func() { answers[i] = serve(srv, bodies[i]) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	allowed := 0
+	for i, w := range answers {
+		if w.Code == http.StatusOK && bytes.Contains(w.Body.Bytes(), allowedAnswer) {
+			allowed++
+		} else if allowed+i < 3 {
+			t.Errorf("review %d: status %d: %s", i, w.Code, w.Body.String())
+		}
+	}
+	if allowed != reviews {
+		t.Errorf("%d of %d reviews allowed", allowed, reviews)
+	}
+	counts, total := reg.snapshot()
+	want := map[string]int{"ping": 1, "manifest GET": 1, "blob GET": 1}
+	if diff := cmp.Diff(want, counts); diff != "" {
+		t.Errorf("registry requests for %d concurrent reviews (-want +got):\n%s", reviews, diff)
+	}
+	t.Logf("FIGURE fan-in: %d concurrent reviews of one uncached image: %d allowed in %v; registry requests %v (total %d)",
+		reviews, allowed, elapsed.Round(time.Millisecond), counts, total)
+}
+
+// DecodeAs reads what the handler judges exactly as the full decode does,
+// for every kind, and falls back to the full decode when the object is not
+// of the kind asked for.
+func TestDecodeAsMatchesDecode(t *testing.T) {
+	ctrl := true
+	meta := metav1.ObjectMeta{Name: "x", GenerateName: "x-", Namespace: "team", UID: "u-1", Labels: map[string]string{"app": "x"},
+		Annotations:     map[string]string{"note": "not read"},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "x-1", UID: "u-0", Controller: &ctrl}}}
+	spec := podSpec()
+	spec.ServiceAccountName = "builder"
+	spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
+	tmpl := corev1.PodTemplateSpec{Spec: spec}
+	cases := []struct {
+		obj        runtime.Object
+		apiVersion string
+		kind       string
+	}{
+		{&corev1.Pod{ObjectMeta: meta, Spec: spec}, "v1", "Pod"},
+		{&corev1.ReplicationController{ObjectMeta: meta, Spec: corev1.ReplicationControllerSpec{Template: &tmpl}}, "v1", "ReplicationController"},
+		{&corev1.ReplicationController{ObjectMeta: meta}, "v1", "ReplicationController"},
+		{&appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Template: tmpl}}, "apps/v1", "Deployment"},
+		{&appsv1.ReplicaSet{ObjectMeta: meta, Spec: appsv1.ReplicaSetSpec{Template: tmpl}}, "apps/v1", "ReplicaSet"},
+		{&appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Template: tmpl}}, "apps/v1", "StatefulSet"},
+		{&appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Template: tmpl}}, "apps/v1", "DaemonSet"},
+		{&batchv1.Job{ObjectMeta: meta, Spec: batchv1.JobSpec{Template: tmpl}}, "batch/v1", "Job"},
+		{&batchv1.CronJob{ObjectMeta: meta, Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: tmpl}}}}, "batch/v1", "CronJob"},
+	}
+	d, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type view struct {
+		Kind                          schema.GroupVersionKind
+		Name, GenerateName, Namespace string
+		UID                           k8stypes.UID
+		Labels                        map[string]string
+		Owners                        []metav1.OwnerReference
+		Images                        []Image
+		ServiceAccount                string
+		PullSecrets                   []corev1.LocalObjectReference
+	}
+	viewOf := func(w *Workload) view {
+		v := view{Kind: w.Kind, Name: w.Object.GetName(), GenerateName: w.Object.GetGenerateName(), Namespace: w.Object.GetNamespace(),
+			UID: w.Object.GetUID(), Labels: w.Object.GetLabels(), Owners: w.Object.GetOwnerReferences(), Images: Images(w.Spec, w.Path)}
+		if w.Spec != nil {
+			v.ServiceAccount, v.PullSecrets = w.Spec.ServiceAccountName, w.Spec.ImagePullSecrets
+		}
+		return v
+	}
+	for _, c := range cases {
+		b := raw(t, c.obj, c.apiVersion, c.kind)
+		gvk := schema.FromAPIVersionAndKind(c.apiVersion, c.kind)
+		full, err := d.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slim, err := d.DecodeAs(b, gvk)
+		if err != nil {
+			t.Fatalf("%s: %v", c.kind, err)
+		}
+		if diff := cmp.Diff(viewOf(full), viewOf(slim)); diff != "" {
+			t.Errorf("%s: DecodeAs differs from Decode (-full +slim):\n%s", c.kind, diff)
+		}
+	}
+	// The request says Deployment, the object is a ReplicaSet: the object's
+	// own kind wins.
+	rs := raw(t, &appsv1.ReplicaSet{ObjectMeta: meta, Spec: appsv1.ReplicaSetSpec{Template: tmpl}}, "apps/v1", "ReplicaSet")
+	w, err := d.DecodeAs(rs, appsv1.SchemeGroupVersion.WithKind("Deployment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Kind.Kind != "ReplicaSet" {
+		t.Errorf("decoded as %s, want the object's own kind ReplicaSet", w.Kind)
 	}
 }
