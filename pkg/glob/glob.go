@@ -41,6 +41,15 @@ func Compile(pattern string) (Pattern, error) {
 // String returns the pattern as written.
 func (p Pattern) String() string { return p.src }
 
+// LiteralPrefix returns the text every match starts with: the pattern up
+// to its first wildcard.
+func (p Pattern) LiteralPrefix() string {
+	if i := strings.IndexAny(p.src, "*?"); i >= 0 {
+		return p.src[:i]
+	}
+	return p.src
+}
+
 // Match reports whether the whole of s matches the pattern.
 func (p Pattern) Match(s string) bool {
 	if p.literal {

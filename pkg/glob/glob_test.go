@@ -64,6 +64,20 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+func TestLiteralPrefix(t *testing.T) {
+	for pattern, want := range map[string]string{
+		"registry.k8s.io/*": "registry.k8s.io/", "*/golang": "", "build.?o": "build.", "exact:1": "exact:1", "": "",
+	} {
+		p, err := Compile(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.LiteralPrefix(); got != want {
+			t.Errorf("Compile(%q).LiteralPrefix() = %q, want %q", pattern, got, want)
+		}
+	}
+}
+
 // Compile refuses exactly what Match does not implement: the syntax of
 // other dialects, and what no reference, host or rule id contains.
 func TestCompileErrors(t *testing.T) {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,6 +24,9 @@ type Compiled struct {
 	sel      selection
 	selector labels.Selector
 	exclude  []glob.Pattern
+	// excludeHub is set when an exclude glob could match a Docker Hub
+	// spelling ("index.docker.io/...", "docker.io/...").
+	excludeHub bool
 }
 
 // Compile validates a policy spec and prepares it for evaluation; a nil
@@ -58,6 +62,7 @@ func Compile(spec *v1alpha1.SlimImagePolicySpec) (*Compiled, error) {
 	for _, p := range s.Exclude.Images {
 		if g, err := glob.Compile(p); err == nil {
 			c.exclude = append(c.exclude, g)
+			c.excludeHub = c.excludeHub || mayStartWith(g, name.DefaultRegistry) || mayStartWith(g, "docker.io")
 		}
 	}
 	if errs := Validate(s); len(errs) > 0 {
@@ -105,6 +110,9 @@ func (c *Compiled) ExcludesImage(ref string) bool {
 	if c.excludes(ref) {
 		return true
 	}
+	if !c.mayExcludeNormalised(ref) {
+		return false
+	}
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return false
@@ -124,4 +132,29 @@ func (c *Compiled) excludes(s string) bool {
 		}
 	}
 	return false
+}
+
+// mayExcludeNormalised reports whether an exclude glob could match a
+// normalised spelling of ref, so that only then is ref parsed (a warm
+// review would otherwise spend most of its allocations here). The name
+// package spells a reference's registry as its first component, when that
+// names a host, or as Docker Hub: every normalised spelling starts with
+// that component, "index.docker.io/" or "docker.io/" and a slash.
+func (c *Compiled) mayExcludeNormalised(ref string) bool {
+	if c.excludeHub {
+		return true
+	}
+	host, _, ok := strings.Cut(ref, "/")
+	return ok && slices.ContainsFunc(c.exclude, func(g glob.Pattern) bool { return mayStartWith(g, host) })
+}
+
+// mayStartWith reports whether g could match a string that starts with
+// host and a slash: its literal prefix and that start agree as far as
+// both go.
+func mayStartWith(g glob.Pattern, host string) bool {
+	p := g.LiteralPrefix()
+	if len(p) <= len(host) {
+		return strings.HasPrefix(host, p)
+	}
+	return strings.HasPrefix(p, host) && p[len(host)] == '/'
 }

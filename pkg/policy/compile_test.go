@@ -1,13 +1,16 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/glob"
 )
 
 // Compile works on a copy with defaults applied: the caller's spec (an
@@ -150,6 +153,56 @@ func TestExcludesImage(t *testing.T) {
 	no := false
 	if c, _ := Compile(&v1alpha1.SlimImagePolicySpec{Exclude: v1alpha1.Exclusions{EphemeralContainers: &no}}); c.ExcludesEphemeralContainers() {
 		t.Error("ephemeralContainers: false still excludes them")
+	}
+}
+
+// ExcludesImage parses a reference only when a glob could match one of its
+// normalised spellings; the shortcut must never change the answer. The
+// reference implementation matches every spelling.
+func TestExcludesImageShortcut(t *testing.T) {
+	digest := "@sha256:" + strings.Repeat("ab", 32)
+	refs := []string{"golang:1", "golang", "library/golang:1", "docker.io/golang:1", "docker.io/library/golang",
+		"index.docker.io/library/golang:1", "registry.k8s.io/pause", "registry.k8s.io/pause:3.9", "registry.k8s.io",
+		"localhost/app", "localhost:5000/app:1", "127.0.0.1:5000/shop/part0:1.0", "ghcr.io/org/app:1" + digest,
+		"ghcr.io/org/app" + digest, "UPPER/x", "a/b/c", "docker.io", "registry.k8s.io.evil.com/pause:1"}
+	patterns := []string{"registry.k8s.io/*", "registry.k8s.io/pause:latest", "docker.io/library/*", "index.docker.io/*",
+		"docker.io/*", "*", "*/golang:*", "golang:*", "localhost/*", "localhost/app:latest", "ghcr.io/org/app" + digest,
+		"ghcr.io/org/*", "127.0.0.1:5000/*", "library/*", "registry.k8s.io?pause*", "d?cker.io/*", "registry.k8s.io",
+		"ghcr.io/org/app:latest", "index.docker.io", "registry.k8s.io*"}
+	spellings := func(ref string) []string {
+		out := []string{ref}
+		r, err := name.ParseReference(ref)
+		if err != nil {
+			return out
+		}
+		out = append(out, r.Name())
+		if rest, ok := strings.CutPrefix(r.Name(), name.DefaultRegistry+"/"); ok {
+			out = append(out, "docker.io/"+rest)
+		}
+		return out
+	}
+	excluded := 0
+	for _, p := range patterns {
+		c, err := Compile(&v1alpha1.SlimImagePolicySpec{Exclude: v1alpha1.Exclusions{Images: []string{p}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := glob.Compile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ref := range refs {
+			want := slices.ContainsFunc(spellings(ref), g.Match)
+			if got := c.ExcludesImage(ref); got != want {
+				t.Errorf("%q excludes %q = %v, want %v (spellings %q)", p, ref, got, want, spellings(ref))
+			}
+			if want {
+				excluded++
+			}
+		}
+	}
+	if excluded == 0 {
+		t.Fatal("no pair excluded: the test proves nothing")
 	}
 }
 
