@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	k8stypes "k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -394,25 +395,6 @@ func TestEvidence(t *testing.T) {
 	}
 }
 
-func TestGlob(t *testing.T) {
-	cases := []struct {
-		pattern, s string
-		want       bool
-	}{
-		{"registry.k8s.io/*", "registry.k8s.io/pause:3.9", true},
-		{"registry.k8s.io/*", "registry.k8s.io/a/b:1", true},
-		{"registry.k8s.io/*", "ghcr.io/registry.k8s.io", false},
-		{"*/golang:1.2?", "docker.io/library/golang:1.22", true},
-		{"exact:1", "exact:1", true},
-		{"exact:1", "exact:10", false},
-	}
-	for _, c := range cases {
-		if got := Glob(c.pattern, c.s); got != c.want {
-			t.Errorf("Glob(%q, %q) = %v, want %v", c.pattern, c.s, got, c.want)
-		}
-	}
-}
-
 func TestBudget(t *testing.T) {
 	b := Budget{}
 	cases := map[string]string{"10s": "9s", "": "9s", "30s": "29s", "1s": "500ms", "junk": "9s"}
@@ -538,5 +520,86 @@ func TestDecodeAsMatchesDecode(t *testing.T) {
 	}
 	if w.Kind.Kind != "ReplicaSet" {
 		t.Errorf("decoded as %s, want the object's own kind ReplicaSet", w.Kind)
+	}
+}
+
+// Each policy is compiled once per generation: reviews reuse the compiled
+// form until the object changes; a changed policy takes effect on the next
+// review; deleted policies leave the set.
+func TestPoliciesCompiledOncePerGeneration(t *testing.T) {
+	ctx := context.Background()
+	s, err := devcluster.NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := clusterWide()
+	// The API server stores what the CRD admits; the globs of other
+	// dialects and unknown rules are only reported by the status.
+	invalid := clusterWide()
+	invalid.Name = "invalid"
+	invalid.Spec.Toolchains.Deny = []string{"toolchain.go", "toolchain.[gr]o"}
+	invalid.Spec.Exclude.Images = []string{"[gr]hcr.io/*"}
+	cl := fake.NewClientBuilder().WithScheme(s).WithObjects(all, invalid,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}}).Build()
+	fi := &fakeInspector{}
+	h, err := NewHandler(Options{Reader: cl, Inspector: fi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admit := func(img string) {
+		t.Helper()
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "team"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: img}}}}
+		if resp := h.Handle(ctx, request(admissionv1.Create, "", "Pod", "", raw(t, p, "v1", "Pod"), nil)); !resp.Allowed {
+			t.Fatalf("%s denied: %v", img, resp.Result)
+		}
+	}
+	compiled := func(name string) *compiledPolicy {
+		l := h.policies.latest.Load()
+		if l == nil {
+			return nil
+		}
+		return l.byName[name]
+	}
+
+	admit("app:1")
+	first := compiled("all")
+	if first == nil || compiled("invalid") == nil {
+		t.Fatal("the policies were not compiled")
+	}
+	admit("ghcr.io/org/app:2")
+	if compiled("all") != first {
+		t.Error("an unchanged policy was compiled again")
+	}
+	if diff := cmp.Diff([]string{"app:1", "ghcr.io/org/app:2"}, fi.asked()); diff != "" {
+		t.Errorf("inspected (-want +got):\n%s", diff)
+	}
+
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(all), all); err != nil {
+		t.Fatal(err)
+	}
+	all.Spec.Exclude.Images = []string{"app:*"}
+	if err := cl.Update(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Delete(ctx, invalid); err != nil {
+		t.Fatal(err)
+	}
+	admit("app:3")
+	if compiled("all") == first {
+		t.Error("a changed policy was not compiled again")
+	}
+	if compiled("invalid") != nil {
+		t.Error("a deleted policy stayed in the set")
+	}
+	if diff := cmp.Diff([]string{"app:1", "ghcr.io/org/app:2"}, fi.asked()); diff != "" {
+		t.Errorf("the new exclusion was not applied (-want +got):\n%s", diff)
+	}
+
+	if err := cl.Delete(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	admit("app:4")
+	if l := h.policies.latest.Load(); len(l.sorted) != 0 || len(l.byName) != 0 {
+		t.Errorf("no policy is left, the set holds %d", len(l.byName))
 	}
 }
