@@ -118,7 +118,7 @@ func (s *policySet) compile(ctx context.Context, items []v1alpha1.SlimImagePolic
 	next := &compiledList{byName: make(map[string]*compiledPolicy, len(items))}
 	for i := range items {
 		p := &items[i]
-		c := (*compiledPolicy)(nil)
+		var c *compiledPolicy
 		if prev != nil {
 			c = prev.byName[p.Name]
 		}
