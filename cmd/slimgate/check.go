@@ -150,9 +150,10 @@ type imageReport struct {
 
 // checker judges images under one policy.
 type checker struct {
-	opts   options
-	spec   *v1alpha1.SlimImagePolicySpec
-	remote registry.Inspector // created on first use
+	opts     options
+	spec     *v1alpha1.SlimImagePolicySpec
+	compiled *policy.Compiled
+	remote   registry.Inspector // created on first use
 }
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -169,7 +170,12 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "slimgate check: --policy: %v\n", err)
 		return exitError
 	}
-	c := &checker{opts: opts, spec: &pol.Spec}
+	compiled, err := policy.Compile(&pol.Spec)
+	if err != nil {
+		fmt.Fprintf(stderr, "slimgate check: --policy: %v\n", err)
+		return exitError
+	}
+	c := &checker{opts: opts, spec: &pol.Spec, compiled: compiled}
 
 	var reports []imageReport
 	code := exitAllowed
@@ -221,7 +227,7 @@ func (c *checker) check(ctx context.Context, ref string) ([]imageReport, error) 
 	}
 	var out []imageReport
 	for _, f := range insp.Images {
-		res := policy.Evaluate(c.spec, f)
+		res := c.compiled.Evaluate(f)
 		res.Image = ref
 		res.Notes = append(res.Notes, insp.Notes...)
 		out = append(out, imageReport{Result: res})

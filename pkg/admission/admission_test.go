@@ -1,13 +1,17 @@
 package admission
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -16,6 +20,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	k8stypes "k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -370,25 +377,6 @@ func TestWarning(t *testing.T) {
 	}
 }
 
-func TestGlob(t *testing.T) {
-	cases := []struct {
-		pattern, s string
-		want       bool
-	}{
-		{"registry.k8s.io/*", "registry.k8s.io/pause:3.9", true},
-		{"registry.k8s.io/*", "registry.k8s.io/a/b:1", true},
-		{"registry.k8s.io/*", "ghcr.io/registry.k8s.io", false},
-		{"*/golang:1.2?", "docker.io/library/golang:1.22", true},
-		{"exact:1", "exact:1", true},
-		{"exact:1", "exact:10", false},
-	}
-	for _, c := range cases {
-		if got := Glob(c.pattern, c.s); got != c.want {
-			t.Errorf("Glob(%q, %q) = %v, want %v", c.pattern, c.s, got, c.want)
-		}
-	}
-}
-
 func TestBudget(t *testing.T) {
 	b := Budget{}
 	cases := map[string]string{"10s": "9s", "": "9s", "30s": "29s", "1s": "500ms", "junk": "9s"}
@@ -396,5 +384,204 @@ func TestBudget(t *testing.T) {
 		if got := b.For(q).String(); got != want {
 			t.Errorf("For(%q) = %s, want %s", q, got, want)
 		}
+	}
+}
+
+// Two hundred Pods naming the same uncached image arrive at once: the
+// registry sees one manifest and one config fetch, and every review is
+// answered. The registry answers every request after 50 ms so that the
+// reviews overlap the one fetch rather than finding it cached.
+func TestFanInFetchesOnce(t *testing.T) {
+	const reviews = 200
+	reg := newBenchRegistry(t, 50*time.Millisecond)
+	ref := reg.push(t, "shared/app:1.0", fixtureImage(t, "nginx-1.17.0.json", "fan-in"))
+	h, _ := benchHandler(t, benchReader(t, benchPolicy(reg.host), false), 0)
+	srv := serving(h, true)
+	bodies := make([][]byte, reviews)
+	for i := range bodies {
+		bodies[i] = podReview(t, fmt.Sprintf("app-%d", i), []string{ref})
+	}
+	start := time.Now()
+	answers := make([]*httptest.ResponseRecorder, reviews)
+	var wg sync.WaitGroup
+	for i := range reviews {
+		wg.Go(func() { answers[i] = serve(srv, bodies[i]) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	allowed := 0
+	for i, w := range answers {
+		if w.Code == http.StatusOK && bytes.Contains(w.Body.Bytes(), allowedAnswer) {
+			allowed++
+		} else if allowed+i < 3 {
+			t.Errorf("review %d: status %d: %s", i, w.Code, w.Body.String())
+		}
+	}
+	if allowed != reviews {
+		t.Errorf("%d of %d reviews allowed", allowed, reviews)
+	}
+	counts, total := reg.snapshot()
+	want := map[string]int{"ping": 1, "manifest GET": 1, "blob GET": 1}
+	if diff := cmp.Diff(want, counts); diff != "" {
+		t.Errorf("registry requests for %d concurrent reviews (-want +got):\n%s", reviews, diff)
+	}
+	t.Logf("FIGURE fan-in: %d concurrent reviews of one uncached image: %d allowed in %v; registry requests %v (total %d)",
+		reviews, allowed, elapsed.Round(time.Millisecond), counts, total)
+}
+
+// DecodeAs reads what the handler judges exactly as the full decode does,
+// for every kind, and falls back to the full decode when the object is not
+// of the kind asked for.
+func TestDecodeAsMatchesDecode(t *testing.T) {
+	ctrl := true
+	meta := metav1.ObjectMeta{Name: "x", GenerateName: "x-", Namespace: "team", UID: "u-1", Labels: map[string]string{"app": "x"},
+		Annotations:     map[string]string{"note": "not read"},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "x-1", UID: "u-0", Controller: &ctrl}}}
+	spec := podSpec()
+	spec.ServiceAccountName = "builder"
+	spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
+	tmpl := corev1.PodTemplateSpec{Spec: spec}
+	cases := []struct {
+		obj        runtime.Object
+		apiVersion string
+		kind       string
+	}{
+		{&corev1.Pod{ObjectMeta: meta, Spec: spec}, "v1", "Pod"},
+		{&corev1.ReplicationController{ObjectMeta: meta, Spec: corev1.ReplicationControllerSpec{Template: &tmpl}}, "v1", "ReplicationController"},
+		{&corev1.ReplicationController{ObjectMeta: meta}, "v1", "ReplicationController"},
+		{&appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Template: tmpl}}, "apps/v1", "Deployment"},
+		{&appsv1.ReplicaSet{ObjectMeta: meta, Spec: appsv1.ReplicaSetSpec{Template: tmpl}}, "apps/v1", "ReplicaSet"},
+		{&appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Template: tmpl}}, "apps/v1", "StatefulSet"},
+		{&appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Template: tmpl}}, "apps/v1", "DaemonSet"},
+		{&batchv1.Job{ObjectMeta: meta, Spec: batchv1.JobSpec{Template: tmpl}}, "batch/v1", "Job"},
+		{&batchv1.CronJob{ObjectMeta: meta, Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: tmpl}}}}, "batch/v1", "CronJob"},
+	}
+	d, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type view struct {
+		Kind                          schema.GroupVersionKind
+		Name, GenerateName, Namespace string
+		UID                           k8stypes.UID
+		Labels                        map[string]string
+		Owners                        []metav1.OwnerReference
+		Images                        []Image
+		ServiceAccount                string
+		PullSecrets                   []corev1.LocalObjectReference
+	}
+	viewOf := func(w *Workload) view {
+		v := view{Kind: w.Kind, Name: w.Object.GetName(), GenerateName: w.Object.GetGenerateName(), Namespace: w.Object.GetNamespace(),
+			UID: w.Object.GetUID(), Labels: w.Object.GetLabels(), Owners: w.Object.GetOwnerReferences(), Images: Images(w.Spec, w.Path)}
+		if w.Spec != nil {
+			v.ServiceAccount, v.PullSecrets = w.Spec.ServiceAccountName, w.Spec.ImagePullSecrets
+		}
+		return v
+	}
+	for _, c := range cases {
+		b := raw(t, c.obj, c.apiVersion, c.kind)
+		gvk := schema.FromAPIVersionAndKind(c.apiVersion, c.kind)
+		full, err := d.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slim, err := d.DecodeAs(b, gvk)
+		if err != nil {
+			t.Fatalf("%s: %v", c.kind, err)
+		}
+		if diff := cmp.Diff(viewOf(full), viewOf(slim)); diff != "" {
+			t.Errorf("%s: DecodeAs differs from Decode (-full +slim):\n%s", c.kind, diff)
+		}
+	}
+	// The request says Deployment, the object is a ReplicaSet: the object's
+	// own kind wins.
+	rs := raw(t, &appsv1.ReplicaSet{ObjectMeta: meta, Spec: appsv1.ReplicaSetSpec{Template: tmpl}}, "apps/v1", "ReplicaSet")
+	w, err := d.DecodeAs(rs, appsv1.SchemeGroupVersion.WithKind("Deployment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Kind.Kind != "ReplicaSet" {
+		t.Errorf("decoded as %s, want the object's own kind ReplicaSet", w.Kind)
+	}
+}
+
+// Each policy is compiled once per generation: reviews reuse the compiled
+// form until the object changes; a changed policy takes effect on the next
+// review; deleted policies leave the set.
+func TestPoliciesCompiledOncePerGeneration(t *testing.T) {
+	ctx := context.Background()
+	s, err := devcluster.NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := clusterWide()
+	// The API server stores what the CRD admits; the globs of other
+	// dialects and unknown rules are only reported by the status.
+	invalid := clusterWide()
+	invalid.Name = "invalid"
+	invalid.Spec.Toolchains.Deny = []string{"toolchain.go", "toolchain.[gr]o"}
+	invalid.Spec.Exclude.Images = []string{"[gr]hcr.io/*"}
+	cl := fake.NewClientBuilder().WithScheme(s).WithObjects(all, invalid,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}}).Build()
+	fi := &fakeInspector{}
+	h, err := NewHandler(Options{Reader: cl, Inspector: fi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admit := func(img string) {
+		t.Helper()
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "team"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: img}}}}
+		if resp := h.Handle(ctx, request(admissionv1.Create, "", "Pod", "", raw(t, p, "v1", "Pod"), nil)); !resp.Allowed {
+			t.Fatalf("%s denied: %v", img, resp.Result)
+		}
+	}
+	compiled := func(name string) *compiledPolicy {
+		l := h.policies.latest.Load()
+		if l == nil {
+			return nil
+		}
+		return l.byName[name]
+	}
+
+	admit("app:1")
+	first := compiled("all")
+	if first == nil || compiled("invalid") == nil {
+		t.Fatal("the policies were not compiled")
+	}
+	admit("ghcr.io/org/app:2")
+	if compiled("all") != first {
+		t.Error("an unchanged policy was compiled again")
+	}
+	if diff := cmp.Diff([]string{"app:1", "ghcr.io/org/app:2"}, fi.asked()); diff != "" {
+		t.Errorf("inspected (-want +got):\n%s", diff)
+	}
+
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(all), all); err != nil {
+		t.Fatal(err)
+	}
+	all.Spec.Exclude.Images = []string{"app:*"}
+	if err := cl.Update(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Delete(ctx, invalid); err != nil {
+		t.Fatal(err)
+	}
+	admit("app:3")
+	if compiled("all") == first {
+		t.Error("a changed policy was not compiled again")
+	}
+	if compiled("invalid") != nil {
+		t.Error("a deleted policy stayed in the set")
+	}
+	if diff := cmp.Diff([]string{"app:1", "ghcr.io/org/app:2"}, fi.asked()); diff != "" {
+		t.Errorf("the new exclusion was not applied (-want +got):\n%s", diff)
+	}
+
+	if err := cl.Delete(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	admit("app:4")
+	if l := h.policies.latest.Load(); len(l.sorted) != 0 || len(l.byName) != 0 {
+		t.Errorf("no policy is left, the set holds %d", len(l.byName))
 	}
 }

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -64,10 +61,10 @@ type Options struct {
 // Handler is the validating admission handler for Pods, the workload kinds
 // that carry a Pod template, and the pods/ephemeralcontainers subresource.
 type Handler struct {
-	opts    Options
-	decoder *Decoder
-	evals   memo[evalKey, policy.Result]
-	names   memo[string, []string]
+	opts     Options
+	decoder  *Decoder
+	policies policySet
+	evals    memo[evalKey, policy.Result]
 }
 
 // NewHandler returns a Handler.
@@ -158,33 +155,33 @@ func (h *Handler) decode(raw []byte, kind metav1.GroupVersionKind) (*Workload, e
 	return w, nil
 }
 
-// policiesFor lists the live policies whose namespaceSelector matches the
-// namespace, sorted by name.
-func (h *Handler) policiesFor(ctx context.Context, namespace string) ([]*v1alpha1.SlimImagePolicy, error) {
+// policiesFor returns the live policies whose namespaceSelector matches
+// the namespace, compiled, sorted by name.
+func (h *Handler) policiesFor(ctx context.Context, namespace string) ([]*compiledPolicy, error) {
 	var list v1alpha1.SlimImagePolicyList
 	if err := h.opts.Reader.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("listing policies: %w", err)
 	}
-	if len(list.Items) == 0 {
+	compiled := h.policies.compile(ctx, list.Items)
+	if len(compiled) == 0 {
 		return nil, nil
 	}
-	nsLabels := map[string]string{corev1.LabelMetadataName: namespace}
+	var nsLabels map[string]string
 	var ns corev1.Namespace
 	switch err := h.opts.Reader.Get(ctx, types.NamespacedName{Name: namespace}, &ns); {
 	case err == nil:
 		nsLabels = ns.Labels
-	case !apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err):
+		nsLabels = map[string]string{corev1.LabelMetadataName: namespace}
+	default:
 		return nil, fmt.Errorf("reading namespace %s: %w", namespace, err)
 	}
-	var out []*v1alpha1.SlimImagePolicy
-	for i := range list.Items {
-		p := &list.Items[i]
-		if p.DeletionTimestamp == nil && selects(p, nsLabels) {
-			policy.SetDefaults(&p.Spec)
-			out = append(out, p)
+	var out []*compiledPolicy
+	for _, c := range compiled {
+		if c.object.DeletionTimestamp == nil && c.compiled.SelectsNamespace(nsLabels) {
+			out = append(out, c)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
@@ -203,27 +200,26 @@ type failure struct {
 
 // judge inspects the images concurrently, once per distinct reference and
 // egress rules, and applies each policy to each image it does not exclude.
-func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodSpec, imgs []Image, policies []*v1alpha1.SlimImagePolicy) []judgment {
+func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodSpec, imgs []Image, policies []*compiledPolicy) []judgment {
 	type pending struct {
-		key fetchKey
-		j   judgment
-	}
-	rules := make([]string, len(policies))
-	for i, p := range policies {
-		rules[i] = rulesKey(requestFor(p, ""))
+		key    fetchKey
+		policy *compiledPolicy
+		j      judgment
 	}
 	todo := make([]pending, 0, len(imgs)*len(policies))
-	requests := map[fetchKey]registry.Request{}
+	requests := make(map[fetchKey]registry.Request, len(imgs))
 	for _, img := range imgs {
-		for i, p := range policies {
-			if excluded(p, img, h.spellings) {
+		for _, p := range policies {
+			if p.excludes(img) {
 				continue
 			}
-			key := fetchKey{reference: img.Reference, rules: rules[i]}
+			key := fetchKey{reference: img.Reference, rules: p.rules}
 			if _, ok := requests[key]; !ok {
-				requests[key] = requestFor(p, img.Reference)
+				r := p.request
+				r.Reference = img.Reference
+				requests[key] = r
 			}
-			todo = append(todo, pending{key: key, j: judgment{image: img, policy: p}})
+			todo = append(todo, pending{key: key, policy: p, j: judgment{image: img, policy: p.object}})
 		}
 	}
 	if len(todo) == 0 {
@@ -275,7 +271,7 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 		} else {
 			j.results = make([]policy.Result, 0, len(o.ins.Images))
 			for _, facts := range o.ins.Images {
-				j.results = append(j.results, h.evaluate(j.policy, facts))
+				j.results = append(j.results, h.evaluate(t.policy, facts))
 			}
 		}
 		out = append(out, j)
@@ -287,27 +283,6 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 // rules and platforms of the policy (rulesKey). Requests with equal keys
 // are inspected once per review.
 type fetchKey struct{ reference, rules string }
-
-// rulesKey names the egress rules and platforms of a request.
-func rulesKey(r registry.Request) string {
-	e := r.Egress
-	return strings.Join([]string{strconv.FormatBool(e.Enabled), strconv.FormatBool(e.AllowPrivateNetworks),
-		strings.Join(e.AllowRegistries, ","), strings.Join(e.Insecure, ","), strings.Join(r.Platforms, ",")}, "|")
-}
-
-// requestFor builds the registry request a policy allows for a reference.
-func requestFor(p *v1alpha1.SlimImagePolicy, ref string) registry.Request {
-	return registry.Request{
-		Reference: ref,
-		Platforms: p.Spec.Platforms,
-		Egress: registry.EgressRules{
-			Enabled:              true,
-			AllowRegistries:      p.Spec.Registries.Allow,
-			AllowPrivateNetworks: p.Spec.Registries.AllowPrivateNetworks,
-			Insecure:             p.Spec.Registries.Insecure,
-		},
-	}
-}
 
 // keychain returns the pull-secret credentials of the spec, or anonymous
 // when none are configured or they cannot be read.

@@ -26,12 +26,17 @@ func ActionFor(m v1alpha1.Mode) Action {
 	}
 }
 
-// Evaluate judges one image's facts under one policy spec. A nil spec is
-// the built-in default policy.
+// Evaluate judges one image's facts under one policy spec; a nil spec is
+// the built-in default policy. It compiles the spec on every call: callers
+// that judge many images compile once (Compile) and call
+// (*Compiled).Evaluate.
 func Evaluate(spec *v1alpha1.SlimImagePolicySpec, f *image.Facts) Result {
-	if spec == nil {
-		spec = &Default().Spec
-	}
+	c, _ := Compile(spec) // an invalid spec is applied as far as it goes; the notes say what was ignored
+	return c.Evaluate(f)
+}
+
+// Evaluate judges one image's facts under the compiled policy.
+func (c *Compiled) Evaluate(f *image.Facts) Result {
 	if f == nil {
 		return Result{Verdict: VerdictAllow, Findings: []Finding{}, Notes: []string{"no image facts: not judged"}}
 	}
@@ -40,18 +45,12 @@ func Evaluate(spec *v1alpha1.SlimImagePolicySpec, f *image.Facts) Result {
 		Digest:   f.Digest,
 		Findings: []Finding{},
 		Size:     Size{Compressed: f.CompressedSize, Layers: len(f.Layers)},
+		Notes:    slices.Clone(c.notes),
 	}
 	if f.Platform.OS != "" || f.Platform.Architecture != "" {
 		res.Platform = f.Platform.String()
 	}
-	action := ActionFor(spec.Mode)
-	if spec.Mode != "" && spec.Mode != v1alpha1.ModeEnforce && action == ActionDeny {
-		res.Notes = append(res.Notes, fmt.Sprintf("policy mode %q is not Enforce, Warn or Audit: treated as Enforce", spec.Mode))
-	}
-	sel := selectRules(spec.Toolchains)
-	if len(sel.unknown) > 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("policy names unknown rules %q: ignored", sel.unknown))
-	}
+	action, sel := c.action, c.sel
 
 	an := analyze(f)
 	res.Notes = append(res.Notes, an.notes...)
@@ -70,7 +69,7 @@ func Evaluate(spec *v1alpha1.SlimImagePolicySpec, f *image.Facts) Result {
 		res.Findings = append(res.Findings, hitFinding(r, hits, f, action, an.versions[r.version]))
 		attributed = append(attributed, hits...)
 	}
-	res.Findings = append(res.Findings, sizeFindings(spec.SizeBudget, sel, f, action)...)
+	res.Findings = append(res.Findings, sizeFindings(c.spec.SizeBudget, sel, f, action)...)
 	if len(attributed) > 0 {
 		res.Bloat = bloat(f, attributed)
 	}

@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/glob"
 )
 
 // APIVersion and Kind are what a policy document must declare.
@@ -211,21 +211,22 @@ func validateRuleRefs(p *field.Path, refs []string) field.ErrorList {
 	if len(refs) > maxRuleRefs {
 		errs = append(errs, field.TooMany(p, len(refs), maxRuleRefs))
 	}
-	ids := make([]string, 0, len(catalog()))
-	for _, r := range catalog() {
-		ids = append(ids, r.ID)
-	}
 	for i, ref := range refs {
 		ip := p.Index(i)
-		switch {
-		case ref == "":
+		if ref == "" {
 			errs = append(errs, field.Required(ip, "a rule id or glob"))
-		case len(ref) > maxRuleRefLen:
+			continue
+		}
+		if len(ref) > maxRuleRefLen {
 			errs = append(errs, field.TooLong(ip, ref, maxRuleRefLen))
-		case badGlob(ref):
-			errs = append(errs, field.Invalid(ip, ref, "malformed glob"))
-		case !slices.ContainsFunc(ids, func(id string) bool { return matchesRule(ref, id) }):
-			errs = append(errs, field.NotSupported(ip, ref, ids))
+			continue
+		}
+		g, err := glob.Compile(ref)
+		switch {
+		case err != nil:
+			errs = append(errs, field.Invalid(ip, ref, err.Error()))
+		case !namesRule(g):
+			errs = append(errs, field.NotSupported(ip, ref, catalogIDs()))
 		}
 	}
 	return errs
@@ -250,14 +251,22 @@ func validatePatterns(p *field.Path, pats []string, maxItems, maxLen int, host b
 			errs = append(errs, field.Invalid(ip, s, "must not include a scheme"))
 		case host && strings.Contains(s, "/"):
 			errs = append(errs, field.Invalid(ip, s, "must be a registry host[:port], without a path"))
-		case badGlob(s):
-			errs = append(errs, field.Invalid(ip, s, "malformed glob"))
+		default:
+			if err := compilePattern(s, host); err != nil {
+				errs = append(errs, field.Invalid(ip, s, err.Error()))
+			}
 		}
 	}
 	return errs
 }
 
-func badGlob(s string) bool {
-	_, err := path.Match(s, "")
-	return err != nil
+// compilePattern checks an image or registry host pattern with the
+// compiler that matching uses.
+func compilePattern(s string, host bool) error {
+	if host {
+		_, err := glob.CompileHost(s)
+		return err
+	}
+	_, err := glob.Compile(s)
+	return err
 }

@@ -39,6 +39,13 @@ func TestLoadErrors(t *testing.T) {
 		{"bad selector", header + "spec:\n  namespaceSelector:\n    matchExpressions: [{key: team, operator: Near}]\n", []string{"spec.namespaceSelector.matchExpressions[0].operator"}},
 		{"bad exclude glob", header + "spec:\n  exclude: {images: [\"registry.k8s.io/[\"]}\n", []string{"spec.exclude.images[0]"}},
 		{"registry with path", header + "spec:\n  registries: {allow: [\"https://ghcr.io/org\"]}\n", []string{"spec.registries.allow[0]"}},
+		// Globs of other dialects compile nowhere: validation accepts only
+		// what matching implements ('*' and '?').
+		{"character class in exclude", header + "spec:\n  exclude: {images: [\"[gr]hcr.io/*\"]}\n", []string{"spec.exclude.images[0]", "only * and ? are wildcards"}},
+		{"alternatives in exclude", header + "spec:\n  exclude: {images: [\"ghcr.io/{a,b}/*\"]}\n", []string{"spec.exclude.images[0]", "only * and ? are wildcards"}},
+		{"character class in registries", header + "spec:\n  registries: {allow: [\"[gr]hcr.io\"]}\n", []string{"spec.registries.allow[0]", "only * and ? are wildcards"}},
+		{"character class in rule", header + "spec:\n  toolchains: {deny: [\"toolchain.[gr]o\"]}\n", []string{"spec.toolchains.deny[0]", "only * and ? are wildcards"}},
+		{"escape in rule", header + "spec:\n  toolchains: {allow: [\"toolchain\\\\.go\"]}\n", []string{"spec.toolchains.allow[0]", "only * and ? are wildcards"}},
 		{"wrong kind", "apiVersion: slimgate.dev/v1alpha1\nkind: Pod\nspec: {}\n", []string{"kind", `"Pod"`}},
 		{"wrong apiVersion", "apiVersion: v1\nkind: SlimImagePolicy\nspec: {}\n", []string{"apiVersion"}},
 		{"missing kind", "apiVersion: slimgate.dev/v1alpha1\nspec: {}\n", []string{"kind: Required"}},
@@ -59,6 +66,21 @@ func TestLoadErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The patterns policies and the egress tests use stay valid under the one
+// glob dialect, IPv6 brackets in hosts included.
+func TestPatternsInUseStayValid(t *testing.T) {
+	doc := header + `spec:
+  toolchains: {deny: ["toolchain.*", "build.go", "build.?o"], allow: ["toolchain.c?"]}
+  exclude: {images: ["registry.k8s.io/*", "*/golang:1.2?", "docker.io/library/*", "ghcr.io/org/*@sha256:*"]}
+  registries:
+    allow: ["*", "ghcr.io", "GHCR.io", "*.example.com", "reg.local:5000", "[::1]:5000", "::1", "127.0.0.1", "localhost", "ghcr.*"]
+    insecure: ["127.0.0.1:5000", "localhost", "reg.local:5000", "::1", "169.254.169.254"]
+`
+	if _, err := Load([]byte(doc)); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -1,11 +1,11 @@
 package policy
 
 import (
-	"path"
 	"slices"
 	"strings"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/glob"
 )
 
 // Category groups the rules of the catalog.
@@ -172,19 +172,25 @@ func ruleByID(id string) (Rule, bool) {
 	return Rule{}, false
 }
 
-// matchesRule reports whether an id or glob from a policy names rule id.
-func matchesRule(pattern, id string) bool {
-	if pattern == id {
-		return true
+// catalogIDs lists the ids of the catalog, in reporting order.
+func catalogIDs() []string {
+	ids := make([]string, 0, len(catalog()))
+	for _, r := range catalog() {
+		ids = append(ids, r.ID)
 	}
-	ok, err := path.Match(pattern, id)
-	return err == nil && ok
+	return ids
+}
+
+// namesRule reports whether a deny/allow glob names a rule of the catalog.
+func namesRule(g glob.Pattern) bool {
+	return slices.ContainsFunc(catalog(), func(r Rule) bool { return g.Match(r.ID) })
 }
 
 // selection is the set of rules a policy applies.
 type selection struct {
 	rules map[string]bool
-	// unknown lists the deny/allow entries that name no rule.
+	// unknown lists the deny/allow entries that name no rule (malformed
+	// globs included: they match nothing).
 	unknown []string
 }
 
@@ -193,26 +199,39 @@ type selection struct {
 // off through allow.
 func selectRules(t v1alpha1.ToolchainRules) selection {
 	s := selection{rules: map[string]bool{}}
-	cat := catalog()
-	for _, pattern := range slices.Concat(t.Deny, t.Allow) {
-		if !slices.ContainsFunc(cat, func(r Rule) bool { return matchesRule(pattern, r.ID) }) {
-			s.unknown = append(s.unknown, pattern)
-		}
+	deny := s.compile(t.Deny)
+	allow := s.compile(t.Allow)
+	matches := func(gs []glob.Pattern, id string) bool {
+		return slices.ContainsFunc(gs, func(g glob.Pattern) bool { return g.Match(id) })
 	}
-	for _, r := range cat {
+	for _, r := range catalog() {
 		switch r.Category {
 		case CategoryToolchain, CategoryBuild:
-			if len(t.Deny) > 0 && !slices.ContainsFunc(t.Deny, func(p string) bool { return matchesRule(p, r.ID) }) {
+			if len(t.Deny) > 0 && !matches(deny, r.ID) {
 				continue
 			}
 		case CategorySize:
 		default:
 			continue
 		}
-		if slices.ContainsFunc(t.Allow, func(p string) bool { return matchesRule(p, r.ID) }) {
+		if matches(allow, r.ID) {
 			continue
 		}
 		s.rules[r.ID] = true
 	}
 	return s
+}
+
+// compile compiles deny or allow entries, noting those that name no rule.
+func (s *selection) compile(refs []string) []glob.Pattern {
+	out := make([]glob.Pattern, 0, len(refs))
+	for _, ref := range refs {
+		g, err := glob.Compile(ref)
+		if err != nil || !namesRule(g) {
+			s.unknown = append(s.unknown, ref)
+			continue
+		}
+		out = append(out, g)
+	}
+	return out
 }

@@ -1,0 +1,160 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/glob"
+)
+
+// Compiled is a policy spec prepared once for many evaluations: defaults
+// applied, rules selected, namespace selector and exclusion globs
+// compiled. It is immutable and safe for concurrent use.
+type Compiled struct {
+	spec   *v1alpha1.SlimImagePolicySpec
+	action Action
+	// notes are what every result says about the policy itself.
+	notes    []string
+	sel      selection
+	selector labels.Selector
+	exclude  []glob.Pattern
+	// excludeHub is set when an exclude glob could match a Docker Hub
+	// spelling ("index.docker.io/...", "docker.io/...").
+	excludeHub bool
+}
+
+// Compile validates a policy spec and prepares it for evaluation; a nil
+// spec is the built-in default policy. The spec is copied: later changes
+// to it do not reach the Compiled.
+//
+// An invalid spec still compiles, and the error lists every problem with
+// its field path, as Validate does. The Compiled then applies what it can,
+// never less than it understood: malformed globs and unknown rule ids match
+// nothing (each result notes the ignored rule ids), an unknown mode is
+// Enforce, and a selector that does not parse selects no namespace. Callers
+// that can refuse a policy (Load, the CLI) check the error; the webhook
+// keeps applying a policy the API server stored while its status reports
+// the problems.
+func Compile(spec *v1alpha1.SlimImagePolicySpec) (*Compiled, error) {
+	if spec == nil {
+		spec = &Default().Spec
+	}
+	s := spec.DeepCopy()
+	SetDefaults(s)
+	c := &Compiled{
+		spec:     s,
+		action:   ActionFor(s.Mode),
+		sel:      selectRules(s.Toolchains),
+		selector: namespaceSelector(s.NamespaceSelector),
+	}
+	if s.Mode != v1alpha1.ModeEnforce && c.action == ActionDeny {
+		c.notes = append(c.notes, fmt.Sprintf("policy mode %q is not Enforce, Warn or Audit: treated as Enforce", s.Mode))
+	}
+	if len(c.sel.unknown) > 0 {
+		c.notes = append(c.notes, fmt.Sprintf("policy names unknown rules %q: ignored", c.sel.unknown))
+	}
+	for _, p := range s.Exclude.Images {
+		if g, err := glob.Compile(p); err == nil {
+			c.exclude = append(c.exclude, g)
+			c.excludeHub = c.excludeHub || mayStartWith(g, name.DefaultRegistry) || mayStartWith(g, "docker.io")
+		}
+	}
+	if errs := Validate(s); len(errs) > 0 {
+		return c, fmt.Errorf("invalid policy: %w", errs.ToAggregate())
+	}
+	return c, nil
+}
+
+// namespaceSelector compiles spec.namespaceSelector: absent selects every
+// namespace, unparseable none.
+func namespaceSelector(ls *metav1.LabelSelector) labels.Selector {
+	if ls == nil {
+		return labels.Everything()
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil {
+		return labels.Nothing()
+	}
+	return sel
+}
+
+// Spec returns the compiled spec, defaults applied. Callers only read it.
+func (c *Compiled) Spec() *v1alpha1.SlimImagePolicySpec { return c.spec }
+
+// SelectsNamespace reports whether the policy applies to a namespace with
+// these labels.
+func (c *Compiled) SelectsNamespace(nsLabels map[string]string) bool {
+	return c.selector.Matches(labels.Set(nsLabels))
+}
+
+// ExcludesEphemeralContainers reports whether the policy leaves the images
+// of ephemeral (debug) containers alone.
+func (c *Compiled) ExcludesEphemeralContainers() bool {
+	e := c.spec.Exclude.EphemeralContainers
+	return e == nil || *e
+}
+
+// ExcludesImage reports whether a reference matches an exclude.images glob
+// as written or in a normalised spelling: "golang:1" is also matched as
+// "index.docker.io/library/golang:1" and "docker.io/library/golang:1".
+func (c *Compiled) ExcludesImage(ref string) bool {
+	if len(c.exclude) == 0 {
+		return false
+	}
+	if c.excludes(ref) {
+		return true
+	}
+	if !c.mayExcludeNormalised(ref) {
+		return false
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return false
+	}
+	full := r.Name()
+	if c.excludes(full) {
+		return true
+	}
+	rest, ok := strings.CutPrefix(full, name.DefaultRegistry+"/")
+	return ok && c.excludes("docker.io/"+rest)
+}
+
+func (c *Compiled) excludes(s string) bool {
+	for _, g := range c.exclude {
+		if g.Match(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayExcludeNormalised reports whether an exclude glob could match a
+// normalised spelling of ref, so that only then is ref parsed (a warm
+// review would otherwise spend most of its allocations here). The name
+// package spells a reference's registry as its first component, when that
+// names a host, or as Docker Hub: every normalised spelling starts with
+// that component, "index.docker.io/" or "docker.io/" and a slash.
+func (c *Compiled) mayExcludeNormalised(ref string) bool {
+	if c.excludeHub {
+		return true
+	}
+	host, _, ok := strings.Cut(ref, "/")
+	return ok && slices.ContainsFunc(c.exclude, func(g glob.Pattern) bool { return mayStartWith(g, host) })
+}
+
+// mayStartWith reports whether g could match a string that starts with
+// host and a slash: its literal prefix and that start agree as far as
+// both go.
+func mayStartWith(g glob.Pattern, host string) bool {
+	p := g.LiteralPrefix()
+	if len(p) <= len(host) {
+		return strings.HasPrefix(host, p)
+	}
+	return strings.HasPrefix(p, host) && p[len(host)] == '/'
+}
