@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"slimgate.dev/slimgate/pkg/glob"
 )
 
 // Rules is the egress guard applied to one request.
@@ -63,26 +65,9 @@ func (r Rules) CheckRegistry(host string, exempt []string) error {
 }
 
 // matchHost reports whether a registry host (host or host:port) matches a
-// pattern: "*", an exact host, an exact host:port, or "*.example.com"
-// (any subdomain, any port). A pattern without a port matches any port.
-// Matching ignores case. It is the only host matcher of the guard.
-func matchHost(pattern, host string) bool {
-	pattern, host = strings.ToLower(strings.TrimSpace(pattern)), strings.ToLower(host)
-	switch {
-	case pattern == "":
-		return false
-	case pattern == "*" || pattern == host:
-		return true
-	}
-	bare := hostOnly(host)
-	if suffix, ok := strings.CutPrefix(pattern, "*."); ok {
-		return strings.HasSuffix(bare, "."+suffix)
-	}
-	if _, _, err := net.SplitHostPort(pattern); err != nil {
-		return strings.Trim(pattern, "[]") == bare
-	}
-	return false
-}
+// pattern in pkg/glob's host dialect (the one the policy validates). It is
+// the only host matcher of the guard.
+func matchHost(pattern, host string) bool { return glob.MatchHost(pattern, host) }
 
 // hostOnly strips the port and IPv6 brackets from host[:port].
 func hostOnly(host string) string {

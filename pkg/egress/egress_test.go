@@ -147,6 +147,11 @@ func TestMatchHost(t *testing.T) {
 		{"::1", "[::1]:5000", true},
 		{"[::1]:5000", "[::1]:5000", true},
 		{"", "ghcr.io", false},
+		// One dialect with the policy validation: patterns it accepts match.
+		{"ghcr.*", "ghcr.io", true},
+		{"*.example.com:5000", "reg.example.com:5000", true},
+		{"*.example.com:5000", "reg.example.com:5001", false},
+		{"reg-?.example.com", "reg-2.example.com", true},
 	} {
 		if got := matchHost(tc.pattern, tc.host); got != tc.want {
 			t.Errorf("matchHost(%q, %q) = %t, want %t", tc.pattern, tc.host, got, tc.want)
