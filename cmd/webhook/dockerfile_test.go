@@ -102,11 +102,11 @@ func testImagePasses(t *testing.T, artifacts map[string]v1.Layer) {
 		t.Errorf("the webhook image is %s with findings:\n%s", res.Verdict, res.Summary())
 	}
 	budget := policy.Default().Spec.SizeBudget
-	if max := budget.MaxCompressed.Value(); res.Size.Compressed > max {
-		t.Errorf("compressed size %d over the default budget %d", res.Size.Compressed, max)
+	if limit := budget.MaxCompressed.Value(); res.Size.Compressed > limit {
+		t.Errorf("compressed size %d over the default budget %d", res.Size.Compressed, limit)
 	}
-	if max := int(*budget.MaxLayers); res.Size.Layers > max {
-		t.Errorf("%d layers, over the default budget of %d", res.Size.Layers, max)
+	if limit := int(*budget.MaxLayers); res.Size.Layers > limit {
+		t.Errorf("%d layers, over the default budget of %d", res.Size.Layers, limit)
 	}
 	t.Logf("modelled webhook image: %d layers, %s compressed (budget %s)", res.Size.Layers,
 		policy.HumanBytes(res.Size.Compressed), policy.HumanBytes(budget.MaxCompressed.Value()))
@@ -308,11 +308,11 @@ func (m *model) build(i int) state {
 			var layer v1.Layer = declaredLayer{id: layerID, size: contextCopyBytes}
 			if from != "" {
 				src := strings.Fields(paths)[0]
-				real, ok := m.artifacts[src]
+				built, ok := m.artifacts[src]
 				if !ok {
 					m.t.Fatalf("%s --from=%s %s: no built artifact for %s in the model", step.cmd, from, paths, src)
 				}
-				layer = real
+				layer = built
 			}
 			st.add(step.cmd+" "+paths+" # buildkit", layer)
 		case "WORKDIR":
@@ -438,7 +438,10 @@ func webhookLayer(t *testing.T) v1.Layer {
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
+	content := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(content)), nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

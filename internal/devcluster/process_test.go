@@ -239,7 +239,7 @@ func TestPoll(t *testing.T) {
 			if tc.wantCalls > 0 && calls.Load() != tc.wantCalls {
 				t.Errorf("%d calls, want %d", calls.Load(), tc.wantCalls)
 			}
-			if tc.wantErr == notYet && !strings.Contains(err.Error(), "still failing after") {
+			if errors.Is(tc.wantErr, notYet) && !strings.Contains(err.Error(), "still failing after") {
 				t.Errorf("timeout error %q does not say how long it tried", err)
 			}
 		})

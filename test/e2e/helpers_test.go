@@ -73,10 +73,13 @@ func policy(t *testing.T, s v1alpha1.SlimImagePolicySpec) *v1alpha1.SlimImagePol
 		// controller stops seeing it at the same time.
 		eventually(t, 10*time.Second, func() error {
 			err := e2e.client.Get(ctx, client.ObjectKeyFromObject(p), &v1alpha1.SlimImagePolicy{})
-			if apierrors.IsNotFound(err) {
+			switch {
+			case apierrors.IsNotFound(err):
 				return nil
+			case err != nil:
+				return fmt.Errorf("policy %s: %w", p.Name, err)
 			}
-			return fmt.Errorf("policy %s still there: %v", p.Name, err)
+			return fmt.Errorf("policy %s still there", p.Name)
 		})
 	})
 	eventually(t, 10*time.Second, func() error {
@@ -101,12 +104,12 @@ func pod(ns, name, image string) *corev1.Pod {
 	}
 }
 
-// create creates obj and returns the error and the warnings received.
-func create(t *testing.T, obj client.Object, opts ...client.CreateOption) (error, []string) {
+// create creates obj and returns the warnings received and the error.
+func create(t *testing.T, obj client.Object, opts ...client.CreateOption) ([]string, error) {
 	t.Helper()
 	e2e.warnings.Take()
 	err := e2e.client.Create(context.Background(), obj, opts...)
-	return err, e2e.warnings.Take()
+	return e2e.warnings.Take(), err
 }
 
 // mustDeny checks err is an admission denial containing every want.

@@ -28,12 +28,12 @@ func TestEnforceRefusesGoSDKImage(t *testing.T) {
 	ns := namespace(t, caseLabels(t))
 	p := policy(t, spec(v1alpha1.ModeEnforce, caseLabels(t)))
 
-	err, _ := create(t, pod(ns, "sdk", e2e.golangApp()))
+	_, err := create(t, pod(ns, "sdk", e2e.golangApp()))
 	mustDeny(t, err, "["+p.Name+"]", `container "app"`, e2e.golangApp(), "toolchain.go", "remedy:")
 	mentionsGoSDK(t, err.Error())
 	t.Logf("denial as the user sees it:\n%v", err)
 
-	if err, _ := create(t, pod(ns, "slim", e2e.slimApp())); err != nil {
+	if _, err := create(t, pod(ns, "slim", e2e.slimApp())); err != nil {
 		t.Errorf("multi-stage image refused: %v", err)
 	}
 	waitEvent(t, ns, "sdk", "ImageRejected")
@@ -49,7 +49,7 @@ func TestEnforceRefusesWorkloads(t *testing.T) {
 	}
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sdk"},
 		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: tmpl}}
-	err, _ := create(t, dep)
+	_, err := create(t, dep)
 	mustDeny(t, err, "spec.template.spec.containers[0].image", e2e.golangApp())
 	mentionsGoSDK(t, err.Error())
 
@@ -57,14 +57,14 @@ func TestEnforceRefusesWorkloads(t *testing.T) {
 	jobTmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
 	cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sdk"},
 		Spec: batchv1.CronJobSpec{Schedule: "*/5 * * * *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: jobTmpl}}}}
-	err, _ = create(t, cj)
+	_, err = create(t, cj)
 	mustDeny(t, err, "spec.jobTemplate.spec.template.spec.containers[0].image")
 }
 
 func TestAuditAdmitsAndRecords(t *testing.T) {
 	ns := namespace(t, caseLabels(t))
 	p := policy(t, spec(v1alpha1.ModeAudit, caseLabels(t)))
-	err, warnings := create(t, pod(ns, "sdk", e2e.golangApp()))
+	warnings, err := create(t, pod(ns, "sdk", e2e.golangApp()))
 	if err != nil {
 		t.Fatalf("audit refused: %v", err)
 	}
@@ -123,7 +123,7 @@ func controlledBy(obj metav1.Object, apiVersion, kind, name string, uid types.UI
 func TestWarnAdmitsWithWarning(t *testing.T) {
 	ns := namespace(t, caseLabels(t))
 	p := policy(t, spec(v1alpha1.ModeWarn, caseLabels(t)))
-	err, warnings := create(t, pod(ns, "sdk", e2e.golangApp()))
+	warnings, err := create(t, pod(ns, "sdk", e2e.golangApp()))
 	if err != nil {
 		t.Fatalf("warn refused: %v", err)
 	}
@@ -144,9 +144,9 @@ func TestOptInByNamespaceLabel(t *testing.T) {
 	plain := namespace(t, nil)
 	policy(t, spec(v1alpha1.ModeEnforce, optIn))
 
-	err, _ := create(t, pod(labelled, "sdk", e2e.golangApp()))
+	_, err := create(t, pod(labelled, "sdk", e2e.golangApp()))
 	mustDeny(t, err, e2e.golangApp())
-	if err, _ := create(t, pod(plain, "sdk", e2e.golangApp())); err != nil {
+	if _, err := create(t, pod(plain, "sdk", e2e.golangApp())); err != nil {
 		t.Fatalf("unlabelled namespace: %v", err)
 	}
 
@@ -167,7 +167,7 @@ func TestOptInByNamespaceLabel(t *testing.T) {
 		}
 		return nil
 	})
-	err, _ = create(t, pod(plain, "sdk3", e2e.golangApp()))
+	_, err = create(t, pod(plain, "sdk3", e2e.golangApp()))
 	mustDeny(t, err, e2e.golangApp())
 }
 
@@ -178,12 +178,12 @@ func TestClusterAuditWithOptInEnforce(t *testing.T) {
 	audit := policy(t, spec(v1alpha1.ModeAudit, nil))
 	enforce := policy(t, spec(v1alpha1.ModeEnforce, optIn))
 
-	err, _ := create(t, pod(labelled, "sdk", e2e.golangApp()))
+	_, err := create(t, pod(labelled, "sdk", e2e.golangApp()))
 	mustDeny(t, err, "["+enforce.Name+"]")
 	if strings.Contains(err.Error(), "["+audit.Name+"]") {
 		t.Errorf("denial speaks for the audit policy too:\n%v", err)
 	}
-	if err, _ := create(t, pod(plain, "sdk", e2e.golangApp())); err != nil {
+	if _, err := create(t, pod(plain, "sdk", e2e.golangApp())); err != nil {
 		t.Fatalf("audit-only namespace refused: %v", err)
 	}
 	ev := waitEvent(t, plain, "sdk", "ImageAudited")
@@ -199,16 +199,16 @@ func TestDryRunRecordsNothing(t *testing.T) {
 	warnNS := namespace(t, warnLabels)
 	policy(t, spec(v1alpha1.ModeWarn, warnLabels))
 
-	err, _ := create(t, pod(enforceNS, "dry", e2e.golangApp()), client.DryRunAll)
+	_, err := create(t, pod(enforceNS, "dry", e2e.golangApp()), client.DryRunAll)
 	mustDeny(t, err, e2e.golangApp())
-	err, warnings := create(t, pod(warnNS, "dry", e2e.golangApp()), client.DryRunAll)
+	warnings, err := create(t, pod(warnNS, "dry", e2e.golangApp()), client.DryRunAll)
 	if err != nil || len(warnings) == 0 {
 		t.Fatalf("dry-run under Warn: err %v, warnings %q", err, warnings)
 	}
 
 	// A real request afterwards records its Event; by then the dry runs
 	// would have recorded theirs.
-	if err, _ := create(t, pod(warnNS, "real", e2e.golangApp())); err != nil {
+	if _, err := create(t, pod(warnNS, "real", e2e.golangApp())); err != nil {
 		t.Fatal(err)
 	}
 	waitEvent(t, warnNS, "real", "ImageWarned")
@@ -231,7 +231,7 @@ func TestLabelOnlyUpdateAllowed(t *testing.T) {
 		t.Fatalf("creating before any policy: %v", err)
 	}
 	policy(t, spec(v1alpha1.ModeEnforce, caseLabels(t)))
-	err, _ := create(t, pod(ns, "new", e2e.golangApp()))
+	_, err := create(t, pod(ns, "new", e2e.golangApp()))
 	mustDeny(t, err, e2e.golangApp())
 
 	old.Labels = map[string]string{"tier": "backend"}
@@ -252,7 +252,7 @@ func TestRegistryUnreachable(t *testing.T) {
 			s.OnInspectionError = c.on
 			policy(t, s)
 			start := time.Now()
-			err, _ := create(t, pod(ns, "gone", image))
+			_, err := create(t, pod(ns, "gone", image))
 			if took := time.Since(start); took >= webhookTimeout {
 				t.Errorf("answered in %s, not within the %s webhook timeout", took, webhookTimeout)
 			}
@@ -309,13 +309,13 @@ func TestPullSecretRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Without the secret the registry refuses slimgate: inspection fails.
-	err, _ := create(t, pod(ns, "anonymous", e2e.privateApp()))
+	_, err := create(t, pod(ns, "anonymous", e2e.privateApp()))
 	mustDeny(t, err, "inspection.failed")
 
 	// With it, the image is read and judged on its history.
 	p := pod(ns, "authed", e2e.privateApp())
 	p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "pull"}}
-	err, _ = create(t, p)
+	_, err = create(t, p)
 	mustDeny(t, err, "toolchain.go")
 	mentionsGoSDK(t, err.Error())
 }
@@ -326,9 +326,9 @@ func TestSizeBudget(t *testing.T) {
 	budget := resource.MustParse("1Mi")
 	s.SizeBudget.MaxCompressed = &budget
 	policy(t, s)
-	err, _ := create(t, pod(ns, "big", e2e.bigApp()))
+	_, err := create(t, pod(ns, "big", e2e.bigApp()))
 	mustDeny(t, err, e2e.bigApp(), "budget 1.0 MiB (1048576 bytes)", "measured 2.0 MiB")
-	if err, _ := create(t, pod(ns, "slim", e2e.slimApp())); err != nil {
+	if _, err := create(t, pod(ns, "slim", e2e.slimApp())); err != nil {
 		t.Errorf("small image refused: %v", err)
 	}
 }
