@@ -44,12 +44,18 @@ envtest-assets: ## Build kube-apiserver and etcd from the Go module proxy (cache
 registry-server: ## Install the distribution registry server (Debian docker-registry) for integration tests.
 	@hack/install-registry.sh
 
+# `make test` runs every package with the race detector, the end-to-end
+# and deploy suites included: on 2 cores -race took test/e2e from 10 s to
+# 12 s, test/deploy from 10 s to 12 s and cmd/webhook/app from 11 s to
+# 16 s, so nothing is left out for speed. The first run builds the
+# dependencies with race instrumentation once (several minutes cold). The
+# fuzz targets run without it.
 .PHONY: test
-test: $(HELM) $(KUSTOMIZE) ## Run everything: unit, integration and end-to-end tests, then each fuzz target briefly.
+test: $(HELM) $(KUSTOMIZE) ## Run everything with -race: unit, integration and end-to-end tests, then each fuzz target briefly.
 	@assets="$$(hack/envtest-assets.sh)"; \
 	hack/install-registry.sh || [ "$${CI:-}" != true ]; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
-	KUBEBUILDER_ASSETS="$$assets" SLIMGATE_HELM=$(HELM) SLIMGATE_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 ./...
+	KUBEBUILDER_ASSETS="$$assets" SLIMGATE_HELM=$(HELM) SLIMGATE_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -race -count=1 ./...
 	@for t in $(FUZZ_TARGETS); do \
 		pkg="$${t%%:*}"; name="$${t##*:}"; \
 		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
