@@ -62,6 +62,17 @@ test: $(HELM) $(KUSTOMIZE) ## Run everything with -race: unit, integration and e
 		$(GO) test "$$pkg" -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
 	done
 
+# The edit-test loop: every package but test/ (API server, helm) in -short
+# mode, in which tests that need an API server or a registry server skip
+# (TestRealRegistryWithPullSecrets starts one; it has no -short check of
+# its own). Go's test cache applies: unchanged packages are not rerun.
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test/')
+UNIT_SKIP ?= ^TestRealRegistryWithPullSecrets$$
+
+.PHONY: test-unit
+test-unit: ## Run the fast tests (no API server, no registry server, no helm): under 30 s warm on 2 cores.
+	$(GO) test -short -skip '$(UNIT_SKIP)' $(UNIT_PKGS)
+
 .PHONY: test-e2e
 test-e2e: ## Run the end-to-end tests against a real kube-apiserver and etcd.
 	@assets="$$(hack/envtest-assets.sh)"; \

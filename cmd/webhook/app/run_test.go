@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -36,7 +37,9 @@ import (
 	"slimgate.dev/slimgate/internal/devcluster"
 )
 
-// These tests run app.Run against a real kube-apiserver and etcd (envtest).
+// These tests run app.Run against a real kube-apiserver and etcd (envtest),
+// started once by TestMain; with -short (make test-unit) none is started
+// and they skip.
 
 var (
 	restConfig *rest.Config
@@ -46,6 +49,10 @@ var (
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
 func runTests(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		return m.Run()
+	}
 	logOut := io.Discard
 	if os.Getenv("WEBHOOK_TEST_LOGS") != "" {
 		logOut = os.Stderr
@@ -63,6 +70,15 @@ func runTests(m *testing.M) int {
 	}
 	restConfig = cfg
 	return m.Run()
+}
+
+// needAPIServer skips the test in -short mode, where TestMain starts no
+// API server.
+func needAPIServer(t *testing.T) {
+	t.Helper()
+	if restConfig == nil {
+		t.Skip("needs kube-apiserver and etcd, which -short mode does not start")
+	}
 }
 
 // start runs app.Run in the background; the cleanup stops it and checks it
@@ -143,6 +159,7 @@ func decisionsCounter() *prometheus.CounterVec {
 // TestRunTwice runs the server twice in one process with controller-runtime's
 // global metrics registry, as the e2e suite and tests that restart it do.
 func TestRunTwice(t *testing.T) {
+	needAPIServer(t)
 	for i := range 2 {
 		t.Run(fmt.Sprint("run ", i+1), func(t *testing.T) {
 			o := options(t)
@@ -170,6 +187,7 @@ func TestRunTwice(t *testing.T) {
 // certificate, and report ready only then; and reissue a damaged
 // certificate.
 func TestCertRotation(t *testing.T) {
+	needAPIServer(t)
 	ctx := context.Background()
 	// A fresh release namespace per run (go test -count=2): the rotator's
 	// controller is named after its Secret, and controller names are

@@ -97,6 +97,7 @@ type reviewResult struct {
 // unanswered connection is reset); Run returns nil within the shutdown
 // timeout; and the port refuses connections afterwards.
 func TestShutdownFinishesInFlightReview(t *testing.T) {
+	needAPIServer(t)
 	ctx := context.Background()
 	const hold = 3 * time.Second
 	slow := &slowManifests{next: devcluster.NewRegistry(), repo: "slow/golang-app", hold: hold,
