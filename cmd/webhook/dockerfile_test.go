@@ -30,11 +30,10 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/image"
 	"slimgate.dev/slimgate/pkg/policy"
 )
@@ -235,18 +234,7 @@ type state struct {
 func (m *model) image(i int) v1.Image {
 	m.t.Helper()
 	st := m.build(i)
-	img, err := mutate.AppendLayers(empty.Image, st.layers...)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = st.os, st.arch
-	cf.History, cf.Config = st.history, st.config
-	img, err = mutate.ConfigFile(img, cf)
+	img, err := devcluster.Assemble(st.layers, &v1.ConfigFile{OS: st.os, Architecture: st.arch, History: st.history, Config: st.config})
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -358,15 +346,8 @@ func (m *model) base(ref string) state {
 	if i < 0 {
 		m.t.Fatalf("no config fixture models the base image %s", ref)
 	}
-	data, err := os.ReadFile(filepath.Join("..", "..", "pkg", "policy", "testdata", "images", baseFixtures[i].file))
+	fx, err := devcluster.ReadFixture(filepath.Join("..", "..", "pkg", "policy", "testdata", "images", baseFixtures[i].file))
 	if err != nil {
-		m.t.Fatal(err)
-	}
-	var fx struct {
-		Config     v1.ConfigFile `json:"config"`
-		LayerSizes []int64       `json:"layer_sizes"`
-	}
-	if err := json.Unmarshal(data, &fx); err != nil {
 		m.t.Fatal(err)
 	}
 	st := state{config: fx.Config.Config, history: fx.Config.History, os: fx.Config.OS, arch: fx.Config.Architecture}

@@ -206,28 +206,21 @@ func TestFromImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf, err := base.ConfigFile()
+	baseConfig, err := base.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf = cf.DeepCopy()
-	want := config(buildHistory)
-	cf.OS, cf.Architecture, cf.Variant, cf.History, cf.Config = want.OS, want.Architecture, want.Variant, want.History, want.Config
+	cf := config(buildHistory)
+	cf.RootFS = baseConfig.RootFS
 	img, err := mutate.ConfigFile(base, cf)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	f, err := FromImage(img, "registry.example/team/app:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	digest, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := img.Manifest()
-	if err != nil {
+	f, ferr := FromImage(img, "registry.example/team/app:1")
+	digest, derr := img.Digest()
+	m, merr := img.Manifest()
+	if err := errors.Join(ferr, derr, merr); err != nil {
 		t.Fatal(err)
 	}
 	if f.Reference != "registry.example/team/app:1" || f.Digest != digest.String() || f.IndexDigest != "" {

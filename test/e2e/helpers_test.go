@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -49,7 +48,7 @@ func spec(mode v1alpha1.Mode, selector map[string]string) v1alpha1.SlimImagePoli
 		Mode: mode,
 		Registries: v1alpha1.RegistryRules{
 			AllowPrivateNetworks: true,
-			Insecure:             []string{e2e.registry, e2e.private, e2e.unreachable},
+			Insecure:             []string{e2e.reg.Open, e2e.reg.Private, e2e.unreachable},
 		},
 	}
 	if selector != nil {
@@ -82,17 +81,9 @@ func policy(t *testing.T, s v1alpha1.SlimImagePolicySpec) *v1alpha1.SlimImagePol
 			return fmt.Errorf("policy %s still there", p.Name)
 		})
 	})
-	eventually(t, 10*time.Second, func() error {
-		var got v1alpha1.SlimImagePolicy
-		if err := e2e.client.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
-			return err
-		}
-		c := meta.FindStatusCondition(got.Status.Conditions, admission.ConditionReady)
-		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != got.Generation {
-			return fmt.Errorf("policy %s not ready: %+v", p.Name, got.Status)
-		}
-		return nil
-	})
+	if err := devcluster.WaitPolicyReady(ctx, e2e.client, p.Name, admission.ConditionReady, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 

@@ -29,12 +29,12 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
 	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
 
 // These tests run app.Run against a real kube-apiserver and etcd (envtest),
@@ -53,11 +53,7 @@ func runTests(m *testing.M) int {
 	if testing.Short() {
 		return m.Run()
 	}
-	logOut := io.Discard
-	if os.Getenv("WEBHOOK_TEST_LOGS") != "" {
-		logOut = os.Stderr
-	}
-	logf.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true)))
+	logf.SetLogger(devcluster.NewLogger(io.Discard, "WEBHOOK_TEST_LOGS"))
 	env, cfg, err := devcluster.Env{Root: filepath.Join("..", "..", "..")}.Start(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -81,40 +77,19 @@ func needAPIServer(t *testing.T) {
 	}
 }
 
-// start runs app.Run in the background; the cleanup stops it and checks it
-// returned no error.
-func start(t *testing.T, o app.Options) *devcluster.Process {
-	t.Helper()
-	run := devcluster.Go(context.Background(), func(ctx context.Context) error { return app.Run(ctx, o) })
-	t.Cleanup(func() {
-		err := run.Stop(30 * time.Second)
-		switch {
-		case errors.Is(err, devcluster.ErrNotStopped):
-			t.Error("Run did not return after its context ended")
-		case err != nil:
-			t.Errorf("Run returned %v", err)
-		}
-	})
-	return run
-}
-
-// options are the options of a webhook on free loopback ports.
+// options are the options of a webhook on free loopback ports, with a
+// certificate folder of its own.
 func options(t *testing.T) app.Options {
-	t.Helper()
-	return app.Options{
-		Config: restConfig, Host: "127.0.0.1", Port: freePort(t), CertDir: filepath.Join(t.TempDir(), "certs"),
-		MetricsAddr: "0", ProbeAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		Concurrency: 2, DefaultTimeout: 10 * time.Second, TimeoutMargin: time.Second, ShutdownTimeout: 5 * time.Second,
-	}
-}
-
-func freePort(t *testing.T) int {
 	t.Helper()
 	port, err := devcluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return port
+	o, err := webhooktest.Options(restConfig, "127.0.0.1", port, filepath.Join(t.TempDir(), "certs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 // readyz returns the status and body of /readyz?verbose; status 0 when the
@@ -129,11 +104,10 @@ func readyz(probe string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// waitReady waits up to a minute for /readyz, failing the test when Run
-// returns first.
-func waitReady(t *testing.T, probe string, run *devcluster.Process) {
+// waitReady waits for /readyz, failing the test when Run returns first.
+func waitReady(t *testing.T, o app.Options, run *devcluster.Process) {
 	t.Helper()
-	if err := devcluster.WaitReady(context.Background(), "http://"+probe+"/readyz?verbose", time.Minute, run); err != nil {
+	if err := webhooktest.WaitReady(context.Background(), o, run); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 }
@@ -166,7 +140,7 @@ func TestRunTwice(t *testing.T) {
 			// The webhook serves with a certificate from the folder, as
 			// with cert-manager.
 			writeSelfSigned(t, o.CertDir)
-			waitReady(t, o.ProbeAddr, start(t, o))
+			waitReady(t, o, webhooktest.Start(t, o))
 			err := metrics.Registry.Register(decisionsCounter())
 			if are := (prometheus.AlreadyRegisteredError{}); !errors.As(err, &are) {
 				t.Errorf("registering the decision counter during Run gave %v, want AlreadyRegisteredError", err)
@@ -212,7 +186,7 @@ func TestCertRotation(t *testing.T) {
 	o.CertRotation = true
 	o.Namespace = ns
 	o.Registerer = prometheus.NewRegistry()
-	run := start(t, o)
+	run := webhooktest.Start(t, o)
 
 	service := "slimgate-webhook." + ns
 	dnsNames := []string{service + ".svc", service + ".svc.cluster.local", service}
