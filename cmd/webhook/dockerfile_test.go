@@ -30,11 +30,10 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/image"
 	"slimgate.dev/slimgate/pkg/policy"
 )
@@ -102,11 +101,11 @@ func testImagePasses(t *testing.T, artifacts map[string]v1.Layer) {
 		t.Errorf("the webhook image is %s with findings:\n%s", res.Verdict, res.Summary())
 	}
 	budget := policy.Default().Spec.SizeBudget
-	if max := budget.MaxCompressed.Value(); res.Size.Compressed > max {
-		t.Errorf("compressed size %d over the default budget %d", res.Size.Compressed, max)
+	if limit := budget.MaxCompressed.Value(); res.Size.Compressed > limit {
+		t.Errorf("compressed size %d over the default budget %d", res.Size.Compressed, limit)
 	}
-	if max := int(*budget.MaxLayers); res.Size.Layers > max {
-		t.Errorf("%d layers, over the default budget of %d", res.Size.Layers, max)
+	if limit := int(*budget.MaxLayers); res.Size.Layers > limit {
+		t.Errorf("%d layers, over the default budget of %d", res.Size.Layers, limit)
 	}
 	t.Logf("modelled webhook image: %d layers, %s compressed (budget %s)", res.Size.Layers,
 		policy.HumanBytes(res.Size.Compressed), policy.HumanBytes(budget.MaxCompressed.Value()))
@@ -235,18 +234,7 @@ type state struct {
 func (m *model) image(i int) v1.Image {
 	m.t.Helper()
 	st := m.build(i)
-	img, err := mutate.AppendLayers(empty.Image, st.layers...)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = st.os, st.arch
-	cf.History, cf.Config = st.history, st.config
-	img, err = mutate.ConfigFile(img, cf)
+	img, err := devcluster.Assemble(st.layers, &v1.ConfigFile{OS: st.os, Architecture: st.arch, History: st.history, Config: st.config})
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -308,11 +296,11 @@ func (m *model) build(i int) state {
 			var layer v1.Layer = declaredLayer{id: layerID, size: contextCopyBytes}
 			if from != "" {
 				src := strings.Fields(paths)[0]
-				real, ok := m.artifacts[src]
+				built, ok := m.artifacts[src]
 				if !ok {
 					m.t.Fatalf("%s --from=%s %s: no built artifact for %s in the model", step.cmd, from, paths, src)
 				}
-				layer = real
+				layer = built
 			}
 			st.add(step.cmd+" "+paths+" # buildkit", layer)
 		case "WORKDIR":
@@ -358,15 +346,8 @@ func (m *model) base(ref string) state {
 	if i < 0 {
 		m.t.Fatalf("no config fixture models the base image %s", ref)
 	}
-	data, err := os.ReadFile(filepath.Join("..", "..", "pkg", "policy", "testdata", "images", baseFixtures[i].file))
+	fx, err := devcluster.ReadFixture(filepath.Join("..", "..", "pkg", "policy", "testdata", "images", baseFixtures[i].file))
 	if err != nil {
-		m.t.Fatal(err)
-	}
-	var fx struct {
-		Config     v1.ConfigFile `json:"config"`
-		LayerSizes []int64       `json:"layer_sizes"`
-	}
-	if err := json.Unmarshal(data, &fx); err != nil {
 		m.t.Fatal(err)
 	}
 	st := state{config: fx.Config.Config, history: fx.Config.History, os: fx.Config.OS, arch: fx.Config.Architecture}
@@ -438,7 +419,10 @@ func webhookLayer(t *testing.T) v1.Layer {
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
+	content := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(content)), nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

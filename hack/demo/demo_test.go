@@ -24,6 +24,9 @@ import (
 // TestDemoShort runs the demo in short mode against a real kube-apiserver
 // and etcd and reads its output as a person would.
 func TestDemoShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kube-apiserver and etcd: not in -short mode (make test-unit)")
+	}
 	logf.SetLogger(logr.Discard())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -8,12 +8,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 )
@@ -120,4 +125,31 @@ func NewClient(cfg *rest.Config, warnings rest.WarningHandler) (client.Client, e
 		return nil, fmt.Errorf("creating a client: %w", err)
 	}
 	return c, nil
+}
+
+// NewLogger returns a development zap logger writing to w and, when the
+// environment variable env is set, to standard error too: a suite's
+// webhook and client-go are quiet unless asked.
+func NewLogger(w io.Writer, env string) logr.Logger {
+	if os.Getenv(env) != "" {
+		w = io.MultiWriter(w, os.Stderr)
+	}
+	return zap.New(zap.WriteTo(w), zap.UseDevMode(true))
+}
+
+// WaitPolicyReady polls the SlimImagePolicy name until its condition
+// condition (the webhook's "Ready") is true for its current generation,
+// for up to within.
+func WaitPolicyReady(ctx context.Context, c client.Reader, name, condition string, within time.Duration) error {
+	return Poll(ctx, within, func() error {
+		var p v1alpha1.SlimImagePolicy
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, &p); err != nil {
+			return err
+		}
+		cond := meta.FindStatusCondition(p.Status.Conditions, condition)
+		if cond == nil || cond.Status != metav1.ConditionTrue || cond.ObservedGeneration != p.Generation {
+			return fmt.Errorf("policy %s not %s: %+v", name, condition, p.Status)
+		}
+		return nil
+	})
 }

@@ -18,19 +18,11 @@ import (
 // environment: one random layer of layerSize bytes per history entry that
 // adds one, the last of them of lastLayerSize bytes when that is above 0.
 func BuildImage(history []v1.History, env []string, layerSize, lastLayerSize int64) (v1.Image, error) {
-	img, err := randomLayers(layerCount(history), layerSize, lastLayerSize)
+	layers, err := randomLayers(layerCount(history), layerSize, lastLayerSize)
 	if err != nil {
 		return nil, err
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("reading the config: %w", err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.History = history
-	cf.Config.Env = env
-	return mutate.ConfigFile(img, cf)
+	return Assemble(layers, &v1.ConfigFile{OS: "linux", Architecture: "amd64", History: history, Config: v1.Config{Env: env}})
 }
 
 // ImageFromConfig makes an image whose config is cfg (a real image's, say)
@@ -38,31 +30,60 @@ func BuildImage(history []v1.History, env []string, layerSize, lastLayerSize int
 // only cfg's rootfs is replaced, by the layers' diff IDs. cfg is not
 // modified.
 func ImageFromConfig(cfg *v1.ConfigFile, layerSize int64) (v1.Image, error) {
-	img, err := randomLayers(layerCount(cfg.History), layerSize, 0)
+	layers, err := randomLayers(layerCount(cfg.History), layerSize, 0)
 	if err != nil {
 		return nil, err
+	}
+	return Assemble(layers, cfg)
+}
+
+// Assemble makes the image of these layers whose config is cfg but for
+// its rootfs, which lists the layers' diff IDs. cfg is not modified. The
+// layers may be stand-ins that know their digests and sizes only: the
+// image's manifest and config never read their content.
+func Assemble(layers []v1.Layer, cfg *v1.ConfigFile) (v1.Image, error) {
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		return nil, fmt.Errorf("appending the layers: %w", err)
 	}
 	built, err := img.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("reading the config: %w", err)
 	}
-	c := *cfg
+	c := cfg.DeepCopy()
 	c.RootFS = built.RootFS
-	return mutate.ConfigFile(img, &c)
+	return mutate.ConfigFile(img, c)
 }
 
-// ReadFixtureConfig reads the config of an image fixture: a JSON file with
-// the config under "config", as in pkg/policy/testdata/images.
-func ReadFixtureConfig(path string) (*v1.ConfigFile, error) {
+// Fixture is an image fixture of pkg/policy/testdata/images: a real
+// image's config and the compressed sizes of its layers, as published.
+type Fixture struct {
+	// Config is the image's config.
+	Config v1.ConfigFile `json:"config"`
+	// LayerSizes are the compressed sizes of its layers, in order; empty
+	// when the fixture does not record them.
+	LayerSizes []int64 `json:"layer_sizes"`
+}
+
+// ReadFixture reads an image fixture: a JSON file with the config under
+// "config" and the layer sizes under "layer_sizes".
+func ReadFixture(path string) (*Fixture, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var fx struct {
-		Config v1.ConfigFile `json:"config"`
-	}
+	var fx Fixture
 	if err := json.Unmarshal(data, &fx); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &fx, nil
+}
+
+// ReadFixtureConfig reads the config of an image fixture (see ReadFixture).
+func ReadFixtureConfig(path string) (*v1.ConfigFile, error) {
+	fx, err := ReadFixture(path)
+	if err != nil {
+		return nil, err
 	}
 	return &fx.Config, nil
 }
@@ -78,10 +99,10 @@ func layerCount(history []v1.History) int {
 	return n
 }
 
-// randomLayers is an empty image with n random layers of size bytes, the
-// last of lastSize bytes when that is above 0.
-func randomLayers(n int, size, lastSize int64) (v1.Image, error) {
-	img := empty.Image
+// randomLayers makes n random layers of size bytes, the last of lastSize
+// bytes when that is above 0.
+func randomLayers(n int, size, lastSize int64) ([]v1.Layer, error) {
+	layers := make([]v1.Layer, 0, n)
 	for i := range n {
 		s := size
 		if i == n-1 && lastSize > 0 {
@@ -91,11 +112,9 @@ func randomLayers(n int, size, lastSize int64) (v1.Image, error) {
 		if err != nil {
 			return nil, fmt.Errorf("making a layer: %w", err)
 		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			return nil, fmt.Errorf("appending a layer: %w", err)
-		}
+		layers = append(layers, l)
 	}
-	return img, nil
+	return layers, nil
 }
 
 // Push uploads img to ref over plain HTTP (the registries here are on

@@ -2,10 +2,10 @@ package devcluster
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -106,9 +106,9 @@ func TestBuildImage(t *testing.T) {
 }
 
 func TestPushToRegistryBehindBasicAuth(t *testing.T) {
-	srv := httptest.NewServer(BasicAuth(NewRegistry(), "puller", "s3cret", "test"))
-	defer srv.Close()
-	ref := strings.TrimPrefix(srv.URL, "http://") + "/team/app:1"
+	reg := StartRegistries("puller", "s3cret")
+	defer reg.Close()
+	ref := reg.Private + "/team/app:1"
 	img, err := BuildImage(testHistory, nil, 128, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -123,28 +123,19 @@ func TestPushToRegistryBehindBasicAuth(t *testing.T) {
 	if err := Push(ref, img, wrong); err == nil {
 		t.Fatal("pushing with a wrong password succeeded")
 	}
-	right := remote.WithAuth(&authn.Basic{Username: "puller", Password: "s3cret"})
-	if err := Push(ref, img, right); err != nil {
+	if err := Push(ref, img, reg.Auth()); err != nil {
 		t.Fatal(err)
 	}
 
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := remote.Image(r, right)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := got.ConfigFile()
+	cf, _, err := pull(t, ref, reg.Auth())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(testHistory, cf.History); diff != "" {
 		t.Errorf("pulled history (-want +got):\n%s", diff)
 	}
-	if _, err := remote.Image(r); err == nil {
-		t.Error("pulling without credentials succeeded")
+	if _, _, err := pull(t, ref); !errors.As(err, &terr) || terr.StatusCode != http.StatusUnauthorized {
+		t.Errorf("pulling without credentials: %v, want 401", err)
 	}
 }
 
@@ -177,7 +168,132 @@ func TestImageFromConfig(t *testing.T) {
 	if diff := cmp.Diff(slices.Repeat([]int64{64}, n), fileSizes(t, img)); diff != "" {
 		t.Errorf("layer content sizes (-want +got):\n%s", diff)
 	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range layers {
+		if d, err := l.DiffID(); err != nil || i >= len(got.RootFS.DiffIDs) || d != got.RootFS.DiffIDs[i] {
+			t.Errorf("layer %d: diff id %v (%v) is not the config's", i, d, err)
+		}
+	}
 	if _, err := ReadFixtureConfig("testdata/absent.json"); err == nil {
 		t.Error("reading an absent fixture succeeded")
+	}
+}
+
+func TestReadFixture(t *testing.T) {
+	for _, c := range []struct {
+		file      string
+		wantSizes int
+	}{
+		{"golang-1.24.4-bookworm.json", 7},
+		{"nginx-1.17.0.json", 0}, // records no sizes
+	} {
+		fx, err := ReadFixture("../../pkg/policy/testdata/images/" + c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fx.Config.History) == 0 || fx.Config.OS != "linux" {
+			t.Errorf("%s: config %+v", c.file, fx.Config)
+		}
+		if len(fx.LayerSizes) != c.wantSizes {
+			t.Errorf("%s: %d layer sizes, want %d", c.file, len(fx.LayerSizes), c.wantSizes)
+		}
+		for i, s := range fx.LayerSizes {
+			if s <= 0 {
+				t.Errorf("%s: layer %d size %d", c.file, i, s)
+			}
+		}
+	}
+	if _, err := ReadFixture("testdata/absent.json"); err == nil {
+		t.Error("reading an absent fixture succeeded")
+	}
+}
+
+// pull reads ref's config and its layers' compressed sizes.
+func pull(t *testing.T, ref string, opts ...remote.Option) (*v1.ConfigFile, []int64, error) {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(r, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	cf, cerr := img.ConfigFile()
+	m, merr := img.Manifest()
+	if err := errors.Join(cerr, merr); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int64
+	for _, l := range m.Layers {
+		sizes = append(sizes, l.Size)
+	}
+	return cf, sizes, nil
+}
+
+func TestRegistriesPushApps(t *testing.T) {
+	reg := StartRegistries("puller", "s3cret")
+	defer reg.Close()
+	if err := reg.PushApps(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		ref  string
+		want ImageSpec
+		opts []remote.Option
+		// big: the last layer is BigLayer bytes, the others small.
+		big bool
+	}{
+		{ref: reg.GoSDKApp(), want: GoSDKApp()},
+		{ref: reg.StaticApp(), want: StaticApp()},
+		{ref: reg.BigStaticApp(), want: StaticApp(), big: true},
+		{ref: reg.PrivateGoSDKApp(), want: GoSDKApp(), opts: []remote.Option{reg.Auth()}},
+	} {
+		t.Run(c.ref, func(t *testing.T) {
+			cf, sizes, err := pull(t, c.ref, c.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(c.want, ImageSpec{History: cf.History, Env: cf.Config.Env}); diff != "" {
+				t.Errorf("image (-want +got):\n%s", diff)
+			}
+			last := sizes[len(sizes)-1]
+			if got := last >= BigLayer; got != c.big {
+				t.Errorf("last layer %d bytes compressed; want at least %d: %v", last, BigLayer, c.big)
+			}
+		})
+	}
+	if !bytes.Contains(reg.DockerConfigJSON(), []byte(`"`+reg.Private+`"`)) {
+		t.Errorf("docker config %s does not name %s", reg.DockerConfigJSON(), reg.Private)
+	}
+}
+
+// The fixtures say what the suites' assertions rely on: the Go SDK's
+// evidence in one, none in the other.
+func TestAppFixtures(t *testing.T) {
+	text := func(s ImageSpec) string {
+		var b strings.Builder
+		for _, h := range s.History {
+			b.WriteString(h.CreatedBy + "\n")
+		}
+		return b.String() + strings.Join(s.Env, "\n")
+	}
+	sdk, static := text(GoSDKApp()), text(StaticApp())
+	for _, evidence := range []string{"GOLANG_VERSION=1.24.4", "go build -o /app", "/usr/local/go/bin"} {
+		if !strings.Contains(sdk, evidence) {
+			t.Errorf("GoSDKApp lacks %q", evidence)
+		}
+		if strings.Contains(static, evidence) {
+			t.Errorf("StaticApp has %q", evidence)
+		}
+	}
+	// Each call returns its own copy.
+	a := GoSDKApp()
+	a.History[0].CreatedBy = "changed"
+	if GoSDKApp().History[0].CreatedBy == "changed" {
+		t.Error("GoSDKApp shares its history between calls")
 	}
 }

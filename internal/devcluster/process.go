@@ -17,8 +17,8 @@ var ErrNotStopped = errors.New("did not stop in time")
 // was ready.
 var ErrStopped = errors.New("stopped before it was ready")
 
-// ErrGiveUp, wrapped in the error of Poll's function, makes Poll stop
-// retrying and return that error.
+// ErrGiveUp makes Poll stop retrying when the error of Poll's function
+// wraps it; Poll then returns that error.
 var ErrGiveUp = errors.New("giving up")
 
 // Poll calls f every 100ms until it succeeds, returns an error wrapping
@@ -99,7 +99,7 @@ func WaitReady(ctx context.Context, url string, within time.Duration, p *Process
 	for {
 		select {
 		case <-stopped:
-			return fmt.Errorf("%w: %v", ErrStopped, p.Err())
+			return fmt.Errorf("%w: %w", ErrStopped, p.Err())
 		default:
 		}
 		last := probe(ctx, url)

@@ -1,6 +1,7 @@
 package devcluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
 )
 
 func TestProcessStop(t *testing.T) {
@@ -239,7 +245,7 @@ func TestPoll(t *testing.T) {
 			if tc.wantCalls > 0 && calls.Load() != tc.wantCalls {
 				t.Errorf("%d calls, want %d", calls.Load(), tc.wantCalls)
 			}
-			if tc.wantErr == notYet && !strings.Contains(err.Error(), "still failing after") {
+			if errors.Is(tc.wantErr, notYet) && !strings.Contains(err.Error(), "still failing after") {
 				t.Errorf("timeout error %q does not say how long it tried", err)
 			}
 		})
@@ -252,5 +258,56 @@ func TestPollContextEnds(t *testing.T) {
 	err := Poll(ctx, 10*time.Second, func() error { return errors.New("not yet") })
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Poll = %v, want context.Canceled", err)
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	var buf bytes.Buffer
+	t.Setenv("DEVCLUSTER_TEST_LOGS", "")
+	NewLogger(&buf, "DEVCLUSTER_TEST_LOGS").Info("hello", "key", "value")
+	if !strings.Contains(buf.String(), "hello") || !strings.Contains(buf.String(), "value") {
+		t.Errorf("log %q lacks the message", buf.String())
+	}
+}
+
+func TestWaitPolicyReady(t *testing.T) {
+	scheme, err := NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := func(name string, generation int64, cond *metav1.Condition) *v1alpha1.SlimImagePolicy {
+		p := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: generation}}
+		if cond != nil {
+			p.Status.Conditions = []metav1.Condition{*cond}
+		}
+		return p
+	}
+	ready := func(status metav1.ConditionStatus, observed int64) *metav1.Condition {
+		return &metav1.Condition{Type: "Ready", Status: status, ObservedGeneration: observed, Reason: "Test", LastTransitionTime: metav1.Now()}
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(
+		policy("ready", 2, ready(metav1.ConditionTrue, 2)),
+		policy("stale", 3, ready(metav1.ConditionTrue, 2)),
+		policy("false", 1, ready(metav1.ConditionFalse, 1)),
+		policy("new", 1, nil),
+	).Build()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		wantErr string
+	}{
+		{"ready", ""},
+		{"stale", "not Ready"},
+		{"false", "not Ready"},
+		{"new", "not Ready"},
+		{"absent", "not found"},
+	} {
+		err := WaitPolicyReady(ctx, c, tc.name, "Ready", 250*time.Millisecond)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.wantErr)
+		}
 	}
 }

@@ -246,4 +246,3 @@ func errorDetail(resp *http.Response) string {
 	}
 	return ""
 }
-

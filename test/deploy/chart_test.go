@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"regexp"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/pkg/policy"
 )
 
@@ -55,7 +57,10 @@ var variants = []variant{
 		"certManager.enabled=true", "certManager.issuerRef.kind=ClusterIssuer", "certManager.issuerRef.name=corp-ca",
 		"certManager.issuerRef.group=cert-manager.io",
 		"metrics.serviceMonitor.enabled=true", "networkPolicy.enabled=true",
-		"podDisruptionBudget.minAvailable=null", "podDisruptionBudget.maxUnavailable=1",
+		// "" unsets minAvailable; null would too, but helm lint restores
+		// the default before checking the schema (TestChartAcceptsValueForms
+		// renders the null form).
+		"podDisruptionBudget.minAvailable=", "podDisruptionBudget.maxUnavailable=1",
 		"webhook.pullSecretAuth=false", "webhook.failurePolicy=Fail", "webhook.namespaceSelector.matchLabels.team=a",
 		"policy.mode=Warn", "policy.scope=opt-in"},
 		mode: v1alpha1.ModeWarn, optIn: true, failurePolicy: admissionregistrationv1.Fail, certManager: true,
@@ -101,26 +106,134 @@ func TestHelmLint(t *testing.T) {
 	}
 }
 
-// Values the chart refuses with a message, rather than rendering objects
-// the API server or the webhook would reject later.
+// schemaRefusal starts helm's message for values values.schema.json
+// refuses, before anything is rendered.
+const schemaRefusal = "values don't meet the specifications of the schema(s)"
+
+// Values the chart's schema (values.schema.json) refuses, with its
+// message, rather than rendering objects the API server or the webhook
+// would reject later.
 func TestChartRefusesBadValues(t *testing.T) {
 	needHelm(t)
 	for _, c := range []struct {
 		set  []string
 		want string
 	}{
-		{[]string{"policy.scope=everywhere"}, "policy.scope must be cluster or opt-in"},
-		{[]string{"policy.mode=Block"}, "policy.mode must be Enforce, Warn or Audit"},
-		{[]string{"webhook.failurePolicy=Maybe"}, "webhook.failurePolicy must be Ignore or Fail"},
-		{[]string{"webhook.timeoutSeconds=31"}, "webhook.timeoutSeconds must be between 1 and 30"},
-		{[]string{"podDisruptionBudget.maxUnavailable=1"}, "set minAvailable or maxUnavailable, not both"},
+		{[]string{"policy.scope=everywhere"}, "at '/policy/scope': value must be one of 'cluster', 'opt-in'"},
+		{[]string{"policy.mode=Block"}, "at '/policy/mode': value must be one of 'Enforce', 'Warn', 'Audit'"},
+		{[]string{"policy.onInspectionError=allow"}, "at '/policy/onInspectionError': value must be one of 'Allow', 'Deny'"},
+		{[]string{"policy.sizeBudget.maxLayers=0"}, "at '/policy/sizeBudget/maxLayers': minimum: got 0, want 1"},
+		{[]string{"policy.sizeBudget.maxCompressed=1 GB"}, "at '/policy/sizeBudget/maxCompressed'"},
+		{[]string{"policy.platforms[0]=linux"}, "at '/policy/platforms/0'"},
+		{[]string{"webhook.failurePolicy=Maybe"}, "at '/webhook/failurePolicy': value must be one of 'Ignore', 'Fail'"},
+		{[]string{"webhook.timeoutSeconds=31"}, "at '/webhook/timeoutSeconds': maximum: got 31, want 30"},
+		{[]string{"webhook.timeoutSeconds=0"}, "at '/webhook/timeoutSeconds': minimum: got 0, want 1"},
+		{[]string{"webhook.timeoutSeconds=ten"}, "at '/webhook/timeoutSeconds': got string, want integer"},
+		{[]string{"webhook.port=70000"}, "at '/webhook/port': maximum: got 70,000, want 65,535"},
+		{[]string{"webhook.inspectConcurrency=0"}, "at '/webhook/inspectConcurrency': minimum: got 0, want 1"},
+		{[]string{"webhook.namespaceSelector.matchExpressions[0].key=team", "webhook.namespaceSelector.matchExpressions[0].operator=Is"},
+			"at '/webhook/namespaceSelector/matchExpressions/0/operator': value must be one of 'In', 'NotIn', 'Exists', 'DoesNotExist'"},
+		{[]string{"webhook.extraArgs[0]=-v"}, "at '/webhook/extraArgs/0': '-v' does not match pattern"},
+		{[]string{"replicaCount=0"}, "at '/replicaCount': minimum: got 0, want 1"},
+		{[]string{"image.digest=sha256:abc"}, "at '/image/digest': 'sha256:abc' does not match pattern"},
+		{[]string{"image.pullPolicy=Sometimes"}, "at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'"},
+		{[]string{"topologySpread.whenUnsatisfiable=Never"}, "at '/topologySpread/whenUnsatisfiable'"},
+		{[]string{"certManager.duration=90 days"}, "at '/certManager/duration': '90 days' does not match pattern"},
+		// minAvailable defaults to 1: setting maxUnavailable alone sets both.
+		{[]string{"podDisruptionBudget.maxUnavailable=1"}, "at '/podDisruptionBudget/minAvailable': value must be one of '', <nil>"},
+		{[]string{"podDisruptionBudget.minAvailable=half"}, "at '/podDisruptionBudget/minAvailable'"},
+		// A misspelt key would otherwise be ignored silently.
+		{[]string{"webook.failurePolicy=Fail"}, "at '': additional properties 'webook' not allowed"},
+		{[]string{"policy.exclude.image[0]=foo"}, "at '/policy/exclude': additional properties 'image' not allowed"},
 	} {
-		t.Run(c.set[0], func(t *testing.T) {
+		t.Run(strings.Join(c.set, ","), func(t *testing.T) {
 			_, err := helmTemplate(c.set...)
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("helm template %v: error %v, want one saying %q", c.set, err, c.want)
+			if err == nil || !strings.Contains(err.Error(), schemaRefusal) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("helm template %v: error %v, want the schema's refusal saying %q", c.set, err, c.want)
 			}
 		})
+	}
+}
+
+// Values the schema accepts besides the variants below: the other ways
+// to write a value, and turning a PodDisruptionBudget limit off.
+func TestChartAcceptsValueForms(t *testing.T) {
+	needHelm(t)
+	for _, set := range [][]string{
+		{"podDisruptionBudget.minAvailable=null", "podDisruptionBudget.maxUnavailable=50%"},
+		{"podDisruptionBudget.minAvailable=", "podDisruptionBudget.maxUnavailable=1"},
+		{"podDisruptionBudget.enabled=false", "podDisruptionBudget.maxUnavailable=1"},
+		{"podDisruptionBudget.minAvailable=50%"},
+		{"policy.sizeBudget.maxCompressed=500000000", "policy.sizeBudget.maxLayers=10"},
+		{"policy.sizeBudget.maxCompressed=1.5Gi"},
+		{"policy.platforms[0]=linux/arm64/v8"},
+		{"image.digest=sha256:" + strings.Repeat("ab", 32)},
+		{"webhook.namespaceSelector.matchExpressions[0].key=team", "webhook.namespaceSelector.matchExpressions[0].operator=Exists"},
+		{"webhook.extraArgs[0]=--zap-log-level=debug"},
+	} {
+		t.Run(strings.Join(set, ","), func(t *testing.T) {
+			if _, err := renderChart(set...); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// The schema's enums are the CRD's: a mode or inspection-error action the
+// API server accepts is one the chart accepts, and no other.
+func TestSchemaEnumsMatchCRD(t *testing.T) {
+	var schema struct {
+		Properties struct {
+			Policy struct {
+				Properties map[string]struct {
+					Enum []string `json:"enum"`
+				} `json:"properties"`
+			} `json:"policy"`
+		} `json:"properties"`
+	}
+	data, err := os.ReadFile(chartDir + "/values.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &schema); err != nil {
+		t.Fatal(err)
+	}
+	var crd struct {
+		Spec struct {
+			Versions []struct {
+				Schema struct {
+					OpenAPIV3Schema struct {
+						Properties struct {
+							Spec struct {
+								Properties map[string]struct {
+									Enum []string `json:"enum"`
+								} `json:"properties"`
+							} `json:"spec"`
+						} `json:"properties"`
+					} `json:"openAPIV3Schema"`
+				} `json:"schema"`
+			} `json:"versions"`
+		} `json:"spec"`
+	}
+	data, err = os.ReadFile(generatedCRD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &crd); err != nil {
+		t.Fatal(err)
+	}
+	if len(crd.Spec.Versions) != 1 {
+		t.Fatalf("%d CRD versions", len(crd.Spec.Versions))
+	}
+	spec := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties.Spec.Properties
+	for _, field := range []string{"mode", "onInspectionError"} {
+		want, got := spec[field].Enum, schema.Properties.Policy.Properties[field].Enum
+		if len(want) == 0 {
+			t.Errorf("the CRD has no enum for spec.%s", field)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("policy.%s: CRD (-) and values.schema.json (+) differ:\n%s", field, diff)
+		}
 	}
 }
 
@@ -497,5 +610,45 @@ func TestChartPolicyWithValuesRemoved(t *testing.T) {
 	}
 	if err := applyDryRun(context.Background(), p); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// config/webhook (kustomize) and the chart's template write the same two
+// webhooks by hand: they must agree on everything, rules, paths,
+// sideEffects, timeouts, failure policy and the namespaces never judged,
+// for the chart's default values in the namespace config/default uses.
+func TestWebhookConfigurationsMatch(t *testing.T) {
+	needHelm(t)
+	data, err := os.ReadFile(configDir + "/webhook/manifests.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := renderChart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := find(objs, "ValidatingWebhookConfiguration", want.Name, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(want.Webhooks) != 2 {
+		t.Fatalf("config/webhook has %d webhooks, want 2", len(want.Webhooks))
+	}
+	if diff := cmp.Diff(want.Webhooks, got.Webhooks); diff != "" {
+		t.Errorf("webhooks of config/webhook (-) and of the chart (+) differ:\n%s", diff)
+	}
+	// Both send reviews where the webhook serves them.
+	var paths []string
+	for _, w := range want.Webhooks {
+		if w.ClientConfig.Service != nil && w.ClientConfig.Service.Path != nil {
+			paths = append(paths, *w.ClientConfig.Service.Path)
+		}
+	}
+	if diff := cmp.Diff([]string{app.PodsPath, app.WorkloadsPath}, paths); diff != "" {
+		t.Errorf("webhook paths, cmd/webhook (-) and config/webhook (+):\n%s", diff)
 	}
 }

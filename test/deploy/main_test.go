@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +24,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"slimgate.dev/slimgate/internal/devcluster"
 )
@@ -74,11 +72,7 @@ func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 
 func runSuite(m *testing.M) int {
 	s.logs = &syncBuffer{}
-	out := io.Writer(s.logs)
-	if os.Getenv("DEPLOY_TEST_LOGS") != "" {
-		out = io.MultiWriter(s.logs, os.Stderr)
-	}
-	logger := zap.New(zap.WriteTo(out), zap.UseDevMode(true))
+	logger := devcluster.NewLogger(s.logs, "DEPLOY_TEST_LOGS")
 	logf.SetLogger(logger)
 	// client-go's reflectors report list and watch failures (forbidden
 	// ones among them) through klog.

@@ -5,16 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -22,7 +18,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -33,12 +28,7 @@ import (
 	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/internal/devcluster"
-)
-
-// Credentials of the password-protected registry.
-const (
-	pullUser     = "puller"
-	pullPassword = "pull-s3cret"
+	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
 
 // The webhook runs as the chart's ServiceAccount, bound only to the
@@ -76,14 +66,14 @@ func TestWebhookRunsUnderChartRBAC(t *testing.T) {
 	asWebhook.Impersonate = rest.ImpersonationConfig{UserName: serviceAccountUser}
 	checkImpersonationIsConfined(t, asWebhook)
 
-	reg := startRegistries(t)
+	reg := devcluster.StartRegistries("puller", "pull-s3cret")
+	t.Cleanup(reg.Close)
+	if err := reg.PushApps(); err != nil {
+		t.Fatal(err)
+	}
 
 	t.Run("admission", func(t *testing.T) {
-		stop := startWebhook(t, app.Options{
-			Config: asWebhook, Host: s.webhooks.LocalServingHost, Port: s.webhooks.LocalServingPort,
-			CertDir: s.webhooks.LocalServingCertDir,
-		})
-		defer stop()
+		startWebhook(t, asWebhook, s.webhooks.LocalServingHost, s.webhooks.LocalServingPort, s.webhooks.LocalServingCertDir)
 		admits(t, reg)
 	})
 
@@ -96,11 +86,9 @@ func TestWebhookRunsUnderChartRBAC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stop := startWebhook(t, app.Options{
-			Config: asWebhook, Host: "127.0.0.1", Port: port, CertDir: dir,
-			CertRotation: true, Namespace: releaseNamespace,
+		startWebhook(t, asWebhook, "127.0.0.1", port, dir, func(o *app.Options) {
+			o.CertRotation, o.Namespace = true, releaseNamespace
 		})
-		defer stop()
 		rotates(t, dir)
 	})
 
@@ -135,39 +123,27 @@ func forbiddenLines(logs string) []string {
 	return out
 }
 
-// startWebhook runs app.Run with o (and test defaults) until the returned
-// function is called, once /readyz says it is ready.
-func startWebhook(t *testing.T, o app.Options) func() {
+// startWebhook runs the webhook as cfg's identity, serving on host:port
+// with the certificates in certDir and the options changed by opts, for
+// the rest of the test, and waits until /readyz says it is ready.
+func startWebhook(t *testing.T, cfg *rest.Config, host string, port int, certDir string, opts ...func(*app.Options)) {
 	t.Helper()
-	probe, err := devcluster.FreePort()
+	o, err := webhooktest.Options(cfg, host, port, certDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.MetricsAddr = "0"
-	o.ProbeAddr = fmt.Sprintf("127.0.0.1:%d", probe)
-	o.PullSecretAuth = true
-	o.Concurrency = 4
-	o.DefaultTimeout, o.TimeoutMargin, o.ShutdownTimeout = 10*time.Second, time.Second, 5*time.Second
 	o.Registerer = prometheus.NewRegistry()
-	webhook := devcluster.Go(context.Background(), func(ctx context.Context) error { return app.Run(ctx, o) })
-	stop := func() {
-		err := webhook.Stop(20 * time.Second)
-		switch {
-		case errors.Is(err, devcluster.ErrNotStopped):
-			t.Error("the webhook did not stop")
-		case err != nil:
-			t.Errorf("webhook: %v", err)
-		}
+	for _, f := range opts {
+		f(&o)
 	}
-	err = devcluster.WaitReady(context.Background(), "http://"+o.ProbeAddr+"/readyz", 60*time.Second, webhook)
+	webhook := webhooktest.Start(t, o)
+	err = webhooktest.WaitReady(context.Background(), o, webhook)
 	switch {
 	case errors.Is(err, devcluster.ErrStopped):
 		t.Fatalf("the webhook %v", err)
 	case err != nil:
-		stop()
-		t.Fatalf("the webhook was not ready within a minute (%v); its log ends:\n%s", err, tail(s.logs.String(), 30))
+		t.Fatalf("the webhook was not ready within %s (%v); its log ends:\n%s", webhooktest.ReadyWithin, err, tail(s.logs.String(), 30))
 	}
-	return stop
 }
 
 func tail(s string, n int) string {
@@ -176,7 +152,7 @@ func tail(s string, n int) string {
 }
 
 // admits judges Pods as the chart's ServiceAccount.
-func admits(t *testing.T, reg registries) {
+func admits(t *testing.T, reg *devcluster.Registries) {
 	ctx := context.Background()
 	selector := map[string]string{"deploy.slimgate.dev/rbac": "true"}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rbac-apps", Labels: selector}}
@@ -188,23 +164,15 @@ func admits(t *testing.T, reg registries) {
 		Mode:              v1alpha1.ModeEnforce,
 		NamespaceSelector: &metav1.LabelSelector{MatchLabels: selector},
 		// The test registries are plain HTTP on loopback.
-		Registries: v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{reg.open, reg.private}},
+		Registries: v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{reg.Open, reg.Private}},
 	}}
 	mustCreate(t, p)
 	t.Cleanup(func() { _ = s.admin.Delete(ctx, p) })
-	eventually(t, 15*time.Second, func() error {
-		var got v1alpha1.SlimImagePolicy
-		if err := s.admin.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
-			return err
-		}
-		c := meta.FindStatusCondition(got.Status.Conditions, controller.ConditionReady)
-		if c == nil || c.Status != metav1.ConditionTrue {
-			return fmt.Errorf("policy status %+v", got.Status)
-		}
-		return nil
-	})
+	if err := devcluster.WaitPolicyReady(ctx, s.admin, p.Name, controller.ConditionReady, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
 
-	sdk := reg.open + "/golang-app:1"
+	sdk := reg.GoSDKApp()
 	t.Run("refuses and records an Event", func(t *testing.T) {
 		err := s.admin.Create(ctx, podOf(ns.Name, "sdk", sdk))
 		mustRefuse(t, err, sdk)
@@ -215,10 +183,10 @@ func admits(t *testing.T, reg registries) {
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "pull"},
 		Type:       corev1.SecretTypeDockerConfigJson,
-		Data:       map[string][]byte{corev1.DockerConfigJsonKey: dockerConfig(reg.private)},
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: reg.DockerConfigJSON()},
 	}
 	mustCreate(t, secret)
-	private := reg.private + "/team/golang-app:1"
+	private := reg.PrivateGoSDKApp()
 	t.Run("reads the Pod's pull secret", func(t *testing.T) {
 		pod := podOf(ns.Name, "private", private)
 		pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: secret.Name}}
@@ -235,28 +203,33 @@ func admits(t *testing.T, reg registries) {
 
 	// Events regard the workload a person created: the webhook looks up
 	// a ReplicaSet's Deployment and a Job's CronJob.
-	slim := reg.open + "/slim-app:1"
-	t.Run("finds the Deployment of a ReplicaSet", func(t *testing.T) {
-		rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "web-7c9d"},
-			Spec: appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
-				Template: templateOf("web", slim, corev1.RestartPolicyAlways)}}
-		controlledBy(rs, "apps/v1", "Deployment", "web")
-		mustCreate(t, rs)
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, GenerateName: rs.Name + "-"}, Spec: podOf("", "", sdk).Spec}
-		controlledBy(pod, "apps/v1", "ReplicaSet", rs.Name)
-		mustRefuse(t, s.admin.Create(ctx, pod), sdk)
-		waitEvent(t, ns.Name, "Deployment", "web")
-	})
-	t.Run("finds the CronJob of a Job", func(t *testing.T) {
-		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "nightly-29000000"},
-			Spec: batchv1.JobSpec{Template: templateOf("nightly", slim, corev1.RestartPolicyNever)}}
-		controlledBy(job, "batch/v1", "CronJob", "nightly")
-		mustCreate(t, job)
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, GenerateName: job.Name + "-"}, Spec: podOf("", "", sdk).Spec}
-		controlledBy(pod, "batch/v1", "Job", job.Name)
-		mustRefuse(t, s.admin.Create(ctx, pod), sdk)
-		waitEvent(t, ns.Name, "CronJob", "nightly")
-	})
+	slim := reg.StaticApp()
+	for _, c := range []struct {
+		name string
+		// owner controls the Pod; it is of kind in apiVersion and is in
+		// turn controlled by workload/workloadName (of the same
+		// apiVersion), which the Event must regard.
+		owner                  client.Object
+		apiVersion, kind       string
+		workload, workloadName string
+	}{
+		{name: "finds the Deployment of a ReplicaSet", apiVersion: "apps/v1", kind: "ReplicaSet", workload: "Deployment", workloadName: "web",
+			owner: &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "web-7c9d"},
+				Spec: appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+					Template: templateOf("web", slim, corev1.RestartPolicyAlways)}}},
+		{name: "finds the CronJob of a Job", apiVersion: "batch/v1", kind: "Job", workload: "CronJob", workloadName: "nightly",
+			owner: &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "nightly-29000000"},
+				Spec: batchv1.JobSpec{Template: templateOf("nightly", slim, corev1.RestartPolicyNever)}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			controlledBy(c.owner, c.apiVersion, c.workload, c.workloadName)
+			mustCreate(t, c.owner)
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, GenerateName: c.owner.GetName() + "-"}, Spec: podOf("", "", sdk).Spec}
+			controlledBy(pod, c.apiVersion, c.kind, c.owner.GetName())
+			mustRefuse(t, s.admin.Create(ctx, pod), sdk)
+			waitEvent(t, ns.Name, c.workload, c.workloadName)
+		})
+	}
 }
 
 // rotates checks what the webhook did with self-managed certificates.
@@ -373,71 +346,4 @@ func controlledBy(obj metav1.Object, apiVersion, kind, name string) {
 	yes := true
 	obj.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: name,
 		UID: types.UID("uid-" + name), Controller: &yes}})
-}
-
-// registries are the hosts (127.0.0.1:port) of an open registry and a
-// password-protected one, both in-process.
-type registries struct{ open, private string }
-
-// startRegistries starts both registries and pushes a single-stage Go
-// image (the golang SDK with an app built on top) to each, and a slim one
-// to the open registry.
-func startRegistries(t *testing.T) registries {
-	t.Helper()
-	open := httptest.NewServer(devcluster.NewRegistry())
-	t.Cleanup(open.Close)
-	private := httptest.NewServer(devcluster.BasicAuth(devcluster.NewRegistry(), pullUser, pullPassword, "deploy-test"))
-	t.Cleanup(private.Close)
-	reg := registries{open: strings.TrimPrefix(open.URL, "http://"), private: strings.TrimPrefix(private.URL, "http://")}
-
-	auth := remote.WithAuth(&authn.Basic{Username: pullUser, Password: pullPassword})
-	for _, p := range []struct {
-		ref     string
-		history []v1.History
-		env     []string
-		opts    []remote.Option
-	}{
-		{reg.open + "/golang-app:1", goSDKHistory, goSDKEnv, nil},
-		{reg.private + "/team/golang-app:1", goSDKHistory, goSDKEnv, []remote.Option{auth}},
-		{reg.open + "/slim-app:1", slimHistory, nil, nil},
-	} {
-		// A small random layer for every history entry that adds one.
-		img, err := devcluster.BuildImage(p.history, p.env, 256, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := devcluster.Push(p.ref, img, p.opts...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return reg
-}
-
-// History of an app built in one stage on golang:1.24-bookworm.
-var goSDKHistory = []v1.History{
-	{CreatedBy: "# debian.sh --arch 'amd64' out/ 'bookworm' '@1749513600'"},
-	{CreatedBy: "RUN /bin/sh -c set -eux; apt-get update; apt-get install -y --no-install-recommends g++ gcc libc6-dev make pkg-config; rm -rf /var/lib/apt/lists/*"},
-	{CreatedBy: "ENV GOLANG_VERSION=1.24.4", EmptyLayer: true},
-	{CreatedBy: "ENV PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", EmptyLayer: true},
-	{CreatedBy: "COPY /target/ / # buildkit", Comment: "buildkit.dockerfile.v0"},
-	{CreatedBy: "COPY . . # buildkit", Comment: "buildkit.dockerfile.v0"},
-	{CreatedBy: "RUN /bin/sh -c go build -o /app . # buildkit", Comment: "buildkit.dockerfile.v0"},
-	{CreatedBy: `CMD ["/app"]`, Comment: "buildkit.dockerfile.v0", EmptyLayer: true},
-}
-
-var goSDKEnv = []string{
-	"PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-	"GOLANG_VERSION=1.24.4", "GOPATH=/go",
-}
-
-// History of the same app copied onto a static base.
-var slimHistory = []v1.History{
-	{CreatedBy: "bazel build ...", Comment: "distroless static"},
-	{CreatedBy: "COPY /app /app # buildkit", Comment: "buildkit.dockerfile.v0"},
-	{CreatedBy: "USER 65532:65532", Comment: "buildkit.dockerfile.v0", EmptyLayer: true},
-}
-
-// dockerConfig is a kubernetes.io/dockerconfigjson payload for host.
-func dockerConfig(host string) []byte {
-	return devcluster.DockerConfigJSON(host, pullUser, pullPassword)
 }

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strings"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -131,15 +130,4 @@ func applyForReal(ctx context.Context, objs []*unstructured.Unstructured) error 
 		}
 	}
 	return nil
-}
-
-// deleteAll deletes the objects, ignoring those already gone.
-func deleteAll(ctx context.Context, objs []*unstructured.Unstructured) error {
-	var errs []error
-	for _, u := range objs {
-		if err := s.admin.Delete(ctx, u.DeepCopy()); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

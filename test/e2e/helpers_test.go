@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -49,7 +48,7 @@ func spec(mode v1alpha1.Mode, selector map[string]string) v1alpha1.SlimImagePoli
 		Mode: mode,
 		Registries: v1alpha1.RegistryRules{
 			AllowPrivateNetworks: true,
-			Insecure:             []string{e2e.registry, e2e.private, e2e.unreachable},
+			Insecure:             []string{e2e.reg.Open, e2e.reg.Private, e2e.unreachable},
 		},
 	}
 	if selector != nil {
@@ -73,23 +72,18 @@ func policy(t *testing.T, s v1alpha1.SlimImagePolicySpec) *v1alpha1.SlimImagePol
 		// controller stops seeing it at the same time.
 		eventually(t, 10*time.Second, func() error {
 			err := e2e.client.Get(ctx, client.ObjectKeyFromObject(p), &v1alpha1.SlimImagePolicy{})
-			if apierrors.IsNotFound(err) {
+			switch {
+			case apierrors.IsNotFound(err):
 				return nil
+			case err != nil:
+				return fmt.Errorf("policy %s: %w", p.Name, err)
 			}
-			return fmt.Errorf("policy %s still there: %v", p.Name, err)
+			return fmt.Errorf("policy %s still there", p.Name)
 		})
 	})
-	eventually(t, 10*time.Second, func() error {
-		var got v1alpha1.SlimImagePolicy
-		if err := e2e.client.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
-			return err
-		}
-		c := meta.FindStatusCondition(got.Status.Conditions, controller.ConditionReady)
-		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != got.Generation {
-			return fmt.Errorf("policy %s not ready: %+v", p.Name, got.Status)
-		}
-		return nil
-	})
+	if err := devcluster.WaitPolicyReady(ctx, e2e.client, p.Name, controller.ConditionReady, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
@@ -101,12 +95,12 @@ func pod(ns, name, image string) *corev1.Pod {
 	}
 }
 
-// create creates obj and returns the error and the warnings received.
-func create(t *testing.T, obj client.Object, opts ...client.CreateOption) (error, []string) {
+// create creates obj and returns the warnings received and the error.
+func create(t *testing.T, obj client.Object, opts ...client.CreateOption) ([]string, error) {
 	t.Helper()
 	e2e.warnings.Take()
 	err := e2e.client.Create(context.Background(), obj, opts...)
-	return err, e2e.warnings.Take()
+	return e2e.warnings.Take(), err
 }
 
 // mustDeny checks err is an admission denial containing every want.

@@ -28,12 +28,12 @@ func TestEnforceRefusesGoSDKImage(t *testing.T) {
 	ns := namespace(t, caseLabels(t))
 	p := policy(t, spec(v1alpha1.ModeEnforce, caseLabels(t)))
 
-	err, _ := create(t, pod(ns, "sdk", e2e.golangApp()))
-	mustDeny(t, err, "["+p.Name+"]", `container "app"`, e2e.golangApp(), "toolchain.go", "remedy:")
+	_, err := create(t, pod(ns, "sdk", e2e.reg.GoSDKApp()))
+	mustDeny(t, err, "["+p.Name+"]", `container "app"`, e2e.reg.GoSDKApp(), "toolchain.go", "remedy:")
 	mentionsGoSDK(t, err.Error())
 	t.Logf("denial as the user sees it:\n%v", err)
 
-	if err, _ := create(t, pod(ns, "slim", e2e.slimApp())); err != nil {
+	if _, err := create(t, pod(ns, "slim", e2e.reg.StaticApp())); err != nil {
 		t.Errorf("multi-stage image refused: %v", err)
 	}
 	waitEvent(t, ns, "sdk", "ImageRejected")
@@ -45,29 +45,38 @@ func TestEnforceRefusesWorkloads(t *testing.T) {
 	labels := map[string]string{"app": "sdk"}
 	tmpl := corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: labels},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: e2e.golangApp()}}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: e2e.reg.GoSDKApp()}}},
 	}
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sdk"},
 		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: tmpl}}
-	err, _ := create(t, dep)
-	mustDeny(t, err, "spec.template.spec.containers[0].image", e2e.golangApp())
+	_, err := create(t, dep)
+	mustDeny(t, err, "spec.template.spec.containers[0].image", e2e.reg.GoSDKApp())
 	mentionsGoSDK(t, err.Error())
 
 	jobTmpl := tmpl
 	jobTmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
 	cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sdk"},
 		Spec: batchv1.CronJobSpec{Schedule: "*/5 * * * *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: jobTmpl}}}}
-	err, _ = create(t, cj)
+	_, err = create(t, cj)
 	mustDeny(t, err, "spec.jobTemplate.spec.template.spec.containers[0].image")
 }
 
-func TestAuditAdmitsAndRecords(t *testing.T) {
+// admittedUnder creates Pod "sdk", running the Go SDK image, in a fresh
+// namespace under a policy in mode, which must admit it; it returns the
+// namespace, the policy and the warnings received.
+func admittedUnder(t *testing.T, mode v1alpha1.Mode) (string, *v1alpha1.SlimImagePolicy, []string) {
+	t.Helper()
 	ns := namespace(t, caseLabels(t))
-	p := policy(t, spec(v1alpha1.ModeAudit, caseLabels(t)))
-	err, warnings := create(t, pod(ns, "sdk", e2e.golangApp()))
+	p := policy(t, spec(mode, caseLabels(t)))
+	warnings, err := create(t, pod(ns, "sdk", e2e.reg.GoSDKApp()))
 	if err != nil {
-		t.Fatalf("audit refused: %v", err)
+		t.Fatalf("%s refused: %v", mode, err)
 	}
+	return ns, p, warnings
+}
+
+func TestAuditAdmitsAndRecords(t *testing.T) {
+	ns, p, warnings := admittedUnder(t, v1alpha1.ModeAudit)
 	if len(warnings) != 0 {
 		t.Errorf("audit returned warnings %q", warnings)
 	}
@@ -83,7 +92,7 @@ func TestAuditAdmitsAndRecords(t *testing.T) {
 	ctx := context.Background()
 	labels := map[string]string{"app": "sdk"}
 	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: e2e.golangApp()}}}}
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: e2e.reg.GoSDKApp()}}}}
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
 		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: tmpl}}
 	if err := e2e.client.Create(ctx, dep); err != nil {
@@ -121,12 +130,7 @@ func controlledBy(obj metav1.Object, apiVersion, kind, name string, uid types.UI
 }
 
 func TestWarnAdmitsWithWarning(t *testing.T) {
-	ns := namespace(t, caseLabels(t))
-	p := policy(t, spec(v1alpha1.ModeWarn, caseLabels(t)))
-	err, warnings := create(t, pod(ns, "sdk", e2e.golangApp()))
-	if err != nil {
-		t.Fatalf("warn refused: %v", err)
-	}
+	ns, p, warnings := admittedUnder(t, v1alpha1.ModeWarn)
 	if len(warnings) == 0 {
 		t.Fatal("no warning received")
 	}
@@ -144,9 +148,9 @@ func TestOptInByNamespaceLabel(t *testing.T) {
 	plain := namespace(t, nil)
 	policy(t, spec(v1alpha1.ModeEnforce, optIn))
 
-	err, _ := create(t, pod(labelled, "sdk", e2e.golangApp()))
-	mustDeny(t, err, e2e.golangApp())
-	if err, _ := create(t, pod(plain, "sdk", e2e.golangApp())); err != nil {
+	_, err := create(t, pod(labelled, "sdk", e2e.reg.GoSDKApp()))
+	mustDeny(t, err, e2e.reg.GoSDKApp())
+	if _, err := create(t, pod(plain, "sdk", e2e.reg.GoSDKApp())); err != nil {
 		t.Fatalf("unlabelled namespace: %v", err)
 	}
 
@@ -161,14 +165,14 @@ func TestOptInByNamespaceLabel(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, func() error {
-		err := e2e.client.Create(ctx, pod(plain, "sdk2", e2e.golangApp()), client.DryRunAll)
+		err := e2e.client.Create(ctx, pod(plain, "sdk2", e2e.reg.GoSDKApp()), client.DryRunAll)
 		if err == nil {
 			return errAdmitted
 		}
 		return nil
 	})
-	err, _ = create(t, pod(plain, "sdk3", e2e.golangApp()))
-	mustDeny(t, err, e2e.golangApp())
+	_, err = create(t, pod(plain, "sdk3", e2e.reg.GoSDKApp()))
+	mustDeny(t, err, e2e.reg.GoSDKApp())
 }
 
 func TestClusterAuditWithOptInEnforce(t *testing.T) {
@@ -178,12 +182,12 @@ func TestClusterAuditWithOptInEnforce(t *testing.T) {
 	audit := policy(t, spec(v1alpha1.ModeAudit, nil))
 	enforce := policy(t, spec(v1alpha1.ModeEnforce, optIn))
 
-	err, _ := create(t, pod(labelled, "sdk", e2e.golangApp()))
+	_, err := create(t, pod(labelled, "sdk", e2e.reg.GoSDKApp()))
 	mustDeny(t, err, "["+enforce.Name+"]")
 	if strings.Contains(err.Error(), "["+audit.Name+"]") {
 		t.Errorf("denial speaks for the audit policy too:\n%v", err)
 	}
-	if err, _ := create(t, pod(plain, "sdk", e2e.golangApp())); err != nil {
+	if _, err := create(t, pod(plain, "sdk", e2e.reg.GoSDKApp())); err != nil {
 		t.Fatalf("audit-only namespace refused: %v", err)
 	}
 	ev := waitEvent(t, plain, "sdk", "ImageAudited")
@@ -199,16 +203,16 @@ func TestDryRunRecordsNothing(t *testing.T) {
 	warnNS := namespace(t, warnLabels)
 	policy(t, spec(v1alpha1.ModeWarn, warnLabels))
 
-	err, _ := create(t, pod(enforceNS, "dry", e2e.golangApp()), client.DryRunAll)
-	mustDeny(t, err, e2e.golangApp())
-	err, warnings := create(t, pod(warnNS, "dry", e2e.golangApp()), client.DryRunAll)
+	_, err := create(t, pod(enforceNS, "dry", e2e.reg.GoSDKApp()), client.DryRunAll)
+	mustDeny(t, err, e2e.reg.GoSDKApp())
+	warnings, err := create(t, pod(warnNS, "dry", e2e.reg.GoSDKApp()), client.DryRunAll)
 	if err != nil || len(warnings) == 0 {
 		t.Fatalf("dry-run under Warn: err %v, warnings %q", err, warnings)
 	}
 
 	// A real request afterwards records its Event; by then the dry runs
 	// would have recorded theirs.
-	if err, _ := create(t, pod(warnNS, "real", e2e.golangApp())); err != nil {
+	if _, err := create(t, pod(warnNS, "real", e2e.reg.GoSDKApp())); err != nil {
 		t.Fatal(err)
 	}
 	waitEvent(t, warnNS, "real", "ImageWarned")
@@ -226,13 +230,13 @@ func TestDryRunRecordsNothing(t *testing.T) {
 func TestLabelOnlyUpdateAllowed(t *testing.T) {
 	ns := namespace(t, caseLabels(t))
 	ctx := context.Background()
-	old := pod(ns, "running", e2e.golangApp())
+	old := pod(ns, "running", e2e.reg.GoSDKApp())
 	if err := e2e.client.Create(ctx, old); err != nil {
 		t.Fatalf("creating before any policy: %v", err)
 	}
 	policy(t, spec(v1alpha1.ModeEnforce, caseLabels(t)))
-	err, _ := create(t, pod(ns, "new", e2e.golangApp()))
-	mustDeny(t, err, e2e.golangApp())
+	_, err := create(t, pod(ns, "new", e2e.reg.GoSDKApp()))
+	mustDeny(t, err, e2e.reg.GoSDKApp())
 
 	old.Labels = map[string]string{"tier": "backend"}
 	if err := e2e.client.Update(ctx, old); err != nil {
@@ -252,7 +256,7 @@ func TestRegistryUnreachable(t *testing.T) {
 			s.OnInspectionError = c.on
 			policy(t, s)
 			start := time.Now()
-			err, _ := create(t, pod(ns, "gone", image))
+			_, err := create(t, pod(ns, "gone", image))
 			if took := time.Since(start); took >= webhookTimeout {
 				t.Errorf("answered in %s, not within the %s webhook timeout", took, webhookTimeout)
 			}
@@ -303,19 +307,19 @@ func TestPullSecretRegistry(t *testing.T) {
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pull"},
 		Type:       corev1.SecretTypeDockerConfigJson,
-		Data:       map[string][]byte{corev1.DockerConfigJsonKey: dockerConfigJSON(e2e.private)},
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: e2e.reg.DockerConfigJSON()},
 	}
 	if err := e2e.client.Create(context.Background(), secret); err != nil {
 		t.Fatal(err)
 	}
 	// Without the secret the registry refuses slimgate: inspection fails.
-	err, _ := create(t, pod(ns, "anonymous", e2e.privateApp()))
+	_, err := create(t, pod(ns, "anonymous", e2e.reg.PrivateGoSDKApp()))
 	mustDeny(t, err, "inspection.failed")
 
 	// With it, the image is read and judged on its history.
-	p := pod(ns, "authed", e2e.privateApp())
+	p := pod(ns, "authed", e2e.reg.PrivateGoSDKApp())
 	p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "pull"}}
-	err, _ = create(t, p)
+	_, err = create(t, p)
 	mustDeny(t, err, "toolchain.go")
 	mentionsGoSDK(t, err.Error())
 }
@@ -326,9 +330,9 @@ func TestSizeBudget(t *testing.T) {
 	budget := resource.MustParse("1Mi")
 	s.SizeBudget.MaxCompressed = &budget
 	policy(t, s)
-	err, _ := create(t, pod(ns, "big", e2e.bigApp()))
-	mustDeny(t, err, e2e.bigApp(), "budget 1Mi", "budget 1048576 bytes")
-	if err, _ := create(t, pod(ns, "slim", e2e.slimApp())); err != nil {
+	_, err := create(t, pod(ns, "big", e2e.reg.BigStaticApp()))
+	mustDeny(t, err, e2e.reg.BigStaticApp(), "budget 1Mi", "budget 1048576 bytes")
+	if _, err := create(t, pod(ns, "slim", e2e.reg.StaticApp())); err != nil {
 		t.Errorf("small image refused: %v", err)
 	}
 }

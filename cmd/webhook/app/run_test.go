@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -28,15 +29,17 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
 	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
 
-// These tests run app.Run against a real kube-apiserver and etcd (envtest).
+// These tests run app.Run against a real kube-apiserver and etcd (envtest),
+// started once by TestMain; with -short (make test-unit) none is started
+// and they skip.
 
 var (
 	restConfig *rest.Config
@@ -46,11 +49,11 @@ var (
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
 func runTests(m *testing.M) int {
-	logOut := io.Discard
-	if os.Getenv("WEBHOOK_TEST_LOGS") != "" {
-		logOut = os.Stderr
+	flag.Parse()
+	if testing.Short() {
+		return m.Run()
 	}
-	logf.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true)))
+	logf.SetLogger(devcluster.NewLogger(io.Discard, "WEBHOOK_TEST_LOGS"))
 	env, cfg, err := devcluster.Env{Root: filepath.Join("..", "..", "..")}.Start(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -65,40 +68,28 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
-// start runs app.Run in the background; the cleanup stops it and checks it
-// returned no error.
-func start(t *testing.T, o app.Options) *devcluster.Process {
+// needAPIServer skips the test in -short mode, where TestMain starts no
+// API server.
+func needAPIServer(t *testing.T) {
 	t.Helper()
-	run := devcluster.Go(context.Background(), func(ctx context.Context) error { return app.Run(ctx, o) })
-	t.Cleanup(func() {
-		err := run.Stop(30 * time.Second)
-		switch {
-		case errors.Is(err, devcluster.ErrNotStopped):
-			t.Error("Run did not return after its context ended")
-		case err != nil:
-			t.Errorf("Run returned %v", err)
-		}
-	})
-	return run
-}
-
-// options are the options of a webhook on free loopback ports.
-func options(t *testing.T) app.Options {
-	t.Helper()
-	return app.Options{
-		Config: restConfig, Host: "127.0.0.1", Port: freePort(t), CertDir: filepath.Join(t.TempDir(), "certs"),
-		MetricsAddr: "0", ProbeAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		Concurrency: 2, DefaultTimeout: 10 * time.Second, TimeoutMargin: time.Second, ShutdownTimeout: 5 * time.Second,
+	if restConfig == nil {
+		t.Skip("needs kube-apiserver and etcd, which -short mode does not start")
 	}
 }
 
-func freePort(t *testing.T) int {
+// options are the options of a webhook on free loopback ports, with a
+// certificate folder of its own.
+func options(t *testing.T) app.Options {
 	t.Helper()
 	port, err := devcluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return port
+	o, err := webhooktest.Options(restConfig, "127.0.0.1", port, filepath.Join(t.TempDir(), "certs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 // readyz returns the status and body of /readyz?verbose; status 0 when the
@@ -113,11 +104,10 @@ func readyz(probe string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// waitReady waits up to a minute for /readyz, failing the test when Run
-// returns first.
-func waitReady(t *testing.T, probe string, run *devcluster.Process) {
+// waitReady waits for /readyz, failing the test when Run returns first.
+func waitReady(t *testing.T, o app.Options, run *devcluster.Process) {
 	t.Helper()
-	if err := devcluster.WaitReady(context.Background(), "http://"+probe+"/readyz?verbose", time.Minute, run); err != nil {
+	if err := webhooktest.WaitReady(context.Background(), o, run); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 }
@@ -143,13 +133,14 @@ func decisionsCounter() *prometheus.CounterVec {
 // TestRunTwice runs the server twice in one process with controller-runtime's
 // global metrics registry, as the e2e suite and tests that restart it do.
 func TestRunTwice(t *testing.T) {
+	needAPIServer(t)
 	for i := range 2 {
 		t.Run(fmt.Sprint("run ", i+1), func(t *testing.T) {
 			o := options(t)
 			// The webhook serves with a certificate from the folder, as
 			// with cert-manager.
 			writeSelfSigned(t, o.CertDir)
-			waitReady(t, o.ProbeAddr, start(t, o))
+			waitReady(t, o, webhooktest.Start(t, o))
 			err := metrics.Registry.Register(decisionsCounter())
 			if are := (prometheus.AlreadyRegisteredError{}); !errors.As(err, &are) {
 				t.Errorf("registering the decision counter during Run gave %v, want AlreadyRegisteredError", err)
@@ -170,6 +161,7 @@ func TestRunTwice(t *testing.T) {
 // certificate, and report ready only then; and reissue a damaged
 // certificate.
 func TestCertRotation(t *testing.T) {
+	needAPIServer(t)
 	ctx := context.Background()
 	// A fresh release namespace per run (go test -count=2): the rotator's
 	// controller is named after its Secret, and controller names are
@@ -194,7 +186,7 @@ func TestCertRotation(t *testing.T) {
 	o.CertRotation = true
 	o.Namespace = ns
 	o.Registerer = prometheus.NewRegistry()
-	run := start(t, o)
+	run := webhooktest.Start(t, o)
 
 	service := "slimgate-webhook." + ns
 	dnsNames := []string{service + ".svc", service + ".svc.cluster.local", service}

@@ -22,36 +22,21 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
-
-// A single-stage Go build: the SDK's environment and a go build step.
-var goSDKHistory = []v1.History{
-	{CreatedBy: "# debian.sh --arch 'amd64' out/ 'bookworm' '@1749513600'"},
-	{CreatedBy: "ENV GOLANG_VERSION=1.24.4", EmptyLayer: true},
-	{CreatedBy: "ENV PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", EmptyLayer: true},
-	{CreatedBy: "COPY /target/ / # buildkit", Comment: "buildkit.dockerfile.v0"},
-	{CreatedBy: "COPY . . # buildkit", Comment: "buildkit.dockerfile.v0"},
-	{CreatedBy: "RUN /bin/sh -c go build -o /app . # buildkit", Comment: "buildkit.dockerfile.v0"},
-	{CreatedBy: `CMD ["/app"]`, Comment: "buildkit.dockerfile.v0", EmptyLayer: true},
-}
-
-var goSDKEnv = []string{"PATH=/go/bin:/usr/local/go/bin:/usr/bin:/bin", "GOLANG_VERSION=1.24.4"}
 
 // slowManifests serves a registry whose first manifest request for repo
 // once armed waits for hold (or until release is closed); seen is closed
@@ -97,6 +82,7 @@ type reviewResult struct {
 // unanswered connection is reset); Run returns nil within the shutdown
 // timeout; and the port refuses connections afterwards.
 func TestShutdownFinishesInFlightReview(t *testing.T) {
+	needAPIServer(t)
 	ctx := context.Background()
 	const hold = 3 * time.Second
 	slow := &slowManifests{next: devcluster.NewRegistry(), repo: "slow/golang-app", hold: hold,
@@ -107,7 +93,7 @@ func TestShutdownFinishesInFlightReview(t *testing.T) {
 	t.Cleanup(func() { close(slow.release) })
 	host := strings.TrimPrefix(srv.URL, "http://")
 	image := host + "/" + slow.repo + ":1"
-	img, err := devcluster.BuildImage(goSDKHistory, goSDKEnv, 256, 0)
+	img, err := devcluster.GoSDKApp().Build(256, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,9 +108,8 @@ func TestShutdownFinishesInFlightReview(t *testing.T) {
 	// review is answered only after Run returned and Run fails.
 	o.ShutdownTimeout = 5 * time.Second
 	writeSelfSigned(t, o.CertDir)
-	run := devcluster.Go(ctx, func(ctx context.Context) error { return app.Run(ctx, o) })
-	t.Cleanup(func() { _ = run.Stop(30 * time.Second) })
-	waitReady(t, o.ProbeAddr, run)
+	run := webhooktest.Start(t, o)
+	waitReady(t, o, run)
 
 	p := &v1alpha1.SlimImagePolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "shutdown-" + rand.String(5)},
@@ -138,17 +123,7 @@ func TestShutdownFinishesInFlightReview(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = kube.Delete(ctx, p) })
 	// Ready means the webhook's own cache has the policy.
-	if err := devcluster.Poll(ctx, 15*time.Second, func() error {
-		var got v1alpha1.SlimImagePolicy
-		if err := kube.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
-			return err
-		}
-		c := meta.FindStatusCondition(got.Status.Conditions, controller.ConditionReady)
-		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != got.Generation {
-			return fmt.Errorf("policy %s not ready: %+v", p.Name, got.Status)
-		}
-		return nil
-	}); err != nil {
+	if err := devcluster.WaitPolicyReady(ctx, kube, p.Name, controller.ConditionReady, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,0 +1,143 @@
+package policy
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
+)
+
+// crdFile is the generated CRD (make manifests), whose OpenAPI schema the
+// API server enforces on SlimImagePolicy objects.
+var crdFile = filepath.Join("..", "..", "config", "crd", "bases", "slimgate.dev_slimimagepolicies.yaml")
+
+// TestLimitsMatchCRD ties the limits Validate enforces (for `slimgate
+// check --policy`, which never meets the API server) to the maxItems and
+// maxLength of the CRD's schema: every limit under spec in the CRD must be
+// one of these constants, and every constant must be in the CRD. Changing
+// either side alone fails here.
+func TestLimitsMatchCRD(t *testing.T) {
+	want := map[string]int64{
+		"spec.toolchains.deny maxItems":        maxRuleRefs,
+		"spec.toolchains.deny[] maxLength":     maxRuleRefLen,
+		"spec.toolchains.allow maxItems":       maxRuleRefs,
+		"spec.toolchains.allow[] maxLength":    maxRuleRefLen,
+		"spec.exclude.images maxItems":         maxExcludeImages,
+		"spec.exclude.images[] maxLength":      maxImagePattern,
+		"spec.registries.allow maxItems":       maxRegistries,
+		"spec.registries.allow[] maxLength":    maxHostLen,
+		"spec.registries.insecure maxItems":    maxInsecure,
+		"spec.registries.insecure[] maxLength": maxHostLen,
+		"spec.platforms maxItems":              maxPlatforms,
+	}
+	got := crdLimits(t, crdFile)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("limits in pkg/policy/load.go (-) and in %s (+) differ: change both (the CRD through the +kubebuilder:validation markers and make manifests):\n%s", crdFile, diff)
+	}
+}
+
+// TestCRDLimitsReader checks crdLimits on a schema of known shape, so that
+// TestLimitsMatchCRD cannot pass by finding nothing.
+func TestCRDLimitsReader(t *testing.T) {
+	doc := `
+spec:
+  versions:
+  - name: v1alpha1
+    schema:
+      openAPIV3Schema:
+        properties:
+          spec:
+            properties:
+              names:
+                maxItems: 3
+                items:
+                  maxLength: 7
+                  type: string
+              nested:
+                properties:
+                  deep:
+                    maxLength: 9
+          status:
+            properties:
+              note:
+                maxLength: 100
+`
+	path := filepath.Join(t.TempDir(), "crd.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"spec.names maxItems": 3, "spec.names[] maxLength": 7, "spec.nested.deep maxLength": 9}
+	if diff := cmp.Diff(want, crdLimits(t, path)); diff != "" {
+		t.Errorf("limits (-want +got):\n%s", diff)
+	}
+}
+
+// crdLimits reads the maxItems and maxLength found under spec in the
+// schema of the CRD's only version, keyed "path keyword"; array items are
+// "path[]".
+func crdLimits(t *testing.T, file string) map[string]int64 {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crd struct {
+		Spec struct {
+			Versions []struct {
+				Name   string `json:"name"`
+				Schema struct {
+					OpenAPIV3Schema map[string]any `json:"openAPIV3Schema"`
+				} `json:"schema"`
+			} `json:"versions"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(data, &crd); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if len(crd.Spec.Versions) != 1 {
+		t.Fatalf("%s has %d versions, want 1 (extend this test for more)", file, len(crd.Spec.Versions))
+	}
+	root := crd.Spec.Versions[0].Schema.OpenAPIV3Schema
+	props, _ := root["properties"].(map[string]any)
+	spec, ok := props["spec"].(map[string]any)
+	if !ok {
+		t.Fatalf("%s: no schema for spec", file)
+	}
+	out := map[string]int64{}
+	walkLimits(t, "spec", spec, out)
+	return out
+}
+
+// walkLimits records node's limits and those of its properties and items.
+func walkLimits(t *testing.T, path string, node map[string]any, out map[string]int64) {
+	t.Helper()
+	for _, kw := range []string{"maxItems", "maxLength"} {
+		if v, ok := node[kw]; ok {
+			n, ok := v.(float64)
+			if !ok {
+				t.Fatalf("%s %s is %v, not a number", path, kw, v)
+			}
+			out[fmt.Sprintf("%s %s", path, kw)] = int64(n)
+		}
+	}
+	if items, ok := node["items"].(map[string]any); ok {
+		walkLimits(t, path+"[]", items, out)
+	}
+	props, _ := node["properties"].(map[string]any)
+	names := make([]string, 0, len(props))
+	for name := range props {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		child, ok := props[name].(map[string]any)
+		if !ok {
+			t.Fatalf("%s.%s: schema is %T", path, name, props[name])
+		}
+		walkLimits(t, path+"."+name, child, out)
+	}
+}
