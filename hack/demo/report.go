@@ -127,7 +127,7 @@ func waitEvents(ctx context.Context, c *cluster, rs []result) ([]eventsv1.Event,
 		for _, ns := range []string{nsEnforce, nsAudit, nsUntouched} {
 			var l eventsv1.EventList
 			if err := c.client.List(ctx, &l, client.InNamespace(ns)); err != nil {
-				return fmt.Errorf("%w: listing events: %v", devcluster.ErrGiveUp, err)
+				return fmt.Errorf("%w: listing events: %w", devcluster.ErrGiveUp, err)
 			}
 			evs = append(evs, l.Items...)
 		}

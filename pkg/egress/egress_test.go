@@ -78,7 +78,10 @@ func TestTransportRefusesPlainHTTP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = rt.RoundTrip(req)
+		resp, err := rt.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
 		if tc.wantHost == "" {
 			if !errors.Is(err, ErrRefused) || calls != 0 || !strings.Contains(err.Error(), "plain HTTP to "+req.URL.Host+" is not allowed") {
 				t.Errorf("%s: error %v after %d calls, want a refusal before any", tc.url, err, calls)

@@ -21,9 +21,10 @@ import (
 	"slimgate.dev/slimgate/api/v1alpha1"
 )
 
-func controller(kind, apiVersion, name string) []metav1.OwnerReference {
+// controller is an apps/v1 controller owner reference.
+func controller(kind, name string) []metav1.OwnerReference {
 	yes := true
-	return []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: name, UID: types.UID("uid-" + name), Controller: &yes}}
+	return []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: name, UID: types.UID("uid-" + name), Controller: &yes}}
 }
 
 func TestRegarding(t *testing.T) {
@@ -31,7 +32,7 @@ func TestRegarding(t *testing.T) {
 	if err := clientgoscheme.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
-	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-1", OwnerReferences: controller("Deployment", "apps/v1", "web")}}
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-1", OwnerReferences: controller("Deployment", "web")}}
 	r, err := NewRecorder(nil, fake.NewClientBuilder().WithScheme(s).WithObjects(rs).Build(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -46,11 +47,11 @@ func TestRegarding(t *testing.T) {
 			corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: "ns", Name: "p"}},
 		{"generateName only", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", GenerateName: "p-"}},
 			corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: "ns", Name: "p"}},
-		{"replicaset's deployment", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", GenerateName: "web-1-", OwnerReferences: controller("ReplicaSet", "apps/v1", "web-1")}},
+		{"replicaset's deployment", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", GenerateName: "web-1-", OwnerReferences: controller("ReplicaSet", "web-1")}},
 			corev1.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "ns", Name: "web", UID: "uid-web"}},
-		{"owner not found", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", GenerateName: "x-", OwnerReferences: controller("ReplicaSet", "apps/v1", "gone")}},
+		{"owner not found", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", GenerateName: "x-", OwnerReferences: controller("ReplicaSet", "gone")}},
 			corev1.ObjectReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Namespace: "ns", Name: "gone", UID: "uid-gone"}},
-		{"other controller", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-0", OwnerReferences: controller("StatefulSet", "apps/v1", "db")}},
+		{"other controller", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-0", OwnerReferences: controller("StatefulSet", "db")}},
 			corev1.ObjectReference{APIVersion: "apps/v1", Kind: "StatefulSet", Namespace: "ns", Name: "db", UID: "uid-db"}},
 	}
 	for _, c := range cases {
