@@ -18,7 +18,8 @@ import (
 // --cert-dir is the CA key of the Secret or ConfigMap the values name, in
 // both certificate modes (the serving certificate still in place), and the
 // API server accepts the Deployment under the restricted Pod Security
-// level without warnings. Off (the default), no flag and no extra volume.
+// level without warnings; helm lint passes. Off (the default), no flag
+// and no extra volume.
 func TestChartClientAuth(t *testing.T) {
 	needHelm(t)
 	for _, tc := range []struct {
@@ -37,6 +38,13 @@ func TestChartClientAuth(t *testing.T) {
 			caSource: "Secret/callers-ca:ca.crt", servingSource: "Secret/slimgate-webhook-tls:tls.crt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"lint", "--strict", chartDir, "--namespace", releaseNamespace, "--kube-version", s.kubeVersion}
+			for _, kv := range tc.set {
+				args = append(args, "--set", kv)
+			}
+			if _, err := run(s.helm, args...); err != nil {
+				t.Fatal(err)
+			}
 			objs, err := renderChart(tc.set...)
 			if err != nil {
 				t.Fatal(err)
