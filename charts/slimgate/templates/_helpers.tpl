@@ -41,9 +41,9 @@ the folder the webhook writes its own certificates to. */}}
 {{- define "slimgate.clientCADir" -}}client-ca{{- end }}
 {{- define "slimgate.clientCAName" -}}{{ include "slimgate.clientCADir" . }}/ca.crt{{- end }}
 
-{{/* The projected volume source (a list item) of the callers' CA bundle: the key caKey
-of the Secret or ConfigMap named, at slimgate.clientCAName for
-cert-manager's folder, at ca.crt for a volume of its own. */}}
+{{/* The projected volume source (a list item) of the callers' CA bundle:
+the key caKey of the Secret or ConfigMap named, at slimgate.clientCAName in
+cert-manager's folder, at ca.crt in a volume of its own. */}}
 {{- define "slimgate.clientCASource" -}}
 {{- $ca := .Values.webhook.clientAuth -}}
 {{- $path := "ca.crt" -}}
