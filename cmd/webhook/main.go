@@ -43,7 +43,7 @@ func execute(ctx context.Context, args []string, stderr io.Writer, run func(cont
 		return 2
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts), zap.WriteTo(stderr)))
-	ctrl.Log.Info("starting slimgate webhook", "version", version, "certRotation", opts.CertRotation)
+	ctrl.Log.Info("starting slimgate webhook", "version", version, "certRotation", opts.CertRotation, "clientCA", opts.ClientCAName)
 	if err := run(ctx, opts); err != nil {
 		fmt.Fprintf(stderr, "webhook: %v\n", err)
 		return 1

@@ -59,6 +59,11 @@ func TestFlagsToOptions(t *testing.T) {
 			},
 		},
 		{
+			name:   "client certificates required",
+			args:   []string{"--cert-dir=/certs", "--client-ca-name=client-ca/ca.crt"},
+			change: func(o *app.Options) { o.CertDir, o.ClientCAName = "/certs", "client-ca/ca.crt" },
+		},
+		{
 			name: "server and registry knobs",
 			args: []string{
 				"--webhook-host=127.0.0.1", "--webhook-port=10250", "--metrics-bind-address=0", "--health-probe-bind-address=:9090",

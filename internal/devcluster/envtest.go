@@ -37,6 +37,9 @@ type Env struct {
 	Webhooks bool
 	// ExtraCRDDirs are folders of CRDs installed besides config/crd/bases.
 	ExtraCRDDirs []string
+	// Configure, when set, adjusts the environment before it starts (extra
+	// kube-apiserver flags, a fixed webhook address).
+	Configure func(*envtest.Environment)
 	// ScriptStderr receives hack/envtest-assets.sh's progress output when it
 	// has to run; nil discards it.
 	ScriptStderr io.Writer
@@ -74,6 +77,9 @@ func (e Env) Environment(assets string) *envtest.Environment {
 	}
 	if e.Webhooks {
 		env.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(e.Root, "config", "webhook")}}
+	}
+	if e.Configure != nil {
+		e.Configure(env)
 	}
 	return env
 }

@@ -35,6 +35,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Values.certManager.enabled -}}slimgate-webhook-tls{{- else -}}{{ required "certRotation.secretName is required" .Values.certRotation.secretName }}{{- end -}}
 {{- end }}
 
+{{/* Where the callers' CA bundle is, inside the certificate folder
+(--client-ca-name): a folder of its own, so that it can be mounted inside
+the folder the webhook writes its own certificates to. */}}
+{{- define "slimgate.clientCADir" -}}client-ca{{- end }}
+{{- define "slimgate.clientCAName" -}}{{ include "slimgate.clientCADir" . }}/ca.crt{{- end }}
+
+{{/* The projected volume source (a list item) of the callers' CA bundle:
+the key caKey of the Secret or ConfigMap named, at slimgate.clientCAName in
+cert-manager's folder, at ca.crt in a volume of its own. */}}
+{{- define "slimgate.clientCASource" -}}
+{{- $ca := .Values.webhook.clientAuth -}}
+{{- $path := "ca.crt" -}}
+{{- if .Values.certManager.enabled -}}{{- $path = include "slimgate.clientCAName" . -}}{{- end -}}
+- {{ if $ca.caSecret }}secret{{ else }}configMap{{ end }}:
+    name: {{ $ca.caSecret | default $ca.caConfigMap }}
+    items:
+    - key: {{ $ca.caKey }}
+      path: {{ $path }}
+{{- end }}
+
 {{/* The namespaceSelector of both webhooks: the user's, plus the
 namespaces slimgate never judges. */}}
 {{- define "slimgate.namespaceSelector" -}}
@@ -59,6 +79,15 @@ namespaces slimgate never judges. */}}
 {{- $t := int .Values.webhook.timeoutSeconds -}}
 {{- if or (lt $t 1) (gt $t 30) -}}
 {{- fail "webhook.timeoutSeconds must be between 1 and 30" -}}
+{{- end -}}
+{{- $ca := .Values.webhook.clientAuth -}}
+{{- if $ca.enabled -}}
+{{- if eq (include "slimgate.isSet" $ca.caSecret) (include "slimgate.isSet" $ca.caConfigMap) -}}
+{{- fail "webhook.clientAuth: set one of caSecret and caConfigMap (the CA that signs the API server's client certificate)" -}}
+{{- end -}}
+{{- if not (include "slimgate.isSet" $ca.caKey) -}}
+{{- fail "webhook.clientAuth.caKey is required" -}}
+{{- end -}}
 {{- end -}}
 {{- $pdb := .Values.podDisruptionBudget -}}
 {{- if and $pdb.enabled (include "slimgate.isSet" $pdb.minAvailable) (include "slimgate.isSet" $pdb.maxUnavailable) -}}

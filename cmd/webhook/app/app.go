@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -53,6 +54,13 @@ type Options struct {
 	Host    string
 	Port    int
 	CertDir string
+	// ClientCAName, when set, names a PEM CA bundle inside CertDir (a
+	// relative path, as controller-runtime's webhook.Options.ClientCAName):
+	// the webhook then completes a TLS handshake only with callers that
+	// present a certificate signed by it, the API server configured with
+	// an admission kubeconfig. It is read once, when the server starts.
+	// Empty: any caller that reaches the port may post a review.
+	ClientCAName string
 	// MetricsAddr serves /metrics; "0" turns it off.
 	MetricsAddr string
 	// ProbeAddr serves /healthz and /readyz; "0" turns it off.
@@ -108,6 +116,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Host, "webhook-host", "", "address the webhook listens on (empty: all)")
 	fs.IntVar(&o.Port, "webhook-port", 9443, "port the webhook listens on")
 	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder holding tls.crt and tls.key (reloaded on change)")
+	fs.StringVar(&o.ClientCAName, "client-ca-name", "", "CA bundle inside --cert-dir (relative path) that must sign the caller's client certificate; empty: callers are not authenticated")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 disables them")
 	fs.BoolVar(&o.PullSecretAuth, "pull-secret-auth", true, "authenticate to registries with the Pod's imagePullSecrets and service account")
@@ -168,9 +177,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer reg.unregisterAll()
 
 	hooks := webhook.NewServer(webhook.Options{
-		Host:    o.Host,
-		Port:    o.Port,
-		CertDir: o.CertDir,
+		Host:         o.Host,
+		Port:         o.Port,
+		CertDir:      o.CertDir,
+		ClientCAName: o.ClientCAName,
 		// HTTP/2 stays off: it brought a class of denial-of-service CVEs and
 		// the API server speaks HTTP/1.1 to webhooks anyway.
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
@@ -266,10 +276,33 @@ func Run(ctx context.Context, o Options) (err error) {
 		// GetWebhookServer adds the server built above to the manager.
 		mgr.GetWebhookServer()
 	}
-	if err := mgr.AddReadyzCheck("webhook", hooks.StartedChecker()); err != nil {
+	started := hooks.StartedChecker()
+	if o.ClientCAName != "" {
+		// The check connects without a client certificate, which the
+		// server now refuses and logs; connect only until it has once
+		// succeeded (the listener stays up until Run returns).
+		started = succeedOnce(started)
+	}
+	if err := mgr.AddReadyzCheck("webhook", started); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// succeedOnce runs check until it first succeeds and reports success
+// without running it from then on.
+func succeedOnce(check healthz.Checker) healthz.Checker {
+	var passed atomic.Bool
+	return func(req *http.Request) error {
+		if passed.Load() {
+			return nil
+		}
+		if err := check(req); err != nil {
+			return err
+		}
+		passed.Store(true)
+		return nil
+	}
 }
 
 // finishOnShutdown lets reviews in flight when shutdown begins run to

@@ -1,0 +1,265 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/internal/devcluster"
+)
+
+// clientCAName is where the webhook finds the CA of its callers, inside
+// its certificate folder (--client-ca-name).
+const clientCAName = "client-ca/ca.crt"
+
+// TestClientCertificateRequired runs a control plane of its own whose API
+// server presents a client certificate to the webhook (an
+// AdmissionConfiguration whose kubeconfig names the webhook's address),
+// and a webhook that requires one signed by that certificate's CA. The API
+// server's reviews still reach the webhook: a Pod with a Go SDK is denied.
+// Anyone else who reaches the port is refused during the TLS handshake,
+// before a review is read: no answer, no Event in the namespace the review
+// claims. The same review posted with the API server's certificate is
+// answered and recorded, so the refusal is the certificate's doing.
+func TestClientCertificateRequired(t *testing.T) {
+	ctx := context.Background()
+	ca, err := devcluster.NewCA("slimgate-e2e-webhook-callers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiCert, apiKey, err := ca.ClientCert("kube-apiserver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := devcluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const host = "127.0.0.1"
+	webhookAddr := net.JoinHostPort(host, strconv.Itoa(port))
+	admissionConfig, err := devcluster.WriteAdmissionConfig(t.TempDir(), webhookAddr, apiCert, apiKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, cfg, err := devcluster.Env{Root: filepath.Join("..", ".."), Webhooks: true, Configure: func(env *envtest.Environment) {
+		env.ControlPlane.GetAPIServer().Configure().Append("admission-control-config-file", admissionConfig)
+		env.WebhookInstallOptions.LocalServingHost, env.WebhookInstallOptions.LocalServingPort = host, port
+	}}.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	wio := &env.WebhookInstallOptions
+
+	// The CA sits in the certificate folder, as the chart mounts it.
+	caFile := filepath.Join(wio.LocalServingCertDir, clientCAName)
+	if err := os.MkdirAll(filepath.Dir(caFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	probe, err := devcluster.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	webhook := devcluster.Go(ctx, func(ctx context.Context) error {
+		return app.Run(ctx, app.Options{
+			Config: cfg, Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir,
+			ClientCAName: clientCAName,
+			MetricsAddr:  "0", ProbeAddr: probe, Concurrency: 4,
+			DefaultTimeout: webhookTimeout, TimeoutMargin: time.Second, ShutdownTimeout: 5 * time.Second,
+			// The suite's webhook runs in this process too.
+			Registerer: prometheus.NewRegistry(),
+		})
+	})
+	t.Cleanup(func() {
+		if err := webhook.Stop(15 * time.Second); err != nil {
+			t.Errorf("webhook: %v", err)
+		}
+	})
+	if err := devcluster.WaitReady(ctx, "http://"+probe+"/readyz", time.Minute, webhook); err != nil {
+		t.Fatalf("webhook: %v", err)
+	}
+	c, err := devcluster.NewClient(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "callers"}, Spec: spec(v1alpha1.ModeEnforce, nil)}
+	if err := c.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	const ns = metav1.NamespaceDefault
+
+	// (1) Strangers: a plain HTTPS client, and one whose certificate
+	// another CA signed. The server's certificate is trusted, so only the
+	// client's identity is wrong.
+	stranger, err := devcluster.NewCA("stranger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	strangerCert, strangerKey, err := stranger.ClientCert("kube-apiserver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "https://" + webhookAddr + app.PodsPath
+	review := reviewBody(t, ns, "probe", e2e.golangApp())
+	for _, caller := range []struct {
+		name  string
+		cert  [][]byte
+		alert string
+	}{
+		{"no certificate", nil, "tls: certificate required"},
+		{"certificate of another CA", [][]byte{strangerCert, strangerKey}, "tls: unknown certificate authority"},
+	} {
+		resp, err := reviewClient(t, wio.LocalServingCAData, caller.cert).Post(url, "application/json", bytes.NewReader(review))
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			t.Errorf("%s: answered %s: %s", caller.name, resp.Status, body)
+			continue
+		}
+		// TLS 1.3 ends the handshake on the client's side before the
+		// server has checked the certificate: the refusal arrives as an
+		// alert on the first read.
+		if !strings.Contains(err.Error(), caller.alert) {
+			t.Errorf("%s: %v, want the alert %q", caller.name, err, caller.alert)
+		}
+	}
+
+	// (2) The API server: it presents its certificate, the fat Pod is
+	// denied with the evidence and recorded.
+	fat := pod(ns, "fat", e2e.golangApp())
+	eventually(t, 20*time.Second, func() error { // until the webhook's cache has the policy
+		err := c.Create(ctx, fat.DeepCopy(), client.DryRunAll)
+		switch {
+		case err == nil:
+			return errAdmitted
+		case apierrors.IsForbidden(err):
+			return nil
+		}
+		return err
+	})
+	err = c.Create(ctx, fat)
+	mustDeny(t, err, "["+p.Name+"]", e2e.golangApp(), "toolchain.go")
+	mentionsGoSDK(t, err.Error())
+
+	// (3) The positive control: the stranger's review, posted with the
+	// API server's certificate, is answered and records an Event.
+	resp, err := reviewClient(t, wio.LocalServingCAData, [][]byte{apiCert, apiKey}).
+		Post(url, "application/json", bytes.NewReader(reviewBody(t, ns, "control", e2e.golangApp())))
+	if err != nil {
+		t.Fatalf("posting with the API server's certificate: %v", err)
+	}
+	var answer admissionv1.AdmissionReview
+	err = json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if err != nil || answer.Response == nil || answer.Response.Allowed {
+		t.Fatalf("with the API server's certificate: %s, %+v, %v; want a denial", resp.Status, answer.Response, err)
+	}
+
+	// Events are recorded in order: once the later ones are there, the
+	// strangers' would be too.
+	var got []eventsv1.Event
+	eventually(t, 15*time.Second, func() error {
+		var list eventsv1.EventList
+		if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		got = list.Items
+		for _, want := range []string{"fat", "control"} {
+			if !hasEvent(got, want, "ImageRejected") {
+				return fmt.Errorf("no ImageRejected event regarding %s among %d", want, len(got))
+			}
+		}
+		return nil
+	})
+	for _, e := range got {
+		if e.Regarding.Name == "probe" {
+			t.Errorf("a refused caller made the webhook record %s: %s", e.Reason, e.Note)
+		}
+	}
+}
+
+// hasEvent reports whether evs has one with this reason regarding name.
+func hasEvent(evs []eventsv1.Event, name, reason string) bool {
+	for _, e := range evs {
+		if e.Regarding.Name == name && e.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+// reviewClient trusts the webhook's serving CA and presents cert (PEM
+// certificate and key) when given.
+func reviewClient(t *testing.T, servingCA []byte, cert [][]byte) *http.Client {
+	t.Helper()
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(servingCA) {
+		t.Fatal("no serving CA to trust")
+	}
+	conf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		pair, err := tls.X509KeyPair(cert[0], cert[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Sent whatever CAs the server asks for: Go's client would
+		// otherwise keep back a certificate the server does not trust.
+		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+	}
+	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: conf, DisableKeepAlives: true}}
+}
+
+// reviewBody is an AdmissionReview of a Pod CREATE in ns, as the API
+// server would send it, claiming a cluster administrator as the user.
+func reviewBody(t *testing.T, ns, name, image string) []byte {
+	t.Helper()
+	obj := pod(ns, name, image)
+	obj.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := types.UID("review-" + name)
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: uid, Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Namespace: ns, Name: name, Operation: admissionv1.Create,
+			UserInfo: authenticationv1.UserInfo{Username: "kubernetes-admin", Groups: []string{"system:masters"}},
+			Object:   runtime.RawExtension{Raw: raw},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
