@@ -128,7 +128,7 @@ func TestClientCertificateRequired(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := "https://" + webhookAddr + app.PodsPath
-	review := reviewBody(t, ns, "probe", e2e.golangApp())
+	review := reviewBody(t, ns, "probe", e2e.reg.GoSDKApp())
 	for _, caller := range []struct {
 		name  string
 		cert  [][]byte
@@ -154,7 +154,7 @@ func TestClientCertificateRequired(t *testing.T) {
 
 	// (2) The API server: it presents its certificate, the fat Pod is
 	// denied with the evidence and recorded.
-	fat := pod(ns, "fat", e2e.golangApp())
+	fat := pod(ns, "fat", e2e.reg.GoSDKApp())
 	eventually(t, 20*time.Second, func() error { // until the webhook's cache has the policy
 		err := c.Create(ctx, fat.DeepCopy(), client.DryRunAll)
 		switch {
@@ -166,13 +166,13 @@ func TestClientCertificateRequired(t *testing.T) {
 		return err
 	})
 	err = c.Create(ctx, fat)
-	mustDeny(t, err, "["+p.Name+"]", e2e.golangApp(), "toolchain.go")
+	mustDeny(t, err, "["+p.Name+"]", e2e.reg.GoSDKApp(), "toolchain.go")
 	mentionsGoSDK(t, err.Error())
 
 	// (3) The positive control: the stranger's review, posted with the
 	// API server's certificate, is answered and records an Event.
 	resp, err := reviewClient(t, wio.LocalServingCAData, [][]byte{apiCert, apiKey}).
-		Post(url, "application/json", bytes.NewReader(reviewBody(t, ns, "control", e2e.golangApp())))
+		Post(url, "application/json", bytes.NewReader(reviewBody(t, ns, "control", e2e.reg.GoSDKApp())))
 	if err != nil {
 		t.Fatalf("posting with the API server's certificate: %v", err)
 	}
