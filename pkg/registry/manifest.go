@@ -76,6 +76,11 @@ func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request) (*Inspe
 				return reasoned(ReasonTooLarge, fmt.Errorf("manifest %s declares %d bytes, more than the %d allowed", d.Digest, d.Size, r.opts.MaxManifestBytes))
 			}
 			child, err := s.document(gctx, d.Digest, nil, "")
+			if err != nil && reasonOf(err) == ReasonNotFound {
+				// The index is the author's: an entry the registry lacks
+				// is the image's fault, not a tag somebody mistyped.
+				err = reasoned(ReasonInvalid, fmt.Errorf("the index names manifest %s, which the registry does not have: %w", d.Digest, err))
+			}
 			if err != nil {
 				return fmt.Errorf("platform %s: %w", platformOf(d.Platform), err)
 			}
