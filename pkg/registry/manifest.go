@@ -63,14 +63,14 @@ func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request) (*Inspe
 	key := resolvedKey(req.CredentialScope, refName)
 	r.resolved.add(key, digest.String(), int64(len(key)+95), r.opts.TagTTL)
 
-	insp, picked, err := r.plan(doc, refName, digest.String(), p.platforms)
+	insp, sel, err := r.plan(doc, refName, digest.String(), p.platforms)
 	if err != nil || doc.facts != nil { // an image: insp is complete
 		return insp, err
 	}
-	insp.Images = make([]*image.Facts, len(picked))
+	read := make([]*image.Facts, len(sel.Entries))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
-	for i, d := range picked {
+	for i, d := range sel.Entries {
 		g.Go(func() error {
 			if d.Size > r.opts.MaxManifestBytes {
 				return reasoned(ReasonTooLarge, fmt.Errorf("manifest %s declares %d bytes, more than the %d allowed", d.Digest, d.Size, r.opts.MaxManifestBytes))
@@ -82,16 +82,19 @@ func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request) (*Inspe
 				err = reasoned(ReasonInvalid, fmt.Errorf("the index names manifest %s, which the registry does not have: %w", d.Digest, err))
 			}
 			if err != nil {
-				return fmt.Errorf("platform %s: %w", platformOf(d.Platform), err)
+				return fmt.Errorf("platform %s: %w", placeName(d), err)
 			}
 			if child.facts == nil {
 				return reasoned(ReasonInvalid, fmt.Errorf("index entry %s is an index, not an image", d.Digest))
 			}
-			insp.Images[i] = withRef(child.facts, refName, insp.Digest)
+			read[i] = withRef(child.facts, refName, insp.Digest)
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if insp.Images, err = sel.Judged(read); err != nil {
 		return nil, err
 	}
 	return insp, nil
@@ -235,10 +238,12 @@ func (s *session) document(ctx context.Context, digest v1.Hash, body []byte, mt 
 		if err != nil {
 			return nil, reasoned(ReasonInvalid, fmt.Errorf("parsing index %s: %w", digest, err))
 		}
-		doc = &document{entries: idx.Manifests, total: len(idx.Manifests)}
-		if len(doc.entries) > s.r.opts.MaxIndexEntries {
-			doc.entries = doc.entries[:s.r.opts.MaxIndexEntries]
+		// An index over the cap is refused before it is cached; what is
+		// cached is only ever read whole (SelectPlatforms).
+		if err := CheckIndexEntries(len(idx.Manifests), s.r.opts.MaxIndexEntries); err != nil {
+			return nil, err
 		}
+		doc = &document{entries: idx.Manifests}
 		size = int64(len(doc.entries)) * 512
 	} else {
 		facts, cfgSize, err := s.imageFacts(ctx, digest, body, kind)
