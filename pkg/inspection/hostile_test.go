@@ -330,4 +330,3 @@ func settle(t *testing.T, base int) {
 		t.Errorf("%d goroutines left running, %d before", n, base)
 	}
 }
-
