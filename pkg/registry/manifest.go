@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -227,6 +228,9 @@ func (s *session) document(ctx context.Context, digest v1.Hash, body []byte, mt 
 	if got := hex.EncodeToString(sum[:]); got != digest.Hex {
 		return nil, reasoned(ReasonInvalid, fmt.Errorf("manifest %s was served with content of digest sha256:%s", digest, got))
 	}
+	if err := checkElements(body, "manifest "+digest.String()); err != nil {
+		return nil, err
+	}
 	kind, err := manifestKind(body, mt)
 	if err != nil {
 		return nil, err
@@ -319,16 +323,27 @@ func (s *session) imageFacts(ctx context.Context, digest v1.Hash, body []byte, m
 		return nil, 0, err
 	}
 	defer resp.Body.Close()
-	raw, err := readBody(resp.Body, m.Config.Size, "config blob "+m.Config.Digest.String())
+	// The body is in memory from here until the facts are built: charge it
+	// to the process-wide bound, waiting no longer than the context.
+	charge := min(configCharge(m.Config.Size), o.MaxConfigBytesInFlight)
+	if err := s.r.configs.Acquire(ctx, charge); err != nil {
+		return nil, 0, fmt.Errorf("waiting for room to read config %s: %w", m.Config.Digest, err)
+	}
+	defer s.r.configs.Release(charge)
+	raw, err := readExact(resp.Body, m.Config.Size, "config blob "+m.Config.Digest.String())
 	if err != nil {
 		return nil, 0, err
 	}
 	sum := sha256.Sum256(raw)
-	if got := hex.EncodeToString(sum[:]); int64(len(raw)) != m.Config.Size || got != m.Config.Digest.Hex {
+	if got := hex.EncodeToString(sum[:]); got != m.Config.Digest.Hex {
 		return nil, 0, reasoned(ReasonInvalid, fmt.Errorf("config blob %s was served with %d bytes of digest sha256:%s", m.Config.Digest, len(raw), got))
 	}
-	cfg, err := v1.ParseConfigFile(bytes.NewReader(raw))
-	if err != nil {
+	if err := checkElements(raw, "config "+m.Config.Digest.String()); err != nil {
+		return nil, 0, err
+	}
+	// Decoded in place: v1.ParseConfigFile would buffer a second copy.
+	cfg := &v1.ConfigFile{}
+	if err := json.Unmarshal(raw, cfg); err != nil {
 		return nil, 0, reasoned(ReasonInvalid, fmt.Errorf("parsing config %s: %w", m.Config.Digest, err))
 	}
 	switch {
@@ -343,4 +358,68 @@ func (s *session) imageFacts(ctx context.Context, digest v1.Hash, body []byte, m
 	}
 	f.Digest = digest.String()
 	return f, int64(len(raw)), nil
+}
+
+// maxElements caps the members and elements of a manifest, index or
+// config, counted before it is decoded: JSON as small as "{}," per value
+// decodes to structures many times its size. The largest documents
+// within the other caps (1000 layers or history entries, env entries and
+// labels) hold some 10,000.
+const maxElements = 32768
+
+// bytesPerElement is the most one JSON member or element decodes to
+// beyond its strings: a history entry, a map entry, a descriptor, and the
+// growth of the slice or map holding it.
+const bytesPerElement = 160
+
+// configCharge is the memory a config of size bytes may take while read
+// and decoded: its body, the strings decoded from it, and the structure of
+// at most maxElements values (which takes at least two bytes each).
+func configCharge(size int64) int64 {
+	return 2*size + min(size/2+1, maxElements)*bytesPerElement
+}
+
+// checkElements fails with ReasonTooLarge when a JSON document has more
+// than maxElements members and elements. It counts the separators and
+// openings outside strings, without decoding; json.Unmarshal validates the
+// document afterwards.
+func checkElements(doc []byte, what string) error {
+	n := 0
+	inString, escaped := false, false
+	for _, c := range doc {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ',' || c == '[' || c == '{'):
+			if n++; n > maxElements {
+				return reasoned(ReasonTooLarge, fmt.Errorf("%s has more than %d JSON values", what, maxElements))
+			}
+		}
+	}
+	return nil
+}
+
+// readExact reads a body that must be n bytes long: a longer one is
+// ReasonTooLarge, a shorter one ReasonInvalid. The buffer is allocated
+// once, at its declared size.
+func readExact(r io.Reader, n int64, what string) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, reasoned(ReasonInvalid, fmt.Errorf("%s is shorter than the %d bytes it declares", what, n))
+		}
+		if errors.Is(err, errBodyTooLarge) {
+			return nil, reasoned(ReasonTooLarge, fmt.Errorf("%s is larger than the %d bytes allowed", what, n))
+		}
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	var more [1]byte
+	if k, _ := io.ReadFull(r, more[:]); k > 0 {
+		return nil, reasoned(ReasonTooLarge, fmt.Errorf("%s is larger than the %d bytes it declares", what, n))
+	}
+	return b, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
 	"slimgate.dev/slimgate/pkg/egress"
@@ -56,6 +57,12 @@ type Options struct {
 	MaxEnvLabels int
 	// MaxLayers caps the manifest's layers (default 1000).
 	MaxLayers int
+	// MaxConfigBytesInFlight bounds, across every inspection of the
+	// Remote, the memory config blobs being read and decoded may take
+	// (default 64 MiB): each charges what its declared size may cost from
+	// its response's arrival until its facts are built (configCharge), and
+	// an inspection waits for room within its context's deadline.
+	MaxConfigBytesInFlight int64
 
 	// CacheEntries and CacheBytes bound the facts cache (defaults 4096
 	// entries, 64 MiB).
@@ -140,6 +147,9 @@ func (o *Options) defaults() {
 	if o.MaxConfigBytes <= 0 {
 		o.MaxConfigBytes = 8 << 20
 	}
+	if o.MaxConfigBytesInFlight <= 0 {
+		o.MaxConfigBytesInFlight = 64 << 20
+	}
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = 64 << 20
 	}
@@ -172,6 +182,7 @@ type Remote struct {
 	breaker  *breaker
 	metrics  *metrics
 	log      logr.Logger
+	configs  *semaphore.Weighted // MaxConfigBytesInFlight
 }
 
 var _ Inspector = (*Remote)(nil)
@@ -199,6 +210,7 @@ func NewRemote(opts Options) (*Remote, error) {
 		breaker:  newBreaker(opts.BreakerThreshold, opts.BreakerWindow, opts.BreakerCooldown, opts.Now),
 		metrics:  m,
 		log:      opts.Logger,
+		configs:  semaphore.NewWeighted(opts.MaxConfigBytesInFlight),
 	}
 	r.open = r.newTransport(false)
 	r.guarded = r.newTransport(true)
