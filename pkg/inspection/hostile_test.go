@@ -212,6 +212,8 @@ func TestAuthorControlledFailuresAreViolations(t *testing.T) {
 			c.Config.Labels[fmt.Sprint(i)] = "x"
 		}), nil)},
 		{name: "too many layers", reason: registry.ReasonTooLarge, handler: imageParts(t, slimConfig(), layers(1001))},
+		{name: "too many JSON values in the config", reason: registry.ReasonTooLarge, handler: imageParts(t,
+			[]byte(`{"os":"linux","architecture":"amd64","history":[`+strings.Repeat(`{},`, 40000)+`{}]}`), nil)},
 		{name: "index names a manifest the registry lacks", reason: registry.ReasonInvalid, handler: withIndex(blobs{},
 			v1.Descriptor{MediaType: types.DockerManifestSchema2, Size: 100, Digest: digestOf([]byte("absent")), Platform: amd64})},
 		{name: "unsupported manifest media type", reason: registry.ReasonInvalid, handler: blobs{"manifests/v1": []byte(`{"schemaVersion":2,"mediaType":"application/vnd.example+json"}`)}},
@@ -221,6 +223,8 @@ func TestAuthorControlledFailuresAreViolations(t *testing.T) {
 		{name: "malformed manifest JSON", reason: registry.ReasonInvalid, handler: blobs{"manifests/v1": []byte(`{"schemaVersion":2,"config":`)}},
 		{name: "malformed config JSON", reason: registry.ReasonInvalid, handler: imageParts(t, []byte(`{"os":"linux","history":[`), nil)},
 		{name: "manifest digest mismatch", reason: registry.ReasonInvalid, handler: slim.always(), ref: "app@" + digestOf([]byte("other")).String()},
+		{name: "config shorter than declared", reason: registry.ReasonInvalid, handler: imageParts(t, slimConfig(), func(m *v1.Manifest) { m.Config.Size += 10 })},
+		{name: "config longer than declared", reason: registry.ReasonInvalid, handler: imageParts(t, slimConfig(), func(m *v1.Manifest) { m.Config.Size -= 10 })},
 		{name: "config digest mismatch", reason: registry.ReasonInvalid, handler: imageParts(t, slimConfig(), func(m *v1.Manifest) { m.Config.Digest = digestOf([]byte("other")) }).always()},
 		{name: "schema 1", reason: registry.ReasonInvalid, handler: blobs{"manifests/v1": []byte(`{"schemaVersion":1,"name":"app","tag":"v1","fsLayers":[]}`)}},
 		{name: "unknown tag", reason: registry.ReasonNotFound, handler: slim, ref: "app:typo"},
@@ -288,6 +292,23 @@ func TestAvailabilityFailuresFollowOnInspectionError(t *testing.T) {
 		{name: "rate limited", host: func(t *testing.T) string {
 			return serve(t, status(http.StatusTooManyRequests, "Retry-After", "60"))
 		}, plain: true, reason: registry.ReasonRateLimited},
+		{name: "connection cut in the middle of the config", host: func(t *testing.T) string {
+			parts := imageParts(t, slimConfig(), nil)
+			return serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !strings.Contains(r.URL.Path, "/blobs/") {
+					parts.ServeHTTP(w, r)
+					return
+				}
+				for suffix, body := range parts {
+					if strings.HasPrefix(suffix, "blobs/") {
+						w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+						w.Write(body[:len(body)/2])
+						w.(http.Flusher).Flush()
+						panic(http.ErrAbortHandler) // closes the connection
+					}
+				}
+			}))
+		}, plain: true, reason: registry.ReasonUnavailable},
 		{name: "credentials refused", host: func(t *testing.T) string { return serve(t, status(http.StatusUnauthorized)) }, plain: true, reason: registry.ReasonUnauthorized},
 		{name: "never answers", host: func(t *testing.T) string {
 			return serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

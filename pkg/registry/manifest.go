@@ -330,6 +330,9 @@ func (s *session) imageFacts(ctx context.Context, digest v1.Hash, body []byte, m
 		return nil, 0, fmt.Errorf("waiting for room to read config %s: %w", m.Config.Digest, err)
 	}
 	defer s.r.configs.Release(charge)
+	if resp.ContentLength >= 0 && resp.ContentLength != m.Config.Size {
+		return nil, 0, reasoned(ReasonInvalid, fmt.Errorf("config blob %s declares %d bytes but is served with %d", m.Config.Digest, m.Config.Size, resp.ContentLength))
+	}
 	raw, err := readExact(resp.Body, m.Config.Size, "config blob "+m.Config.Digest.String())
 	if err != nil {
 		return nil, 0, err
@@ -403,15 +406,12 @@ func checkElements(doc []byte, what string) error {
 	return nil
 }
 
-// readExact reads a body that must be n bytes long: a longer one is
-// ReasonTooLarge, a shorter one ReasonInvalid. The buffer is allocated
-// once, at its declared size.
+// readExact reads a body that must be n bytes long, into one buffer of
+// that size: a longer one is ReasonTooLarge; a shorter one is a transfer
+// cut short, unclassified (the caller compares the Content-Length first).
 func readExact(r io.Reader, n int64, what string) ([]byte, error) {
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, reasoned(ReasonInvalid, fmt.Errorf("%s is shorter than the %d bytes it declares", what, n))
-		}
 		if errors.Is(err, errBodyTooLarge) {
 			return nil, reasoned(ReasonTooLarge, fmt.Errorf("%s is larger than the %d bytes allowed", what, n))
 		}
