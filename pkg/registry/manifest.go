@@ -244,7 +244,7 @@ func (s *session) document(ctx context.Context, digest v1.Hash, body []byte, mt 
 		}
 		// An index over the cap is refused before it is cached; what is
 		// cached is only ever read whole (SelectPlatforms).
-		if err := CheckIndexEntries(len(idx.Manifests), s.r.opts.MaxIndexEntries); err != nil {
+		if err := checkIndexEntries(len(idx.Manifests), s.r.opts.MaxIndexEntries); err != nil {
 			return nil, err
 		}
 		doc = &document{entries: idx.Manifests}

@@ -68,7 +68,7 @@ type Selection struct {
 //   - A platform asked for that no entry offers (and none without a
 //     platform might) is ReasonNotFound.
 func SelectPlatforms(entries []v1.Descriptor, platforms []string, maxEntries, maxPlatforms int) (Selection, error) {
-	if err := CheckIndexEntries(len(entries), maxEntries); err != nil {
+	if err := checkIndexEntries(len(entries), maxEntries); err != nil {
 		return Selection{}, err
 	}
 	s := Selection{platforms: platforms}
@@ -123,9 +123,9 @@ func SelectPlatforms(entries []v1.Descriptor, platforms []string, maxEntries, ma
 	return s, nil
 }
 
-// CheckIndexEntries fails with ReasonTooLarge when an index lists more
+// checkIndexEntries fails with ReasonTooLarge when an index lists more
 // than max entries.
-func CheckIndexEntries(n, max int) error {
+func checkIndexEntries(n, max int) error {
 	if n > max {
 		return reasoned(ReasonTooLarge, fmt.Errorf("the index lists %d entries, more than the %d allowed", n, max))
 	}
