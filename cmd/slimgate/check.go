@@ -205,10 +205,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 // check judges one image, one report per platform. An image that could
-// not be inspected gets a report carrying the error (exit 2), unless the
-// policy's onInspectionError is Deny: then it is judged, through
-// policy.InspectionFailed. A nil slice with an error is a failure that
-// stops the whole run.
+// not be inspected is judged through policy.InspectionFailed when it is
+// itself invalid (or the reference names nothing) or the policy's
+// onInspectionError is Deny; otherwise its report carries the error (exit
+// 2). A nil slice with an error is a failure that stops the whole run.
 func (c *checker) check(ctx context.Context, ref string) ([]imageReport, error) {
 	ictx, cancel := context.WithTimeout(ctx, c.opts.timeout)
 	defer cancel()
@@ -218,8 +218,8 @@ func (c *checker) check(ctx context.Context, ref string) ([]imageReport, error) 
 			return nil, err // interrupted: stop here
 		}
 		f := inspection.Classify(err, errors.Is(ictx.Err(), context.DeadlineExceeded))
-		r := imageReport{Result: policy.InspectionFailed(c.spec, ref, f.Reason, f.Detail)}
-		if c.spec.OnInspectionError != v1alpha1.InspectionErrorDeny {
+		r := imageReport{Result: policy.InspectionFailed(c.spec, ref, f)}
+		if len(r.Findings) == 0 { // not judged: onInspectionError Allow
 			// The error says the failure; the result's note would repeat it.
 			r.Error, r.Notes = f.String(), nil
 		}

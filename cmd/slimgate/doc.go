@@ -9,5 +9,7 @@
 //	slimgate version
 //
 // Exit status: 0 when every image is allowed, 1 when any is denied, 2 on
-// usage errors or when an image could not be inspected.
+// usage errors or when an image's registry could not be read. An image
+// that is itself invalid, or a reference to nothing, is denied
+// (inspection.invalid), as the webhook denies it.
 package main

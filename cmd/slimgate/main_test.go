@@ -217,17 +217,19 @@ func TestCheckLayoutNeedsTag(t *testing.T) {
 		"sdk": buildImage(t, goSDKEnv, goSDKSteps...),
 		"app": buildImage(t, multiStageEnv, multiStageSteps...),
 	})
+	// The reference names no one image: as in the webhook, that is the
+	// reference's fault, an inspection.invalid denial.
 	code, out, errOut := runCLI(t, "check", "oci:"+dir)
-	if code != exitError {
-		t.Fatalf("exit %d, want %d", code, exitError)
+	if code != exitDenied {
+		t.Fatalf("exit %d, want %d", code, exitDenied)
 	}
 	for _, s := range []string{"oci:PATH:TAG", "sdk", "app"} {
 		if !strings.Contains(errOut, s) {
 			t.Errorf("stderr does not mention %q:\n%s", s, errOut)
 		}
 	}
-	if !strings.Contains(out, "ERROR oci:"+dir) || !strings.Contains(out, "1 image checked: 0 denied, 0 allowed, 1 not inspected") {
-		t.Errorf("text output does not report the error:\n%s", out)
+	if !strings.Contains(out, "DENY  oci:"+dir) || !strings.Contains(out, "inspection.invalid") || !strings.Contains(out, "1 image checked: 1 denied, 0 allowed") {
+		t.Errorf("text output does not report the denial:\n%s", out)
 	}
 }
 
@@ -322,6 +324,7 @@ func TestCheckPolicy(t *testing.T) {
 	dir := writeLayout(t, map[string]v1.Image{"sdk": buildImage(t, goSDKEnv, goSDKSteps...)})
 	sdk := "oci:" + dir + ":sdk"
 	missing := "oci:" + filepath.Join(dir, "missing")
+	unreachable := "127.0.0.1:1/app:v1" // nothing listens there
 	tests := []struct {
 		name       string
 		policy     string
@@ -335,8 +338,10 @@ func TestCheckPolicy(t *testing.T) {
 		{name: "audit mode allows", policy: policyHeader + "spec:\n  mode: Audit\n", image: sdk, wantCode: exitAllowed, wantAction: "audit"},
 		{name: "allowing the go rules", policy: policyHeader + "spec:\n  toolchains:\n    allow: [\"toolchain.go\", \"build.go\"]\n", image: sdk, wantCode: exitAllowed},
 		{name: "layer budget", policy: policyHeader + "spec:\n  toolchains:\n    allow: [\"toolchain.*\", \"build.*\"]\n  sizeBudget:\n    maxLayers: 2\n", image: sdk, wantCode: exitDenied, wantAction: "deny", wantRules: []string{"size.layers"}},
-		{name: "inspection error allowed is exit 2", policy: policyHeader + "spec:\n  onInspectionError: Allow\n", image: missing, wantCode: exitError, wantError: true},
-		{name: "inspection error denied is a denial", policy: policyHeader + "spec:\n  onInspectionError: Deny\n", image: missing, wantCode: exitDenied, wantAction: "deny", wantRules: []string{"inspection.failed"}},
+		{name: "inspection error allowed is exit 2", policy: policyHeader + "spec:\n  onInspectionError: Allow\n", image: unreachable, wantCode: exitError, wantError: true},
+		{name: "inspection error denied is a denial", policy: policyHeader + "spec:\n  onInspectionError: Deny\n", image: unreachable, wantCode: exitDenied, wantAction: "deny", wantRules: []string{"inspection.failed"}},
+		{name: "an image that is not there is a denial whatever onInspectionError", policy: policyHeader + "spec:\n  onInspectionError: Allow\n", image: missing, wantCode: exitDenied, wantAction: "deny", wantRules: []string{"inspection.invalid"}},
+		{name: "an invalid image follows the mode", policy: policyHeader + "spec:\n  mode: Audit\n  onInspectionError: Deny\n", image: missing, wantCode: exitAllowed, wantAction: "audit", wantRules: []string{"inspection.invalid"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -482,8 +487,9 @@ func TestCheckMultiPlatformLayout(t *testing.T) {
 			}
 		})
 	}
+	// A platform the index lacks is the image's (or the caller's) fault.
 	code, _, errOut := runCLI(t, "check", "--platform", "linux/s390x", "oci:"+dir)
-	if code != exitError || !strings.Contains(errOut, "linux/arm64/v8") {
-		t.Errorf("exit %d stderr %q, want 2 listing the platforms", code, errOut)
+	if code != exitDenied || !strings.Contains(errOut, "linux/arm64/v8") {
+		t.Errorf("exit %d stderr %q, want 1 listing the platforms", code, errOut)
 	}
 }

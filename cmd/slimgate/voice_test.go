@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
@@ -28,11 +30,22 @@ import (
 )
 
 // localInspector gives the webhook the images the CLI checks: a Pod's
-// short reference stands for a local image.
+// short reference stands for a local image, or for a registry reference
+// read as the CLI reads it.
 type localInspector map[string]string
 
-func (l localInspector) Inspect(_ context.Context, r registry.Request) (*registry.Inspection, error) {
-	return local.Inspect(l[r.Reference], r.Platforms)
+func (l localInspector) Inspect(ctx context.Context, r registry.Request) (*registry.Inspection, error) {
+	ref := l[r.Reference]
+	if local.IsLocal(ref) {
+		return local.Inspect(ref, r.Platforms)
+	}
+	remote, err := registry.NewRemote(registry.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer remote.Close()
+	host, _, _ := strings.Cut(ref, "/") // a plain HTTP test registry
+	return remote.Inspect(ctx, registry.Request{Reference: ref, Platforms: r.Platforms, Egress: registry.EgressRules{Insecure: []string{host}}})
 }
 
 // said is one thing slimgate said about an image: where, the words, and
@@ -93,13 +106,14 @@ func webhookSays(t *testing.T, doc, image string, inspector localInspector) []sa
 	return out
 }
 
-// cliSays runs slimgate check on ref under the policy, as text and as
-// JSON; the JSON speaks through its findings' messages and its error.
-func cliSays(t *testing.T, doc, ref string) ([]said, report) {
+// cliSays runs slimgate check on ref under the policy, with flags, as
+// text and as JSON; the JSON speaks through its findings' messages and its
+// error.
+func cliSays(t *testing.T, doc, ref string, flags ...string) ([]said, report) {
 	t.Helper()
 	file := writePolicy(t, doc)
-	_, text, stderr := runCLI(t, "check", "--policy", file, ref)
-	_, js, _ := runCLI(t, "check", "--policy", file, "--output", "json", ref)
+	_, text, stderr := runCLI(t, slices.Concat([]string{"check", "--policy", file}, flags, []string{ref})...)
+	_, js, _ := runCLI(t, slices.Concat([]string{"check", "--policy", file, "--output", "json"}, flags, []string{ref})...)
 	r := decode(t, js)
 	var fields []string
 	for _, im := range r.Images {
@@ -162,7 +176,14 @@ func speaksWithOneVoice(t *testing.T, says []said, wants []string, refOnce bool,
 func TestOneVoice(t *testing.T) {
 	t.Chdir(t.TempDir()) // the failing image is a relative path that does not exist
 	dir := writeLayout(t, map[string]v1.Image{"sdk": buildImage(t, goSDKEnv, goSDKSteps...)})
-	images := localInspector{"s:1": "oci:" + dir + ":sdk", "x:1": "docker-archive:gone.tar"}
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v2/" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	defer failing.Close()
+	host := strings.TrimPrefix(failing.URL, "http://")
+	images := localInspector{"s:1": "oci:" + dir + ":sdk", "x:1": "docker-archive:gone.tar", "u:1": host + "/a:1"}
 	spec := func(mode, onError string) string {
 		return policyHeader + "spec:\n  mode: " + mode + "\n  onInspectionError: " + onError + "\n  toolchains:\n    deny: [toolchain.go]\n"
 	}
@@ -192,22 +213,44 @@ func TestOneVoice(t *testing.T) {
 		}
 	})
 
+	// A registry that fails: a note with onInspectionError Allow, a finding
+	// with Deny. (Its detail is too long for a warning, which the invalid
+	// image below shows.)
 	t.Run("failure", func(t *testing.T) {
-		allowed, ra := cliSays(t, spec("Enforce", "Allow"), images["x:1"])
-		denied, rd := cliSays(t, spec("Enforce", "Deny"), images["x:1"])
+		allowed, ra := cliSays(t, spec("Enforce", "Allow"), images["u:1"], "--insecure-registry", host)
+		denied, rd := cliSays(t, spec("Enforce", "Deny"), images["u:1"], "--insecure-registry", host)
 		if len(ra.Images) != 1 || len(rd.Images) != 1 || len(rd.Images[0].Findings) != 1 {
 			t.Fatalf("want one entry each; allowed %+v, denied %+v", ra.Images, rd.Images)
 		}
 		failure := ra.Images[0].Error
-		if !strings.HasPrefix(failure, "not inspected (NotFound): ") {
-			t.Errorf("the failure reads %q, want it to start: not inspected (NotFound): ", failure)
+		if !strings.HasPrefix(failure, "not inspected (RegistryUnavailable): ") {
+			t.Errorf("the failure reads %q, want it to start: not inspected (RegistryUnavailable): ", failure)
 		}
-		if reason := rd.Images[0].Findings[0].Evidence["reason"]; reason != "NotFound" {
-			t.Errorf("evidence reason %q, want NotFound", reason)
+		if reason := rd.Images[0].Findings[0].Evidence["reason"]; reason != "RegistryUnavailable" {
+			t.Errorf("evidence reason %q, want RegistryUnavailable", reason)
 		}
 		says := slices.Concat(allowed, denied,
-			webhookSays(t, spec("Enforce", "Deny"), "x:1", images),
-			webhookSays(t, spec("Warn", "Deny"), "x:1", images),
+			webhookSays(t, spec("Enforce", "Deny"), "u:1", images),
+			webhookSays(t, spec("Audit", "Allow"), "u:1", images))
+		speaksWithOneVoice(t, says, []string{"check text", "check JSON", "check stderr", "Enforce denial", "Enforce Event", "Enforce log",
+			"Audit Event", "Audit log"}, true, failure, "RegistryUnavailable")
+	})
+
+	// An image that is not there is the reference's fault: a finding
+	// whatever onInspectionError says, in the same words as a failure.
+	t.Run("invalid", func(t *testing.T) {
+		says, r := cliSays(t, spec("Enforce", "Allow"), images["x:1"])
+		if len(r.Images) != 1 || len(r.Images[0].Findings) != 1 || r.Images[0].Error != "" {
+			t.Fatalf("want one finding and no error, got %+v", r.Images)
+		}
+		fd := r.Images[0].Findings[0]
+		_, failure, _ := strings.Cut(fd.Message, ", ")
+		if fd.Rule != "inspection.invalid" || fd.Evidence["reason"] != "NotFound" || !strings.HasPrefix(failure, "not inspected (NotFound): ") {
+			t.Errorf("finding %s %q (evidence %v), want inspection.invalid saying: not inspected (NotFound): ...", fd.Rule, fd.Message, fd.Evidence)
+		}
+		says = slices.Concat(says,
+			webhookSays(t, spec("Enforce", "Allow"), "x:1", images),
+			webhookSays(t, spec("Warn", "Allow"), "x:1", images),
 			webhookSays(t, spec("Audit", "Allow"), "x:1", images))
 		speaksWithOneVoice(t, says, []string{"check text", "check JSON", "check stderr", "Enforce denial", "Enforce Event", "Enforce log",
 			"Warn warning", "Warn Event", "Audit Event", "Audit log"}, true, failure, "NotFound")

@@ -196,6 +196,7 @@ type judgment struct {
 
 type failure struct {
 	reason, detail string
+	invalid        bool
 }
 
 // judge inspects the images concurrently, once per distinct reference and
@@ -267,7 +268,7 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 		if o.err != nil {
 			f := failureOf(ctx, o.err)
 			j.failure = &f
-			j.results = []policy.Result{policy.InspectionFailed(spec, j.image.Reference, f.reason, f.detail)}
+			j.results = []policy.Result{policy.InspectionFailed(spec, j.image.Reference, policy.Failure{Reason: f.reason, Detail: f.detail, Invalid: f.invalid})}
 		} else {
 			j.results = make([]policy.Result, 0, len(o.ins.Images))
 			for _, facts := range o.ins.Images {
@@ -316,7 +317,7 @@ func failureOf(ctx context.Context, err error) failure {
 		kv = append([]any{"image", ie.Reference}, kv...)
 	}
 	logf.FromContext(ctx).V(1).Info("image not inspected", kv...)
-	return failure{reason: f.Reason, detail: f.Detail}
+	return failure{reason: f.Reason, detail: f.Detail, invalid: f.Invalid}
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }

@@ -314,36 +314,45 @@ func TestBloat(t *testing.T) {
 	}
 }
 
+// TestInspectionFailed: an invalid image is a finding whatever
+// onInspectionError says, with the mode's action; an availability failure
+// is a finding only with onInspectionError Deny, else a note.
 func TestInspectionFailed(t *testing.T) {
-	for _, tc := range []struct {
-		mode    v1alpha1.Mode
-		onError v1alpha1.InspectionErrorAction
-		verdict Verdict
-		finding bool
-	}{
-		{v1alpha1.ModeEnforce, v1alpha1.InspectionErrorAllow, VerdictAllow, false},
-		{v1alpha1.ModeEnforce, v1alpha1.InspectionErrorDeny, VerdictDeny, true},
-		{v1alpha1.ModeWarn, v1alpha1.InspectionErrorDeny, VerdictAllow, true},
-		{v1alpha1.ModeAudit, v1alpha1.InspectionErrorDeny, VerdictAllow, true},
-	} {
-		spec := v1alpha1.SlimImagePolicySpec{Mode: tc.mode, OnInspectionError: tc.onError}
-		res := InspectionFailed(&spec, "ghcr.io/org/app:1", "timeout", "manifest not fetched in 3s")
-		if res.Verdict != tc.verdict {
-			t.Errorf("%s/%s: verdict %s, want %s", tc.mode, tc.onError, res.Verdict, tc.verdict)
-		}
-		if !tc.finding {
-			if len(res.Findings) != 0 || len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "timeout") {
-				t.Errorf("%s/%s: %+v, want only a note naming the reason", tc.mode, tc.onError, res)
+	modes := []v1alpha1.Mode{v1alpha1.ModeEnforce, v1alpha1.ModeWarn, v1alpha1.ModeAudit}
+	for _, invalid := range []bool{true, false} {
+		for _, onError := range []v1alpha1.InspectionErrorAction{v1alpha1.InspectionErrorAllow, v1alpha1.InspectionErrorDeny} {
+			for _, mode := range modes {
+				name := fmt.Sprintf("invalid=%v/%s/%s", invalid, onError, mode)
+				spec := v1alpha1.SlimImagePolicySpec{Mode: mode, OnInspectionError: onError}
+				res := InspectionFailed(&spec, "ghcr.io/org/app:1", Failure{Reason: "Timeout", Detail: "manifest not fetched in 3s", Invalid: invalid})
+				wantFinding := invalid || onError == v1alpha1.InspectionErrorDeny
+				wantVerdict := VerdictAllow
+				if wantFinding && mode == v1alpha1.ModeEnforce {
+					wantVerdict = VerdictDeny
+				}
+				if res.Verdict != wantVerdict {
+					t.Errorf("%s: verdict %s, want %s", name, res.Verdict, wantVerdict)
+				}
+				if !wantFinding {
+					if len(res.Findings) != 0 || len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "Timeout") {
+						t.Errorf("%s: %+v, want only a note naming the reason", name, res)
+					}
+					continue
+				}
+				rule := RuleInspectionFailed
+				if invalid {
+					rule = RuleInspectionInvalid
+				}
+				want := Finding{Rule: rule, Action: ActionFor(mode), Evidence: Evidence{Reason: "Timeout"}}
+				if len(res.Findings) != 1 || len(res.Notes) != 0 {
+					t.Fatalf("%s: findings %+v, notes %q; want one finding", name, res.Findings, res.Notes)
+				}
+				got := res.Findings[0]
+				if diff := cmp.Diff(want, Finding{Rule: got.Rule, Action: got.Action, Evidence: got.Evidence}); diff != "" || got.Remedy == "" ||
+					!strings.Contains(got.Message, "not inspected (Timeout): manifest not fetched in 3s") {
+					t.Errorf("%s: finding %q (-want +got):\n%s", name, got.Message, diff)
+				}
 			}
-			continue
-		}
-		want := Finding{Rule: RuleInspectionFailed, Action: ActionFor(tc.mode), Evidence: Evidence{Reason: "timeout"}}
-		if len(res.Findings) != 1 {
-			t.Fatalf("%s/%s: findings %+v", tc.mode, tc.onError, res.Findings)
-		}
-		got := res.Findings[0]
-		if diff := cmp.Diff(want, Finding{Rule: got.Rule, Action: got.Action, Evidence: got.Evidence}); diff != "" || got.Message == "" || got.Remedy == "" {
-			t.Errorf("%s/%s: finding (-want +got):\n%s", tc.mode, tc.onError, diff)
 		}
 	}
 }

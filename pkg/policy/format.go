@@ -114,6 +114,12 @@ type Failure struct {
 	// Detail says what happened, without the image reference: whoever
 	// reports the failure names the image once, beside it.
 	Detail string
+	// Invalid is set when the image itself, or the reference naming it, is
+	// at fault rather than the registry or slimgate (the inspector's
+	// classification of Reason): a violation of inspection.invalid,
+	// whatever onInspectionError says. Otherwise it is an availability
+	// failure, inspection.failed.
+	Invalid bool
 }
 
 // String is the one sentence slimgate says about a failure, wherever it
@@ -129,40 +135,33 @@ func (f Failure) because() string {
 	return s
 }
 
-// failureRule names the rule an inspection failure breaks, by its reason.
-// A reason not listed is an availability failure (inspection.failed). The
-// reasons that put the image itself at fault (InvalidImage, TooLarge,
-// BadReference) get their entry here once the catalog has a rule for them.
-func failureRule(reason string) string {
-	byReason := map[string]string{} // reason -> rule id
-	if r, ok := byReason[reason]; ok {
-		return r
-	}
-	return RuleInspectionFailed
-}
-
 // InspectionFailed is the result for an image that could not be inspected
-// for reason (see Failure): with onInspectionError Deny it carries an
-// "inspection.failed" finding whose action follows the mode and whose
-// message is the rule's title and the failure's reason and detail; with
-// Allow only a note saying the failure.
-func InspectionFailed(spec *v1alpha1.SlimImagePolicySpec, ref, reason, detail string) Result {
+// (see Failure). An invalid image carries an "inspection.invalid" finding
+// whose action follows the mode, whatever onInspectionError says. An
+// availability failure carries an "inspection.failed" finding the same way
+// when onInspectionError is Deny, and with Allow only a note saying the
+// failure. A finding's message is its rule's title and the failure's
+// reason and detail.
+func InspectionFailed(spec *v1alpha1.SlimImagePolicySpec, ref string, f Failure) Result {
 	if spec == nil {
 		spec = &Default().Spec
 	}
-	f := Failure{Reason: reason, Detail: detail}
 	res := Result{Image: ref, Findings: []Finding{}}
-	if spec.OnInspectionError != v1alpha1.InspectionErrorDeny {
-		res.Verdict = VerdictAllow
-		res.Notes = []string{f.String() + "; not judged, as onInspectionError is Allow"}
-		return res
+	rule := RuleInspectionInvalid
+	if !f.Invalid {
+		rule = RuleInspectionFailed
+		if spec.OnInspectionError != v1alpha1.InspectionErrorDeny {
+			res.Verdict = VerdictAllow
+			res.Notes = []string{f.String() + "; not judged, as onInspectionError is Allow"}
+			return res
+		}
 	}
-	r, _ := ruleByID(failureRule(reason))
+	r, _ := ruleByID(rule)
 	res.Findings = append(res.Findings, Finding{
 		Rule:     r.ID,
 		Action:   ActionFor(spec.Mode),
 		Message:  r.Title + f.because(),
-		Evidence: Evidence{Reason: reason},
+		Evidence: Evidence{Reason: f.Reason},
 		Remedy:   r.Remedy,
 	})
 	res.Verdict = verdict(res.Findings)

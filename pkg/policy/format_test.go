@@ -82,7 +82,7 @@ func TestFailureWords(t *testing.T) {
 
 	// A finding and a note say the failure in the same words.
 	for _, onError := range []v1alpha1.InspectionErrorAction{v1alpha1.InspectionErrorDeny, v1alpha1.InspectionErrorAllow} {
-		res := InspectionFailed(&v1alpha1.SlimImagePolicySpec{OnInspectionError: onError}, "ghcr.io/org/app:1", f.Reason, f.Detail)
+		res := InspectionFailed(&v1alpha1.SlimImagePolicySpec{OnInspectionError: onError}, "ghcr.io/org/app:1", f)
 		said := strings.Join(res.Notes, "\n")
 		for _, fd := range res.Findings {
 			said += "\n" + fd.Message + "\n" + fd.Evidence.Describe(fd.Rule)

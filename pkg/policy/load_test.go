@@ -175,7 +175,7 @@ func TestRulesCatalog(t *testing.T) {
 	}
 	for _, id := range []string{"toolchain.go", "toolchain.jdk", "toolchain.maven", "toolchain.gradle", "toolchain.rust", "toolchain.dotnet-sdk", "toolchain.cc", "toolchain.node-build",
 		"build.go", "build.maven", "build.gradle", "build.cargo", "build.npm", "build.yarn", "build.dotnet", "build.make", "build.cc", "build.javac",
-		"size.compressed", "size.layers", "inspection.failed"} {
+		"size.compressed", "size.layers", "inspection.invalid", "inspection.failed"} {
 		if !seen[id] {
 			t.Errorf("catalog lacks %s", id)
 		}

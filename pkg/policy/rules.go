@@ -20,7 +20,9 @@ const (
 	CategoryBuild Category = "build"
 	// CategorySize rules compare the manifest's figures with a budget.
 	CategorySize Category = "size"
-	// CategoryInspection is the rule for images that could not be read.
+	// CategoryInspection holds the rules for images that could not be
+	// read: because of the image (inspection.invalid) or of its registry
+	// (inspection.failed).
 	CategoryInspection Category = "inspection"
 )
 
@@ -74,6 +76,7 @@ const (
 	RuleBuildJavac         = "build.javac"
 	RuleSizeCompressed     = "size.compressed"
 	RuleSizeLayers         = "size.layers"
+	RuleInspectionInvalid  = "inspection.invalid"
 	RuleInspectionFailed   = "inspection.failed"
 )
 
@@ -153,8 +156,11 @@ func newCatalog() []Rule {
 		{ID: RuleSizeLayers, Category: CategorySize, Title: "Too many layers",
 			Description: "the manifest has more layers than spec.sizeBudget.maxLayers",
 			Remedy:      "combine RUN steps and copy build output from a builder stage in one COPY"},
+		{ID: RuleInspectionInvalid, Category: CategoryInspection, Title: "Invalid image, not inspected",
+			Description: "the image, or the reference naming it, keeps slimgate from judging it: a malformed, unsupported or oversized manifest, index or config (schema 1, a digest that does not match, too many layers, history, env, label or platform entries, a nested index), an unknown tag, repository or platform, or a registry the policy does not let slimgate read; judged by the policy's mode whatever onInspectionError says",
+			Remedy:      "name a tag or digest that exists, in a registry spec.registries allows; push the image again with a current Docker or BuildKit (OCI or Docker schema 2, sha256 digests), within slimgate's limits on manifest, config and index sizes and on layers, history, env, label and platform entries"},
 		{ID: RuleInspectionFailed, Category: CategoryInspection, Title: "Image not inspected",
-			Description: "the image's manifest or config could not be read in time and the policy's onInspectionError is Deny",
+			Description: "the image's registry could not be read in time (timeout, network, TLS or server failure, rate limit, credentials refused) and the policy's onInspectionError is Deny",
 			Remedy:      "check that the image exists, the registry is reachable and allowed by spec.registries, and its pull secret is valid"},
 	}
 }

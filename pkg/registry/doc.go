@@ -11,7 +11,16 @@
 //     gives no digest), then the manifest is read by digest and checked
 //     against it, then the config blob, whose declared size is checked
 //     before it is fetched. Every body read is capped mid-stream whatever
-//     Content-Length says.
+//     Content-Length says; documents with more JSON values than any real
+//     image has are refused before they are decoded, and the configs being
+//     read and decoded share one process-wide memory bound
+//     (Options.MaxConfigBytesInFlight).
+//   - An index is read whole (up to MaxIndexEntries) and SelectPlatforms
+//     picks what a node would pull, placing entries without a platform by
+//     their config; more images to judge than MaxPlatforms, or a nested
+//     index, is the image's fault, never a silent cut.
+//   - Reason.Invalid is the one table of whose failure each Reason is: the
+//     image's (a violation) or the registry's (availability).
 //   - The caller's context bounds everything; retries (network errors,
 //     502/503/504, 429 with Retry-After) happen only when they fit in the
 //     time left.

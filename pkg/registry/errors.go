@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
@@ -83,6 +84,13 @@ func reasonOf(err error) Reason {
 	case errors.As(err, &re):
 		return re.reason
 	case errors.Is(err, egress.ErrRefused):
+		// For loopback and private names ggcr's ping falls back to plain
+		// HTTP once HTTPS failed, and the guard refuses the fallback: the
+		// HTTPS failure, which comes first, is the reason then.
+		var ue *url.Error
+		if errors.As(err, &ue) && !errors.Is(ue, egress.ErrRefused) {
+			return reasonOf(ue)
+		}
 		return ReasonEgressRefused
 	case errors.Is(err, errBodyTooLarge):
 		return ReasonTooLarge

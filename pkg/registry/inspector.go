@@ -51,7 +51,8 @@ type Inspection struct {
 	Notes []string
 }
 
-// Reason classifies why an image could not be inspected.
+// Reason classifies why an image could not be inspected, and so (Invalid)
+// whose failure it is.
 type Reason string
 
 // Reasons an inspection fails.
@@ -66,6 +67,55 @@ const (
 	ReasonRateLimited   Reason = "RateLimited"
 	ReasonBadReference  Reason = "BadReference"
 )
+
+// Reasons lists every Reason: first those Invalid, then the availability
+// failures.
+func Reasons() []Reason {
+	return []Reason{
+		ReasonInvalid, ReasonTooLarge, ReasonNotFound, ReasonBadReference, ReasonEgressRefused,
+		ReasonTimeout, ReasonUnavailable, ReasonRateLimited, ReasonUnauthorized,
+	}
+}
+
+// Invalid reports whether a failure for r is the doing of the image's
+// author, or of whoever named the image, rather than a failure of the
+// registry, the network or slimgate's own configuration. An invalid image
+// is a violation (rule inspection.invalid) judged by the policy's mode
+// like any finding; the other failures are availability failures
+// (inspection.failed), which a policy's onInspectionError decides. The
+// one table of the two classes:
+//
+//	reason               class         because
+//	InvalidImage         invalid       the content the author pushed is malformed: JSON, schema 1, a media
+//	                                   type or digest algorithm slimgate does not read, a digest that does
+//	                                   not match, a nested index, an index entry the registry lacks
+//	TooLarge             invalid       the author's content is over the caps: manifest, index or config
+//	                                   bytes, layers, history, env, label, index or platform entries
+//	NotFound             invalid       the tag, repository or platform named does not exist: admitting it
+//	                                   would let the image be pushed after admission for the kubelet's
+//	                                   next pull attempt, unjudged
+//	BadReference         invalid       the workload names an image that cannot be parsed
+//	EgressRefused        invalid       the workload names a registry the policy does not let slimgate
+//	                                   read (registries.allow, private networks): admitting it would let
+//	                                   any image in by its host
+//	Timeout              availability  no answer within the budget (the admission deadline)
+//	RegistryUnavailable  availability  DNS, connection, TLS or 5xx failures, an open circuit breaker
+//	RateLimited          availability  429 with a Retry-After that does not fit in the budget
+//	Unauthorized         availability  the registry refuses slimgate's credentials: a private image it
+//	                                   has no pull secret for (pullSecretAuth off, a kubelet credential
+//	                                   provider) is slimgate's configuration to fix, not the image's
+//	                                   doing. Docker Hub answers 401 for repositories that do not exist,
+//	                                   so there an unknown repository is this reason: onInspectionError
+//	                                   Deny closes that gap
+//
+// An unknown Reason is an availability failure.
+func (r Reason) Invalid() bool {
+	switch r {
+	case ReasonInvalid, ReasonTooLarge, ReasonNotFound, ReasonBadReference, ReasonEgressRefused:
+		return true
+	}
+	return false
+}
 
 // InspectionError is the distinct "could not inspect" outcome: the image was
 // not judged, for Reason. Callers apply the policy's onInspectionError.

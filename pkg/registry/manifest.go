@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -63,30 +64,38 @@ func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request) (*Inspe
 	key := resolvedKey(req.CredentialScope, refName)
 	r.resolved.add(key, digest.String(), int64(len(key)+95), r.opts.TagTTL)
 
-	insp, picked, err := r.plan(doc, refName, digest.String(), p.platforms)
+	insp, sel, err := r.plan(doc, refName, digest.String(), p.platforms)
 	if err != nil || doc.facts != nil { // an image: insp is complete
 		return insp, err
 	}
-	insp.Images = make([]*image.Facts, len(picked))
+	read := make([]*image.Facts, len(sel.Entries))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
-	for i, d := range picked {
+	for i, d := range sel.Entries {
 		g.Go(func() error {
 			if d.Size > r.opts.MaxManifestBytes {
 				return reasoned(ReasonTooLarge, fmt.Errorf("manifest %s declares %d bytes, more than the %d allowed", d.Digest, d.Size, r.opts.MaxManifestBytes))
 			}
 			child, err := s.document(gctx, d.Digest, nil, "")
+			if err != nil && reasonOf(err) == ReasonNotFound {
+				// The index is the author's: an entry the registry lacks
+				// is the image's fault, not a tag somebody mistyped.
+				err = reasoned(ReasonInvalid, fmt.Errorf("the index names manifest %s, which the registry does not have: %w", d.Digest, err))
+			}
 			if err != nil {
-				return fmt.Errorf("platform %s: %w", platformOf(d.Platform), err)
+				return fmt.Errorf("platform %s: %w", placeName(d), err)
 			}
 			if child.facts == nil {
 				return reasoned(ReasonInvalid, fmt.Errorf("index entry %s is an index, not an image", d.Digest))
 			}
-			insp.Images[i] = withRef(child.facts, refName, insp.Digest)
+			read[i] = withRef(child.facts, refName, insp.Digest)
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if insp.Images, err = sel.Judged(read); err != nil {
 		return nil, err
 	}
 	return insp, nil
@@ -219,6 +228,9 @@ func (s *session) document(ctx context.Context, digest v1.Hash, body []byte, mt 
 	if got := hex.EncodeToString(sum[:]); got != digest.Hex {
 		return nil, reasoned(ReasonInvalid, fmt.Errorf("manifest %s was served with content of digest sha256:%s", digest, got))
 	}
+	if err := checkElements(body, "manifest "+digest.String()); err != nil {
+		return nil, err
+	}
 	kind, err := manifestKind(body, mt)
 	if err != nil {
 		return nil, err
@@ -230,10 +242,12 @@ func (s *session) document(ctx context.Context, digest v1.Hash, body []byte, mt 
 		if err != nil {
 			return nil, reasoned(ReasonInvalid, fmt.Errorf("parsing index %s: %w", digest, err))
 		}
-		doc = &document{entries: idx.Manifests, total: len(idx.Manifests)}
-		if len(doc.entries) > s.r.opts.MaxIndexEntries {
-			doc.entries = doc.entries[:s.r.opts.MaxIndexEntries]
+		// An index over the cap is refused before it is cached; what is
+		// cached is only ever read whole (SelectPlatforms).
+		if err := checkIndexEntries(len(idx.Manifests), s.r.opts.MaxIndexEntries); err != nil {
+			return nil, err
 		}
+		doc = &document{entries: idx.Manifests}
 		size = int64(len(doc.entries)) * 512
 	} else {
 		facts, cfgSize, err := s.imageFacts(ctx, digest, body, kind)
@@ -309,16 +323,30 @@ func (s *session) imageFacts(ctx context.Context, digest v1.Hash, body []byte, m
 		return nil, 0, err
 	}
 	defer resp.Body.Close()
-	raw, err := readBody(resp.Body, m.Config.Size, "config blob "+m.Config.Digest.String())
+	// The body is in memory from here until the facts are built: charge it
+	// to the process-wide bound, waiting no longer than the context.
+	charge := min(configCharge(m.Config.Size), o.MaxConfigBytesInFlight)
+	if err := s.r.configs.Acquire(ctx, charge); err != nil {
+		return nil, 0, fmt.Errorf("waiting for room to read config %s: %w", m.Config.Digest, err)
+	}
+	defer s.r.configs.Release(charge)
+	if resp.ContentLength >= 0 && resp.ContentLength != m.Config.Size {
+		return nil, 0, reasoned(ReasonInvalid, fmt.Errorf("config blob %s declares %d bytes but is served with %d", m.Config.Digest, m.Config.Size, resp.ContentLength))
+	}
+	raw, err := readExact(resp.Body, m.Config.Size, "config blob "+m.Config.Digest.String())
 	if err != nil {
 		return nil, 0, err
 	}
 	sum := sha256.Sum256(raw)
-	if got := hex.EncodeToString(sum[:]); int64(len(raw)) != m.Config.Size || got != m.Config.Digest.Hex {
+	if got := hex.EncodeToString(sum[:]); got != m.Config.Digest.Hex {
 		return nil, 0, reasoned(ReasonInvalid, fmt.Errorf("config blob %s was served with %d bytes of digest sha256:%s", m.Config.Digest, len(raw), got))
 	}
-	cfg, err := v1.ParseConfigFile(bytes.NewReader(raw))
-	if err != nil {
+	if err := checkElements(raw, "config "+m.Config.Digest.String()); err != nil {
+		return nil, 0, err
+	}
+	// Decoded in place: v1.ParseConfigFile would buffer a second copy.
+	cfg := &v1.ConfigFile{}
+	if err := json.Unmarshal(raw, cfg); err != nil {
 		return nil, 0, reasoned(ReasonInvalid, fmt.Errorf("parsing config %s: %w", m.Config.Digest, err))
 	}
 	switch {
@@ -333,4 +361,65 @@ func (s *session) imageFacts(ctx context.Context, digest v1.Hash, body []byte, m
 	}
 	f.Digest = digest.String()
 	return f, int64(len(raw)), nil
+}
+
+// maxElements caps the members and elements of a manifest, index or
+// config, counted before it is decoded: JSON as small as "{}," per value
+// decodes to structures many times its size. The largest documents
+// within the other caps (1000 layers or history entries, env entries and
+// labels) hold some 10,000.
+const maxElements = 32768
+
+// bytesPerElement is the most one JSON member or element decodes to
+// beyond its strings: a history entry, a map entry, a descriptor, and the
+// growth of the slice or map holding it.
+const bytesPerElement = 160
+
+// configCharge is the memory a config of size bytes may take while read
+// and decoded: its body, the strings decoded from it, and the structure of
+// at most maxElements values (which takes at least two bytes each).
+func configCharge(size int64) int64 {
+	return 2*size + min(size/2+1, maxElements)*bytesPerElement
+}
+
+// checkElements fails with ReasonTooLarge when a JSON document has more
+// than maxElements members and elements. It counts the separators and
+// openings outside strings, without decoding; json.Unmarshal validates the
+// document afterwards.
+func checkElements(doc []byte, what string) error {
+	n := 0
+	inString, escaped := false, false
+	for _, c := range doc {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ',' || c == '[' || c == '{'):
+			if n++; n > maxElements {
+				return reasoned(ReasonTooLarge, fmt.Errorf("%s has more than %d JSON values", what, maxElements))
+			}
+		}
+	}
+	return nil
+}
+
+// readExact reads a body that must be n bytes long, into one buffer of
+// that size: a longer one is ReasonTooLarge; a shorter one is a transfer
+// cut short, unclassified (the caller compares the Content-Length first).
+func readExact(r io.Reader, n int64, what string) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, errBodyTooLarge) {
+			return nil, reasoned(ReasonTooLarge, fmt.Errorf("%s is larger than the %d bytes allowed", what, n))
+		}
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	var more [1]byte
+	if k, _ := io.ReadFull(r, more[:]); k > 0 {
+		return nil, reasoned(ReasonTooLarge, fmt.Errorf("%s is larger than the %d bytes it declares", what, n))
+	}
+	return b, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
 	"slimgate.dev/slimgate/pkg/egress"
@@ -42,9 +43,12 @@ type Options struct {
 	MaxManifestBytes int64
 	// MaxConfigBytes caps a config blob (default 8 MiB).
 	MaxConfigBytes int64
-	// MaxIndexEntries caps the index entries considered (default 64).
+	// MaxIndexEntries caps the entries of an index (default
+	// DefaultMaxIndexEntries); more is ReasonTooLarge.
 	MaxIndexEntries int
-	// MaxPlatforms caps the platforms judged per reference (default 8).
+	// MaxPlatforms caps the images of an index judged per reference
+	// (default DefaultMaxPlatforms); more is ReasonTooLarge (see
+	// SelectPlatforms).
 	MaxPlatforms int
 	// MaxHistory caps the config's history entries (default 1000).
 	MaxHistory int
@@ -53,6 +57,12 @@ type Options struct {
 	MaxEnvLabels int
 	// MaxLayers caps the manifest's layers (default 1000).
 	MaxLayers int
+	// MaxConfigBytesInFlight bounds, across every inspection of the
+	// Remote, the memory config blobs being read and decoded may take
+	// (default 64 MiB): each charges what its declared size may cost from
+	// its response's arrival until its facts are built (configCharge), and
+	// an inspection waits for room within its context's deadline.
+	MaxConfigBytesInFlight int64
 
 	// CacheEntries and CacheBytes bound the facts cache (defaults 4096
 	// entries, 64 MiB).
@@ -124,8 +134,8 @@ func (o *Options) defaults() {
 	if o.HeadFirst == nil {
 		o.HeadFirst = []string{name.DefaultRegistry}
 	}
-	setInt(&o.MaxIndexEntries, 64)
-	setInt(&o.MaxPlatforms, 8)
+	setInt(&o.MaxIndexEntries, DefaultMaxIndexEntries)
+	setInt(&o.MaxPlatforms, DefaultMaxPlatforms)
 	setInt(&o.MaxHistory, 1000)
 	setInt(&o.MaxEnvLabels, 1000)
 	setInt(&o.MaxLayers, 1000)
@@ -136,6 +146,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxConfigBytes <= 0 {
 		o.MaxConfigBytes = 8 << 20
+	}
+	if o.MaxConfigBytesInFlight <= 0 {
+		o.MaxConfigBytesInFlight = 64 << 20
 	}
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = 64 << 20
@@ -169,6 +182,7 @@ type Remote struct {
 	breaker  *breaker
 	metrics  *metrics
 	log      logr.Logger
+	configs  *semaphore.Weighted // MaxConfigBytesInFlight
 }
 
 var _ Inspector = (*Remote)(nil)
@@ -176,8 +190,7 @@ var _ Inspector = (*Remote)(nil)
 // document is a cached manifest: an image's facts or an index's entries.
 type document struct {
 	facts   *image.Facts
-	entries []v1.Descriptor // index entries, capped
-	total   int             // index entries before the cap
+	entries []v1.Descriptor // index entries
 }
 
 // NewRemote returns a Remote configured by opts.
@@ -197,6 +210,7 @@ func NewRemote(opts Options) (*Remote, error) {
 		breaker:  newBreaker(opts.BreakerThreshold, opts.BreakerWindow, opts.BreakerCooldown, opts.Now),
 		metrics:  m,
 		log:      opts.Logger,
+		configs:  semaphore.NewWeighted(opts.MaxConfigBytesInFlight),
 	}
 	r.open = r.newTransport(false)
 	r.guarded = r.newTransport(true)
@@ -352,16 +366,23 @@ func (r *Remote) fromCache(scope, refName string, platforms []string) (*Inspecti
 	if !ok {
 		return nil, false
 	}
-	insp, picked, err := r.plan(doc, refName, digest, platforms)
+	insp, sel, err := r.plan(doc, refName, digest, platforms)
 	if err != nil {
 		return nil, false
 	}
-	for _, d := range picked {
+	if doc.facts != nil {
+		return insp, true
+	}
+	read := make([]*image.Facts, 0, len(sel.Entries))
+	for _, d := range sel.Entries {
 		child, ok := r.docs.get(d.Digest.String())
 		if !ok || child.facts == nil {
 			return nil, false
 		}
-		insp.Images = append(insp.Images, withRef(child.facts, refName, insp.Digest))
+		read = append(read, withRef(child.facts, refName, insp.Digest))
+	}
+	if insp.Images, err = sel.Judged(read); err != nil {
+		return nil, false
 	}
 	return insp, true
 }
@@ -370,18 +391,18 @@ func (r *Remote) fromCache(scope, refName string, platforms []string) (*Inspecti
 func resolvedKey(scope, refName string) string { return scope + "\x00" + refName }
 
 // plan starts the inspection of the document digest names: complete when
-// it is an image, otherwise with the index entries still to read (picked).
-func (r *Remote) plan(doc *document, refName, digest string, platforms []string) (insp *Inspection, picked []v1.Descriptor, err error) {
+// it is an image, otherwise with the index entries still to read (sel).
+func (r *Remote) plan(doc *document, refName, digest string, platforms []string) (insp *Inspection, sel Selection, err error) {
 	insp = &Inspection{Reference: refName, Digest: digest}
 	if doc.facts != nil {
 		insp.Images = []*image.Facts{withRef(doc.facts, refName, "")}
-		return insp, nil, nil
+		return insp, Selection{}, nil
 	}
-	picked, insp.Notes, err = r.pickPlatforms(doc, platforms)
+	sel, err = SelectPlatforms(doc.entries, platforms, r.opts.MaxIndexEntries, r.opts.MaxPlatforms)
 	if err != nil {
-		return nil, nil, err
+		return nil, Selection{}, err
 	}
-	return insp, picked, nil
+	return insp, sel, nil
 }
 
 // withRef copies cached facts for one caller. Slices and maps stay shared:
@@ -391,17 +412,4 @@ func withRef(f *image.Facts, ref, indexDigest string) *image.Facts {
 	c.Reference = ref
 	c.IndexDigest = indexDigest
 	return &c
-}
-
-// pickPlatforms chooses which entries of a fetched index to judge (see
-// SelectPlatforms), noting when the index was longer than the entries kept.
-func (r *Remote) pickPlatforms(doc *document, platforms []string) ([]v1.Descriptor, []string, error) {
-	picked, notes, err := SelectPlatforms(doc.entries, platforms, r.opts.MaxPlatforms)
-	if err != nil {
-		return nil, nil, err
-	}
-	if doc.total > len(doc.entries) {
-		notes = append([]string{fmt.Sprintf("the index lists %d entries; only the first %d were considered", doc.total, len(doc.entries))}, notes...)
-	}
-	return picked, notes, nil
 }

@@ -70,18 +70,21 @@ func inspectLayout(ref, spec string, platforms []string) (*registry.Inspection, 
 		if err != nil {
 			return nil, registry.Reasoned(registry.ReasonBadReference, err)
 		}
-		picked, notes, err := registry.SelectPlatforms(child.Manifests, wanted, maxPlatforms)
+		sel, err := registry.SelectPlatforms(child.Manifests, wanted, registry.DefaultMaxIndexEntries, registry.DefaultMaxPlatforms)
 		if err != nil {
 			return nil, err
 		}
-		insp.Notes = append(insp.Notes, notes...)
-		for _, d := range picked {
+		read := make([]*image.Facts, 0, len(sel.Entries))
+		for _, d := range sel.Entries {
 			f, err := l.facts(ref, d)
 			if err != nil {
 				return nil, err
 			}
 			f.IndexDigest = desc.Digest.String()
-			insp.Images = append(insp.Images, f)
+			read = append(read, f)
+		}
+		if insp.Images, err = sel.Judged(read); err != nil {
+			return nil, err
 		}
 	case desc.MediaType.IsImage():
 		f, err := l.facts(ref, desc)

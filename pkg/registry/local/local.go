@@ -25,8 +25,6 @@ const (
 	// maxDocument caps index.json, manifests, configs and a docker
 	// archive's manifest.json.
 	maxDocument = 8 << 20
-	// maxPlatforms caps the platforms judged in one multi-platform image.
-	maxPlatforms = 16
 	// maxArchiveEntries caps the files indexed in a docker archive.
 	maxArchiveEntries = 1 << 17
 )

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -353,5 +355,64 @@ func TestInspectDockerArchiveLegacy(t *testing.T) {
 	}
 	if len(got.Notes) != 2 || !strings.Contains(got.Notes[1], "uncompressed") {
 		t.Errorf("notes %q, want a note that sizes are uncompressed", got.Notes)
+	}
+}
+
+// TestInspectLayoutIndexRules: a layout's index follows the rules of a
+// registry's (registry.SelectPlatforms): attestations before the image do
+// not hide it, entries without a platform are placed by their config, and
+// too many platforms or a nested index are the image's fault.
+func TestInspectLayoutIndexRules(t *testing.T) {
+	fat := testImage(t, amd64, "ENV GOLANG_VERSION=1.22.5", "RUN /bin/sh -c go build -o /app .")
+	slim := testImage(t, v1.Platform{OS: "linux", Architecture: "arm64"}, "COPY /app/server /server # buildkit")
+	attestation := testImage(t, v1.Platform{OS: "unknown", Architecture: "unknown"}, "attestation")
+	index := func(adds ...mutate.IndexAddendum) v1.ImageIndex {
+		return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	}
+	placed := func(img v1.Image, p string) mutate.IndexAddendum {
+		os, arch, _ := strings.Cut(p, "/")
+		return mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: os, Architecture: arch}}}
+	}
+	var attestations, linux []mutate.IndexAddendum
+	for range 70 {
+		attestations = append(attestations, placed(attestation, "unknown/unknown"))
+	}
+	for i := range 20 {
+		linux = append(linux, placed(testImage(t, v1.Platform{OS: "linux", Architecture: fmt.Sprint("arch", i)}, "COPY a /a"), fmt.Sprint("linux/arch", i)))
+	}
+	for _, tc := range []struct {
+		name   string
+		idx    v1.ImageIndex
+		want   []string // platforms judged
+		reason registry.Reason
+		words  []string
+	}{
+		{name: "attestations first", idx: index(append(attestations, placed(fat, "linux/amd64"))...), want: []string{"linux/amd64"}},
+		{name: "no platforms", idx: index(mutate.IndexAddendum{Add: slim}, mutate.IndexAddendum{Add: fat}), want: []string{"linux/arm64", "linux/amd64"}},
+		{name: "too many platforms", idx: index(linux...), reason: registry.ReasonTooLarge, words: []string{"20 images to judge", "16 allowed"}},
+		{name: "nested", idx: index(placed(slim, "linux/arm64"), mutate.IndexAddendum{Add: index(placed(fat, "linux/amd64")),
+			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}}), reason: registry.ReasonInvalid, words: []string{"nested indexes"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p, err := layout.Write(dir, empty.Index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.AppendIndex(tc.idx); err != nil {
+				t.Fatal(err)
+			}
+			got := inspect(t, "oci:"+dir, nil, tc.reason, tc.words...)
+			if got == nil {
+				return
+			}
+			var platforms []string
+			for _, f := range got.Images {
+				platforms = append(platforms, f.Platform.String())
+			}
+			if diff := cmp.Diff(tc.want, platforms); diff != "" {
+				t.Errorf("platforms judged (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
