@@ -7,15 +7,20 @@ import (
 	"slimgate.dev/slimgate/pkg/policy"
 )
 
-// maxMemo bounds a memo. When it is full it is emptied: the keys in use
-// come back within a few reviews.
-const maxMemo = 4096
+// maxMemo and maxMemoBytes bound a memo's entries and the bytes they are
+// charged. When either is reached it is emptied: the keys in use come
+// back within a few reviews.
+const (
+	maxMemo      = 4096
+	maxMemoBytes = 16 << 20
+)
 
 // memo remembers the values of a pure function. Values are shared: callers
 // only read them.
 type memo[K comparable, V any] struct {
 	mu     sync.Mutex
 	values map[K]V
+	bytes  int64
 }
 
 func (m *memo[K, V]) get(key K) (V, bool) {
@@ -25,13 +30,20 @@ func (m *memo[K, V]) get(key K) (V, bool) {
 	return v, ok
 }
 
-func (m *memo[K, V]) put(key K, v V) {
+// put remembers v, charged size bytes; a value over the whole bound is
+// not remembered.
+func (m *memo[K, V]) put(key K, v V, size int64) {
+	if size > maxMemoBytes {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.values == nil || len(m.values) >= maxMemo {
+	if m.values == nil || len(m.values) >= maxMemo || m.bytes+size > maxMemoBytes {
 		m.values = make(map[K]V)
+		m.bytes = 0
 	}
 	m.values[key] = v
+	m.bytes += size
 }
 
 // evalKey names the inputs of one evaluation: a compiled policy (one
@@ -61,6 +73,24 @@ func (h *Handler) evaluate(p *compiledPolicy, f *image.Facts) policy.Result {
 		return r
 	}
 	r := p.compiled.Evaluate(f)
-	h.evals.put(key, r)
+	h.evals.put(key, r, resultSize(key, &r))
 	return r
+}
+
+// resultSize estimates the bytes a remembered evaluation holds: the
+// strings of its key and result, and a fixed cost per entry, finding and
+// piece of evidence for their headers.
+func resultSize(k evalKey, r *policy.Result) int64 {
+	evidence := func(e policy.Evidence) int { return 128 + len(e.Line) + len(e.Env) + len(e.Label) + len(e.Reason) }
+	n := 512 + len(k.digest) + len(k.index) + len(k.reference) + len(r.Image) + len(r.Digest) + len(r.Platform)
+	for _, s := range r.Notes {
+		n += 16 + len(s)
+	}
+	for _, f := range r.Findings {
+		n += 128 + len(f.Rule) + len(f.Message) + len(f.Remedy) + len(f.Platform) + evidence(f.Evidence)
+		for _, e := range f.Related {
+			n += evidence(e)
+		}
+	}
+	return int64(n)
 }

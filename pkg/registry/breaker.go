@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -24,6 +25,37 @@ type breakerState struct {
 	probing   bool
 }
 
+// verdict is what one fetch says about its registry.
+type verdict int
+
+const (
+	// healthy: the registry answered, even if the answer was an error of
+	// the image or the credentials.
+	healthy verdict = iota
+	// unwell: the registry failed (unreachable, 5xx, or too slow for our
+	// own transport's timeouts).
+	unwell
+	// unknown: the caller gave up first (its deadline or cancellation);
+	// that says nothing about the registry.
+	unknown
+)
+
+// verdict judges a fetch for the breaker. A failure counts against the
+// registry only when it is the registry's kind of failure and the
+// caller's context was still live when it happened: one review's tight
+// budget must not open a registry's circuit for everyone.
+func (r *Remote) verdict(ctx context.Context, err error) verdict {
+	switch {
+	case err == nil:
+		return healthy
+	case ctx.Err() != nil:
+		return unknown
+	case countsAgainstRegistry(r.toInspectionError("", err).Reason):
+		return unwell
+	}
+	return healthy
+}
+
 func newBreaker(threshold int, window, cooldown time.Duration, now func() time.Time) *breaker {
 	return &breaker{threshold: threshold, window: window, cooldown: cooldown, now: now, hosts: map[string]*breakerState{}}
 }
@@ -44,15 +76,22 @@ func (b *breaker) allow(host string) (bool, time.Time) {
 	return true, time.Time{}
 }
 
-// record notes the outcome of a request to host. Only failures that say
-// something about the registry (unreachable, 5xx, timeouts) count.
-func (b *breaker) record(host string, failed bool) {
+// record notes what a request to host said about it. An unknown verdict
+// changes nothing, except that a probe it ends is released: the next
+// caller probes again.
+func (b *breaker) record(host string, v verdict) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.hosts[host]
-	if !failed {
+	switch v {
+	case healthy:
 		if s != nil {
 			delete(b.hosts, host)
+		}
+		return
+	case unknown:
+		if s != nil {
+			s.probing = false
 		}
 		return
 	}

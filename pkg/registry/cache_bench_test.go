@@ -250,7 +250,7 @@ func newMemoryFiller(tb testing.TB, r *Remote) *memoryFiller {
 		f.cfgs = append(f.cfgs, cfg)
 		f.layers = append(f.layers, layers)
 	}
-	f.s = &session{r: r, host: "registry.example", base: "https://registry.example/v2/app",
+	f.s = &session{r: r, host: "registry.example", repo: "registry.example/app", base: "https://registry.example/v2/app",
 		client: &http.Client{Transport: roundTripFunc(func(req *http.Request) (*http.Response, error) {
 			d := req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:]
 			body, ok := f.configs[d]
@@ -292,6 +292,11 @@ func (f *memoryFiller) add(tb testing.TB, i int) {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	f.addManifest(tb, m, raw)
+}
+
+// addManifest caches the document of manifest m whose config is raw.
+func (f *memoryFiller) addManifest(tb testing.TB, m v1.Manifest, raw []byte) {
 	m.Config = v1.Descriptor{MediaType: types.DockerConfigJSON, Size: int64(len(raw)), Digest: hashOf(raw)}
 	body, err := json.Marshal(&m)
 	if err != nil {

@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,31 +13,62 @@ import (
 
 func TestLRUBounds(t *testing.T) {
 	now := time.Unix(0, 0)
-	c := newLRU[int](3, 100, func() time.Time { return now })
-	c.add("a", 1, 10, 0)
-	c.add("b", 2, 10, 0)
-	c.add("c", 3, 10, 0)
+	// Values are their own heap size; every key is one byte.
+	charge := func(v int64) int64 { return allocSize(1) + v + entryOverhead }
+	budget := 3*charge(10) + 5
+	c := newLRU(3, budget, func() time.Time { return now }, func(v int64) int64 { return v })
+	c.add("a", 10, 0)
+	c.add("b", 10, 0)
+	c.add("c", 10, 0)
+	if c.bytes != 3*charge(10) {
+		t.Errorf("3 entries charged %d bytes, want %d", c.bytes, 3*charge(10))
+	}
 	c.get("a") // a is now the most recent
-	c.add("d", 4, 10, 0)
+	c.add("d", 10, 0)
 	if _, ok := c.get("b"); ok {
 		t.Error("entry bound: b should have been evicted")
 	}
-	c.add("big", 5, 85, 0)
+	c.add("B", 100, 0)
 	if _, ok := c.get("a"); ok || c.len() != 2 {
-		t.Errorf("byte bound: %d entries left, want big and d", c.len())
+		t.Errorf("byte bound: %d entries left, want B and d", c.len())
 	}
-	c.add("huge", 6, 101, 0)
-	if _, ok := c.get("huge"); ok {
+	c.add("H", budget, 0)
+	if _, ok := c.get("H"); ok {
 		t.Error("an entry over the byte budget was stored")
 	}
-	c.add("ttl", 7, 1, time.Minute)
+	c.add("T", 1, time.Minute)
 	now = now.Add(59 * time.Second)
-	if _, ok := c.get("ttl"); !ok {
+	if _, ok := c.get("T"); !ok {
 		t.Error("entry expired early")
 	}
 	now = now.Add(time.Second)
-	if _, ok := c.get("ttl"); ok {
+	if _, ok := c.get("T"); ok {
 		t.Error("entry outlived its TTL")
+	}
+}
+
+// heapSize reaches strings, slices to their capacity, maps, pointees and
+// interfaces' values.
+func TestHeapSize(t *testing.T) {
+	type node struct {
+		Name string
+		Tags []string
+		Meta map[string]string
+		Next *node
+		Err  error
+	}
+	long := strings.Repeat("x", 1000)
+	n := &node{Name: long, Tags: make([]string, 1, 4), Meta: map[string]string{"k": long}, Next: &node{Name: long}, Err: errors.New(long)}
+	got := heapSize(n)
+	// Four 1000-byte strings, two nodes, a four-slot string array, a map
+	// slot and the boxed error: a little over 4000 bytes, under 5000.
+	if got < 4000 || got > 5000 {
+		t.Errorf("heapSize = %d, want 4000 to 5000", got)
+	}
+	backing := make([]string, 4)
+	backing[3] = long
+	if got := heapSize(backing[:1]); got < 1000 {
+		t.Errorf("a slice keeps its whole array alive: heapSize = %d, want over 1000", got)
 	}
 }
 

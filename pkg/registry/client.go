@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -25,9 +26,23 @@ import (
 type session struct {
 	r      *Remote
 	host   string
+	repo   string // registry/repository, as docKey takes it
 	client *http.Client
 	base   string // scheme://host/v2/repo
 }
+
+// authEntry is a cached authenticated transport and the bytes it is
+// charged: its ping and token bodies (an upper bound of the token it
+// keeps) and transportBytes.
+type authEntry struct {
+	rt   http.RoundTripper
+	size int64
+}
+
+// transportBytes is about what ggcr's transport chain and our wrappers
+// hold besides the bodies they read and the repository's name (measured
+// by TestRemoteCachesChargeRealBytes).
+const transportBytes = 1 << 10
 
 // session returns the authenticated client for one repository and scope.
 // The ggcr transport (ping, token) is cached per scope, registry,
@@ -37,7 +52,8 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 	insecure := req.Egress.IsInsecure(host)
 	guard := req.Egress.Guarded()
 	key := strings.Join([]string{req.CredentialScope, host, repo.RepositoryStr(), strconv.FormatBool(insecure), strconv.FormatBool(guard)}, "\x00")
-	tr, ok := r.auth.get(key)
+	cached, ok := r.auth.get(key)
+	tr := cached.rt
 	if !ok {
 		base := r.open
 		if guard {
@@ -46,6 +62,7 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 		inner := &capBodies{
 			inner: egress.Transport(base, req.Egress),
 			max:   max(r.opts.MaxManifestBytes, r.opts.MaxConfigBytes) + 1,
+			read:  new(atomic.Int64),
 		}
 		var regOpts []name.Option
 		if insecure {
@@ -69,7 +86,7 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 			return nil, fmt.Errorf("contacting registry %s: %w", host, err)
 		}
 		tr = t
-		r.auth.add(key, tr, 1, 5*time.Minute)
+		r.auth.add(key, authEntry{rt: tr, size: inner.read.Load() + transportBytes + int64(len(repo.Name()))}, 5*time.Minute)
 	}
 	scheme := "https"
 	if insecure {
@@ -78,6 +95,7 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 	return &session{
 		r:    r,
 		host: host,
+		repo: repo.Name(),
 		client: &http.Client{Transport: tr, CheckRedirect: func(next *http.Request, via []*http.Request) error {
 			if len(via) >= 5 {
 				return errors.New("stopped after 5 redirects")
@@ -93,10 +111,12 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 
 // capBodies sits between ggcr's transport and the egress guard: it caps
 // every response body so error and token bodies stay bounded whatever
-// reads them.
+// reads them, and counts the bytes read (session charges a cached
+// transport the ping and token bodies read while it was set up).
 type capBodies struct {
 	inner http.RoundTripper
 	max   int64
+	read  *atomic.Int64
 }
 
 func (c *capBodies) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -104,7 +124,7 @@ func (c *capBodies) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp.Body = &cappedBody{rc: resp.Body, left: c.max}
+	resp.Body = &cappedBody{rc: resp.Body, left: c.max, read: c.read}
 	return resp, nil
 }
 
@@ -116,6 +136,7 @@ var errBodyTooLarge = errors.New("response body exceeds the size limit")
 type cappedBody struct {
 	rc   io.ReadCloser
 	left int64
+	read *atomic.Int64 // counts bytes read, if not nil
 }
 
 func (b *cappedBody) Read(p []byte) (int, error) {
@@ -127,6 +148,9 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.rc.Read(p)
 	b.left -= int64(n)
+	if b.read != nil {
+		b.read.Add(int64(n))
+	}
 	if b.left < 0 {
 		return n, errBodyTooLarge
 	}

@@ -24,15 +24,21 @@
 //   - The caller's context bounds everything; retries (network errors,
 //     502/503/504, 429 with Retry-After) happen only when they fit in the
 //     time left.
-//   - Facts are cached by manifest digest (content-addressed, bounded by
-//     entries and bytes, no expiry). A credential scope is served cached
-//     facts only after the registry resolved the reference for that scope
-//     with its own credentials (remembered for TagTTL), so one namespace
-//     never reads a private image another namespace fetched. Failures are
-//     remembered per reference, scope and egress rules for FailureTTL.
-//     Concurrent requests for one reference share one fetch.
+//   - Facts are cached by registry, repository and manifest digest
+//     (bounded by entries and by the bytes they hold, no expiry). A
+//     credential scope is served cached facts only after that registry
+//     resolved the reference for that scope with its own credentials
+//     (remembered for TagTTL), so one namespace never reads a private
+//     image another namespace fetched, and no registry is answered with
+//     another's facts by naming their digest. Failures are remembered per
+//     reference, scope and egress rules for FailureTTL. Concurrent
+//     requests for one reference share one fetch; one caller's deadline
+//     does not end it for the others.
 //   - The egress guard (package egress) checks registry patterns up front
 //     and every dialled address (after DNS, on every redirect) at connect
 //     time; plain HTTP is used only for registries listed as insecure.
-//   - A per-registry circuit breaker fails fast after repeated failures.
+//   - A per-registry circuit breaker fails fast after repeated failures
+//     of the registry (never a caller's own deadline or cancellation).
+//   - Metrics name a registry only when it is well known or named by
+//     Options.MetricHosts; every other host is "other".
 package registry

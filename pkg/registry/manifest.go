@@ -38,7 +38,7 @@ func (r *Remote) fetch(ctx context.Context, p prepared, req Request) (*Inspectio
 	}
 	start := r.opts.Now()
 	insp, err := r.fetchOnce(ctx, p, req)
-	r.breaker.record(host, err != nil && countsAgainstRegistry(r.toInspectionError("", err).Reason))
+	r.breaker.record(host, r.verdict(ctx, err))
 	if err != nil {
 		r.log.V(1).Info("image inspection failed", "reference", p.refName, "error", err.Error())
 	} else {
@@ -62,7 +62,7 @@ func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request) (*Inspe
 		return nil, err
 	}
 	key := resolvedKey(req.CredentialScope, refName)
-	r.resolved.add(key, digest.String(), int64(len(key)+95), r.opts.TagTTL)
+	r.resolved.add(key, digest.String(), r.opts.TagTTL)
 
 	insp, sel, err := r.plan(doc, refName, digest.String(), p.platforms)
 	if err != nil || doc.facts != nil { // an image: insp is complete
@@ -107,28 +107,36 @@ func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request) (*Inspe
 // HEAD is refused or gives no digest; elsewhere a tag seen for the first
 // time goes to the GET directly. The GET's body is
 // then returned for reuse. A digest reference is checked with a HEAD when its
-// document is already cached, so this scope proves its access.
+// document is already cached, so this scope proves its access; the HEAD
+// must name the digest, else the manifest's hash confirms it.
 func (s *session) resolve(ctx context.Context, ref name.Reference, refName string) (v1.Hash, []byte, types.MediaType, error) {
 	if d, ok := ref.(name.Digest); ok {
 		h, err := v1.NewHash(d.DigestStr())
 		if err != nil {
 			return v1.Hash{}, nil, "", reasoned(ReasonBadReference, err)
 		}
-		if _, cached := s.r.docs.get(h.String()); !cached {
-			return h, nil, "", nil // the GET by digest checks access itself
+		if _, cached := s.r.docs.get(docKey(s.repo, h.String())); !cached {
+			return h, nil, "", nil // the GET by digest checks access and content itself
 		}
 		got, _, err := s.head(ctx, h.String())
 		if err != nil && !headUnsupported(err) {
 			return v1.Hash{}, nil, "", err
 		}
-		if err != nil { // the GET proves access instead
-			body, mt, _, err := s.getManifest(ctx, h.String())
-			return h, body, mt, err
+		if err == nil && got == h {
+			return h, nil, "", nil
 		}
-		if got != (v1.Hash{}) && got != h {
+		if err == nil && got != (v1.Hash{}) {
 			return v1.Hash{}, nil, "", reasoned(ReasonInvalid, fmt.Errorf("registry answered digest %s for %s", got, h))
 		}
-		return h, nil, "", nil
+		// No HEAD, or one without a digest: the body's hash confirms it.
+		body, mt, _, err := s.getManifest(ctx, h.String())
+		if err != nil {
+			return v1.Hash{}, nil, "", err
+		}
+		if sum := sha256.Sum256(body); hex.EncodeToString(sum[:]) != h.Hex {
+			return v1.Hash{}, nil, "", reasoned(ReasonInvalid, fmt.Errorf("manifest %s was served with content of digest sha256:%x", h, sum))
+		}
+		return h, body, mt, nil
 	}
 	tag := ref.Identifier()
 	// A reference asked about before is checked with a HEAD: its manifest
@@ -137,7 +145,7 @@ func (s *session) resolve(ctx context.Context, ref name.Reference, refName strin
 	// round trip on every cold inspection.
 	_, seen := s.r.seen.get(refName)
 	if !seen {
-		s.r.seen.add(refName, struct{}{}, 1, 0)
+		s.r.seen.add(refName, struct{}{}, 0)
 	}
 	if seen || slices.Contains(s.r.opts.HeadFirst, s.host) {
 		h, mt, err := s.head(ctx, tag)
@@ -211,7 +219,8 @@ func (s *session) getManifest(ctx context.Context, ident string) ([]byte, types.
 // document returns the parsed manifest with the given digest, from the
 // cache or the registry. body, when not nil, is that manifest already read.
 func (s *session) document(ctx context.Context, digest v1.Hash, body []byte, mt types.MediaType) (*document, error) {
-	if doc, ok := s.r.docs.get(digest.String()); ok {
+	key := docKey(s.repo, digest.String())
+	if doc, ok := s.r.docs.get(key); ok {
 		return doc, nil
 	}
 	if digest.Algorithm != "sha256" {
@@ -236,7 +245,6 @@ func (s *session) document(ctx context.Context, digest v1.Hash, body []byte, mt 
 		return nil, err
 	}
 	var doc *document
-	size := int64(len(body))
 	if kind.IsIndex() {
 		idx, err := v1.ParseIndexManifest(bytes.NewReader(body))
 		if err != nil {
@@ -248,16 +256,14 @@ func (s *session) document(ctx context.Context, digest v1.Hash, body []byte, mt 
 			return nil, err
 		}
 		doc = &document{entries: idx.Manifests}
-		size = int64(len(doc.entries)) * 512
 	} else {
-		facts, cfgSize, err := s.imageFacts(ctx, digest, body, kind)
+		facts, _, err := s.imageFacts(ctx, digest, body, kind)
 		if err != nil {
 			return nil, err
 		}
 		doc = &document{facts: facts}
-		size += cfgSize
 	}
-	s.r.docs.add(digest.String(), doc, size, 0)
+	s.r.docs.add(key, doc, 0)
 	return doc, nil
 }
 

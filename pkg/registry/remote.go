@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 
 	"slimgate.dev/slimgate/pkg/egress"
 	"slimgate.dev/slimgate/pkg/image"
+	"slimgate.dev/slimgate/pkg/policy"
 )
 
 // Options configures a Remote. Zero values mean the safe defaults given
@@ -99,6 +101,11 @@ type Options struct {
 
 	// Registerer receives the metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// MetricHosts names the registry hosts, besides well-known public
+	// registries, that get their own value of the registry label of
+	// slimgate_registry_requests_total; every other host counts as
+	// "other". Remote.SetMetricHosts replaces the list.
+	MetricHosts []string
 	// Logger logs fetches at V(1); the zero Logger discards.
 	Logger logr.Logger
 	// Now is the clock (default time.Now).
@@ -161,23 +168,25 @@ func (o *Options) defaults() {
 // Remote inspects images in registries. It implements Inspector and is
 // safe for concurrent use.
 //
-// Caching and credential scopes: facts are cached by manifest digest,
-// which is content-addressed, and shared across scopes; but a scope is
-// only served cached facts for a reference after the registry has shown
-// that scope the digest: the tag (or digest) is resolved with the scope's
-// own credentials (a manifest HEAD) and remembered per scope for TagTTL.
-// So a namespace without credentials for a private image never reads facts
-// another namespace fetched. Authenticated transports are cached per
-// scope, registry and repository and never shared.
+// Caching and credential scopes: facts are cached by registry, repository
+// and manifest digest, and shared across scopes; but a scope is only
+// served cached facts for a reference after that registry has shown that
+// scope the digest in that repository: the tag (or digest) is resolved
+// with the scope's own credentials (a manifest HEAD naming the digest, or
+// the manifest itself) and remembered per scope for TagTTL. So a
+// namespace without credentials for a private image never reads facts
+// another namespace fetched, and no registry can claim another's content
+// by naming its digest. Authenticated transports are cached per scope,
+// registry and repository and never shared.
 type Remote struct {
 	opts     Options
 	open     *http.Transport // no address checks (guard off or private networks allowed)
 	guarded  *http.Transport // refuses non-public addresses at dial time
-	docs     *lru[*document]
-	resolved *lru[string]   // digest a reference resolved to, per scope
-	seen     *lru[struct{}] // tag references asked about before, any scope
+	docs     *lru[*document] // by docKey
+	resolved *lru[string]    // digest a reference resolved to, per scope
+	seen     *lru[struct{}]  // tag references asked about before, any scope
 	failures *lru[*InspectionError]
-	auth     *lru[http.RoundTripper]
+	auth     *lru[authEntry]
 	flight   singleflight.Group
 	breaker  *breaker
 	metrics  *metrics
@@ -196,17 +205,21 @@ type document struct {
 // NewRemote returns a Remote configured by opts.
 func NewRemote(opts Options) (*Remote, error) {
 	opts.defaults()
-	m, err := newMetrics(opts.Registerer)
+	m, err := newMetrics(opts.Registerer, opts.MetricHosts)
 	if err != nil {
 		return nil, err
 	}
+	// Every cache is charged the bytes its keys and values hold. Besides
+	// the facts cache (CacheBytes), each memo holds at most 1 KiB per
+	// facts entry (4 MiB with the defaults), the transports 8 MiB.
+	memoBytes := int64(opts.CacheEntries) << 10
 	r := &Remote{
 		opts:     opts,
-		docs:     newLRU[*document](opts.CacheEntries, opts.CacheBytes, opts.Now),
-		resolved: newLRU[string](4*opts.CacheEntries, int64(4*opts.CacheEntries)*256, opts.Now),
-		seen:     newLRU[struct{}](4*opts.CacheEntries, int64(4*opts.CacheEntries), opts.Now),
-		failures: newLRU[*InspectionError](opts.CacheEntries, int64(opts.CacheEntries)*1024, opts.Now),
-		auth:     newLRU[http.RoundTripper](1024, 1024, opts.Now),
+		docs:     newLRU[*document](opts.CacheEntries, opts.CacheBytes, opts.Now, nil),
+		resolved: newLRU[string](4*opts.CacheEntries, memoBytes, opts.Now, nil),
+		seen:     newLRU[struct{}](4*opts.CacheEntries, memoBytes, opts.Now, nil),
+		failures: newLRU[*InspectionError](opts.CacheEntries, memoBytes, opts.Now, nil),
+		auth:     newLRU(1024, 8<<20, opts.Now, func(e authEntry) int64 { return e.size }),
 		breaker:  newBreaker(opts.BreakerThreshold, opts.BreakerWindow, opts.BreakerCooldown, opts.Now),
 		metrics:  m,
 		log:      opts.Logger,
@@ -240,6 +253,11 @@ func (r *Remote) newTransport(guard bool) *http.Transport {
 	return t
 }
 
+// SetMetricHosts replaces Options.MetricHosts: the registry hosts that,
+// besides well-known public registries, get their own value of the
+// registry label. The webhook names the hosts its policies name.
+func (r *Remote) SetMetricHosts(hosts []string) { r.metrics.setHosts(hosts) }
+
 // Close releases idle connections.
 func (r *Remote) Close() {
 	r.open.CloseIdleConnections()
@@ -267,28 +285,65 @@ func (r *Remote) Inspect(ctx context.Context, req Request) (*Inspection, error) 
 	if ie, ok := r.failures.get(key); ok {
 		return nil, ie
 	}
-	if insp, ok := r.fromCache(req.CredentialScope, refName, p.platforms); ok {
+	if insp, ok := r.fromCache(req.CredentialScope, p); ok {
 		r.metrics.cache("hit")
 		return insp, nil
 	}
 	r.metrics.cache("miss")
 
-	ch := r.flight.DoChan(key, func() (any, error) {
-		return r.fetch(ctx, p, req)
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
+	// Callers of one reference share one fetch, run with the context of
+	// the caller that started it. When that caller's deadline ends it, the
+	// others with time left start (or join) another.
+	for round := 1; ; round++ {
+		if err := ctx.Err(); err != nil {
+			return fail(ReasonTimeout, fmt.Errorf("no time left to ask %s: %w", p.host, err))
+		}
+		ch := r.flight.DoChan(key, func() (any, error) {
+			insp, err := r.fetch(ctx, p, req)
+			if err != nil && ctx.Err() != nil {
+				err = &cutShort{err}
+			}
+			return insp, err
+		})
+		select {
+		case res := <-ch:
+			if res.Err == nil {
+				return res.Val.(*Inspection), nil
+			}
+			var cut *cutShort
+			if errors.As(res.Err, &cut) && ctx.Err() == nil && round < maxFlightRounds {
+				continue
+			}
 			ie := r.toInspectionError(refName, res.Err)
-			if cacheableFailure(ie) {
-				r.failures.add(key, ie, 1, r.opts.FailureTTL)
+			if cut == nil && cacheableFailure(ie) {
+				r.failures.add(key, detached(ie), r.opts.FailureTTL)
 			}
 			return nil, ie
+		case <-ctx.Done():
+			return fail(ReasonTimeout, fmt.Errorf("no answer from %s in time: %w", p.host, ctx.Err()))
 		}
-		return res.Val.(*Inspection), nil
-	case <-ctx.Done():
-		return fail(ReasonTimeout, fmt.Errorf("no answer from %s in time: %w", p.host, ctx.Err()))
 	}
+}
+
+// maxFlightRounds bounds how often a caller starts or joins another fetch
+// of one reference after the caller that led the last one gave up.
+const maxFlightRounds = 4
+
+// cutShort marks a fetch ended by the deadline or cancellation of the
+// caller whose context it ran with: not an answer for anyone else.
+type cutShort struct{ err error }
+
+func (e *cutShort) Error() string { return e.err.Error() }
+func (e *cutShort) Unwrap() error { return e.err }
+
+// detached copies a failure with its message only, so a remembered
+// failure holds no request, response or context of the fetch.
+func detached(ie *InspectionError) *InspectionError {
+	c := *ie
+	if ie.Err != nil {
+		c.Err = errors.New(ie.Err.Error())
+	}
+	return &c
 }
 
 // InspectCached answers req from the caches alone, as Inspect would,
@@ -303,7 +358,7 @@ func (r *Remote) InspectCached(req Request) (insp *Inspection, ok bool) {
 	if _, failed := r.failures.get(p.key); failed {
 		return nil, false
 	}
-	if insp, ok = r.fromCache(req.CredentialScope, p.refName, p.platforms); ok {
+	if insp, ok = r.fromCache(req.CredentialScope, p); ok {
 		r.metrics.cache("hit")
 	}
 	return insp, ok
@@ -314,13 +369,23 @@ type prepared struct {
 	ref       name.Reference
 	refName   string
 	host      string
+	repo      string // registry/repository
 	platforms []string
 	key       string // singleflight and failure-cache key
 }
 
+// MaxReferenceBytes is the longest image reference inspected. Kubernetes
+// sets no limit; registries' repository names stay far below it.
+const MaxReferenceBytes = 4 << 10
+
 // prepare parses a request's reference and platforms and applies the
-// egress rules that need no network.
+// egress rules that need no network. A reference longer than
+// MaxReferenceBytes is refused before anything copies it.
 func (r *Remote) prepare(req Request) (prepared, error) {
+	if n := len(req.Reference); n > MaxReferenceBytes {
+		return prepared{}, &InspectionError{Reference: policy.Truncate(req.Reference, 80), Reason: ReasonBadReference,
+			Err: fmt.Errorf("the image reference is %d bytes long, longer than the %d bytes allowed", n, MaxReferenceBytes)}
+	}
 	ref, err := name.ParseReference(strings.TrimSpace(req.Reference))
 	if err != nil {
 		return prepared{}, &InspectionError{Reference: req.Reference, Reason: ReasonBadReference, Err: err}
@@ -338,7 +403,7 @@ func (r *Remote) prepare(req Request) (prepared, error) {
 		return fail(ReasonBadReference, err)
 	}
 	key := strings.Join([]string{req.CredentialScope, refName, strings.Join(platforms, ","), egressKey(req.Egress)}, "\x00")
-	return prepared{ref: ref, refName: refName, host: host, platforms: platforms, key: key}, nil
+	return prepared{ref: ref, refName: refName, host: host, repo: ref.Context().Name(), platforms: platforms, key: key}, nil
 }
 
 // cacheableFailure reports whether a failure may be remembered: not those
@@ -357,16 +422,17 @@ func egressKey(e EgressRules) string {
 
 // fromCache serves an inspection without any request when the reference
 // was resolved for this scope recently and every document is cached.
-func (r *Remote) fromCache(scope, refName string, platforms []string) (*Inspection, bool) {
+func (r *Remote) fromCache(scope string, p prepared) (*Inspection, bool) {
+	refName := p.refName
 	digest, ok := r.resolved.get(resolvedKey(scope, refName))
 	if !ok {
 		return nil, false
 	}
-	doc, ok := r.docs.get(digest)
+	doc, ok := r.docs.get(docKey(p.repo, digest))
 	if !ok {
 		return nil, false
 	}
-	insp, sel, err := r.plan(doc, refName, digest, platforms)
+	insp, sel, err := r.plan(doc, refName, digest, p.platforms)
 	if err != nil {
 		return nil, false
 	}
@@ -375,7 +441,7 @@ func (r *Remote) fromCache(scope, refName string, platforms []string) (*Inspecti
 	}
 	read := make([]*image.Facts, 0, len(sel.Entries))
 	for _, d := range sel.Entries {
-		child, ok := r.docs.get(d.Digest.String())
+		child, ok := r.docs.get(docKey(p.repo, d.Digest.String()))
 		if !ok || child.facts == nil {
 			return nil, false
 		}
@@ -389,6 +455,10 @@ func (r *Remote) fromCache(scope, refName string, platforms []string) (*Inspecti
 
 // resolvedKey keys Remote.resolved: a reference as one scope resolved it.
 func resolvedKey(scope, refName string) string { return scope + "\x00" + refName }
+
+// docKey keys Remote.docs: a manifest digest as one repository of one
+// registry (name.Repository.Name) served it.
+func docKey(repo, digest string) string { return repo + "@" + digest }
 
 // plan starts the inspection of the document digest names: complete when
 // it is an image, otherwise with the index entries still to read (sel).

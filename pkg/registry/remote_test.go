@@ -187,7 +187,7 @@ func TestInspectColdThenWarm(t *testing.T) {
 	reg := newTestRegistry(t, nil)
 	img := buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN apt-get install -y gcc", "COPY . /src")
 	ref := reg.push(t, "team/app:v1", img)
-	r, metrics := newTestRemote(t, Options{})
+	r, metrics := newTestRemote(t, Options{MetricHosts: []string{reg.host}})
 
 	insp, err := r.Inspect(context.Background(), plainRequest(ref, reg.host))
 	if err != nil {
@@ -402,14 +402,23 @@ func basicAuth(user, pass string) func(http.Handler) http.Handler {
 	}
 }
 
-func TestCachedFactsNeedTheScopesOwnAccess(t *testing.T) {
+// pushPrivate pushes an image whose history is line to private/app:v1 on
+// a registry that wants alice's password; it returns the registry, the
+// reference and the image's digest.
+func pushPrivate(t *testing.T, line string) (*testRegistry, string, v1.Hash) {
+	t.Helper()
 	reg := newTestRegistry(t, basicAuth("alice", "s3cret"))
-	img := buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN private")
+	img := buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, line)
 	ref := reg.push(t, "private/app:v1", img, remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"}))
 	d, err := img.Digest()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return reg, ref, d
+}
+
+func TestCachedFactsNeedTheScopesOwnAccess(t *testing.T) {
+	reg, ref, d := pushPrivate(t, "RUN private")
 	byDigest := strings.Split(ref, ":v1")[0] + "@" + d.String()
 	r, _ := newTestRemote(t, Options{})
 
@@ -423,7 +432,7 @@ func TestCachedFactsNeedTheScopesOwnAccess(t *testing.T) {
 		// Namespace B has no credentials: the cached facts must not leak.
 		b := plainRequest(ref, reg.host)
 		b.CredentialScope = "ns-b/none"
-		_, err = r.Inspect(context.Background(), b)
+		_, err := r.Inspect(context.Background(), b)
 		wantReason(t, err, ReasonUnauthorized)
 	}
 }

@@ -226,6 +226,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("creating the registry client: %w", err)
 	}
+	if err := watchPolicyHosts(ctx, mgr.GetCache(), inspector.SetMetricHosts); err != nil {
+		return err
+	}
 	recorder, err := events.NewRecorder(mgr.GetEventRecorder("slimgate"), mgr.GetAPIReader(), reg)
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
