@@ -253,9 +253,11 @@ func (r *Remote) Inspect(ctx context.Context, req Request) (*Inspection, error) 
 	if ie, ok := r.failures.get(key); ok {
 		return nil, ie
 	}
-	if insp, ok := r.fromCache(req.CredentialScope, refName, p.platforms); ok {
-		r.metrics.cache("hit")
-		return insp, nil
+	if !p.revalidate {
+		if insp, ok := r.fromCache(req.CredentialScope, refName, p.platforms); ok {
+			r.metrics.cache("hit")
+			return insp, nil
+		}
 	}
 	r.metrics.cache("miss")
 
@@ -279,11 +281,11 @@ func (r *Remote) Inspect(ctx context.Context, req Request) (*Inspection, error) 
 
 // InspectCached answers req from the caches alone, as Inspect would,
 // without any request and without blocking. ok is false when Inspect would
-// have to contact the registry or would fail; the caller then calls
-// Inspect. The webhook uses it to spare warm reviews a goroutine per image.
+// have to contact the registry (always for a tag with req.Revalidate) or
+// would fail; the caller then calls Inspect. The webhook uses it to spare warm reviews a goroutine per image.
 func (r *Remote) InspectCached(req Request) (insp *Inspection, ok bool) {
 	p, err := r.prepare(req)
-	if err != nil {
+	if err != nil || p.revalidate {
 		return nil, false
 	}
 	if _, failed := r.failures.get(p.key); failed {
@@ -302,6 +304,9 @@ type prepared struct {
 	host      string
 	platforms []string
 	key       string // singleflight and failure-cache key
+	// revalidate: a tag whose remembered resolution must not be trusted
+	// (Request.Revalidate).
+	revalidate bool
 }
 
 // prepare parses a request's reference and platforms and applies the
@@ -324,7 +329,8 @@ func (r *Remote) prepare(req Request) (prepared, error) {
 		return fail(ReasonBadReference, err)
 	}
 	key := strings.Join([]string{req.CredentialScope, refName, strings.Join(platforms, ","), egressKey(req.Egress)}, "\x00")
-	return prepared{ref: ref, refName: refName, host: host, platforms: platforms, key: key}, nil
+	_, isTag := ref.(name.Tag)
+	return prepared{ref: ref, refName: refName, host: host, platforms: platforms, key: key, revalidate: req.Revalidate && isTag}, nil
 }
 
 // cacheableFailure reports whether a failure may be remembered: not those
