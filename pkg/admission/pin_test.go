@@ -58,3 +58,30 @@ func mustSnapshot(reg *benchRegistry) map[string]int {
 	counts, _ := reg.snapshot()
 	return counts
 }
+
+// spec.requireDigests denies a Pod naming a tag, with the rule and its
+// remedy in the message, and admits the same image named by digest.
+func TestRequireDigestsDeniesTags(t *testing.T) {
+	reg := newBenchRegistry(t, 0)
+	img := fixtureImage(t, "distroless-static-debian12.json", "pinned")
+	ref := reg.push(t, "team/app:1", img)
+	digest, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := benchPolicy(reg.host)
+	p.Spec.RequireDigests = true
+	h, _ := benchHandler(t, benchReader(t, p, false), 0)
+	srv := serving(h, true)
+	w := serve(srv, podReview(t, "tagged", []string{ref}))
+	for _, want := range []string{`"allowed":false`, "reference.digest", "webhook.pinDigests"} {
+		if !bytes.Contains(w.Body.Bytes(), []byte(want)) {
+			t.Errorf("a Pod naming a tag: answer lacks %s: %s", want, w.Body.String())
+		}
+	}
+	for _, pinned := range []string{ref + "@" + digest.String(), reg.host + "/team/app@" + digest.String()} {
+		if !judgeOnce(t, srv, podReview(t, "pinned", []string{pinned})) {
+			t.Errorf("%s denied", pinned)
+		}
+	}
+}

@@ -151,9 +151,9 @@ func InspectionFailed(spec *v1alpha1.SlimImagePolicySpec, ref, reason, detail st
 		spec = &Default().Spec
 	}
 	f := Failure{Reason: reason, Detail: detail}
-	res := Result{Image: ref, Findings: []Finding{}}
+	res := Result{Image: ref, Findings: digestFindings(spec, ref, ActionFor(spec.Mode))}
 	if spec.OnInspectionError != v1alpha1.InspectionErrorDeny {
-		res.Verdict = VerdictAllow
+		res.Verdict = verdict(res.Findings)
 		res.Notes = []string{f.String() + "; not judged, as onInspectionError is Allow"}
 		return res
 	}
