@@ -33,6 +33,11 @@ func rechecksTags(req admission.Request) bool {
 	return req.Operation == admissionv1.Create && req.Kind.Group == "" && req.Kind.Kind == "Pod" && req.SubResource == ""
 }
 
+// maxPins bounds the distinct references one review pins: a Pod is
+// written by its author, and the mutating webhook sees it before the API
+// server validates it.
+const maxPins = 64
+
 // Pinner is the mutating admission handler that pins the image tags of
 // Pods to digests: "app:1.2" becomes "app:1.2@sha256:…", the digest the
 // tag names now. It runs before the validating webhooks, so the
@@ -47,9 +52,11 @@ func rechecksTags(req admission.Request) bool {
 // pull-secret credentials and the egress rules of the first policy (by
 // name) that judges the image; the facts it reads are cached for the
 // validating review. References that already carry a digest, images no
-// policy judges, and tags that cannot be resolved are left as written:
-// the validating webhook then decides about them as it would without
-// pinning.
+// policy judges (or that a policy excludes by a glob the pinned reference
+// would no longer match), and tags that cannot be resolved are left as
+// written: the validating webhook then decides about them as it would
+// without pinning. So are the tags beyond the first maxPins distinct ones,
+// and those not resolved before the review's deadline.
 type Pinner struct {
 	h *Handler
 }
@@ -96,6 +103,9 @@ func (p *Pinner) Handle(ctx context.Context, req admission.Request) admission.Re
 	requests := map[fetchKey]registry.Request{}
 	keys := make([]fetchKey, len(imgs))
 	for i, img := range imgs {
+		if len(requests) == maxPins {
+			break // the rest stay as written
+		}
 		for _, cp := range policies {
 			if cp.excludes(img) {
 				continue
@@ -113,9 +123,16 @@ func (p *Pinner) Handle(ctx context.Context, req admission.Request) admission.Re
 	digests := p.resolve(ctx, namespace, w, requests)
 	var patches []jsonpatch.JsonPatchOperation
 	for i, img := range imgs {
-		if d, ok := digests[keys[i]]; ok {
-			patches = append(patches, jsonpatch.NewOperation("replace", jsonPointer(img.Path), img.Reference+"@"+d))
+		d, ok := digests[keys[i]]
+		if !ok {
+			continue
 		}
+		pinned := img
+		pinned.Reference = img.Reference + "@" + d
+		if excludedOnlyAsWritten(policies, img, pinned) {
+			continue
+		}
+		patches = append(patches, jsonpatch.NewOperation("replace", jsonPointer(img.Path), pinned.Reference))
 	}
 	if len(patches) == 0 {
 		return admission.Allowed("no tag resolved: nothing pinned")
@@ -138,6 +155,9 @@ func (p *Pinner) resolve(ctx context.Context, namespace string, w *Workload, req
 	for key, r := range requests {
 		r.Keychain, r.CredentialScope = keychain, scope
 		g.Go(func() error {
+			if ctx.Err() != nil {
+				return nil // out of time: the rest stay as written
+			}
 			ins, err := p.h.opts.Inspector.Inspect(ctx, r)
 			if err == nil && (ins == nil || !isDigest(ins.Digest)) {
 				err = errors.New("the registry named no digest")
@@ -156,6 +176,19 @@ func (p *Pinner) resolve(ctx context.Context, namespace string, w *Workload, req
 	}
 	_ = g.Wait() // the goroutines never fail; a failure leaves its reference as written
 	return out
+}
+
+// excludedOnlyAsWritten reports whether a policy excludes the image as
+// written but would judge it pinned (an exclude.images glob that names the
+// tag exactly): then the image stays as written, so that the policy keeps
+// leaving it alone.
+func excludedOnlyAsWritten(policies []*compiledPolicy, written, pinned Image) bool {
+	for _, cp := range policies {
+		if cp.excludes(written) && !cp.excludes(pinned) {
+			return true
+		}
+	}
+	return false
 }
 
 // isDigest reports whether d is a digest ("sha256:" and its hex).

@@ -4,8 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	jsonpatch5 "github.com/evanphx/json-patch/v5"
 	"github.com/google/go-cmp/cmp"
@@ -297,5 +303,85 @@ func TestPinnedDigestIsTheJudgedOne(t *testing.T) {
 	}
 	if judgeOnce(t, srv, podReview(t, "second", []string{second.Spec.Containers[0].Image})) {
 		t.Error("the Pod pinned to the fat digest was admitted")
+	}
+}
+
+// An image one policy excludes by naming its tag exactly, and another
+// judges, stays as written: pinned, the first policy's glob would no
+// longer match and that policy would judge what it means to leave alone.
+// A glob that matches the pinned reference too lets it be pinned.
+func TestPinnerKeepsExclusions(t *testing.T) {
+	reg := newBenchRegistry(t, 0)
+	img := fixtureImage(t, "distroless-static-debian12.json", "excl")
+	ref := reg.push(t, "team/app:1", img)
+	for _, c := range []struct {
+		glob   string
+		pinned bool
+	}{
+		{ref, false},
+		{reg.host + "/team/*", true},
+	} {
+		judging := benchPolicy(reg.host)
+		judging.Name = "a-judges"
+		excluding := benchPolicy(reg.host)
+		excluding.Name = "b-excludes"
+		excluding.Spec.Exclude.Images = []string{c.glob}
+		rd := benchReader(t, judging, false).(*cacheReader)
+		second := excluding.DeepCopy()
+		second.UID, second.ResourceVersion = "5d1f0b8e-7c55-4c1b-8c5e-0e6a51c6e7a2", "4712"
+		rd.policies = append(rd.policies, *second)
+		h, _ := benchHandler(t, rd, 0)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "team"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: ref}}}}
+		ops, _ := pin(t, NewPinner(h), admissionv1.Create, "", pod, nil)
+		if got := len(ops) == 1; got != c.pinned {
+			t.Errorf("exclude %q: patch %v, want pinned %v", c.glob, ops, c.pinned)
+		}
+	}
+}
+
+// A Pod naming many distinct tags on a registry that never answers: the
+// Pinner answers before the review's deadline, starts at most maxPins
+// fetches, pins nothing, and leaves no goroutine behind.
+func TestPinnerBoundedOnAHangingRegistry(t *testing.T) {
+	const tags = 300
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		<-r.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	base := runtime.NumGoroutine()
+
+	// Concurrency above the tag count: only maxPins bounds the fetches.
+	h, remote := benchHandler(t, benchReader(t, benchPolicy(host), false), 2*tags)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "wide", Namespace: "team"}}
+	for i := range tags {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: fmt.Sprintf("%s/repo%d/app:1", host, i)})
+	}
+	const budget = time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	start := time.Now()
+	resp := NewPinner(h).Handle(ctx, request(admissionv1.Create, "", "Pod", "", raw(t, pod, "v1", "Pod"), nil))
+	took := time.Since(start)
+	if took > budget+500*time.Millisecond {
+		t.Errorf("answered after %v, budget %v", took, budget)
+	}
+	if !resp.Allowed || len(resp.Patches) != 0 {
+		t.Errorf("allowed %v with %d patches, want allowed without", resp.Allowed, len(resp.Patches))
+	}
+	if n := requests.Load(); n > maxPins {
+		t.Errorf("%d requests to the registry for %d tags, want at most %d", n, tags, maxPins)
+	}
+	remote.Close()
+	srv.CloseClientConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base+2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > base+2 {
+		t.Errorf("%d goroutines left, %d before", n, base)
 	}
 }
