@@ -282,7 +282,8 @@ func (r *Remote) Inspect(ctx context.Context, req Request) (*Inspection, error) 
 // InspectCached answers req from the caches alone, as Inspect would,
 // without any request and without blocking. ok is false when Inspect would
 // have to contact the registry (always for a tag with req.Revalidate) or
-// would fail; the caller then calls Inspect. The webhook uses it to spare warm reviews a goroutine per image.
+// would fail; the caller then calls Inspect. The webhook uses it to spare
+// warm reviews a goroutine per image.
 func (r *Remote) InspectCached(req Request) (insp *Inspection, ok bool) {
 	p, err := r.prepare(req)
 	if err != nil || p.revalidate {
