@@ -73,6 +73,15 @@ type SlimImagePolicySpec struct {
 	// +kubebuilder:default=Allow
 	// +optional
 	OnInspectionError InspectionErrorAction `json:"onInspectionError,omitempty"`
+
+	// RequireDigests makes every image reference that names no digest
+	// (a tag alone, "app:1.2") a violation (rule reference.digest),
+	// handled by the mode like any finding: a tag can be moved to another
+	// image between the check and the kubelet's pull, a digest cannot.
+	// The webhook's digest pinning (chart value webhook.pinDigests) adds
+	// the judged digest to Pods' tags before this check sees them.
+	// +optional
+	RequireDigests bool `json:"requireDigests,omitempty"`
 }
 
 // ToolchainRules selects rules by their catalog id.

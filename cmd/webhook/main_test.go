@@ -59,6 +59,11 @@ func TestFlagsToOptions(t *testing.T) {
 			},
 		},
 		{
+			name:   "digest pinning",
+			args:   []string{"--pin-digests"},
+			change: func(o *app.Options) { o.PinDigests = true },
+		},
+		{
 			name:   "client certificates required",
 			args:   []string{"--cert-dir=/certs", "--client-ca-name=client-ca/ca.crt"},
 			change: func(o *app.Options) { o.CertDir, o.ClientCAName = "/certs", "client-ca/ca.crt" },

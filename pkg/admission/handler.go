@@ -122,7 +122,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if len(policies) == 0 {
 		return admission.Allowed("no SlimImagePolicy applies")
 	}
-	judgments := h.judge(ctx, namespace, w.Spec, imgs, policies)
+	judgments := h.judge(ctx, namespace, w.Spec, imgs, policies, rechecksTags(req))
 	out := decide(judgments)
 	if !isTrue(req.DryRun) && h.opts.Recorder != nil {
 		for _, d := range out.decisions(w) {
@@ -201,7 +201,8 @@ type failure struct {
 
 // judge inspects the images concurrently, once per distinct reference and
 // egress rules, and applies each policy to each image it does not exclude.
-func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodSpec, imgs []Image, policies []*compiledPolicy) []judgment {
+// With recheck every tag is resolved anew (registry.Request.Revalidate).
+func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodSpec, imgs []Image, policies []*compiledPolicy, recheck bool) []judgment {
 	type pending struct {
 		key    fetchKey
 		policy *compiledPolicy
@@ -217,7 +218,7 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 			key := fetchKey{reference: img.Reference, rules: p.rules}
 			if _, ok := requests[key]; !ok {
 				r := p.request
-				r.Reference = img.Reference
+				r.Reference, r.Revalidate = img.Reference, recheck
 				requests[key] = r
 			}
 			todo = append(todo, pending{key: key, policy: p, j: judgment{image: img, policy: p.object}})

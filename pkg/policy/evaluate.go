@@ -70,6 +70,7 @@ func (c *Compiled) Evaluate(f *image.Facts) Result {
 		attributed = append(attributed, hits...)
 	}
 	res.Findings = append(res.Findings, sizeFindings(c.spec.SizeBudget, sel, f, action)...)
+	res.Findings = append(res.Findings, digestFindings(c.spec, f.Reference, action)...)
 	if len(attributed) > 0 {
 		res.Bloat = bloat(f, attributed)
 	}

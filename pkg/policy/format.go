@@ -146,12 +146,12 @@ func InspectionFailed(spec *v1alpha1.SlimImagePolicySpec, ref string, f Failure)
 	if spec == nil {
 		spec = &Default().Spec
 	}
-	res := Result{Image: ref, Findings: []Finding{}}
+	res := Result{Image: ref, Findings: digestFindings(spec, ref, ActionFor(spec.Mode))}
 	rule := RuleInspectionInvalid
 	if !f.Invalid {
 		rule = RuleInspectionFailed
 		if spec.OnInspectionError != v1alpha1.InspectionErrorDeny {
-			res.Verdict = VerdictAllow
+			res.Verdict = verdict(res.Findings)
 			res.Notes = []string{f.String() + "; not judged, as onInspectionError is Allow"}
 			return res
 		}

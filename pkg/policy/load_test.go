@@ -119,7 +119,7 @@ func TestDefaultPolicy(t *testing.T) {
 	sel := selectRules(d.Spec.Toolchains)
 	for _, r := range Rules() {
 		applied := sel.rules[r.ID]
-		wantApplied := r.Category != CategoryInspection
+		wantApplied := r.Category != CategoryInspection && r.Category != CategoryReference
 		if applied != wantApplied {
 			t.Errorf("default policy applies %s: %v, want %v", r.ID, applied, wantApplied)
 		}
@@ -175,7 +175,7 @@ func TestRulesCatalog(t *testing.T) {
 	}
 	for _, id := range []string{"toolchain.go", "toolchain.jdk", "toolchain.maven", "toolchain.gradle", "toolchain.rust", "toolchain.dotnet-sdk", "toolchain.cc", "toolchain.node-build",
 		"build.go", "build.maven", "build.gradle", "build.cargo", "build.npm", "build.yarn", "build.dotnet", "build.make", "build.cc", "build.javac",
-		"size.compressed", "size.layers", "inspection.invalid", "inspection.failed"} {
+		"size.compressed", "size.layers", "inspection.invalid", "inspection.failed", "reference.digest"} {
 		if !seen[id] {
 			t.Errorf("catalog lacks %s", id)
 		}

@@ -78,6 +78,7 @@ const (
 	RuleSizeLayers         = "size.layers"
 	RuleInspectionInvalid  = "inspection.invalid"
 	RuleInspectionFailed   = "inspection.failed"
+	RuleReferenceDigest    = "reference.digest"
 )
 
 const (
@@ -162,6 +163,9 @@ func newCatalog() []Rule {
 		{ID: RuleInspectionFailed, Category: CategoryInspection, Title: "Image not inspected",
 			Description: "the image's registry could not be read in time (timeout, network, TLS or server failure, rate limit, credentials refused) and the policy's onInspectionError is Deny",
 			Remedy:      "check that the image exists, the registry is reachable and allowed by spec.registries, and its pull secret is valid"},
+		{ID: RuleReferenceDigest, Category: CategoryReference, Title: "Image not pinned by digest",
+			Description: "the reference names a tag and no digest while the policy's spec.requireDigests is true: the tag can be moved to another image between the check and the kubelet's pull",
+			Remedy:      "pin the image by digest (name:tag@sha256:...) or enable webhook.pinDigests"},
 	}
 }
 

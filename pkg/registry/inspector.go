@@ -32,6 +32,12 @@ type Request struct {
 	CredentialScope string
 	// Egress restricts which registries and addresses may be contacted.
 	Egress EgressRules
+	// Revalidate asks the registry again what a tag names (a manifest
+	// HEAD) instead of trusting a resolution remembered for TagTTL; the
+	// facts of a digest already cached are still reused. The webhook sets
+	// it for Pod CREATE, the moment closest to the kubelet's pull. It has
+	// no effect on digest references, whose content cannot change.
+	Revalidate bool
 }
 
 // EgressRules is the egress guard applied to one request (see package

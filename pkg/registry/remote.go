@@ -285,9 +285,11 @@ func (r *Remote) Inspect(ctx context.Context, req Request) (*Inspection, error) 
 	if ie, ok := r.failures.get(key); ok {
 		return nil, ie
 	}
-	if insp, ok := r.fromCache(req.CredentialScope, p); ok {
-		r.metrics.cache("hit")
-		return insp, nil
+	if !p.revalidate {
+		if insp, ok := r.fromCache(req.CredentialScope, p); ok {
+			r.metrics.cache("hit")
+			return insp, nil
+		}
 	}
 	r.metrics.cache("miss")
 
@@ -348,11 +350,12 @@ func detached(ie *InspectionError) *InspectionError {
 
 // InspectCached answers req from the caches alone, as Inspect would,
 // without any request and without blocking. ok is false when Inspect would
-// have to contact the registry or would fail; the caller then calls
-// Inspect. The webhook uses it to spare warm reviews a goroutine per image.
+// have to contact the registry (always for a tag with req.Revalidate) or
+// would fail; the caller then calls Inspect. The webhook uses it to spare
+// warm reviews a goroutine per image.
 func (r *Remote) InspectCached(req Request) (insp *Inspection, ok bool) {
 	p, err := r.prepare(req)
-	if err != nil {
+	if err != nil || p.revalidate {
 		return nil, false
 	}
 	if _, failed := r.failures.get(p.key); failed {
@@ -372,6 +375,9 @@ type prepared struct {
 	repo      string // registry/repository
 	platforms []string
 	key       string // singleflight and failure-cache key
+	// revalidate: a tag whose remembered resolution must not be trusted
+	// (Request.Revalidate).
+	revalidate bool
 }
 
 // MaxReferenceBytes is the longest image reference inspected. Kubernetes
@@ -403,7 +409,8 @@ func (r *Remote) prepare(req Request) (prepared, error) {
 		return fail(ReasonBadReference, err)
 	}
 	key := strings.Join([]string{req.CredentialScope, refName, strings.Join(platforms, ","), egressKey(req.Egress)}, "\x00")
-	return prepared{ref: ref, refName: refName, host: host, repo: ref.Context().Name(), platforms: platforms, key: key}, nil
+	_, isTag := ref.(name.Tag)
+	return prepared{ref: ref, refName: refName, host: host, repo: ref.Context().Name(), platforms: platforms, key: key, revalidate: req.Revalidate && isTag}, nil
 }
 
 // cacheableFailure reports whether a failure may be remembered: not those

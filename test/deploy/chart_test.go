@@ -487,7 +487,7 @@ func TestChartCRDIsTheGeneratedOne(t *testing.T) {
 
 // The chart's hand-written RBAC grants exactly what the +kubebuilder:rbac
 // markers of the code ask for (config/rbac/role.yaml, generated), with
-// pull-secret auth and self-managed certificates on.
+// pull-secret auth, self-managed certificates and digest pinning on.
 func TestChartRBACMatchesMarkers(t *testing.T) {
 	needHelm(t)
 	data, err := os.ReadFile(configDir + "/rbac/role.yaml")
@@ -498,7 +498,7 @@ func TestChartRBACMatchesMarkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chart, err := renderChart()
+	chart, err := renderChart("webhook.pinDigests=true")
 	if err != nil {
 		t.Fatal(err)
 	}

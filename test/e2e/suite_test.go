@@ -39,7 +39,15 @@ func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 
 func runSuite(m *testing.M) int {
 	logf.SetLogger(devcluster.NewLogger(io.Discard, "E2E_WEBHOOK_LOGS"))
-	env, cfg, err := devcluster.Env{Root: filepath.Join("..", ".."), Webhooks: true}.Start(context.Background())
+	root := filepath.Join("..", "..")
+	pin, err := pinningWebhook(root)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	env, cfg, err := devcluster.Env{Root: root, Webhooks: true, Configure: func(env *envtest.Environment) {
+		env.WebhookInstallOptions.MutatingWebhooks = append(env.WebhookInstallOptions.MutatingWebhooks, pin)
+	}}.Start(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -60,6 +68,7 @@ func withWebhook(m *testing.M, cfg *rest.Config, wio *envtest.WebhookInstallOpti
 		return 0, err
 	}
 	o.DefaultTimeout = webhookTimeout
+	o.PinDigests = true // config/webhook/pinning applies to namespaces labelled pinLabel only
 	webhook, err := webhooktest.Run(context.Background(), o)
 	if err != nil {
 		return 0, err

@@ -39,10 +39,14 @@ import (
 
 // +kubebuilder:rbac:groups="",resources=secrets;serviceaccounts,verbs=get
 
-// Paths the webhook serves; config/webhook/manifests.yaml must match them.
+// Paths the webhook serves; config/webhook/manifests.yaml must match them,
+// and config/webhook/pinning PinPath.
 const (
 	PodsPath      = "/validate-pods"
 	WorkloadsPath = "/validate-workloads"
+	// PinPath is the mutating webhook that pins Pods' image tags to
+	// digests, served with PinDigests only.
+	PinPath = "/mutate-pods"
 )
 
 // Options is everything the server is configured with.
@@ -70,6 +74,12 @@ type Options struct {
 	PullSecretAuth bool
 	// Concurrency bounds the registry inspections of one review.
 	Concurrency int
+	// PinDigests serves PinPath, where a MutatingWebhookConfiguration
+	// sends Pod CREATEs to have each image tag pinned to the digest the
+	// validating review then judges (admission.Pinner). With
+	// CertRotation the CA is injected into the MutatingWebhookConfiguration
+	// named WebhookConfigName too.
+	PinDigests bool
 	// DefaultTimeout is assumed when the API server sends no timeout;
 	// TimeoutMargin is kept back from it for answering.
 	DefaultTimeout time.Duration
@@ -82,7 +92,8 @@ type Options struct {
 	// reading ones that cert-manager put in CertDir: they are kept in the
 	// Secret CertSecretName in Namespace, written to CertDir (which must
 	// then be writable, an emptyDir) and the CA is injected into the
-	// ValidatingWebhookConfiguration WebhookConfigName. The certificate
+	// ValidatingWebhookConfiguration WebhookConfigName (and, with
+	// PinDigests, the MutatingWebhookConfiguration of that name). The certificate
 	// names the Service ServiceName in Namespace.
 	CertRotation      bool
 	CertSecretName    string
@@ -121,12 +132,13 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 disables them")
 	fs.BoolVar(&o.PullSecretAuth, "pull-secret-auth", true, "authenticate to registries with the Pod's imagePullSecrets and service account")
 	fs.IntVar(&o.Concurrency, "inspect-concurrency", 16, "registry inspections run at once per review")
+	fs.BoolVar(&o.PinDigests, "pin-digests", false, "serve "+PinPath+": pin the image tags of created Pods to the digests judged (needs the MutatingWebhookConfiguration)")
 	fs.DurationVar(&o.DefaultTimeout, "default-timeout", 10*time.Second, "review budget when the API server sends no timeout")
 	fs.DurationVar(&o.TimeoutMargin, "timeout-margin", time.Second, "time kept back from the API server's timeout to answer")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "time given to in-flight reviews on shutdown")
 	fs.BoolVar(&o.CertRotation, "cert-rotation", false, "issue and rotate the webhook's own CA and serving certificate (no cert-manager): kept in --cert-secret-name, written to --cert-dir, CA injected into --webhook-config-name")
 	fs.StringVar(&o.CertSecretName, "cert-secret-name", DefaultCertSecretName, "Secret in --namespace holding the generated CA and serving certificate (with --cert-rotation)")
-	fs.StringVar(&o.WebhookConfigName, "webhook-config-name", DefaultWebhookConfigName, "ValidatingWebhookConfiguration that receives the generated CA bundle (with --cert-rotation)")
+	fs.StringVar(&o.WebhookConfigName, "webhook-config-name", DefaultWebhookConfigName, "ValidatingWebhookConfiguration (and with --pin-digests the MutatingWebhookConfiguration) that receives the generated CA bundle (with --cert-rotation)")
 	fs.StringVar(&o.ServiceName, "service-name", DefaultServiceName, "Service in front of the webhook; the serving certificate names <service>.<namespace>.svc (with --cert-rotation)")
 	ns := os.Getenv("POD_NAMESPACE")
 	if ns == "" {
@@ -257,6 +269,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	review := finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: h}))
 	hooks.Register(PodsPath, review)
 	hooks.Register(WorkloadsPath, review)
+	if o.PinDigests {
+		hooks.Register(PinPath, finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: admission.NewPinner(h)})))
+	}
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

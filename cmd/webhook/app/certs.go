@@ -36,6 +36,10 @@ import (
 // name) and writes the CA bundle into slimgate's.
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=list;watch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,resourceNames=slimgate,verbs=get;update;patch
+// With digest pinning, the same for the MutatingWebhookConfiguration of
+// the same name.
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=list;watch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,resourceNames=slimgate,verbs=get;update;patch
 
 // caName is the common name of the generated CA.
 const caName = "slimgate-ca"
@@ -44,7 +48,7 @@ const caName = "slimgate-ca"
 // a controller copying the serving certificate from its Secret into
 // o.CertDir, and hooks, started once that certificate is there. The
 // checker it returns is ready once the certificate is in place and the CA
-// has been injected into the webhook configuration.
+// has been injected into the webhook configurations.
 //
 // Every replica runs the rotator (RequireLeaderElection false), because
 // every replica serves and needs the files. Replicas racing to issue a
@@ -62,6 +66,10 @@ func setupCertRotation(ctx context.Context, mgr ctrl.Manager, o Options, hooks w
 	}
 	ready := make(chan struct{})
 	service := o.ServiceName + "." + o.Namespace
+	webhooks := []rotator.WebhookInfo{{Name: o.WebhookConfigName, Type: rotator.Validating}}
+	if o.PinDigests {
+		webhooks = append(webhooks, rotator.WebhookInfo{Name: o.WebhookConfigName, Type: rotator.Mutating})
+	}
 	err := rotator.AddRotator(mgr, &rotator.CertRotator{
 		SecretKey:      key,
 		CertDir:        o.CertDir,
@@ -70,7 +78,7 @@ func setupCertRotation(ctx context.Context, mgr ctrl.Manager, o Options, hooks w
 		DNSName:        service + ".svc",
 		ExtraDNSNames:  []string{service + ".svc.cluster.local", service},
 		IsReady:        ready,
-		Webhooks:       []rotator.WebhookInfo{{Name: o.WebhookConfigName, Type: rotator.Validating}},
+		Webhooks:       webhooks,
 		FieldOwner:     "slimgate",
 		// One rotator per Secret; naming it after the Secret also keeps
 		// controller names unique in a process that runs Run again
