@@ -196,6 +196,16 @@ func TestHandleRequests(t *testing.T) {
 		{"update judges only new images", clusterWide(), func(t *testing.T) admission.Request {
 			return request(admissionv1.Update, "", "Pod", "", raw(t, pod("app:1", "new:1"), "v1", "Pod"), raw(t, pod("app:1"), "v1", "Pod"))
 		}, true, 0, []string{"new:1"}},
+		{"an image moved from an ephemeral container into containers is new there", clusterWide(), func(t *testing.T) admission.Request {
+			moved := pod("debug:1")
+			moved.Spec.EphemeralContainers = withDebug.Spec.EphemeralContainers
+			return request(admissionv1.Update, "", "Pod", "", raw(t, moved, "v1", "Pod"), raw(t, withDebug, "v1", "Pod"))
+		}, true, 0, []string{"debug:1"}},
+		{"an image moved from containers into an image volume is new there", clusterWide(), func(t *testing.T) admission.Request {
+			moved := pod("app:1")
+			moved.Spec.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: "new:1"}}}}
+			return request(admissionv1.Update, "", "Pod", "", raw(t, moved, "v1", "Pod"), raw(t, pod("app:1", "new:1"), "v1", "Pod"))
+		}, true, 0, []string{"new:1"}},
 		{"label-only update judges nothing", clusterWide(), func(t *testing.T) admission.Request {
 			p := pod("bloated:1")
 			p.Labels = map[string]string{"a": "b"}

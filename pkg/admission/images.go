@@ -73,17 +73,24 @@ func Images(spec *corev1.PodSpec, prefix string) []Image {
 	return out
 }
 
-// newImages keeps the images of current whose reference is absent from
-// old: on UPDATE only what the request adds is judged, so a label change is
-// never blocked by an image admitted before a policy existed.
+// newImages keeps the images of current that old did not have in the
+// same kind of slot: on UPDATE only what the request adds is judged, so a
+// label change is never blocked by an image admitted before a policy
+// existed. A reference is old only where it was: an image that was an
+// ephemeral container (which policies exclude by default) or an image
+// volume is new when it moves into containers[], and the other way round.
 func newImages(current, old []Image) []Image {
-	seen := make(map[string]bool, len(old))
+	type slot struct {
+		source    source
+		reference string
+	}
+	seen := make(map[slot]bool, len(old))
 	for _, o := range old {
-		seen[o.Reference] = true
+		seen[slot{o.Source, o.Reference}] = true
 	}
 	var out []Image
 	for _, c := range current {
-		if c.Reference != "" && !seen[c.Reference] {
+		if c.Reference != "" && !seen[slot{c.Source, c.Reference}] {
 			out = append(out, c)
 		}
 	}
