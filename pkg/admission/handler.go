@@ -271,7 +271,7 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 		} else {
 			j.results = make([]policy.Result, 0, len(o.ins.Images))
 			for _, facts := range o.ins.Images {
-				j.results = append(j.results, h.evaluate(t.policy, facts))
+				j.results = append(j.results, h.evaluate(ctx, t.policy, facts))
 			}
 		}
 		out = append(out, j)
