@@ -24,6 +24,7 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/pkg/events"
 	"slimgate.dev/slimgate/pkg/image"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
@@ -426,4 +427,68 @@ func TestHostileBudgetRule(t *testing.T) {
 	}
 	close(release)
 	settles(t, base)
+}
+
+// decisions records what the handler hands to the recorder.
+type decisions struct {
+	mu  sync.Mutex
+	all []events.Decision
+}
+
+func (d *decisions) Record(_ context.Context, x events.Decision) {
+	d.mu.Lock()
+	d.all = append(d.all, x)
+	d.mu.Unlock()
+}
+
+// A Pod of 10,000 containers naming one fat image gets an answer of
+// bounded size: the denial, the warnings and the Event notes speak of 20
+// images one by one and count the rest, instead of growing twenty times
+// larger than the object (12 MB for a 600 kB Pod before the cap).
+func TestHostileAnswerIsBounded(t *testing.T) {
+	ins := inspectFunc(func(_ context.Context, r registry.Request) (*registry.Inspection, error) {
+		f := &image.Facts{Reference: r.Reference, Digest: "sha256:" + strings.Repeat("ef", 32),
+			History: []image.HistoryEntry{{CreatedBy: "RUN /bin/sh -c apt-get install -y gcc golang-go openjdk-17-jdk maven", Layer: image.NoLayer}}}
+		return &registry.Inspection{Reference: r.Reference, Images: []*image.Facts{f}}, nil
+	})
+	refs := make([]string, 10000)
+	for i := range refs {
+		refs[i] = "ghcr.io/org/fat:1"
+	}
+	obj := manyImagesPod(t, refs)
+	const limit = 32 << 10
+	for _, mode := range []v1alpha1.Mode{v1alpha1.ModeEnforce, v1alpha1.ModeWarn} {
+		t.Run(string(mode), func(t *testing.T) {
+			p := clusterWide()
+			p.Spec.Mode = mode
+			rec := &decisions{}
+			h := hostileHandler(t, policiesReader(t, p), ins, Options{Recorder: rec})
+			var resp admission.Response
+			allocated := allocatedBy(func() {
+				resp = h.Handle(context.Background(), request(admissionv1.Create, "", "Pod", "", obj, nil))
+			})
+			size := len(strings.Join(resp.Warnings, ""))
+			if resp.Result != nil {
+				size += len(resp.Result.Message)
+			}
+			t.Logf("%d-byte object: %d bytes of answer, %d warnings, %d bytes allocated", len(obj), size, len(resp.Warnings), allocated)
+			if size > limit || len(resp.Warnings) > maxListed+1 {
+				t.Errorf("answer of %d bytes and %d warnings, want at most %d bytes and %d warnings", size, len(resp.Warnings), limit, maxListed+1)
+			}
+			if mode == v1alpha1.ModeEnforce && (resp.Allowed || !strings.Contains(resp.Result.Message, "and 9980 more refused images")) {
+				t.Errorf("the denial does not count the images it does not list: %v", resp.Result)
+			}
+			if mode == v1alpha1.ModeWarn && !strings.Contains(resp.Warnings[len(resp.Warnings)-1], "more warnings on 9995 images") {
+				t.Errorf("the warnings do not count those left out: %q", resp.Warnings[len(resp.Warnings)-1])
+			}
+			for _, d := range rec.all {
+				if len(d.Note) > limit {
+					t.Errorf("Event note of %d bytes", len(d.Note))
+				}
+			}
+			if bound := uint64(32*len(obj)) + 1<<20; allocated > bound {
+				t.Errorf("%d bytes allocated for a %d-byte object, want at most %d", allocated, len(obj), bound)
+			}
+		})
+	}
 }
