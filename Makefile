@@ -18,7 +18,7 @@ KUSTOMIZE_VERSION ?= v5.8.2
 KUSTOMIZE := $(BIN)/kustomize
 FUZZTIME ?= 10s
 # The fuzz targets `make test` runs briefly, as package:target.
-FUZZ_TARGETS ?= ./pkg/policy:FuzzLoad ./pkg/policy:FuzzEvaluateHistory
+FUZZ_TARGETS ?= ./pkg/policy:FuzzLoad ./pkg/policy:FuzzEvaluateHistory ./pkg/admission:FuzzAdmissionReview
 
 .PHONY: help
 help: ## Show this help.

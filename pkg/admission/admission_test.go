@@ -385,6 +385,11 @@ func TestWarning(t *testing.T) {
 	if len(long) >= MaxWarning {
 		t.Errorf("long warning is %d bytes", len(long))
 	}
+	// A long reference gives up its bytes first: the finding stays.
+	long = Warning("policy", Image{Reference: strings.Repeat("r", 8<<10), Container: "app"}, policy.Finding{Rule: "toolchain.go", Message: "ships the Go SDK"})
+	if len(long) >= MaxWarning || !strings.HasSuffix(long, "ships the Go SDK (toolchain.go)") {
+		t.Errorf("warning for a long reference = %q (%d bytes)", long, len(long))
+	}
 }
 
 func TestBudget(t *testing.T) {

@@ -195,9 +195,14 @@ func explain(j judgment, a policy.Action, brief bool) []string {
 }
 
 // subject starts the lines about a judgment: `[policy] container "app" image golang-app:1`.
+// A reference longer than maxShownReference is cut: the request writes it,
+// and each line about the image repeats it.
 func (j judgment) subject() string {
-	return fmt.Sprintf("[%s] %s image %s", j.policy.Name, j.image.describe(), j.image.Reference)
+	return fmt.Sprintf("[%s] %s image %s", j.policy.Name, j.image.describe(), policy.Truncate(j.image.Reference, maxShownReference))
 }
+
+// maxShownReference caps an image reference as messages show it.
+const maxShownReference = 256
 
 // bloat describes how much of the image its toolchain layers take, or ""
 // when no bytes could be attributed. Of several platforms, the one with
@@ -217,8 +222,16 @@ func (j judgment) bloat() string {
 
 // Warning formats one short admission warning:
 // `[policy] container "app": golang-app:1 ships the Go SDK (toolchain.go)`.
+// A warning too long for MaxWarning gives up the reference's bytes first
+// (down to its first 24), so that the message and the rule id stay.
 func Warning(policyName string, img Image, f policy.Finding) string {
-	w := fmt.Sprintf("[%s] %s: %s %s (%s)", policyName, img.describe(), img.Reference, f.Message, f.Rule)
+	format := func(ref string) string {
+		return fmt.Sprintf("[%s] %s: %s %s (%s)", policyName, img.describe(), ref, f.Message, f.Rule)
+	}
+	w := format(img.Reference)
+	if over := len(w) - (MaxWarning - 1); over > 0 && len(img.Reference) > 24 {
+		w = format(policy.Truncate(img.Reference, max(24, len(img.Reference)-over-len("…"))))
+	}
 	return policy.Truncate(w, MaxWarning-1)
 }
 

@@ -16,11 +16,17 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/devcluster"
@@ -215,7 +221,7 @@ func manyImagesPod(t *testing.T, refs []string) []byte {
 
 // policiesReader serves the policies and the "team" namespace as the API
 // server would store them.
-func policiesReader(t *testing.T, policies ...*v1alpha1.SlimImagePolicy) client.Reader {
+func policiesReader(t testing.TB, policies ...*v1alpha1.SlimImagePolicy) client.Reader {
 	t.Helper()
 	s, err := devcluster.NewScheme()
 	if err != nil {
@@ -441,54 +447,201 @@ func (d *decisions) Record(_ context.Context, x events.Decision) {
 	d.mu.Unlock()
 }
 
-// A Pod of 10,000 containers naming one fat image gets an answer of
-// bounded size: the denial, the warnings and the Event notes speak of 20
-// images one by one and count the rest, instead of growing twenty times
-// larger than the object (12 MB for a 600 kB Pod before the cap).
+// A Pod of 10,000 containers naming one fat image, or of 64 containers
+// naming fat images by 8 KiB references, gets an answer of bounded size:
+// the denial, the warnings and the Event notes speak of 20 images one by
+// one, show references cut to 256 bytes and count the rest, instead of
+// growing many times larger than the object (an 11.9 MB denial for the
+// 600 kB Pod before the cap).
 func TestHostileAnswerIsBounded(t *testing.T) {
 	ins := inspectFunc(func(_ context.Context, r registry.Request) (*registry.Inspection, error) {
 		f := &image.Facts{Reference: r.Reference, Digest: "sha256:" + strings.Repeat("ef", 32),
 			History: []image.HistoryEntry{{CreatedBy: "RUN /bin/sh -c apt-get install -y gcc golang-go openjdk-17-jdk maven", Layer: image.NoLayer}}}
 		return &registry.Inspection{Reference: r.Reference, Images: []*image.Facts{f}}, nil
 	})
-	refs := make([]string, 10000)
-	for i := range refs {
-		refs[i] = "ghcr.io/org/fat:1"
+	same := make([]string, 10000)
+	for i := range same {
+		same[i] = "ghcr.io/org/fat:1"
 	}
-	obj := manyImagesPod(t, refs)
-	const limit = 32 << 10
-	for _, mode := range []v1alpha1.Mode{v1alpha1.ModeEnforce, v1alpha1.ModeWarn} {
-		t.Run(string(mode), func(t *testing.T) {
-			p := clusterWide()
-			p.Spec.Mode = mode
-			rec := &decisions{}
-			h := hostileHandler(t, policiesReader(t, p), ins, Options{Recorder: rec})
-			var resp admission.Response
-			allocated := allocatedBy(func() {
-				resp = h.Handle(context.Background(), request(admissionv1.Create, "", "Pod", "", obj, nil))
+	long := make([]string, DefaultMaxImages)
+	for i := range long {
+		long[i] = fmt.Sprintf("ghcr.io/org/%s:%d", strings.Repeat("fat", 8<<10/3), i)
+	}
+	const limit = 64 << 10
+	for _, pod := range []struct {
+		name string
+		refs []string
+	}{{"10000 containers of one image", same}, {"64 images of 8 KiB references", long}} {
+		obj := manyImagesPod(t, pod.refs)
+		for _, mode := range []v1alpha1.Mode{v1alpha1.ModeEnforce, v1alpha1.ModeWarn} {
+			t.Run(pod.name+"/"+string(mode), func(t *testing.T) {
+				p := clusterWide()
+				p.Spec.Mode = mode
+				rec := &decisions{}
+				h := hostileHandler(t, policiesReader(t, p), ins, Options{Recorder: rec})
+				var resp admission.Response
+				allocated := allocatedBy(func() {
+					resp = h.Handle(context.Background(), request(admissionv1.Create, "", "Pod", "", obj, nil))
+				})
+				size := len(strings.Join(resp.Warnings, ""))
+				if resp.Result != nil {
+					size += len(resp.Result.Message)
+				}
+				t.Logf("%d-byte object: %d bytes of answer, %d warnings, %d bytes allocated", len(obj), size, len(resp.Warnings), allocated)
+				if size > limit || len(resp.Warnings) > maxListed+1 {
+					t.Errorf("answer of %d bytes and %d warnings, want at most %d bytes and %d warnings", size, len(resp.Warnings), limit, maxListed+1)
+				}
+				more := fmt.Sprintf("and %d more", len(pod.refs)-maxListed)
+				if mode == v1alpha1.ModeEnforce && (resp.Allowed || !strings.Contains(resp.Result.Message, more+" refused images")) {
+					t.Errorf("the denial does not count the images it does not list: %v", resp.Result)
+				}
+				if mode == v1alpha1.ModeWarn && !strings.Contains(resp.Warnings[len(resp.Warnings)-1], fmt.Sprintf("more warnings on %d images", len(pod.refs)-maxListed/4)) {
+					t.Errorf("the warnings do not count those left out: %q", resp.Warnings[len(resp.Warnings)-1])
+				}
+				for _, d := range rec.all {
+					if len(d.Note) > limit {
+						t.Errorf("Event note of %d bytes", len(d.Note))
+					}
+				}
+				if bound := uint64(32*len(obj)) + 1<<20; allocated > bound {
+					t.Errorf("%d bytes allocated for a %d-byte object, want at most %d", allocated, len(obj), bound)
+				}
 			})
-			size := len(strings.Join(resp.Warnings, ""))
-			if resp.Result != nil {
-				size += len(resp.Result.Message)
+		}
+	}
+}
+
+// reviewSeeds are AdmissionReviews of every kind the webhook judges, with
+// every kind of image slot, as CREATE, as UPDATE with an old object, and
+// for the ephemeralcontainers subresource.
+func reviewSeeds(tb testing.TB) [][]byte {
+	tb.Helper()
+	meta := metav1.ObjectMeta{Name: "x", Namespace: "team", Labels: map[string]string{"app": "x"}}
+	tmpl := template()
+	objs := []struct {
+		obj         k8sruntime.Object
+		group, kind string
+		apiVersion  string
+	}{
+		{&corev1.Pod{ObjectMeta: meta, Spec: podSpec()}, "", "Pod", "v1"},
+		{&corev1.ReplicationController{ObjectMeta: meta, Spec: corev1.ReplicationControllerSpec{Template: &tmpl}}, "", "ReplicationController", "v1"},
+		{&appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Template: tmpl}}, "apps", "Deployment", "apps/v1"},
+		{&appsv1.ReplicaSet{ObjectMeta: meta, Spec: appsv1.ReplicaSetSpec{Template: tmpl}}, "apps", "ReplicaSet", "apps/v1"},
+		{&appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Template: tmpl}}, "apps", "StatefulSet", "apps/v1"},
+		{&appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Template: tmpl}}, "apps", "DaemonSet", "apps/v1"},
+		{&batchv1.Job{ObjectMeta: meta, Spec: batchv1.JobSpec{Template: tmpl}}, "batch", "Job", "batch/v1"},
+		{&batchv1.CronJob{ObjectMeta: meta, Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: tmpl}}}}, "batch", "CronJob", "batch/v1"},
+	}
+	encode := func(ar *admissionv1.AdmissionReview) []byte {
+		b, err := json.Marshal(ar)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return b
+	}
+	var out [][]byte
+	for _, o := range objs {
+		b, err := json.Marshal(o.obj)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			tb.Fatal(err)
+		}
+		m["apiVersion"], m["kind"] = o.apiVersion, o.kind
+		if b, err = json.Marshal(m); err != nil {
+			tb.Fatal(err)
+		}
+		ar := &admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+			Request: &admissionv1.AdmissionRequest{
+				UID: "u", Operation: admissionv1.Create, Namespace: "team",
+				Kind:   metav1.GroupVersionKind{Group: o.group, Version: "v1", Kind: o.kind},
+				Object: k8sruntime.RawExtension{Raw: b},
+			},
+		}
+		out = append(out, encode(ar))
+		// The old object names no images: all of the new one's are new.
+		old := fmt.Appendf(nil, `{"apiVersion":%q,"kind":%q,"metadata":{"name":"x","namespace":"team"}}`, o.apiVersion, o.kind)
+		ar.Request.Operation, ar.Request.OldObject = admissionv1.Update, k8sruntime.RawExtension{Raw: old}
+		out = append(out, encode(ar))
+		if o.kind == "Pod" {
+			ar.Request.SubResource = "ephemeralcontainers"
+			out = append(out, encode(ar))
+		}
+	}
+	return append(out, []byte(`{}`), []byte(`{"request":{"kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"kind":"Pod","apiVersion":"v1"}}}`))
+}
+
+// FuzzAdmissionReview posts any bytes as an AdmissionReview, as the API
+// server would (through controller-runtime's decoding, panics not
+// recovered), and decodes the request's objects as the handler does.
+// Whatever the bytes, nothing panics and the output is bounded by the
+// input: no more images listed than bytes, no reference longer than the
+// input, at most DefaultMaxImages inspections, and an answer at most 64 KiB
+// longer than the request.
+func FuzzAdmissionReview(f *testing.F) {
+	for _, seed := range reviewSeeds(f) {
+		f.Add(seed)
+	}
+	var asked, longest atomic.Int64
+	ins := inspectFunc(func(_ context.Context, r registry.Request) (*registry.Inspection, error) {
+		asked.Add(1)
+		if n := int64(len(r.Reference)); n > longest.Load() {
+			longest.Store(n)
+		}
+		// A fat image, so that denials are written too.
+		facts := &image.Facts{Reference: r.Reference, History: []image.HistoryEntry{{CreatedBy: "RUN /bin/sh -c apt-get install -y gcc", Layer: image.NoLayer}}}
+		return &registry.Inspection{Reference: r.Reference, Images: []*image.Facts{facts}}, nil
+	})
+	h, err := NewHandler(Options{Reader: policiesReader(f, clusterWide()), Inspector: ins})
+	if err != nil {
+		f.Fatal(err)
+	}
+	noRecover := false
+	srv := &webhook.Admission{Handler: h, RecoverPanic: &noRecover}
+	d, err := NewDecoder()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		asked.Store(0)
+		longest.Store(0)
+		req := httptest.NewRequest(http.MethodPost, "/validate-pods", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, req)
+		if n := asked.Load(); n > DefaultMaxImages {
+			t.Fatalf("%d inspections for one review", n)
+		}
+		if n := longest.Load(); n > int64(len(body)) {
+			t.Fatalf("a %d-byte reference inspected from a %d-byte review", n, len(body))
+		}
+		if n := w.Body.Len(); n > len(body)+64<<10 {
+			t.Fatalf("a %d-byte answer to a %d-byte review", n, len(body))
+		}
+		// The decoding path on its own: the review as the API server
+		// sends it (JSON, or the YAML controller-runtime also reads).
+		var ar admissionv1.AdmissionReview
+		if yaml.Unmarshal(body, &ar) != nil || ar.Request == nil {
+			return
+		}
+		gvk := schema.GroupVersionKind{Group: ar.Request.Kind.Group, Version: ar.Request.Kind.Version, Kind: ar.Request.Kind.Kind}
+		for _, raw := range [][]byte{ar.Request.Object.Raw, ar.Request.OldObject.Raw} {
+			wl, err := d.DecodeAs(raw, gvk)
+			if err != nil {
+				continue
 			}
-			t.Logf("%d-byte object: %d bytes of answer, %d warnings, %d bytes allocated", len(obj), size, len(resp.Warnings), allocated)
-			if size > limit || len(resp.Warnings) > maxListed+1 {
-				t.Errorf("answer of %d bytes and %d warnings, want at most %d bytes and %d warnings", size, len(resp.Warnings), limit, maxListed+1)
+			imgs := Images(wl.Spec, wl.Path)
+			if len(imgs) > len(body) {
+				t.Fatalf("%d images listed from a %d-byte review", len(imgs), len(body))
 			}
-			if mode == v1alpha1.ModeEnforce && (resp.Allowed || !strings.Contains(resp.Result.Message, "and 9980 more refused images")) {
-				t.Errorf("the denial does not count the images it does not list: %v", resp.Result)
-			}
-			if mode == v1alpha1.ModeWarn && !strings.Contains(resp.Warnings[len(resp.Warnings)-1], "more warnings on 9995 images") {
-				t.Errorf("the warnings do not count those left out: %q", resp.Warnings[len(resp.Warnings)-1])
-			}
-			for _, d := range rec.all {
-				if len(d.Note) > limit {
-					t.Errorf("Event note of %d bytes", len(d.Note))
+			for _, img := range imgs {
+				if len(img.Reference) > len(body) {
+					t.Fatalf("a %d-byte reference listed from a %d-byte review", len(img.Reference), len(body))
 				}
 			}
-			if bound := uint64(32*len(obj)) + 1<<20; allocated > bound {
-				t.Errorf("%d bytes allocated for a %d-byte object, want at most %d", allocated, len(obj), bound)
-			}
-		})
-	}
+		}
+	})
 }

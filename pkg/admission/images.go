@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"slimgate.dev/slimgate/pkg/policy"
 )
 
 // source says where in a Pod spec an image was written.
@@ -29,17 +31,19 @@ type Image struct {
 	Path string
 }
 
-// describe names the image's place for messages: `container "app"`.
+// describe names the image's place for messages: `container "app"`. A
+// name longer than a Kubernetes name may be (63) is cut.
 func (i Image) describe() string {
+	name := policy.Truncate(i.Container, 63)
 	switch i.Source {
 	case sourceInitContainer:
-		return fmt.Sprintf("init container %q", i.Container)
+		return fmt.Sprintf("init container %q", name)
 	case sourceEphemeralContainer:
-		return fmt.Sprintf("ephemeral container %q", i.Container)
+		return fmt.Sprintf("ephemeral container %q", name)
 	case sourceVolume:
-		return fmt.Sprintf("image volume %q", i.Container)
+		return fmt.Sprintf("image volume %q", name)
 	default:
-		return fmt.Sprintf("container %q", i.Container)
+		return fmt.Sprintf("container %q", name)
 	}
 }
 
