@@ -68,7 +68,7 @@ func podSpec() corev1.PodSpec {
 
 func template() corev1.PodTemplateSpec { return corev1.PodTemplateSpec{Spec: podSpec()} }
 
-func raw(t *testing.T, obj runtime.Object, apiVersion, kind string) []byte {
+func raw(t testing.TB, obj runtime.Object, apiVersion, kind string) []byte {
 	t.Helper()
 	b, err := json.Marshal(obj)
 	if err != nil {

@@ -541,18 +541,7 @@ func reviewSeeds(tb testing.TB) [][]byte {
 	}
 	var out [][]byte
 	for _, o := range objs {
-		b, err := json.Marshal(o.obj)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(b, &m); err != nil {
-			tb.Fatal(err)
-		}
-		m["apiVersion"], m["kind"] = o.apiVersion, o.kind
-		if b, err = json.Marshal(m); err != nil {
-			tb.Fatal(err)
-		}
+		b := raw(tb, o.obj, o.apiVersion, o.kind)
 		ar := &admissionv1.AdmissionReview{
 			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 			Request: &admissionv1.AdmissionRequest{
