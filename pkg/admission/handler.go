@@ -60,7 +60,11 @@ type Options struct {
 	// and each policy reports a violation (ReasonTooManyImages).
 	MaxImages int
 	// MaxRegistries bounds the distinct registries those images come
-	// from; 0: DefaultMaxRegistries (ReasonTooManyRegistries).
+	// from; 0: DefaultMaxRegistries (ReasonTooManyRegistries). With
+	// Concurrency at least MaxRegistries, every registry's first image
+	// starts at once; below it, registries beyond the first Concurrency
+	// wait for a slot, and an image that never gets one is a violation
+	// (ReasonBudgetExhausted), never an admission.
 	MaxRegistries int
 }
 
