@@ -25,7 +25,7 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 FUZZTIME ?= 10s
 # The fuzz targets `make test` runs briefly, as package:target.
-FUZZ_TARGETS ?= ./pkg/policy:FuzzLoad ./pkg/policy:FuzzEvaluateHistory
+FUZZ_TARGETS ?= ./pkg/policy:FuzzLoad ./pkg/policy:FuzzEvaluateHistory ./pkg/admission:FuzzAdmissionReview
 
 .PHONY: help
 help: ## Show this help.

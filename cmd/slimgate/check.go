@@ -227,7 +227,7 @@ func (c *checker) check(ctx context.Context, ref string) ([]imageReport, error) 
 	}
 	var out []imageReport
 	for _, f := range insp.Images {
-		res := c.compiled.Evaluate(f)
+		res := c.compiled.Evaluate(ctx, f)
 		res.Image = ref
 		res.Notes = append(res.Notes, insp.Notes...)
 		out = append(out, imageReport{Result: res})

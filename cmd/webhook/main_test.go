@@ -22,6 +22,8 @@ func defaults() app.Options {
 		ProbeAddr:         ":8081",
 		PullSecretAuth:    true,
 		Concurrency:       16,
+		MaxImages:         64,
+		MaxRegistries:     16,
 		DefaultTimeout:    10 * time.Second,
 		TimeoutMargin:     time.Second,
 		ShutdownTimeout:   15 * time.Second,
@@ -73,11 +75,12 @@ func TestFlagsToOptions(t *testing.T) {
 			args: []string{
 				"--webhook-host=127.0.0.1", "--webhook-port=10250", "--metrics-bind-address=0", "--health-probe-bind-address=:9090",
 				"--pull-secret-auth=false", "--inspect-concurrency=2", "--default-timeout=5s", "--timeout-margin=500ms",
-				"--shutdown-timeout=1m", "--zap-log-level=debug",
+				"--shutdown-timeout=1m", "--zap-log-level=debug", "--max-images-per-review=8", "--max-registries-per-review=2",
 			},
 			change: func(o *app.Options) {
 				o.Host, o.Port, o.MetricsAddr, o.ProbeAddr = "127.0.0.1", 10250, "0", ":9090"
 				o.PullSecretAuth, o.Concurrency = false, 2
+				o.MaxImages, o.MaxRegistries = 8, 2
 				o.DefaultTimeout, o.TimeoutMargin, o.ShutdownTimeout = 5*time.Second, 500*time.Millisecond, time.Minute
 			},
 		},

@@ -68,7 +68,7 @@ func podSpec() corev1.PodSpec {
 
 func template() corev1.PodTemplateSpec { return corev1.PodTemplateSpec{Spec: podSpec()} }
 
-func raw(t *testing.T, obj runtime.Object, apiVersion, kind string) []byte {
+func raw(t testing.TB, obj runtime.Object, apiVersion, kind string) []byte {
 	t.Helper()
 	b, err := json.Marshal(obj)
 	if err != nil {
@@ -195,6 +195,16 @@ func TestHandleRequests(t *testing.T) {
 	}{
 		{"update judges only new images", clusterWide(), func(t *testing.T) admission.Request {
 			return request(admissionv1.Update, "", "Pod", "", raw(t, pod("app:1", "new:1"), "v1", "Pod"), raw(t, pod("app:1"), "v1", "Pod"))
+		}, true, 0, []string{"new:1"}},
+		{"an image moved from an ephemeral container into containers is new there", clusterWide(), func(t *testing.T) admission.Request {
+			moved := pod("debug:1")
+			moved.Spec.EphemeralContainers = withDebug.Spec.EphemeralContainers
+			return request(admissionv1.Update, "", "Pod", "", raw(t, moved, "v1", "Pod"), raw(t, withDebug, "v1", "Pod"))
+		}, true, 0, []string{"debug:1"}},
+		{"an image moved from containers into an image volume is new there", clusterWide(), func(t *testing.T) admission.Request {
+			moved := pod("app:1")
+			moved.Spec.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: "new:1"}}}}
+			return request(admissionv1.Update, "", "Pod", "", raw(t, moved, "v1", "Pod"), raw(t, pod("app:1", "new:1"), "v1", "Pod"))
 		}, true, 0, []string{"new:1"}},
 		{"label-only update judges nothing", clusterWide(), func(t *testing.T) admission.Request {
 			p := pod("bloated:1")
@@ -374,6 +384,11 @@ func TestWarning(t *testing.T) {
 	long := Warning("policy", Image{Reference: strings.Repeat("r", 200), Container: "app"}, policy.Finding{Rule: "x"})
 	if len(long) >= MaxWarning {
 		t.Errorf("long warning is %d bytes", len(long))
+	}
+	// A long reference gives up its bytes first: the finding stays.
+	long = Warning("policy", Image{Reference: strings.Repeat("r", 8<<10), Container: "app"}, policy.Finding{Rule: "toolchain.go", Message: "ships the Go SDK"})
+	if len(long) >= MaxWarning || !strings.HasSuffix(long, "ships the Go SDK (toolchain.go)") {
+		t.Errorf("warning for a long reference = %q (%d bytes)", long, len(long))
 	}
 }
 

@@ -1,7 +1,9 @@
 package admission
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
@@ -15,6 +17,12 @@ const MaxWarning = 120
 
 // maxFindings caps the findings listed per image and policy in a message.
 const maxFindings = 3
+
+// maxListed caps the images a denial, the warnings and an Event note speak
+// of one by one; the rest are counted. The request writes the image list,
+// and a Pod of thousands of containers must not get an answer many times
+// its own size.
+const maxListed = 20
 
 // rank orders actions: the strictest wins.
 func rank(a policy.Action) int {
@@ -41,6 +49,19 @@ func (j judgment) strictest() policy.Action {
 		}
 	}
 	return top
+}
+
+// unjudged is 1 when the judgment found nothing in the image itself (its
+// findings, if any, are the inspection.* rules'), 0 when it did.
+func (j judgment) unjudged() int {
+	for _, r := range j.results {
+		for _, f := range r.Findings {
+			if !strings.HasPrefix(f.Rule, "inspection.") {
+				return 0
+			}
+		}
+	}
+	return 1
 }
 
 // findings returns the judgment's findings with the given action, without
@@ -74,7 +95,13 @@ type outcome struct {
 // decide applies "strictest wins" per image: the denial message and the
 // warnings are written in the words of the policies whose action is the
 // strictest for that image.
+//
+// What images were found to contain leads, and images that could not be
+// judged follow, so that the listing cap (maxListed) never hides a
+// finding behind a run of images the request kept from being judged.
 func decide(js []judgment) outcome {
+	js = slices.Clone(js)
+	slices.SortStableFunc(js, func(a, b judgment) int { return cmp.Compare(a.unjudged(), b.unjudged()) })
 	top := map[string]policy.Action{}
 	for _, j := range js {
 		if a := j.strictest(); rank(a) > rank(top[j.image.Path]) {
@@ -83,6 +110,7 @@ func decide(js []judgment) outcome {
 	}
 	var denied []string
 	var warnings []string
+	refused, warnedMore := 0, 0
 	seenWarning := map[string]bool{}
 	for _, j := range js {
 		a := j.strictest()
@@ -91,16 +119,33 @@ func decide(js []judgment) outcome {
 		}
 		switch a {
 		case policy.ActionDeny:
-			denied = append(denied, explain(j, a, false)...)
+			if refused++; refused <= maxListed {
+				denied = append(denied, explain(j, a, false)...)
+			}
 		case policy.ActionWarn:
+			if len(warnings) == maxListed {
+				warnedMore++ // past the cap, counted, not worded
+				continue
+			}
 			for _, f := range j.findings(a) {
 				w := Warning(j.policy.Name, j.image, f)
-				if !seenWarning[w] {
-					seenWarning[w] = true
-					warnings = append(warnings, w)
+				if seenWarning[w] {
+					continue
 				}
+				if len(warnings) == maxListed {
+					warnedMore++
+					break
+				}
+				seenWarning[w] = true
+				warnings = append(warnings, w)
 			}
 		}
+	}
+	if refused > maxListed {
+		denied = append(denied, fmt.Sprintf("... and %d more refused images", refused-maxListed))
+	}
+	if warnedMore > 0 {
+		warnings = append(warnings, fmt.Sprintf("[slimgate] ... and more warnings on %d images", warnedMore))
 	}
 	o := outcome{warnings: warnings, judgments: js}
 	if len(denied) > 0 {
@@ -150,9 +195,14 @@ func explain(j judgment, a policy.Action, brief bool) []string {
 }
 
 // subject starts the lines about a judgment: `[policy] container "app" image golang-app:1`.
+// A reference longer than maxShownReference is cut: the request writes it,
+// and each line about the image repeats it.
 func (j judgment) subject() string {
-	return fmt.Sprintf("[%s] %s image %s", j.policy.Name, j.image.describe(), j.image.Reference)
+	return fmt.Sprintf("[%s] %s image %s", j.policy.Name, j.image.describe(), policy.Truncate(j.image.Reference, maxShownReference))
 }
+
+// maxShownReference caps an image reference as messages show it.
+const maxShownReference = 256
 
 // bloat describes how much of the image its toolchain layers take, or ""
 // when no bytes could be attributed. Of several platforms, the one with
@@ -172,8 +222,16 @@ func (j judgment) bloat() string {
 
 // Warning formats one short admission warning:
 // `[policy] container "app": golang-app:1 ships the Go SDK (toolchain.go)`.
+// A warning too long for MaxWarning gives up the reference's bytes first
+// (down to its first 24), so that the message and the rule id stay.
 func Warning(policyName string, img Image, f policy.Finding) string {
-	w := fmt.Sprintf("[%s] %s: %s %s (%s)", policyName, img.describe(), img.Reference, f.Message, f.Rule)
+	format := func(ref string) string {
+		return fmt.Sprintf("[%s] %s: %s %s (%s)", policyName, img.describe(), ref, f.Message, f.Rule)
+	}
+	w := format(img.Reference)
+	if over := len(w) - (MaxWarning - 1); over > 0 && len(img.Reference) > 24 {
+		w = format(policy.Truncate(img.Reference, max(24, len(img.Reference)-over-len("…"))))
+	}
 	return policy.Truncate(w, MaxWarning-1)
 }
 
@@ -188,6 +246,7 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 		top    policy.Action
 		failed bool
 		lines  []string
+		listed int // judgments in lines; the rest are counted
 	}
 	var order []string
 	byPolicy := map[string]*acc{}
@@ -202,10 +261,16 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 		if rank(s) > rank(a.top) {
 			a.top = s
 		}
+		if s == "" && j.failure == nil {
+			continue
+		}
+		a.failed = a.failed || (s == "" && j.failure != nil)
+		if a.listed++; a.listed > maxListed {
+			continue
+		}
 		if s != "" {
 			a.lines = append(a.lines, explain(j, s, true)...)
-		} else if j.failure != nil {
-			a.failed = true
+		} else {
 			f := policy.Failure{Reason: j.failure.reason, Detail: j.failure.detail}
 			a.lines = append(a.lines, fmt.Sprintf("%s: %s; admitted because onInspectionError is %s",
 				j.subject(), f, j.policy.Spec.OnInspectionError))
@@ -214,6 +279,9 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 	var out []events.Decision
 	for _, name := range order {
 		a := byPolicy[name]
+		if a.listed > maxListed {
+			a.lines = append(a.lines, fmt.Sprintf("... and %d more images", a.listed-maxListed))
+		}
 		d := events.Decision{Object: w.Object, Kind: w.Kind, Policy: a.p, Verdict: string(policy.VerdictAllow),
 			Action: action, Note: strings.Join(a.lines, "\n")}
 		switch a.top {

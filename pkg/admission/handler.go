@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
+	"slices"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"golang.org/x/sync/errgroup"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -56,6 +55,17 @@ type Options struct {
 	Recorder DecisionRecorder
 	// Concurrency bounds the registry inspections of one request; 0: 16.
 	Concurrency int
+	// MaxImages bounds the distinct image references one request may name
+	// for inspection; 0: DefaultMaxImages. Beyond it nothing is fetched
+	// and each policy reports a violation (ReasonTooManyImages).
+	MaxImages int
+	// MaxRegistries bounds the distinct registries those images come
+	// from; 0: DefaultMaxRegistries (ReasonTooManyRegistries). With
+	// Concurrency at least MaxRegistries, every registry's first image
+	// starts at once; below it, registries beyond the first Concurrency
+	// wait for a slot, and an image that never gets one is a violation
+	// (ReasonBudgetExhausted), never an admission.
+	MaxRegistries int
 }
 
 // Handler is the validating admission handler for Pods, the workload kinds
@@ -74,6 +84,12 @@ func NewHandler(o Options) (*Handler, error) {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
+	}
+	if o.MaxImages <= 0 {
+		o.MaxImages = DefaultMaxImages
+	}
+	if o.MaxRegistries <= 0 {
+		o.MaxRegistries = DefaultMaxRegistries
 	}
 	d, err := NewDecoder()
 	if err != nil {
@@ -199,84 +215,157 @@ type failure struct {
 	invalid        bool
 }
 
-// judge inspects the images concurrently, once per distinct reference and
-// egress rules, and applies each policy to each image it does not exclude.
+// judge inspects the images, once per distinct reference and egress
+// rules, and applies each policy to each image it does not exclude.
+//
+// The request chooses its images, so what they do to the review's budget
+// is its doing; a registry's availability is not. The rule:
+//
+//   - a request over the bounds (Options.MaxImages distinct images,
+//     Options.MaxRegistries registries) is a violation for every policy
+//     (inspection.invalid), and nothing is fetched;
+//   - inspections share the budget fairly across registries (schedule),
+//     so an image is starved only by the request's own images on the same
+//     registry: an image whose inspection never started before the budget
+//     ran out is a violation (inspection.invalid, ReasonBudgetExhausted);
+//   - an image whose facts arrived but whose evaluation had not ended
+//     when the budget ran out is held up by its own configuration, which
+//     its author writes: a violation (inspection.invalid,
+//     policy.ReasonEvaluationDeadline), as a cut evaluation is;
+//   - an inspection that started and got no answer in its share of the
+//     budget met a registry that did not answer, which is availability:
+//     inspection.failed, as the policy's onInspectionError says. A
+//     registry policies allow is theirs to trust; onInspectionError Deny
+//     is the setting for those that do not.
+//
 // With recheck every tag is resolved anew (registry.Request.Revalidate).
+//
+// Evaluation runs as each answer arrives and stops at the deadline too
+// ((*policy.Compiled).Evaluate), so the review answers in time whatever the
+// images' configs hold.
 func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodSpec, imgs []Image, policies []*compiledPolicy, recheck bool) []judgment {
 	type pending struct {
-		key    fetchKey
-		policy *compiledPolicy
+		fetch  *fetch
+		policy int // index in fetch.policies
 		j      judgment
 	}
-	todo := make([]pending, 0, len(imgs)*len(policies))
-	requests := make(map[fetchKey]registry.Request, len(imgs))
-	for _, img := range imgs {
+	judged := make([][]*compiledPolicy, len(imgs)) // per image, the policies that judge it
+	for i, img := range imgs {
 		for _, p := range policies {
-			if p.excludes(img) {
-				continue
+			if !p.excludes(img) {
+				judged[i] = append(judged[i], p)
 			}
+		}
+	}
+	over, hostOf := h.overBounds(imgs, judged)
+	if over != nil {
+		return over.judgments(imgs, judged)
+	}
+	todo := make([]pending, 0, len(imgs)*len(policies))
+	byKey := make(map[fetchKey]*fetch, len(imgs))
+	var fetches []*fetch
+	for i, img := range imgs {
+		for _, p := range judged[i] {
 			key := fetchKey{reference: img.Reference, rules: p.rules}
-			if _, ok := requests[key]; !ok {
+			f := byKey[key]
+			if f == nil {
 				r := p.request
 				r.Reference, r.Revalidate = img.Reference, recheck
-				requests[key] = r
+				f = &fetch{req: r, host: hostOf[img.Reference]}
+				byKey[key] = f
+				fetches = append(fetches, f)
 			}
-			todo = append(todo, pending{key: key, policy: p, j: judgment{image: img, policy: p.object}})
+			at := slices.Index(f.policies, p)
+			if at < 0 {
+				at = len(f.policies)
+				f.policies = append(f.policies, p)
+			}
+			todo = append(todo, pending{fetch: f, policy: at, j: judgment{image: img, policy: p.object}})
 		}
 	}
 	if len(todo) == 0 {
 		return nil
 	}
 	keychain, scope := h.keychain(ctx, namespace, spec)
-	type outcome struct {
-		ins *registry.Inspection
-		err error
-	}
-	var mu sync.Mutex
-	outcomes := make(map[fetchKey]outcome, len(requests))
 	cached, _ := h.opts.Inspector.(CachedInspector)
-	var g errgroup.Group
-	g.SetLimit(h.opts.Concurrency)
-	for key, r := range requests {
-		r.Keychain, r.CredentialScope = keychain, scope
+	queued := make([]*fetch, 0, len(fetches))
+	for _, f := range fetches {
+		f.req.Keychain, f.req.CredentialScope = keychain, scope
 		// Answers already in memory need no goroutine: on a warm review
 		// starting them cost more than the rest of the inspection.
 		if cached != nil {
-			if ins, ok := cached.InspectCached(r); ok && ins != nil && len(ins.Images) > 0 {
-				mu.Lock()
-				outcomes[key] = outcome{ins, nil}
-				mu.Unlock()
+			if ins, ok := cached.InspectCached(f.req); ok && ins != nil && len(ins.Images) > 0 {
+				f.started, f.answered, f.out = true, true, h.evaluateAll(ctx, f, ins)
 				continue
 			}
 		}
-		g.Go(func() error {
-			ins, err := h.opts.Inspector.Inspect(ctx, r)
-			if err == nil && (ins == nil || len(ins.Images) == 0) {
-				err = &registry.InspectionError{Reference: r.Reference, Reason: registry.ReasonInvalid, Err: errors.New("no image for the requested platforms")}
-			}
-			mu.Lock()
-			outcomes[key] = outcome{ins, err}
-			mu.Unlock()
-			return nil
-		})
+		queued = append(queued, f)
 	}
-	_ = g.Wait() // the goroutines never fail; errors are per image
+	schedule(ctx, queued, h.opts.Concurrency, h.inspect)
+	started := 0
+	for _, f := range queued {
+		if f.started {
+			started++
+		}
+	}
+	starved := notInspected(ReasonBudgetExhausted, fmt.Sprintf("the review's time ran out before this image's turn (%d of %d inspections started)", started, len(queued)))
 	out := make([]judgment, 0, len(todo))
 	for _, t := range todo {
-		o := outcomes[t.key]
 		j := t.j
-		spec := &j.policy.Spec
-		if o.err != nil {
-			f := failureOf(ctx, o.err)
-			j.failure = &f
-			j.results = []policy.Result{policy.InspectionFailed(spec, j.image.Reference, policy.Failure{Reason: f.reason, Detail: f.detail, Invalid: f.invalid})}
-		} else {
-			j.results = make([]policy.Result, 0, len(o.ins.Images))
-			for _, facts := range o.ins.Images {
-				j.results = append(j.results, h.evaluate(t.policy, facts))
-			}
-		}
+		j.results, j.failure = resultsOf(ctx, t.fetch, t.policy, &j.policy.Spec, j.image.Reference, starved)
 		out = append(out, j)
+	}
+	return out
+}
+
+// resultsOf is what the policy at index i of a fetch makes of its image,
+// by how far the fetch got (see judge): starved is the message for an
+// image whose inspection never started. failure is set for an
+// availability failure.
+func resultsOf(ctx context.Context, f *fetch, i int, spec *v1alpha1.SlimImagePolicySpec, ref, starved string) ([]policy.Result, *failure) {
+	switch {
+	case !f.started:
+		return []policy.Result{refused(spec, ref, ReasonBudgetExhausted, starved,
+			"name fewer images per object, or images on registries that answer in time")}, nil
+	case !f.answered && f.fetched.Load():
+		return []policy.Result{refused(spec, ref, policy.ReasonEvaluationDeadline,
+			"Image not judged in time: its history was still being analysed at the review's deadline",
+			"build with fewer and shorter steps (a multi-stage build keeps the build steps out of the final image's history)")}, nil
+	case !f.answered || f.out.err != nil:
+		err := f.out.err
+		if !f.answered {
+			err = &registry.InspectionError{Reference: ref, Reason: registry.ReasonTimeout, Err: errors.New("no answer in time")}
+		}
+		fl := failureOf(ctx, err)
+		return []policy.Result{policy.InspectionFailed(spec, ref, policy.Failure{Reason: fl.reason, Detail: fl.detail, Invalid: fl.invalid})}, &fl
+	default:
+		return f.out.results[i], nil
+	}
+}
+
+// inspect fetches one image's facts and evaluates them under each policy
+// of the fetch; it runs on its own goroutine (see schedule).
+func (h *Handler) inspect(ctx context.Context, f *fetch) found {
+	ins, err := h.opts.Inspector.Inspect(ctx, f.req)
+	if err == nil && (ins == nil || len(ins.Images) == 0) {
+		err = &registry.InspectionError{Reference: f.req.Reference, Reason: registry.ReasonInvalid, Err: errors.New("no image for the requested platforms")}
+	}
+	if err != nil {
+		return found{err: err}
+	}
+	f.fetched.Store(true)
+	return h.evaluateAll(ctx, f, ins)
+}
+
+// evaluateAll evaluates every image of an inspection under each policy of
+// the fetch.
+func (h *Handler) evaluateAll(ctx context.Context, f *fetch, ins *registry.Inspection) found {
+	out := found{results: make([][]policy.Result, len(f.policies))}
+	for i, p := range f.policies {
+		out.results[i] = make([]policy.Result, 0, len(ins.Images))
+		for _, facts := range ins.Images {
+			out.results[i] = append(out.results[i], h.evaluate(ctx, p, facts))
+		}
 	}
 	return out
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"slimgate.dev/slimgate/pkg/policy"
 )
 
 // source says where in a Pod spec an image was written.
@@ -29,17 +31,19 @@ type Image struct {
 	Path string
 }
 
-// describe names the image's place for messages: `container "app"`.
+// describe names the image's place for messages: `container "app"`. A
+// name longer than a Kubernetes name may be (63) is cut.
 func (i Image) describe() string {
+	name := policy.Truncate(i.Container, 63)
 	switch i.Source {
 	case sourceInitContainer:
-		return fmt.Sprintf("init container %q", i.Container)
+		return fmt.Sprintf("init container %q", name)
 	case sourceEphemeralContainer:
-		return fmt.Sprintf("ephemeral container %q", i.Container)
+		return fmt.Sprintf("ephemeral container %q", name)
 	case sourceVolume:
-		return fmt.Sprintf("image volume %q", i.Container)
+		return fmt.Sprintf("image volume %q", name)
 	default:
-		return fmt.Sprintf("container %q", i.Container)
+		return fmt.Sprintf("container %q", name)
 	}
 }
 
@@ -73,17 +77,24 @@ func Images(spec *corev1.PodSpec, prefix string) []Image {
 	return out
 }
 
-// newImages keeps the images of current whose reference is absent from
-// old: on UPDATE only what the request adds is judged, so a label change is
-// never blocked by an image admitted before a policy existed.
+// newImages keeps the images of current that old did not have in the
+// same kind of slot: on UPDATE only what the request adds is judged, so a
+// label change is never blocked by an image admitted before a policy
+// existed. A reference is old only where it was: an image that was an
+// ephemeral container (which policies exclude by default) or an image
+// volume is new when it moves into containers[], and the other way round.
 func newImages(current, old []Image) []Image {
-	seen := make(map[string]bool, len(old))
+	type slot struct {
+		source    source
+		reference string
+	}
+	seen := make(map[slot]bool, len(old))
 	for _, o := range old {
-		seen[o.Reference] = true
+		seen[slot{o.Source, o.Reference}] = true
 	}
 	var out []Image
 	for _, c := range current {
-		if c.Reference != "" && !seen[c.Reference] {
+		if c.Reference != "" && !seen[slot{c.Source, c.Reference}] {
 			out = append(out, c)
 		}
 	}

@@ -40,7 +40,7 @@ func verdict(t *testing.T, r *registry.Remote, req registry.Request, spec *v1alp
 	}
 	var out []policy.Result
 	for _, f := range insp.Images {
-		out = append(out, c.Evaluate(f))
+		out = append(out, c.Evaluate(ctx, f))
 	}
 	return out
 }

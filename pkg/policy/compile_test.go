@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -58,7 +59,7 @@ func TestCompileInvalidStillApplies(t *testing.T) {
 	if c == nil {
 		t.Fatal("no compiled policy with the errors")
 	}
-	res := c.Evaluate(f)
+	res := c.Evaluate(context.Background(), f)
 	if diff := cmp.Diff([]string{RuleToolchainGo}, ruleIDs(res)); diff != "" {
 		t.Errorf("rules applied (-want +got):\n%s", diff)
 	}
@@ -216,7 +217,7 @@ func BenchmarkEvaluateCompiled(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		c.Evaluate(f)
+		c.Evaluate(context.Background(), f)
 	}
 }
 

@@ -44,6 +44,9 @@ type analysis struct {
 	versions map[string]string
 	notes    []string
 	steps    []step
+	// unread counts the history steps left unanalysed because the
+	// evaluation was stopped (see stopped).
+	unread int
 }
 
 // envRule maps environment variables to the toolchain they announce.
@@ -107,8 +110,10 @@ func toolchainRule(name string) string {
 	return ""
 }
 
-// analyze runs every detector over an image's facts.
-func analyze(f *image.Facts) analysis {
+// analyze runs every detector over an image's facts. It stops before the
+// next history step once done is closed (nil: never) and counts the steps
+// it left unread.
+func analyze(f *image.Facts, done <-chan struct{}) analysis {
 	a := analysis{versions: map[string]string{}}
 	env := map[string]string{}
 	envIndex := map[string]int{}
@@ -145,7 +150,11 @@ func analyze(f *image.Facts) analysis {
 	a.versions = versions(env)
 
 	node := &nodeState{}
-	for _, st := range a.steps {
+	for i, st := range a.steps {
+		if stopped(done) {
+			a.unread = len(a.steps) - i
+			break
+		}
 		a.step(st, env, node)
 	}
 	a.envHits(env, envIndex)

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 
@@ -27,16 +28,52 @@ func ActionFor(m v1alpha1.Mode) Action {
 }
 
 // Evaluate judges one image's facts under one policy spec; a nil spec is
-// the built-in default policy. It compiles the spec on every call: callers
-// that judge many images compile once (Compile) and call
-// (*Compiled).Evaluate.
+// the built-in default policy. It compiles the spec on every call and
+// reads the whole history, however long that takes: callers that judge
+// many images, or must answer by a deadline, compile once (Compile) and
+// call (*Compiled).Evaluate.
 func Evaluate(spec *v1alpha1.SlimImagePolicySpec, f *image.Facts) Result {
 	c, _ := Compile(spec) // an invalid spec is applied as far as it goes; the notes say what was ignored
-	return c.Evaluate(f)
+	return c.evaluate(f, nil)
 }
 
-// Evaluate judges one image's facts under the compiled policy.
-func (c *Compiled) Evaluate(f *image.Facts) Result {
+// Evaluate judges one image's facts under the compiled policy. It stops at
+// ctx's end, before the next history step: the image's author writes the
+// history, so however many and long its lines are, a caller with a
+// deadline gets its answer by then. A result cut short says so with an
+// inspection.invalid finding (reason EvaluationDeadline) whose action
+// follows the mode: what was not read cannot be passed as clean, so under
+// Enforce the image is denied, never admitted unjudged. Incomplete reports
+// such a result.
+func (c *Compiled) Evaluate(ctx context.Context, f *image.Facts) Result {
+	return c.evaluate(f, ctx.Done())
+}
+
+// ReasonEvaluationDeadline is the evidence reason of the finding of an
+// evaluation stopped at its context's end.
+const ReasonEvaluationDeadline = "EvaluationDeadline"
+
+// stopped reports whether done is closed; a nil done never is.
+func stopped(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Incomplete reports whether the evaluation was stopped before it read the
+// whole history. Such a result holds for that deadline only: callers do
+// not remember it.
+func (r Result) Incomplete() bool {
+	return slices.ContainsFunc(r.Findings, func(f Finding) bool {
+		return f.Rule == RuleInspectionInvalid && f.Evidence.Reason == ReasonEvaluationDeadline
+	})
+}
+
+// evaluate judges f, stopping once done is closed (nil: never).
+func (c *Compiled) evaluate(f *image.Facts, done <-chan struct{}) Result {
 	if f == nil {
 		return Result{Verdict: VerdictAllow, Findings: []Finding{}, Notes: []string{"no image facts: not judged"}}
 	}
@@ -52,7 +89,7 @@ func (c *Compiled) Evaluate(f *image.Facts) Result {
 	}
 	action, sel := c.action, c.sel
 
-	an := analyze(f)
+	an := analyze(f, done)
 	res.Notes = append(res.Notes, an.notes...)
 	byRule := map[string][]hit{}
 	for _, h := range an.hits {
@@ -71,6 +108,9 @@ func (c *Compiled) Evaluate(f *image.Facts) Result {
 	}
 	res.Findings = append(res.Findings, sizeFindings(c.spec.SizeBudget, sel, f, action)...)
 	res.Findings = append(res.Findings, digestFindings(c.spec, f.Reference, action)...)
+	if an.unread > 0 {
+		res.Findings = append(res.Findings, cutFinding(f, an, action))
+	}
 	if len(attributed) > 0 {
 		res.Bloat = bloat(f, attributed)
 	}
@@ -79,6 +119,28 @@ func (c *Compiled) Evaluate(f *image.Facts) Result {
 	}
 	res.Verdict = verdict(res.Findings)
 	return res
+}
+
+// cutFinding is the finding of an evaluation stopped with an.unread
+// history steps left: whatever the read steps showed, the rest was not
+// judged. It is not subject to the policy's rule selection.
+func cutFinding(f *image.Facts, an analysis, action Action) Finding {
+	read := len(an.steps) - an.unread
+	fd := Finding{
+		Rule:   RuleInspectionInvalid,
+		Action: action,
+		Message: fmt.Sprintf("Image not judged in time: the history analysis stopped at the deadline after %d of %d steps",
+			read, len(an.steps)),
+		Evidence: Evidence{Reason: ReasonEvaluationDeadline},
+		Remedy:   "build with fewer and shorter steps (a multi-stage build keeps the build steps out of the final image's history)",
+	}
+	if i := an.steps[read].Index; i >= 0 {
+		fd.Evidence.HistoryIndex = &i
+	}
+	if f.Platform.OS != "" {
+		fd.Platform = f.Platform.String()
+	}
+	return fd
 }
 
 func verdict(fs []Finding) Verdict {

@@ -80,6 +80,10 @@ type Options struct {
 	// CertRotation the CA is injected into the MutatingWebhookConfiguration
 	// named WebhookConfigName too.
 	PinDigests bool
+	// MaxImages and MaxRegistries bound the distinct images, and the
+	// registries they come from, that one review inspects; a request over
+	// either bound is a violation (admission.Options).
+	MaxImages, MaxRegistries int
 	// DefaultTimeout is assumed when the API server sends no timeout;
 	// TimeoutMargin is kept back from it for answering.
 	DefaultTimeout time.Duration
@@ -133,6 +137,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.PullSecretAuth, "pull-secret-auth", true, "authenticate to registries with the Pod's imagePullSecrets and service account")
 	fs.IntVar(&o.Concurrency, "inspect-concurrency", 16, "registry inspections run at once per review")
 	fs.BoolVar(&o.PinDigests, "pin-digests", false, "serve "+PinPath+": pin the image tags of created Pods to the digests judged (needs the MutatingWebhookConfiguration)")
+	fs.IntVar(&o.MaxImages, "max-images-per-review", admission.DefaultMaxImages, "distinct images one review inspects; a request naming more is denied under Enforce")
+	fs.IntVar(&o.MaxRegistries, "max-registries-per-review", admission.DefaultMaxRegistries, "distinct registries one review contacts; a request naming more is denied under Enforce")
 	fs.DurationVar(&o.DefaultTimeout, "default-timeout", 10*time.Second, "review budget when the API server sends no timeout")
 	fs.DurationVar(&o.TimeoutMargin, "timeout-margin", time.Second, "time kept back from the API server's timeout to answer")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "time given to in-flight reviews on shutdown")
@@ -256,11 +262,13 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 	}
 	h, err := admission.NewHandler(admission.Options{
-		Reader:      mgr.GetClient(),
-		Inspector:   inspector,
-		Keychain:    keychain,
-		Recorder:    recorder,
-		Concurrency: o.Concurrency,
+		Reader:        mgr.GetClient(),
+		Inspector:     inspector,
+		Keychain:      keychain,
+		Recorder:      recorder,
+		Concurrency:   o.Concurrency,
+		MaxImages:     o.MaxImages,
+		MaxRegistries: o.MaxRegistries,
 	})
 	if err != nil {
 		return err
