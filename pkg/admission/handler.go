@@ -257,7 +257,7 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 			}
 		}
 	}
-	over, hostOf := h.overBounds(imgs, judged)
+	over, parsed := h.overBounds(imgs, judged)
 	if over != nil {
 		return over.judgments(imgs, judged)
 	}
@@ -270,8 +270,8 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 			f := byKey[key]
 			if f == nil {
 				r := p.request
-				r.Reference, r.Revalidate = img.Reference, recheck
-				f = &fetch{req: r, host: hostOf[img.Reference]}
+				r.Reference, r.Revalidate, r.Parsed = img.Reference, recheck, parsed[img.Reference]
+				f = &fetch{req: r, host: registryOf(r.Parsed)}
 				byKey[key] = f
 				fetches = append(fetches, f)
 			}

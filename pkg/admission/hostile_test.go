@@ -355,7 +355,7 @@ func TestHostileBudgetRule(t *testing.T) {
 		mu.Lock()
 		asked = append(asked, r.Reference)
 		mu.Unlock()
-		switch registryOf(r.Reference) {
+		switch registryOf(parseReference(r.Reference)) {
 		case "hang.example.test":
 			<-ctx.Done()
 			return nil, &registry.InspectionError{Reference: r.Reference, Reason: registry.ReasonTimeout, Err: ctx.Err()}

@@ -90,12 +90,21 @@ type found struct {
 	results [][]policy.Result
 }
 
-// registryOf names the registry a reference is fetched from, as the
-// registry client will resolve it ("golang" is index.docker.io); "" for a
-// reference that does not parse, which no registry is asked for.
-func registryOf(ref string) string {
+// parseReference reads a reference as the registry client will
+// ("golang" is index.docker.io/library/golang:latest); nil for one that
+// does not parse, which no registry is asked for.
+func parseReference(ref string) name.Reference {
 	r, err := name.ParseReference(strings.TrimSpace(ref))
 	if err != nil {
+		return nil
+	}
+	return r
+}
+
+// registryOf names the registry a parsed reference is fetched from; ""
+// for nil.
+func registryOf(r name.Reference) string {
+	if r == nil {
 		return ""
 	}
 	return r.Context().RegistryStr()
@@ -113,14 +122,14 @@ type overLimit struct {
 // references first and then their registries, each parsed once: the work
 // stays proportional to the object, and the registries are only counted
 // for a request within the image bound. It returns nil when the request
-// is within the bounds, and then the registry of each judged reference
-// (registryOf).
-func (h *Handler) overBounds(imgs []Image, judged [][]*compiledPolicy) (*overLimit, map[string]string) {
-	hostOf := make(map[string]string, min(len(imgs), h.opts.MaxImages+1))
+// is within the bounds, and then each judged reference parsed (nil for
+// one that does not parse).
+func (h *Handler) overBounds(imgs []Image, judged [][]*compiledPolicy) (*overLimit, map[string]name.Reference) {
+	parsed := make(map[string]name.Reference, min(len(imgs), h.opts.MaxImages+1))
 	var distinct []int // index of each distinct reference's first image
 	for i, img := range imgs {
-		if _, seen := hostOf[img.Reference]; len(judged[i]) > 0 && !seen {
-			hostOf[img.Reference] = ""
+		if _, seen := parsed[img.Reference]; len(judged[i]) > 0 && !seen {
+			parsed[img.Reference] = nil
 			distinct = append(distinct, i)
 		}
 	}
@@ -132,9 +141,9 @@ func (h *Handler) overBounds(imgs []Image, judged [][]*compiledPolicy) (*overLim
 	hosts := make(map[string]bool, len(distinct))
 	first := -1
 	for _, i := range distinct {
-		ref := imgs[i].Reference
+		ref := parseReference(imgs[i].Reference)
+		parsed[imgs[i].Reference] = ref
 		host := registryOf(ref)
-		hostOf[ref] = host
 		if host == "" || hosts[host] {
 			continue
 		}
@@ -148,7 +157,7 @@ func (h *Handler) overBounds(imgs []Image, judged [][]*compiledPolicy) (*overLim
 			message: notInspected(ReasonTooManyRegistries, fmt.Sprintf("the request names images on %d registries; a review contacts at most %d", n, limit)),
 			remedy:  fmt.Sprintf("pull from at most %d registries per object, for example through a mirror", limit)}, nil
 	}
-	return nil, hostOf
+	return nil, parsed
 }
 
 // judgments reports the request over the bounds: one violation per policy

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"slimgate.dev/slimgate/pkg/egress"
 	"slimgate.dev/slimgate/pkg/image"
@@ -38,6 +39,10 @@ type Request struct {
 	// it for Pod CREATE, the moment closest to the kubelet's pull. It has
 	// no effect on digest references, whose content cannot change.
 	Revalidate bool
+	// Parsed, when set, is Reference as name.ParseReference reads it (after
+	// trimming spaces): a caller that parsed it already (the webhook, once
+	// per review) spares Inspect a second parse.
+	Parsed name.Reference
 }
 
 // EgressRules is the egress guard applied to one request (see package

@@ -392,9 +392,12 @@ func (r *Remote) prepare(req Request) (prepared, error) {
 		return prepared{}, &InspectionError{Reference: policy.Truncate(req.Reference, 80), Reason: ReasonBadReference,
 			Err: fmt.Errorf("the image reference is %d bytes long, longer than the %d bytes allowed", n, MaxReferenceBytes)}
 	}
-	ref, err := name.ParseReference(strings.TrimSpace(req.Reference))
-	if err != nil {
-		return prepared{}, &InspectionError{Reference: req.Reference, Reason: ReasonBadReference, Err: err}
+	ref := req.Parsed
+	if ref == nil {
+		var err error
+		if ref, err = name.ParseReference(strings.TrimSpace(req.Reference)); err != nil {
+			return prepared{}, &InspectionError{Reference: req.Reference, Reason: ReasonBadReference, Err: err}
+		}
 	}
 	refName := ref.Name()
 	fail := func(reason Reason, err error) (prepared, error) {
