@@ -225,14 +225,14 @@ func TestCorpusWellFormed(t *testing.T) {
 	}
 }
 
-// evidenceIn reports whether ev is verbatim in a history line, an env
-// entry or a label written key=value.
+// evidenceIn reports whether ev is verbatim in a history line (its
+// created_by or its comment), an env entry or a label written key=value.
 func evidenceIn(ev string, cfg v1.ConfigFile) bool {
 	if ev == "" {
 		return false
 	}
 	for _, h := range cfg.History {
-		if strings.Contains(h.CreatedBy, ev) {
+		if strings.Contains(h.CreatedBy, ev) || strings.Contains(h.Comment, ev) {
 			return true
 		}
 	}
