@@ -58,7 +58,7 @@ func (d *Decoder) Decode(raw []byte) (*Workload, error) {
 	obj, gvk, err := d.codec.Decode(raw, nil, nil)
 	if err != nil {
 		if runtime.IsNotRegisteredError(err) {
-			return nil, fmt.Errorf("%w: %v", errUnsupportedKind, err)
+			return nil, fmt.Errorf("%w: %w", errUnsupportedKind, err)
 		}
 		return nil, fmt.Errorf("decoding object: %w", err)
 	}

@@ -58,9 +58,9 @@ func TestLoad(t *testing.T) {
 	defer cancel()
 	certDir, pool := servingCert(t)
 
-	real, body, reg := warmSetup(t, false)
+	subject, body, reg := warmSetup(t, false)
 	noop := serving(allowAll{}, true)
-	realURL := startWebhookServer(ctx, t, certDir, real)
+	realURL := startWebhookServer(ctx, t, certDir, subject)
 	noopURL := startWebhookServer(ctx, t, certDir, noop)
 
 	client := &http.Client{Transport: &http.Transport{

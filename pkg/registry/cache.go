@@ -162,7 +162,7 @@ func reach(v reflect.Value, depth int) int64 {
 		}
 		// Slots of key, value and a control byte, at about two thirds of
 		// the table filled.
-		slot := int64(v.Type().Key().Size()+v.Type().Elem().Size()) + 1
+		slot := int64(v.Type().Key().Size()+v.Type().Elem().Size()) + 1 //nolint:gosec // type sizes are far below 2^63
 		n := int64(v.Len()) * slot * 3 / 2
 		for it := v.MapRange(); it.Next(); {
 			n += reach(it.Key(), depth+1) + reach(it.Value(), depth+1)

@@ -52,11 +52,11 @@ func fixtureConfig(tb testing.TB, file string) (*v1.ConfigFile, int) {
 	return cfg, layers
 }
 
-// fixtureImage is an image with a fixture's config and one small random
-// layer per layer its history adds.
-func fixtureImage(tb testing.TB, file string) v1.Image {
+// appImage is an image with the config of a Tomcat application fixture
+// and one small random layer per layer its history adds.
+func appImage(tb testing.TB) v1.Image {
 	tb.Helper()
-	cfg, _ := fixtureConfig(tb, file)
+	cfg, _ := fixtureConfig(tb, "tomcat-8.5.77-jre11-app.json")
 	img, err := devcluster.ImageFromConfig(cfg, 64)
 	if err != nil {
 		tb.Fatal(err)
@@ -107,7 +107,7 @@ func BenchmarkColdBare(b *testing.B) { benchBareFetch(b, false) }
 // with a new Remote (empty caches, fresh connections) each iteration.
 func BenchmarkInspectColdFixture(b *testing.B) {
 	reg := newTestRegistry(b, nil)
-	benchInspectFresh(b, reg, reg.push(b, "shop/web:1.0", fixtureImage(b, "tomcat-8.5.77-jre11-app.json")))
+	benchInspectFresh(b, reg, reg.push(b, "shop/web:1.0", appImage(b)))
 }
 
 // benchInspectFresh inspects ref with a new Remote (empty caches, fresh
@@ -139,7 +139,7 @@ func BenchmarkColdBareKeepAlive(b *testing.B) { benchBareFetch(b, true) }
 // iteration, on one long-lived transport (keepAlive) or a fresh one.
 func benchBareFetch(b *testing.B, keepAlive bool) {
 	reg := newTestRegistry(b, nil)
-	ref, err := name.ParseReference(reg.push(b, "shop/web:1.0", fixtureImage(b, "tomcat-8.5.77-jre11-app.json")), name.Insecure)
+	ref, err := name.ParseReference(reg.push(b, "shop/web:1.0", appImage(b)), name.Insecure)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -171,8 +171,8 @@ func benchBareFetch(b *testing.B, keepAlive bool) {
 func BenchmarkInspectColdLongLived(b *testing.B) {
 	reg := newTestRegistry(b, nil)
 	refs := []string{
-		reg.push(b, "shop/web:1.0", fixtureImage(b, "tomcat-8.5.77-jre11-app.json")),
-		reg.push(b, "shop/web:1.1", fixtureImage(b, "tomcat-8.5.77-jre11-app.json")),
+		reg.push(b, "shop/web:1.0", appImage(b)),
+		reg.push(b, "shop/web:1.1", appImage(b)),
 	}
 	r, _ := newTestRemote(b, Options{CacheEntries: 1})
 	if _, err := r.Inspect(context.Background(), plainRequest(refs[1], reg.host)); err != nil {
@@ -239,7 +239,6 @@ type memoryFiller struct {
 	configs map[string][]byte
 	cfgs    []*v1.ConfigFile
 	layers  []int
-	sizes   [][]int64
 }
 
 func newMemoryFiller(tb testing.TB, r *Remote) *memoryFiller {

@@ -206,8 +206,8 @@ func (s *session) do(ctx context.Context, method, url, accept string) (*http.Res
 			se := &statusError{method: method, url: url, code: resp.StatusCode, detail: detail}
 			err = se
 			s.r.metrics.request(s.host, outcomeOf(err))
-			switch {
-			case resp.StatusCode == http.StatusTooManyRequests:
+			switch resp.StatusCode {
+			case http.StatusTooManyRequests:
 				retryable, wait = true, backoff
 				if ra, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 					wait = ra
@@ -215,7 +215,7 @@ func (s *session) do(ctx context.Context, method, url, accept string) (*http.Res
 				if !fits(ctx, wait) || attempt >= s.r.opts.Retries {
 					return nil, reasoned(ReasonRateLimited, fmt.Errorf("%w (retry after %s does not fit in the time left)", err, wait))
 				}
-			case resp.StatusCode == http.StatusBadGateway, resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
+			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 				retryable, wait = true, backoff
 			}
 		}

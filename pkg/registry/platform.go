@@ -124,10 +124,10 @@ func SelectPlatforms(entries []v1.Descriptor, platforms []string, maxEntries, ma
 }
 
 // checkIndexEntries fails with ReasonTooLarge when an index lists more
-// than max entries.
-func checkIndexEntries(n, max int) error {
-	if n > max {
-		return reasoned(ReasonTooLarge, fmt.Errorf("the index lists %d entries, more than the %d allowed", n, max))
+// than limit entries.
+func checkIndexEntries(n, limit int) error {
+	if n > limit {
+		return reasoned(ReasonTooLarge, fmt.Errorf("the index lists %d entries, more than the %d allowed", n, limit))
 	}
 	return nil
 }

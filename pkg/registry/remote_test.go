@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -171,7 +170,10 @@ func plainRequest(ref string, hosts ...string) Request {
 	return Request{Reference: ref, Egress: EgressRules{Insecure: hosts}}
 }
 
-func wantReason(t *testing.T, err error, want Reason) *InspectionError {
+// wantReason fails the test unless err is an InspectionError with reason
+// want, and returns a copy of it (a value, so a caller that only asserts
+// need not keep it).
+func wantReason(t *testing.T, err error, want Reason) InspectionError {
 	t.Helper()
 	ie, ok := AsInspectionError(err)
 	if !ok {
@@ -180,7 +182,7 @@ func wantReason(t *testing.T, err error, want Reason) *InspectionError {
 	if ie.Reason != want {
 		t.Fatalf("reason = %s, want %s (error: %v)", ie.Reason, want, err)
 	}
-	return ie
+	return *ie
 }
 
 func TestInspectColdThenWarm(t *testing.T) {
@@ -545,14 +547,6 @@ func settleGoroutines(t *testing.T, base int) {
 	}
 	buf := make([]byte, 1<<16)
 	t.Errorf("goroutines: %d, want at most %d\n%s", n, base, buf[:runtime.Stack(buf, true)])
-}
-
-func hostOfURL(t *testing.T, s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Host
 }
 
 // gatherCounters flattens a registry's counters to "name{labels}" -> value.

@@ -399,7 +399,7 @@ func (r *registrations) unregisterAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range r.collected {
-		r.Registerer.Unregister(c)
+		r.Unregister(c)
 	}
 	r.collected = nil
 }
