@@ -33,7 +33,7 @@ func digestFindings(spec *v1alpha1.SlimImagePolicySpec, ref string, action Actio
 	if spec == nil || !spec.RequireDigests || Pinned(ref) {
 		return []Finding{}
 	}
-	r, _ := ruleByID(RuleReferenceDigest)
+	r := ruleByID(RuleReferenceDigest)
 	what := "no digest"
 	if t, err := name.NewTag(ref); err == nil {
 		what = fmt.Sprintf("tag %q, which can be moved after the check", Truncate(t.TagStr(), 64))

@@ -233,14 +233,14 @@ func sizeFindings(b v1alpha1.SizeBudget, sel selection, f *image.Facts, action A
 	if b.MaxCompressed != nil && sel.rules[RuleSizeCompressed] {
 		limit := b.MaxCompressed.Value()
 		if limit > 0 && f.CompressedSize > limit {
-			r, _ := ruleByID(RuleSizeCompressed)
+			r := ruleByID(RuleSizeCompressed)
 			out = append(out, Finding{Rule: r.ID, Action: action, Remedy: r.Remedy,
 				Message:  fmt.Sprintf("%s: %s compressed, budget %s", r.Title, HumanBytes(f.CompressedSize), b.MaxCompressed.String()),
 				Evidence: Evidence{Measured: f.CompressedSize, Limit: limit}})
 		}
 	}
 	if b.MaxLayers != nil && sel.rules[RuleSizeLayers] && len(f.Layers) > int(*b.MaxLayers) {
-		r, _ := ruleByID(RuleSizeLayers)
+		r := ruleByID(RuleSizeLayers)
 		out = append(out, Finding{Rule: r.ID, Action: action, Remedy: r.Remedy,
 			Message:  fmt.Sprintf("%s: %d layers, budget %d", r.Title, len(f.Layers), *b.MaxLayers),
 			Evidence: Evidence{Measured: int64(len(f.Layers)), Limit: int64(*b.MaxLayers)}})

@@ -156,7 +156,7 @@ func InspectionFailed(spec *v1alpha1.SlimImagePolicySpec, ref string, f Failure)
 			return res
 		}
 	}
-	r, _ := ruleByID(rule)
+	r := ruleByID(rule)
 	res.Findings = append(res.Findings, Finding{
 		Rule:     r.ID,
 		Action:   ActionFor(spec.Mode),
