@@ -435,6 +435,11 @@ func TestFanInFetchesOnce(t *testing.T) {
 	if allowed != reviews {
 		t.Errorf("%d of %d reviews allowed", allowed, reviews)
 	}
+	// One image under one policy: one evaluation, shared by every review
+	// that needed it while it ran.
+	if n := h.evaluated.Load(); n != 1 {
+		t.Errorf("%d concurrent reviews ran %d evaluations of one image, want 1", reviews, n)
+	}
 	counts, total := reg.snapshot()
 	want := map[string]int{"ping": 1, "manifest GET": 1, "blob GET": 1}
 	if diff := cmp.Diff(want, counts); diff != "" {

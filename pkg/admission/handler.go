@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync/atomic"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"golang.org/x/sync/singleflight"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -75,6 +77,11 @@ type Handler struct {
 	decoder  *Decoder
 	policies policySet
 	evals    memo[evalKey, policy.Result]
+	// evalFlight shares one evaluation among the reviews that need the
+	// same one at once (a rollout of a new image); evaluated counts the
+	// evaluations run, for tests.
+	evalFlight singleflight.Group
+	evaluated  atomic.Int64
 }
 
 // NewHandler returns a Handler.

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"slimgate.dev/slimgate/pkg/image"
@@ -74,11 +75,35 @@ func (h *Handler) evaluate(ctx context.Context, p *compiledPolicy, f *image.Fact
 	if r, ok := h.evals.get(key); ok {
 		return r
 	}
-	r := p.compiled.Evaluate(ctx, f)
-	if !r.Incomplete() {
-		h.evals.put(key, r, resultSize(key, &r))
+	// Reviews that need the same evaluation at once share it: 200 Pods of
+	// a rollout of a new image would otherwise analyse its history 200
+	// times over, side by side, and run out of time together.
+	flight := fmt.Sprintf("%p\x00%s\x00%s\x00%s", p.compiled, f.Digest, f.IndexDigest, f.Reference)
+	ch := h.evalFlight.DoChan(flight, func() (any, error) {
+		if r, ok := h.evals.get(key); ok {
+			return r, nil
+		}
+		h.evaluated.Add(1)
+		r := p.compiled.Evaluate(ctx, f)
+		if !r.Incomplete() {
+			h.evals.put(key, r, resultSize(key, &r))
+		}
+		return r, nil
+	})
+	select {
+	case res := <-ch:
+		r := res.Val.(policy.Result)
+		if r.Incomplete() && ctx.Err() == nil {
+			// Cut at the deadline of the review that ran it, not ours.
+			h.evaluated.Add(1)
+			r = p.compiled.Evaluate(ctx, f)
+		}
+		return r
+	case <-ctx.Done():
+		// Our time is up while another review's evaluation runs: cut here,
+		// as our own evaluation would have been.
+		return p.compiled.Evaluate(ctx, f)
 	}
-	return r
 }
 
 // resultSize estimates the bytes a remembered evaluation holds: the

@@ -4,8 +4,14 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/image"
 	"slimgate.dev/slimgate/pkg/policy"
 )
 
@@ -42,4 +48,42 @@ func TestMemoBoundsBytes(t *testing.T) {
 		t.Errorf("the memo charges %.2f of the heap it holds, want 0.5 to 2", ratio)
 	}
 	runtime.KeepAlive(&m)
+}
+
+// Reviews that need the same evaluation at the same time share one: a
+// burst of Pods naming a new image must not analyse its history once per
+// Pod, side by side, and run out of time together.
+func TestConcurrentEvaluationsAreShared(t *testing.T) {
+	h, err := NewHandler(Options{Reader: fake.NewClientBuilder().Build(), Inspector: inspectFunc(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newCompiledPolicy(t.Context(), &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "p", UID: "u", ResourceVersion: "1"}})
+	// Twenty maximal build steps: long enough that every caller below
+	// arrives while the first evaluation still runs.
+	step := "RUN /bin/sh -c " + strings.Repeat("apt-get install -y gcc make && ", (64<<10)/31)
+	f := &image.Facts{Reference: "example.test/app:1", Digest: "sha256:" + strings.Repeat("ab", 32)}
+	for i := range 20 {
+		f.History = append(f.History, image.HistoryEntry{Index: i, CreatedBy: step, Layer: image.NoLayer})
+	}
+	const callers = 8
+	start := make(chan struct{})
+	results := make([]policy.Result, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			<-start
+			results[i] = h.evaluate(t.Context(), p, f)
+		})
+	}
+	close(start)
+	wg.Wait()
+	if n := h.evaluated.Load(); n != 1 {
+		t.Errorf("%d concurrent callers ran %d evaluations, want 1", callers, n)
+	}
+	for i, r := range results {
+		if r.Verdict != policy.VerdictDeny || r.Incomplete() {
+			t.Errorf("caller %d: %s", i, r.Summary())
+		}
+	}
 }
