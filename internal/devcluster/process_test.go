@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -133,6 +134,37 @@ func TestFreeAddrAndPort(t *testing.T) {
 	}
 	if port <= 0 || port > 65535 {
 		t.Errorf("FreePort = %d", port)
+	}
+}
+
+// WaitGoroutines fails, naming the goroutine left behind, while it runs,
+// and returns as soon as it has ended.
+func TestWaitGoroutines(t *testing.T) {
+	base := runtime.NumGoroutine()
+	release := make(chan struct{})
+	go leftBehind(release)
+	err := WaitGoroutines(base, 50*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "devcluster.leftBehind") {
+		t.Errorf("a goroutine still running: %v, want an error with its stack", err)
+	}
+	close(release)
+	if err := WaitGoroutines(base, 5*time.Second); err != nil {
+		t.Error(err)
+	}
+}
+
+func leftBehind(release <-chan struct{}) { <-release }
+
+// HeapAfterGC counts what is held, not what was allocated.
+func TestHeapAfterGC(t *testing.T) {
+	before := HeapAfterGC()
+	held := make([]byte, 32<<20)
+	if grown := int64(HeapAfterGC()) - int64(before); grown < 32<<20 {
+		t.Errorf("holding 32 MiB, the heap grew by %d bytes", grown)
+	}
+	runtime.KeepAlive(held)
+	if grown := int64(HeapAfterGC()) - int64(before); grown > 8<<20 {
+		t.Errorf("32 MiB no longer held, yet the heap is %d bytes above where it started", grown)
 	}
 }
 

@@ -101,6 +101,26 @@ func (br *benchRegistry) push(tb testing.TB, repoTag string, img v1.Image) strin
 	return ref
 }
 
+// hangingRegistry never answers: each request waits until its client gives
+// up (or the test ends).
+func hangingRegistry(t *testing.T) (srv *httptest.Server, host string, requests *atomic.Int64) {
+	t.Helper()
+	release := make(chan struct{})
+	requests = &atomic.Int64{}
+	srv = httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(func() {
+		close(release)
+		srv.Close()
+	})
+	return srv, strings.TrimPrefix(srv.URL, "http://"), requests
+}
+
 // fixtureImage builds an image whose config is a real one from
 // pkg/policy/testdata/images, with one small random layer per layer the
 // config's history adds. salt, when not empty, is added to the env so that

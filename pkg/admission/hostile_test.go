@@ -115,44 +115,6 @@ func answerWithin(t *testing.T, h http.Handler, body []byte, apiTimeout, budget 
 	}
 }
 
-// settles waits for the goroutine count to fall back to base, failing
-// the test when it does not within a few seconds.
-func settles(t *testing.T, base int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= base {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines left running, %d before the review:\n%s", n, base, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// hangingRegistry never answers: each request waits until its client gives
-// up (or release is closed).
-func hangingRegistry(t *testing.T) (srv *httptest.Server, host string, requests *atomic.Int64) {
-	t.Helper()
-	release := make(chan struct{})
-	requests = &atomic.Int64{}
-	srv = httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	t.Cleanup(func() {
-		close(release)
-		srv.Close()
-	})
-	return srv, strings.TrimPrefix(srv.URL, "http://"), requests
-}
-
 // A Pod names 40 images on a registry that never answers, then one fat
 // image on a healthy registry. Inspections are started fairly across
 // registries, so the fat image is fetched and judged within the budget
@@ -206,7 +168,9 @@ func TestHostileStarvation(t *testing.T) {
 		hangSrv.Close()
 		healthy.srv.Close()
 	}()
-	settles(t, base)
+	if err := devcluster.WaitGoroutines(base, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // manyImagesPod is a Pod with one container per reference.
@@ -336,7 +300,9 @@ func TestHostileEvaluationStopsAtDeadline(t *testing.T) {
 	if !strings.Contains(a.message, "[inspection.invalid]") || !strings.Contains(a.message, "deadline") {
 		t.Errorf("the denial does not say the evaluation was cut:\n%s", a.message)
 	}
-	settles(t, base)
+	if err := devcluster.WaitGoroutines(base, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // The rule for a budget that runs out (see judge), under Enforce and
@@ -432,7 +398,9 @@ func TestHostileBudgetRule(t *testing.T) {
 		})
 	}
 	close(release)
-	settles(t, base)
+	if err := devcluster.WaitGoroutines(base, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // decisions records what the handler hands to the recorder.

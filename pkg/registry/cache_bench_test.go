@@ -308,14 +308,6 @@ func (f *memoryFiller) addManifest(tb testing.TB, m v1.Manifest, raw []byte) {
 	delete(f.configs, m.Config.Digest.String())
 }
 
-func heapAfterGC() uint64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
 // TestCacheScale measures the facts cache: heap per cached image and in
 // total with 100,000 distinct images cached (a cache configured to hold
 // them), and checks that the default bounds (entries and bytes) hold when
@@ -328,7 +320,7 @@ func TestCacheScale(t *testing.T) {
 	const images = 100_000
 
 	// Everything held: memory per image.
-	before := heapAfterGC()
+	before := devcluster.HeapAfterGC()
 	r, err := NewRemote(Options{CacheEntries: images, CacheBytes: 4 << 30})
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +329,7 @@ func TestCacheScale(t *testing.T) {
 	for i := range images {
 		f.add(t, i)
 	}
-	after := heapAfterGC()
+	after := devcluster.HeapAfterGC()
 	if got := r.docs.len(); got != images {
 		t.Fatalf("%d entries cached, want %d", got, images)
 	}
@@ -350,7 +342,7 @@ func TestCacheScale(t *testing.T) {
 	// Default bounds: 4096 entries, 64 MiB.
 	r = nil
 	f = nil
-	before = heapAfterGC()
+	before = devcluster.HeapAfterGC()
 	def, err := NewRemote(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -360,7 +352,7 @@ func TestCacheScale(t *testing.T) {
 	for i := range passing {
 		f.add(t, i)
 	}
-	after = heapAfterGC()
+	after = devcluster.HeapAfterGC()
 	o := def.opts
 	if n, b := def.docs.len(), def.docs.bytes; n > o.CacheEntries || b > o.CacheBytes {
 		t.Errorf("default cache holds %d entries and %d bytes, over its bounds %d and %d", n, b, o.CacheEntries, o.CacheBytes)

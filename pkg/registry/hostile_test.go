@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/egress"
 )
 
@@ -180,7 +181,9 @@ func TestHostileRegistries(t *testing.T) {
 			}
 		})
 	}
-	settleGoroutines(t, base)
+	if err := devcluster.WaitGoroutines(base, 2*time.Second); err != nil {
+		t.Error(err)
+	}
 }
 
 func TestRetryAfterThatFits(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -532,21 +531,6 @@ func TestCircuitBreaker(t *testing.T) {
 	if hits.Load() != after {
 		t.Error("failed probe did not re-open the breaker")
 	}
-}
-
-// settleGoroutines waits for the goroutine count to come back to base.
-func settleGoroutines(t *testing.T, base int) {
-	t.Helper()
-	n := 0
-	for range 100 {
-		n = runtime.NumGoroutine()
-		if n <= base {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	buf := make([]byte, 1<<16)
-	t.Errorf("goroutines: %d, want at most %d\n%s", n, base, buf[:runtime.Stack(buf, true)])
 }
 
 // gatherCounters flattens a registry's counters to "name{labels}" -> value.
