@@ -276,9 +276,14 @@ func serving(h admission.Handler, budget bool) http.Handler {
 	return out
 }
 
-// serve posts body to h as the API server would.
+// serve posts body to h as the API server would with its default timeout.
 func serve(h http.Handler, body []byte) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, "/validate-workloads?timeout=10s", bytes.NewReader(body))
+	return serveWithin(h, body, 10*time.Second)
+}
+
+// serveWithin posts body to h as the API server would with this timeout.
+func serveWithin(h http.Handler, body []byte, apiTimeout time.Duration) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/validate-workloads?timeout="+apiTimeout.String(), bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)

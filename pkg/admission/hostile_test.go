@@ -1,12 +1,10 @@
 package admission
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strings"
@@ -91,10 +89,7 @@ func answerWithin(t *testing.T, h http.Handler, body []byte, apiTimeout, budget 
 	done := make(chan answer, 1)
 	start := time.Now()
 	go func() {
-		req := httptest.NewRequest(http.MethodPost, "/validate-pods?timeout="+apiTimeout.String(), bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
+		w := serveWithin(h, body, apiTimeout)
 		var ar admissionv1.AdmissionReview
 		if err := json.Unmarshal(w.Body.Bytes(), &ar); err != nil || ar.Response == nil {
 			done <- answer{message: fmt.Sprintf("status %d, unreadable answer %q", w.Code, w.Body.String()), took: time.Since(start)}
@@ -565,10 +560,7 @@ func FuzzAdmissionReview(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		asked.Store(0)
 		longest.Store(0)
-		req := httptest.NewRequest(http.MethodPost, "/validate-pods", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		w := httptest.NewRecorder()
-		srv.ServeHTTP(w, req)
+		w := serve(srv, body)
 		if n := asked.Load(); n > DefaultMaxImages {
 			t.Fatalf("%d inspections for one review", n)
 		}
