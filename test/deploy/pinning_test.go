@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,10 +65,7 @@ func mutatingRBAC(t *testing.T, objs []*unstructured.Unstructured) []rbacv1.Poli
 // namespaces, whatever the values set them to.
 func TestChartPinDigests(t *testing.T) {
 	needHelm(t)
-	off, err := renderChart()
-	if err != nil {
-		t.Fatal(err)
-	}
+	off := mustRenderChart(t)
 	if got := ofKind(off, "MutatingWebhookConfiguration"); len(got) != 0 {
 		t.Errorf("pinDigests off renders %v", names(got))
 	}
@@ -92,10 +88,7 @@ func TestChartPinDigests(t *testing.T) {
 			"webhook.namespaceSelector.matchLabels.team=a"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			objs, err := renderChart(c.set...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			objs := mustRenderChart(t, c.set...)
 			var got admissionregistrationv1.MutatingWebhookConfiguration
 			if err := find(objs, "MutatingWebhookConfiguration", want.Name, &got); err != nil {
 				t.Fatal(err)
@@ -134,15 +127,10 @@ func TestChartPinDigests(t *testing.T) {
 				t.Errorf("self-managed: inject-ca-from %q, rules %v; want none and 2", inject, rules)
 			}
 
-			s.warnings.Take()
-			if err := applyDryRun(context.Background(), objs); err != nil {
-				t.Fatal(err)
-			}
-			if w := s.warnings.Take(); len(w) > 0 {
+			if w := dryRunWarnings(t, objs); len(w) > 0 {
 				t.Errorf("warnings: %q", w)
 			}
-			if _, err := run(s.helm, append([]string{"lint", "--strict", chartDir, "--namespace", releaseNamespace, "--kube-version", s.kubeVersion},
-				setFlags(c.set)...)...); err != nil {
+			if err := helmLint(c.set...); err != nil {
 				t.Error(err)
 			}
 		})
@@ -151,14 +139,6 @@ func TestChartPinDigests(t *testing.T) {
 	if _, err := helmTemplate("webhook.pinDigests=yes"); err == nil || !strings.Contains(err.Error(), "at '/webhook/pinDigests': got string, want boolean") {
 		t.Errorf("pinDigests=yes: %v, want the schema's refusal", err)
 	}
-}
-
-func setFlags(set []string) []string {
-	var out []string
-	for _, kv := range set {
-		out = append(out, "--set", kv)
-	}
-	return out
 }
 
 // config/default with the pinning component enabled, as its comment says
@@ -236,11 +216,7 @@ func renderWithPinning(t *testing.T, ns string) []*unstructured.Unstructured {
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := run(s.kustomize, "build", filepath.Join(dir, "default"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := decode(out)
+	objs, err := kustomizeBuild(filepath.Join(dir, "default"))
 	if err != nil {
 		t.Fatal(err)
 	}
