@@ -293,3 +293,8 @@ func serveWithin(h http.Handler, body []byte, apiTimeout time.Duration) *httptes
 // allowedAnswer is how an allowed answer reads; benchmark loops check for
 // it rather than decoding every answer.
 var allowedAnswer = []byte(`"allowed":true`)
+
+// answeredAllowed reports whether w, an answer of serve, allows the review.
+func answeredAllowed(w *httptest.ResponseRecorder) bool {
+	return w.Code == http.StatusOK && bytes.Contains(w.Body.Bytes(), allowedAnswer)
+}
