@@ -3,8 +3,6 @@ package registry
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -265,11 +263,6 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-func hashOf(b []byte) v1.Hash {
-	s := sha256.Sum256(b)
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(s[:])}
-}
-
 // add caches the facts of a distinct image i: fixture i mod 6 with its own
 // env entry, label and layer digests.
 func (f *memoryFiller) add(tb testing.TB, i int) {
@@ -296,7 +289,7 @@ func (f *memoryFiller) add(tb testing.TB, i int) {
 
 // addManifest caches the document of manifest m whose config is raw.
 func (f *memoryFiller) addManifest(tb testing.TB, m v1.Manifest, raw []byte) {
-	m.Config = v1.Descriptor{MediaType: types.DockerConfigJSON, Size: int64(len(raw)), Digest: hashOf(raw)}
+	m.Config = configDescriptor(raw)
 	body, err := json.Marshal(&m)
 	if err != nil {
 		tb.Fatal(err)
