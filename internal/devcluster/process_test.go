@@ -137,15 +137,17 @@ func TestFreeAddrAndPort(t *testing.T) {
 	}
 }
 
-// WaitGoroutines fails, naming the goroutine left behind, while it runs,
-// and returns as soon as it has ended.
+// WaitGoroutines fails while more goroutines run than it allows, with the
+// stack of each (the one left behind among them), and returns once the
+// count is down to what it allows.
 func TestWaitGoroutines(t *testing.T) {
 	base := runtime.NumGoroutine()
 	release := make(chan struct{})
 	go leftBehind(release)
-	err := WaitGoroutines(base, 50*time.Millisecond)
+	// A test always runs at least two goroutines: its own and leftBehind.
+	err := WaitGoroutines(1, 50*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "devcluster.leftBehind") {
-		t.Errorf("a goroutine still running: %v, want an error with its stack", err)
+		t.Errorf("more goroutines than allowed: %v, want an error with their stacks", err)
 	}
 	close(release)
 	if err := WaitGoroutines(base, 5*time.Second); err != nil {
@@ -159,7 +161,8 @@ func leftBehind(release <-chan struct{}) { <-release }
 func TestHeapAfterGC(t *testing.T) {
 	before := HeapAfterGC()
 	held := make([]byte, 32<<20)
-	if grown := int64(HeapAfterGC()) - int64(before); grown < 32<<20 {
+	// Some slack: what earlier tests left may be freed meanwhile.
+	if grown := int64(HeapAfterGC()) - int64(before); grown < 24<<20 {
 		t.Errorf("holding 32 MiB, the heap grew by %d bytes", grown)
 	}
 	runtime.KeepAlive(held)
