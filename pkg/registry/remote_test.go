@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -95,24 +94,15 @@ func newTestRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRe
 
 // push writes an image or index and returns its reference; recording
 // starts afterwards.
-func (tr *testRegistry) push(t testing.TB, repoTag string, img any, opts ...remote.Option) string {
+func (tr *testRegistry) push(t testing.TB, repoTag string, img remote.Taggable, opts ...remote.Option) string {
 	t.Helper()
 	tr.recording.Store(false)
 	defer tr.recording.Store(true)
-	ref, err := name.ParseReference(tr.host+"/"+repoTag, name.Insecure)
-	if err != nil {
+	ref := tr.host + "/" + repoTag
+	if err := devcluster.Push(ref, img, opts...); err != nil {
 		t.Fatal(err)
 	}
-	switch v := img.(type) {
-	case v1.Image:
-		err = remote.Write(ref, v, opts...)
-	case v1.ImageIndex:
-		err = remote.WriteIndex(ref, v, opts...)
-	}
-	if err != nil {
-		t.Fatalf("pushing %s: %v", ref, err)
-	}
-	return ref.String()
+	return ref
 }
 
 // buildImage makes a small image whose history has the given lines.
