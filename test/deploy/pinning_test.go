@@ -41,6 +41,19 @@ func webhookArgs(t *testing.T, objs []*unstructured.Unstructured) []string {
 	return d.Spec.Template.Spec.Containers[0].Args
 }
 
+// checkNoPinning fails the test when objs, rendered as what says, pin
+// digests: a MutatingWebhookConfiguration, or the webhook started with
+// --pin-digests.
+func checkNoPinning(t *testing.T, what string, objs []*unstructured.Unstructured) {
+	t.Helper()
+	if got := ofKind(objs, "MutatingWebhookConfiguration"); len(got) != 0 {
+		t.Errorf("%s renders %v", what, names(got))
+	}
+	if args := webhookArgs(t, objs); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--pin-digests") }) {
+		t.Errorf("%s: args %q", what, args)
+	}
+}
+
 // mutatingRBAC returns the ClusterRole's rules on
 // mutatingwebhookconfigurations.
 func mutatingRBAC(t *testing.T, objs []*unstructured.Unstructured) []rbacv1.PolicyRule {
@@ -66,12 +79,7 @@ func mutatingRBAC(t *testing.T, objs []*unstructured.Unstructured) []rbacv1.Poli
 func TestChartPinDigests(t *testing.T) {
 	needHelm(t)
 	off := mustRenderChart(t)
-	if got := ofKind(off, "MutatingWebhookConfiguration"); len(got) != 0 {
-		t.Errorf("pinDigests off renders %v", names(got))
-	}
-	if args := webhookArgs(t, off); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--pin-digests") }) {
-		t.Errorf("pinDigests off: args %q", args)
-	}
+	checkNoPinning(t, "pinDigests off", off)
 	if got := mutatingRBAC(t, off); len(got) != 0 {
 		t.Errorf("pinDigests off grants %v", got)
 	}
@@ -148,13 +156,7 @@ func TestChartPinDigests(t *testing.T) {
 // with --pin-digests; without it there is neither.
 func TestKustomizePinningComponent(t *testing.T) {
 	needKustomize(t)
-	plain := renderDefault(t)
-	if got := ofKind(plain, "MutatingWebhookConfiguration"); len(got) != 0 {
-		t.Errorf("config/default renders %v", names(got))
-	}
-	if args := webhookArgs(t, plain); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--pin-digests") }) {
-		t.Errorf("config/default: args %q", args)
-	}
+	checkNoPinning(t, "config/default", renderDefault(t))
 
 	for _, ns := range []string{releaseNamespace, "gate"} {
 		t.Run(ns, func(t *testing.T) {
