@@ -117,14 +117,14 @@ func randomLayers(n int, size, lastSize int64) ([]v1.Layer, error) {
 	return layers, nil
 }
 
-// Push uploads img to ref over plain HTTP (the registries here are on
-// loopback).
-func Push(ref string, img v1.Image, opts ...remote.Option) error {
+// Push uploads an image or an index to ref over plain HTTP (the
+// registries here are on loopback).
+func Push(ref string, img remote.Taggable, opts ...remote.Option) error {
 	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		return fmt.Errorf("parsing %s: %w", ref, err)
 	}
-	if err := remote.Write(r, img, opts...); err != nil {
+	if err := remote.Push(r, img, opts...); err != nil {
 		return fmt.Errorf("pushing %s: %w", ref, err)
 	}
 	return nil

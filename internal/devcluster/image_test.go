@@ -139,6 +139,40 @@ func TestPushToRegistryBehindBasicAuth(t *testing.T) {
 	}
 }
 
+// Push uploads an index as well: what the registry serves under the tag
+// is the index pushed.
+func TestPushIndex(t *testing.T) {
+	reg := StartRegistries("puller", "s3cret")
+	defer reg.Close()
+	img, err := ImageFromSteps(v1.Platform{OS: "linux", Architecture: "arm64"}, nil, 64, "COPY app /app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := PlatformIndex(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reg.Open + "/team/multi:1"
+	if err := Push(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := remote.Index(r)
+	if err != nil {
+		t.Fatalf("pulling the index: %v", err)
+	}
+	want, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := got.Digest(); err != nil || d != want {
+		t.Errorf("the registry serves index %v (%v), want %v", d, err, want)
+	}
+}
+
 func TestImageFromConfig(t *testing.T) {
 	cfg, err := ReadFixtureConfig("../../pkg/policy/testdata/images/nginx-1.17.0.json")
 	if err != nil {

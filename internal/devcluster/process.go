@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 )
 
@@ -155,4 +156,34 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// WaitGoroutines waits up to within for this process to run at most
+// atMost goroutines, as it did before a test started them. When the count
+// does not fall, the error says by how much and holds every goroutine's
+// stack.
+func WaitGoroutines(atMost int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= atMost {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			return fmt.Errorf("%d goroutines still running after %s, want at most %d:\n%s", n, within, atMost, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// HeapAfterGC is this process's live heap (runtime.MemStats.HeapAlloc)
+// after collecting garbage twice (an object with a finalizer outlives the
+// first collection).
+func HeapAfterGC() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -133,6 +134,40 @@ func TestFreeAddrAndPort(t *testing.T) {
 	}
 	if port <= 0 || port > 65535 {
 		t.Errorf("FreePort = %d", port)
+	}
+}
+
+// WaitGoroutines fails while more goroutines run than it allows, with the
+// stack of each (the one left behind among them), and returns once the
+// count is down to what it allows.
+func TestWaitGoroutines(t *testing.T) {
+	base := runtime.NumGoroutine()
+	release := make(chan struct{})
+	go leftBehind(release)
+	// A test always runs at least two goroutines: its own and leftBehind.
+	err := WaitGoroutines(1, 50*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "devcluster.leftBehind") {
+		t.Errorf("more goroutines than allowed: %v, want an error with their stacks", err)
+	}
+	close(release)
+	if err := WaitGoroutines(base, 5*time.Second); err != nil {
+		t.Error(err)
+	}
+}
+
+func leftBehind(release <-chan struct{}) { <-release }
+
+// HeapAfterGC counts what is held, not what was allocated.
+func TestHeapAfterGC(t *testing.T) {
+	before := HeapAfterGC()
+	held := make([]byte, 32<<20)
+	// Some slack: what earlier tests left may be freed meanwhile.
+	if grown := int64(HeapAfterGC()) - int64(before); grown < 24<<20 {
+		t.Errorf("holding 32 MiB, the heap grew by %d bytes", grown)
+	}
+	runtime.KeepAlive(held)
+	if grown := int64(HeapAfterGC()) - int64(before); grown > 8<<20 {
+		t.Errorf("32 MiB no longer held, yet the heap is %d bytes above where it started", grown)
 	}
 }
 

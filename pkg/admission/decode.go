@@ -177,29 +177,24 @@ type slimVolume struct {
 func (s *slimPodSpec) fill(out *corev1.PodSpec) {
 	out.ServiceAccountName = s.ServiceAccountName
 	out.ImagePullSecrets = s.ImagePullSecrets
-	if len(s.InitContainers) > 0 {
-		out.InitContainers = make([]corev1.Container, len(s.InitContainers))
-		for i, c := range s.InitContainers {
-			out.InitContainers[i].Name, out.InitContainers[i].Image = c.Name, c.Image
-		}
+	setContainer := func(c *corev1.Container, from slimContainer) { c.Name, c.Image = from.Name, from.Image }
+	fillEach(&out.InitContainers, s.InitContainers, setContainer)
+	fillEach(&out.Containers, s.Containers, setContainer)
+	fillEach(&out.EphemeralContainers, s.EphemeralContainers, func(c *corev1.EphemeralContainer, from slimContainer) {
+		c.Name, c.Image = from.Name, from.Image
+	})
+	fillEach(&out.Volumes, s.Volumes, func(v *corev1.Volume, from slimVolume) { v.Name, v.Image = from.Name, from.Image })
+}
+
+// fillEach makes *out as long as from and sets each element from its
+// counterpart in place; with from empty it leaves *out alone.
+func fillEach[S, T any](out *[]T, from []S, set func(*T, S)) {
+	if len(from) == 0 {
+		return
 	}
-	if len(s.Containers) > 0 {
-		out.Containers = make([]corev1.Container, len(s.Containers))
-		for i, c := range s.Containers {
-			out.Containers[i].Name, out.Containers[i].Image = c.Name, c.Image
-		}
-	}
-	if len(s.EphemeralContainers) > 0 {
-		out.EphemeralContainers = make([]corev1.EphemeralContainer, len(s.EphemeralContainers))
-		for i, c := range s.EphemeralContainers {
-			out.EphemeralContainers[i].Name, out.EphemeralContainers[i].Image = c.Name, c.Image
-		}
-	}
-	if len(s.Volumes) > 0 {
-		out.Volumes = make([]corev1.Volume, len(s.Volumes))
-		for i, v := range s.Volumes {
-			out.Volumes[i].Name, out.Volumes[i].Image = v.Name, v.Image
-		}
+	*out = make([]T, len(from))
+	for i := range from {
+		set(&(*out)[i], from[i])
 	}
 }
 

@@ -101,6 +101,26 @@ func (br *benchRegistry) push(tb testing.TB, repoTag string, img v1.Image) strin
 	return ref
 }
 
+// hangingRegistry never answers: each request waits until its client gives
+// up (or the test ends).
+func hangingRegistry(t *testing.T) (srv *httptest.Server, host string, requests *atomic.Int64) {
+	t.Helper()
+	release := make(chan struct{})
+	requests = &atomic.Int64{}
+	srv = httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(func() {
+		close(release)
+		srv.Close()
+	})
+	return srv, strings.TrimPrefix(srv.URL, "http://"), requests
+}
+
 // fixtureImage builds an image whose config is a real one from
 // pkg/policy/testdata/images, with one small random layer per layer the
 // config's history adds. salt, when not empty, is added to the env so that
@@ -256,9 +276,14 @@ func serving(h admission.Handler, budget bool) http.Handler {
 	return out
 }
 
-// serve posts body to h as the API server would.
+// serve posts body to h as the API server would with its default timeout.
 func serve(h http.Handler, body []byte) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, "/validate-workloads?timeout=10s", bytes.NewReader(body))
+	return serveWithin(h, body, 10*time.Second)
+}
+
+// serveWithin posts body to h as the API server would with this timeout.
+func serveWithin(h http.Handler, body []byte, apiTimeout time.Duration) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/validate-workloads?timeout="+apiTimeout.String(), bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
@@ -268,3 +293,8 @@ func serve(h http.Handler, body []byte) *httptest.ResponseRecorder {
 // allowedAnswer is how an allowed answer reads; benchmark loops check for
 // it rather than decoding every answer.
 var allowedAnswer = []byte(`"allowed":true`)
+
+// answeredAllowed reports whether w, an answer of serve, allows the review.
+func answeredAllowed(w *httptest.ResponseRecorder) bool {
+	return w.Code == http.StatusOK && bytes.Contains(w.Body.Bytes(), allowedAnswer)
+}

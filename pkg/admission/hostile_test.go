@@ -1,12 +1,10 @@
 package admission
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strings"
@@ -91,10 +89,7 @@ func answerWithin(t *testing.T, h http.Handler, body []byte, apiTimeout, budget 
 	done := make(chan answer, 1)
 	start := time.Now()
 	go func() {
-		req := httptest.NewRequest(http.MethodPost, "/validate-pods?timeout="+apiTimeout.String(), bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
+		w := serveWithin(h, body, apiTimeout)
 		var ar admissionv1.AdmissionReview
 		if err := json.Unmarshal(w.Body.Bytes(), &ar); err != nil || ar.Response == nil {
 			done <- answer{message: fmt.Sprintf("status %d, unreadable answer %q", w.Code, w.Body.String()), took: time.Since(start)}
@@ -113,44 +108,6 @@ func answerWithin(t *testing.T, h http.Handler, body []byte, apiTimeout, budget 
 		t.Fatalf("no answer %v after the review's %v budget", slack, budget)
 		return answer{}
 	}
-}
-
-// settles waits for the goroutine count to fall back to base, failing
-// the test when it does not within a few seconds.
-func settles(t *testing.T, base int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= base {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines left running, %d before the review:\n%s", n, base, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// hangingRegistry never answers: each request waits until its client gives
-// up (or release is closed).
-func hangingRegistry(t *testing.T) (srv *httptest.Server, host string, requests *atomic.Int64) {
-	t.Helper()
-	release := make(chan struct{})
-	requests = &atomic.Int64{}
-	srv = httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	t.Cleanup(func() {
-		close(release)
-		srv.Close()
-	})
-	return srv, strings.TrimPrefix(srv.URL, "http://"), requests
 }
 
 // A Pod names 40 images on a registry that never answers, then one fat
@@ -206,7 +163,9 @@ func TestHostileStarvation(t *testing.T) {
 		hangSrv.Close()
 		healthy.srv.Close()
 	}()
-	settles(t, base)
+	if err := devcluster.WaitGoroutines(base, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // manyImagesPod is a Pod with one container per reference.
@@ -336,7 +295,9 @@ func TestHostileEvaluationStopsAtDeadline(t *testing.T) {
 	if !strings.Contains(a.message, "[inspection.invalid]") || !strings.Contains(a.message, "deadline") {
 		t.Errorf("the denial does not say the evaluation was cut:\n%s", a.message)
 	}
-	settles(t, base)
+	if err := devcluster.WaitGoroutines(base, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // The rule for a budget that runs out (see judge), under Enforce and
@@ -432,7 +393,9 @@ func TestHostileBudgetRule(t *testing.T) {
 		})
 	}
 	close(release)
-	settles(t, base)
+	if err := devcluster.WaitGoroutines(base, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // decisions records what the handler hands to the recorder.
@@ -597,10 +560,7 @@ func FuzzAdmissionReview(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		asked.Store(0)
 		longest.Store(0)
-		req := httptest.NewRequest(http.MethodPost, "/validate-pods", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		w := httptest.NewRecorder()
-		srv.ServeHTTP(w, req)
+		w := serve(srv, body)
 		if n := asked.Load(); n > DefaultMaxImages {
 			t.Fatalf("%d inspections for one review", n)
 		}

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 
 	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"slimgate.dev/slimgate/internal/devcluster"
 )
 
 // loadResult is what one load run measured.
@@ -168,12 +169,10 @@ func runLoad(t *testing.T, client *http.Client, url string, body []byte, clients
 // up its own (HTTP/1.1 only), and returns the URL.
 func startWebhookServer(ctx context.Context, t *testing.T, certDir string, h http.Handler) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := devcluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	srv := webhook.NewServer(webhook.Options{
 		Host: "127.0.0.1", Port: port, CertDir: certDir,
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
@@ -187,10 +186,8 @@ func startWebhookServer(ctx context.Context, t *testing.T, certDir string, h htt
 		}
 	})
 	check := srv.StartedChecker()
-	for start := time.Now(); check(nil) != nil; time.Sleep(20 * time.Millisecond) {
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("webhook server on port %d did not start: %v", port, check(nil))
-		}
+	if err := devcluster.Poll(ctx, 10*time.Second, func() error { return check(nil) }); err != nil {
+		t.Fatalf("webhook server on port %d did not start: %v", port, err)
 	}
 	return fmt.Sprintf("https://127.0.0.1:%d/validate-workloads?timeout=10s", port)
 }

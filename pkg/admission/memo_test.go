@@ -11,18 +11,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/image"
 	"slimgate.dev/slimgate/pkg/policy"
 )
-
-// heapNow is the live heap after collecting garbage.
-func heapNow() uint64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
 
 // The evaluation memo is bounded by the bytes its results hold, not only
 // by their number: results with many notes (hostile history) must not
@@ -30,7 +22,7 @@ func heapNow() uint64 {
 func TestMemoBoundsBytes(t *testing.T) {
 	var m memo[evalKey, policy.Result]
 	note := strings.Repeat("n", 200)
-	before := heapNow()
+	before := devcluster.HeapAfterGC()
 	for i := range 200 {
 		r := policy.Result{Image: fmt.Sprintf("registry.example/app:%d", i)}
 		for j := range 1000 {
@@ -39,7 +31,7 @@ func TestMemoBoundsBytes(t *testing.T) {
 		k := evalKey{digest: fmt.Sprint(i)}
 		m.put(k, r, resultSize(k, &r))
 	}
-	held := heapNow() - before
+	held := devcluster.HeapAfterGC() - before
 	t.Logf("FIGURE memo: %d results of about 220 KB each: %.1f MiB held, %.1f MiB charged", 200, float64(held)/(1<<20), float64(m.bytes)/(1<<20))
 	if held > 24<<20 {
 		t.Errorf("the memo holds %.1f MiB, over its byte bound", float64(held)/(1<<20))

@@ -6,10 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +19,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"slimgate.dev/slimgate/internal/devcluster"
 )
 
 // judgeOnce posts one review to srv and reports whether it was allowed.
@@ -31,7 +30,7 @@ func judgeOnce(t *testing.T, srv http.Handler, body []byte) bool {
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body.String())
 	}
-	return bytes.Contains(w.Body.Bytes(), allowedAnswer)
+	return answeredAllowed(w)
 }
 
 // A tag moved to another image after a Pod was admitted: the next Pod
@@ -81,10 +80,7 @@ func TestRequireDigestsDeniesTags(t *testing.T) {
 	reg := newBenchRegistry(t, 0)
 	img := fixtureImage(t, "distroless-static-debian12.json", "pinned")
 	ref := reg.push(t, "team/app:1", img)
-	digest, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	digest := digestOf(t, img)
 	p := benchPolicy(reg.host)
 	p.Spec.RequireDigests = true
 	h, _ := benchHandler(t, benchReader(t, p, false), 0)
@@ -95,7 +91,7 @@ func TestRequireDigestsDeniesTags(t *testing.T) {
 			t.Errorf("a Pod naming a tag: answer lacks %s: %s", want, w.Body.String())
 		}
 	}
-	for _, pinned := range []string{ref + "@" + digest.String(), reg.host + "/team/app@" + digest.String()} {
+	for _, pinned := range []string{ref + "@" + digest, reg.host + "/team/app@" + digest} {
 		if !judgeOnce(t, srv, podReview(t, "pinned", []string{pinned})) {
 			t.Errorf("%s denied", pinned)
 		}
@@ -345,13 +341,7 @@ func TestPinnerKeepsExclusions(t *testing.T) {
 // fetches, pins nothing, and leaves no goroutine behind.
 func TestPinnerBoundedOnAHangingRegistry(t *testing.T) {
 	const tags = 300
-	var requests atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		<-r.Context().Done()
-	}))
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
+	srv, host, requests := hangingRegistry(t)
 	base := runtime.NumGoroutine()
 
 	// Concurrency above the tag count: only maxPins bounds the fetches.
@@ -377,11 +367,7 @@ func TestPinnerBoundedOnAHangingRegistry(t *testing.T) {
 	}
 	remote.Close()
 	srv.CloseClientConnections()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > base+2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > base+2 {
-		t.Errorf("%d goroutines left, %d before", n, base)
+	if err := devcluster.WaitGoroutines(base+2, 5*time.Second); err != nil {
+		t.Error(err)
 	}
 }

@@ -14,7 +14,9 @@ import (
 	"slimgate.dev/slimgate/pkg/glob"
 )
 
-// Rules is the egress guard applied to one request.
+// Rules is the egress guard applied to one request. Its host patterns are
+// in pkg/glob's host dialect, the one the policy validates, and matched by
+// glob.MatchHost only.
 type Rules struct {
 	// Enabled turns the guard on; the CLI leaves it off unless asked.
 	Enabled bool
@@ -48,14 +50,14 @@ func (r Rules) Guarded() bool { return r.Enabled && !r.AllowPrivateNetworks }
 // IsInsecure reports whether host (host or host:port) is listed for plain
 // HTTP.
 func (r Rules) IsInsecure(host string) bool {
-	return slices.ContainsFunc(r.Insecure, func(p string) bool { return matchHost(p, host) })
+	return slices.ContainsFunc(r.Insecure, func(p string) bool { return glob.MatchHost(p, host) })
 }
 
 // CheckRegistry refuses a registry host before any connection is tried:
 // one the rules do not allow, and, when Guarded, one CheckHost refuses.
 // Hosts in exempt ("ip:port") pass the address check.
 func (r Rules) CheckRegistry(host string, exempt []string) error {
-	if r.Enabled && len(r.AllowRegistries) > 0 && !slices.ContainsFunc(r.AllowRegistries, func(p string) bool { return matchHost(p, host) }) {
+	if r.Enabled && len(r.AllowRegistries) > 0 && !slices.ContainsFunc(r.AllowRegistries, func(p string) bool { return glob.MatchHost(p, host) }) {
 		return refused("registry %s is not in the allowed registries %v", host, r.AllowRegistries)
 	}
 	if r.Guarded() {
@@ -63,11 +65,6 @@ func (r Rules) CheckRegistry(host string, exempt []string) error {
 	}
 	return nil
 }
-
-// matchHost reports whether a registry host (host or host:port) matches a
-// pattern in pkg/glob's host dialect (the one the policy validates). It is
-// the only host matcher of the guard.
-func matchHost(pattern, host string) bool { return glob.MatchHost(pattern, host) }
 
 // hostOnly strips the port and IPv6 brackets from host[:port].
 func hostOnly(host string) string {

@@ -129,39 +129,6 @@ func TestAddressClass(t *testing.T) {
 	}
 }
 
-func TestMatchHost(t *testing.T) {
-	for _, tc := range []struct {
-		pattern, host string
-		want          bool
-	}{
-		{"*", "anything.io", true},
-		{"ghcr.io", "ghcr.io", true},
-		{"GHCR.io", "ghcr.io", true},
-		{"ghcr.io", "ghcr.io:443", true},
-		{"ghcr.io", "evilghcr.io", false},
-		{"ghcr.io", "ghcr.io.evil.com", false},
-		{"*.example.com", "reg.example.com", true},
-		{"*.example.com", "a.b.example.com:5000", true},
-		{"*.example.com", "example.com", false},
-		{"*.example.com", "badexample.com", false},
-		{"reg.local:5000", "reg.local:5000", true},
-		{"reg.local:5000", "reg.local:5001", false},
-		{"reg.local:5000", "reg.local", false},
-		{"::1", "[::1]:5000", true},
-		{"[::1]:5000", "[::1]:5000", true},
-		{"", "ghcr.io", false},
-		// One dialect with the policy validation: patterns it accepts match.
-		{"ghcr.*", "ghcr.io", true},
-		{"*.example.com:5000", "reg.example.com:5000", true},
-		{"*.example.com:5000", "reg.example.com:5001", false},
-		{"reg-?.example.com", "reg-2.example.com", true},
-	} {
-		if got := matchHost(tc.pattern, tc.host); got != tc.want {
-			t.Errorf("matchHost(%q, %q) = %t, want %t", tc.pattern, tc.host, got, tc.want)
-		}
-	}
-}
-
 func TestGuardedControlChecksTheDialledAddress(t *testing.T) {
 	control := Control([]string{"127.0.0.1:5000"})
 	ctx := WithDialHost(context.Background(), "registry.example.com")

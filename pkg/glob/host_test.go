@@ -10,9 +10,9 @@ func TestHost(t *testing.T) {
 		pattern, host string
 		want          bool
 	}{
-		// The host matching semantics the registry's egress guard had
-		// (its TestMatchHost holds the full table): any port unless the
-		// pattern names one, case ignored, brackets only around IPv6.
+		// The host matching semantics of the egress guard (pkg/egress
+		// matches with MatchHost): any port unless the pattern names one,
+		// case ignored, brackets only around IPv6.
 		{"quay.io", "quay.io:8443", true},
 		{"QUAY.IO", "quay.io", true},
 		{"quay.io", "notquay.io", false},
@@ -21,6 +21,22 @@ func TestHost(t *testing.T) {
 		{"mirror.corp:8443", "mirror.corp", false},
 		{"fd00::1", "[fd00::1]:5000", true},
 		{"[fd00::1]:5000", "[fd00::1]:5001", false},
+		{"*", "anything.io", true},
+		{"ghcr.io", "ghcr.io", true},
+		{"GHCR.io", "ghcr.io", true},
+		{"ghcr.io", "ghcr.io:443", true},
+		{"ghcr.io", "evilghcr.io", false},
+		{"ghcr.io", "ghcr.io.evil.com", false},
+		{"*.example.com", "reg.example.com", true},
+		{"*.example.com", "a.b.example.com:5000", true},
+		{"*.example.com", "example.com", false},
+		{"*.example.com", "badexample.com", false},
+		{"reg.local:5000", "reg.local:5000", true},
+		{"reg.local:5000", "reg.local:5001", false},
+		{"reg.local:5000", "reg.local", false},
+		{"::1", "[::1]:5000", true},
+		{"[::1]:5000", "[::1]:5000", true},
+		{"", "ghcr.io", false},
 		// Patterns of the egress tests and policies.
 		{"127.0.0.1", "127.0.0.1:5000", true},
 		{"localhost", "localhost:5000", true},
@@ -31,6 +47,7 @@ func TestHost(t *testing.T) {
 		{"ghcr.*", "ghcr.io", true},
 		{"*.example.com:5000", "a.example.com:5000", true},
 		{"*.example.com:5000", "a.example.com:5001", false},
+		{"reg-?.example.com", "reg-2.example.com", true},
 		{"reg.local:*", "reg.local:5000", true},
 		{"reg.local:*", "reg.local", false},
 		{"reg?.local", "reg1.local:80", true},

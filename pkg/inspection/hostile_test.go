@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
 )
@@ -252,7 +253,9 @@ func TestAuthorControlledFailuresAreViolations(t *testing.T) {
 			}
 		})
 	}
-	settle(t, base)
+	if err := devcluster.WaitGoroutines(base+2, 5*time.Second); err != nil {
+		t.Error(err)
+	}
 }
 
 // TestAvailabilityFailuresFollowOnInspectionError: failures of the
@@ -337,17 +340,7 @@ func TestAvailabilityFailuresFollowOnInspectionError(t *testing.T) {
 			}
 		})
 	}
-	settle(t, base)
-}
-
-// settle waits for the goroutines of a test to end.
-func settle(t *testing.T, base int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > base+2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > base+2 {
-		t.Errorf("%d goroutines left running, %d before", n, base)
+	if err := devcluster.WaitGoroutines(base+2, 5*time.Second); err != nil {
+		t.Error(err)
 	}
 }

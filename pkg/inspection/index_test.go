@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -17,22 +16,13 @@ import (
 )
 
 // push writes an image or index to the in-process registry at host.
-func push(t *testing.T, host, repoTag string, v any) string {
+func push(t *testing.T, host, repoTag string, v remote.Taggable) string {
 	t.Helper()
-	ref, err := name.ParseReference(host+"/"+repoTag, name.Insecure)
-	if err != nil {
+	ref := host + "/" + repoTag
+	if err := devcluster.Push(ref, v); err != nil {
 		t.Fatal(err)
 	}
-	switch v := v.(type) {
-	case v1.Image:
-		err = remote.Write(ref, v)
-	case v1.ImageIndex:
-		err = remote.WriteIndex(ref, v)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ref.String()
+	return ref
 }
 
 // stepsImage is an image with one small layer per step.

@@ -3,8 +3,6 @@ package registry
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -265,11 +263,6 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-func hashOf(b []byte) v1.Hash {
-	s := sha256.Sum256(b)
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(s[:])}
-}
-
 // add caches the facts of a distinct image i: fixture i mod 6 with its own
 // env entry, label and layer digests.
 func (f *memoryFiller) add(tb testing.TB, i int) {
@@ -296,7 +289,7 @@ func (f *memoryFiller) add(tb testing.TB, i int) {
 
 // addManifest caches the document of manifest m whose config is raw.
 func (f *memoryFiller) addManifest(tb testing.TB, m v1.Manifest, raw []byte) {
-	m.Config = v1.Descriptor{MediaType: types.DockerConfigJSON, Size: int64(len(raw)), Digest: hashOf(raw)}
+	m.Config = configDescriptor(raw)
 	body, err := json.Marshal(&m)
 	if err != nil {
 		tb.Fatal(err)
@@ -306,14 +299,6 @@ func (f *memoryFiller) addManifest(tb testing.TB, m v1.Manifest, raw []byte) {
 		tb.Fatal(err)
 	}
 	delete(f.configs, m.Config.Digest.String())
-}
-
-func heapAfterGC() uint64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }
 
 // TestCacheScale measures the facts cache: heap per cached image and in
@@ -328,7 +313,7 @@ func TestCacheScale(t *testing.T) {
 	const images = 100_000
 
 	// Everything held: memory per image.
-	before := heapAfterGC()
+	before := devcluster.HeapAfterGC()
 	r, err := NewRemote(Options{CacheEntries: images, CacheBytes: 4 << 30})
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +322,7 @@ func TestCacheScale(t *testing.T) {
 	for i := range images {
 		f.add(t, i)
 	}
-	after := heapAfterGC()
+	after := devcluster.HeapAfterGC()
 	if got := r.docs.len(); got != images {
 		t.Fatalf("%d entries cached, want %d", got, images)
 	}
@@ -350,7 +335,7 @@ func TestCacheScale(t *testing.T) {
 	// Default bounds: 4096 entries, 64 MiB.
 	r = nil
 	f = nil
-	before = heapAfterGC()
+	before = devcluster.HeapAfterGC()
 	def, err := NewRemote(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -360,7 +345,7 @@ func TestCacheScale(t *testing.T) {
 	for i := range passing {
 		f.add(t, i)
 	}
-	after = heapAfterGC()
+	after = devcluster.HeapAfterGC()
 	o := def.opts
 	if n, b := def.docs.len(), def.docs.bytes; n > o.CacheEntries || b > o.CacheBytes {
 		t.Errorf("default cache holds %d entries and %d bytes, over its bounds %d and %d", n, b, o.CacheEntries, o.CacheBytes)

@@ -3,16 +3,9 @@ package registry
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	certutil "k8s.io/client-go/util/cert"
 
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/pullsecret"
@@ -69,7 +63,10 @@ func startDistribution(t *testing.T, user, pass string) *distribution {
 			t.Fatal(err)
 		}
 	}
-	addr := freeLoopbackAddr(t)
+	addr, err := devcluster.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
 	config := fmt.Sprintf(`version: 0.1
 log:
   level: error
@@ -105,75 +102,37 @@ auth:
 	})
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool}}}
 	defer client.CloseIdleConnections()
-	for deadline := time.Now().Add(15 * time.Second); ; {
+	err = devcluster.Poll(context.Background(), 15*time.Second, func() error {
 		resp, err := client.Get("https://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusUnauthorized {
-				break
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("docker-registry did not become ready on %s: %v\n%s", addr, err, out.String())
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			return fmt.Errorf("/v2/ answered %s, want 401 Unauthorized", resp.Status)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("docker-registry did not become ready on %s: %v\n%s", addr, err, out.String())
 	}
 	return &distribution{host: addr, cas: caPool}
 }
 
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// testCertificates makes a CA and a server certificate for 127.0.0.1.
+// testCertificates makes a serving certificate for 127.0.0.1 and its CA
+// (client-go's generator) and returns a pool trusting them, the
+// certificates and the key, PEM-encoded.
 func testCertificates(t *testing.T) (*x509.CertPool, []byte, []byte) {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "slimgate test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("127.0.0.1", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pool,
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	if !pool.AppendCertsFromPEM(certPEM) {
+		t.Fatal("no certificate in the generated PEM")
+	}
+	return pool, certPEM, keyPEM
 }
 
 // dockerConfigSecret is a kubernetes.io/dockerconfigjson Secret for host.

@@ -16,12 +16,19 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/egress"
 )
 
-func sha(b []byte) string {
+// hashOf is the sha256 digest of b.
+func hashOf(b []byte) v1.Hash {
 	s := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(s[:])
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(s[:])}
+}
+
+// configDescriptor describes cfg as a manifest's Docker config.
+func configDescriptor(cfg []byte) v1.Descriptor {
+	return v1.Descriptor{MediaType: types.DockerConfigJSON, Size: int64(len(cfg)), Digest: hashOf(cfg)}
 }
 
 // manifestFor builds a schema 2 manifest whose config descriptor is cfg.
@@ -50,7 +57,7 @@ func hostileServer(t *testing.T, h http.HandlerFunc) (string, *atomic.Int32) {
 func TestHostileRegistries(t *testing.T) {
 	base := runtime.NumGoroutine()
 	goodCfg := []byte(`{"architecture":"amd64","os":"linux","config":{}}`)
-	goodManifest := manifestFor(v1.Descriptor{MediaType: types.DockerConfigJSON, Size: int64(len(goodCfg)), Digest: v1.Hash{Algorithm: "sha256", Hex: sha(goodCfg)[7:]}})
+	goodManifest := manifestFor(configDescriptor(goodCfg))
 	serveManifest := func(mt string, body []byte) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if strings.Contains(r.URL.Path, "/blobs/") {
@@ -180,13 +187,15 @@ func TestHostileRegistries(t *testing.T) {
 			}
 		})
 	}
-	settleGoroutines(t, base)
+	if err := devcluster.WaitGoroutines(base, 2*time.Second); err != nil {
+		t.Error(err)
+	}
 }
 
 func TestRetryAfterThatFits(t *testing.T) {
 	var calls atomic.Int32
 	cfg := []byte(`{"architecture":"amd64","os":"linux","config":{}}`)
-	m := manifestFor(v1.Descriptor{MediaType: types.DockerConfigJSON, Size: int64(len(cfg)), Digest: v1.Hash{Algorithm: "sha256", Hex: sha(cfg)[7:]}})
+	m := manifestFor(configDescriptor(cfg))
 	host, _ := hostileServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, "/blobs/") {
 			w.Write(cfg)
@@ -198,7 +207,7 @@ func TestRetryAfterThatFits(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", string(types.DockerManifestSchema2))
-		w.Header().Set("Docker-Content-Digest", sha(m))
+		w.Header().Set("Docker-Content-Digest", hashOf(m).String())
 		w.Write(m)
 	})
 	r, _ := newTestRemote(t, Options{})
@@ -208,8 +217,8 @@ func TestRetryAfterThatFits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if insp.Digest != sha(m) {
-		t.Errorf("digest = %s, want %s", insp.Digest, sha(m))
+	if insp.Digest != hashOf(m).String() {
+		t.Errorf("digest = %s, want %s", insp.Digest, hashOf(m).String())
 	}
 }
 
@@ -329,7 +338,7 @@ func (readCloser) Close() error { return nil }
 
 // serveConfig serves a manifest for cfg and cfg itself.
 func serveConfig(cfg []byte) http.HandlerFunc {
-	m := manifestFor(v1.Descriptor{MediaType: types.DockerConfigJSON, Size: int64(len(cfg)), Digest: v1.Hash{Algorithm: "sha256", Hex: sha(cfg)[7:]}})
+	m := manifestFor(configDescriptor(cfg))
 	return func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, "/blobs/") {
 			w.Write(cfg)

@@ -62,7 +62,7 @@ func peakHeap(t *testing.T) (stop func() uint64) {
 // cfg, and cfg for any blob.
 func configServer(t *testing.T, cfg []byte) string {
 	t.Helper()
-	desc := v1.Descriptor{MediaType: types.DockerConfigJSON, Size: int64(len(cfg)), Digest: v1.Hash{Algorithm: "sha256", Hex: sha(cfg)[7:]}}
+	desc := configDescriptor(cfg)
 	host, _ := hostileServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, "/blobs/") {
 			w.Write(cfg)
@@ -174,7 +174,7 @@ func TestWaitingForConfigBytesEndsWithTheContext(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", string(types.DockerManifestSchema2))
-		w.Write(manifestFor(v1.Descriptor{MediaType: types.DockerConfigJSON, Size: int64(len(cfg)), Digest: v1.Hash{Algorithm: "sha256", Hex: sha(cfg)[7:]}}))
+		w.Write(manifestFor(configDescriptor(cfg)))
 	})
 	r, _ := newTestRemote(t, Options{MaxConfigBytesInFlight: 4 << 20})
 	bigDone := make(chan error, 1)

@@ -1,8 +1,6 @@
 package registry
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -17,8 +15,7 @@ import (
 // entry is an index entry: "os/arch[/variant]", "" for none, "{}" for an
 // empty platform; the digest is derived from id.
 func entry(id, platform string, mt types.MediaType) v1.Descriptor {
-	sum := sha256.Sum256([]byte(id))
-	d := v1.Descriptor{MediaType: mt, Size: 100, Digest: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}}
+	d := v1.Descriptor{MediaType: mt, Size: 100, Digest: hashOf([]byte(id))}
 	d.Annotations = map[string]string{"id": id}
 	switch platform {
 	case "":

@@ -17,6 +17,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"slimgate.dev/slimgate/internal/devcluster"
 )
 
 // Shared state that one request, or one registry, could poison for every
@@ -443,11 +445,11 @@ func TestCacheChargesRealBytes(t *testing.T) {
 				t.Fatal(err)
 			}
 			f := newMemoryFiller(t, r)
-			before := heapAfterGC()
+			before := devcluster.HeapAfterGC()
 			for i := range tc.n {
 				tc.add(t, f, i)
 			}
-			heap := float64(heapAfterGC() - before)
+			heap := float64(devcluster.HeapAfterGC() - before)
 			if r.docs.len() != tc.n {
 				t.Fatalf("%d documents cached, want %d", r.docs.len(), tc.n)
 			}
@@ -476,7 +478,7 @@ func TestRemoteCachesChargeRealBytes(t *testing.T) {
 		image(w, r)
 	})
 	const n = 300
-	before := heapAfterGC()
+	before := devcluster.HeapAfterGC()
 	r, err := NewRemote(Options{CacheEntries: 1 << 20, CacheBytes: 4 << 30})
 	if err != nil {
 		t.Fatal(err)
@@ -493,7 +495,7 @@ func TestRemoteCachesChargeRealBytes(t *testing.T) {
 			}
 		}
 	}
-	heap := float64(heapAfterGC() - before)
+	heap := float64(devcluster.HeapAfterGC() - before)
 	accounted := map[string]int64{"facts": r.docs.bytes, "resolved": r.resolved.bytes, "seen": r.seen.bytes, "failures": r.failures.bytes, "transports": r.auth.bytes}
 	var total int64
 	for _, b := range accounted {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -96,24 +94,15 @@ func newTestRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRe
 
 // push writes an image or index and returns its reference; recording
 // starts afterwards.
-func (tr *testRegistry) push(t testing.TB, repoTag string, img any, opts ...remote.Option) string {
+func (tr *testRegistry) push(t testing.TB, repoTag string, img remote.Taggable, opts ...remote.Option) string {
 	t.Helper()
 	tr.recording.Store(false)
 	defer tr.recording.Store(true)
-	ref, err := name.ParseReference(tr.host+"/"+repoTag, name.Insecure)
-	if err != nil {
+	ref := tr.host + "/" + repoTag
+	if err := devcluster.Push(ref, img, opts...); err != nil {
 		t.Fatal(err)
 	}
-	switch v := img.(type) {
-	case v1.Image:
-		err = remote.Write(ref, v, opts...)
-	case v1.ImageIndex:
-		err = remote.WriteIndex(ref, v, opts...)
-	}
-	if err != nil {
-		t.Fatalf("pushing %s: %v", ref, err)
-	}
-	return ref.String()
+	return ref
 }
 
 // buildImage makes a small image whose history has the given lines.
@@ -532,21 +521,6 @@ func TestCircuitBreaker(t *testing.T) {
 	if hits.Load() != after {
 		t.Error("failed probe did not re-open the breaker")
 	}
-}
-
-// settleGoroutines waits for the goroutine count to come back to base.
-func settleGoroutines(t *testing.T, base int) {
-	t.Helper()
-	n := 0
-	for range 100 {
-		n = runtime.NumGoroutine()
-		if n <= base {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	buf := make([]byte, 1<<16)
-	t.Errorf("goroutines: %d, want at most %d\n%s", n, base, buf[:runtime.Stack(buf, true)])
 }
 
 // gatherCounters flattens a registry's counters to "name{labels}" -> value.

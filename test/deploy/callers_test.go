@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"path"
 	"slices"
 	"strings"
@@ -38,17 +37,10 @@ func TestChartClientAuth(t *testing.T) {
 			caSource: "Secret/callers-ca:ca.crt", servingSource: "Secret/slimgate-webhook-tls:tls.crt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := []string{"lint", "--strict", chartDir, "--namespace", releaseNamespace, "--kube-version", s.kubeVersion}
-			for _, kv := range tc.set {
-				args = append(args, "--set", kv)
-			}
-			if _, err := run(s.helm, args...); err != nil {
+			if err := helmLint(tc.set...); err != nil {
 				t.Fatal(err)
 			}
-			objs, err := renderChart(tc.set...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			objs := mustRenderChart(t, tc.set...)
 			var d appsv1.Deployment
 			if err := find(objs, "Deployment", "slimgate-webhook", &d); err != nil {
 				t.Fatal(err)
@@ -69,11 +61,7 @@ func TestChartClientAuth(t *testing.T) {
 					t.Errorf("--client-ca-name=%s reads %q, want %q", caName, got, tc.caSource)
 				}
 			}
-			s.warnings.Take()
-			if err := applyDryRun(context.Background(), ofKind(objs, "Deployment")); err != nil {
-				t.Fatal(err)
-			}
-			if w := s.warnings.Take(); len(w) > 0 {
+			if w := dryRunWarnings(t, ofKind(objs, "Deployment")); len(w) > 0 {
 				t.Errorf("warnings: %q", w)
 			}
 		})
@@ -118,10 +106,7 @@ func TestChartNetworkPolicyKeepsTheAPIServerIn(t *testing.T) {
 			want: []networkingv1.NetworkPolicyPeer{ipBlock}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			objs, err := renderChart(tc.set...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			objs := mustRenderChart(t, tc.set...)
 			var np networkingv1.NetworkPolicy
 			if err := find(objs, "NetworkPolicy", "slimgate-webhook", &np); err != nil {
 				t.Fatal(err)

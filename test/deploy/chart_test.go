@@ -95,11 +95,7 @@ func TestHelmLint(t *testing.T) {
 	needHelm(t)
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			args := []string{"lint", "--strict", chartDir, "--namespace", releaseNamespace, "--kube-version", s.kubeVersion}
-			for _, kv := range v.set {
-				args = append(args, "--set", kv)
-			}
-			if _, err := run(s.helm, args...); err != nil {
+			if err := helmLint(v.set...); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -241,10 +237,7 @@ func TestHelmTemplate(t *testing.T) {
 	needHelm(t)
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			objs, err := renderChart(v.set...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			objs := mustRenderChart(t, v.set...)
 			if diff := cmp.Diff(v.objectsOf(), names(objs)); diff != "" {
 				t.Errorf("objects (-want +got):\n%s", diff)
 			}
@@ -498,10 +491,7 @@ func TestChartRBACMatchesMarkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chart, err := renderChart("webhook.pinDigests=true")
-	if err != nil {
-		t.Fatal(err)
-	}
+	chart := mustRenderChart(t, "webhook.pinDigests=true")
 	for _, kind := range []string{"ClusterRole", "Role"} {
 		var want, got []rbacv1.PolicyRule
 		for _, u := range ofKind(generated, kind) {
@@ -530,22 +520,14 @@ func TestChartRBACMatchesMarkers(t *testing.T) {
 // warns about a Deployment whose Pods it would refuse.
 func TestChartDryRun(t *testing.T) {
 	needHelm(t)
-	ctx := context.Background()
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			// With the CRD copy in crds/, which helm installs first.
-			objs, err := renderChart(append([]string{includeCRDs}, v.set...)...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			objs := mustRenderChart(t, append([]string{includeCRDs}, v.set...)...)
 			if len(ofKind(objs, "CustomResourceDefinition")) != 1 {
 				t.Fatalf("objects %v lack the CRD", names(objs))
 			}
-			s.warnings.Take()
-			if err := applyDryRun(ctx, objs); err != nil {
-				t.Fatal(err)
-			}
-			if w := s.warnings.Take(); len(w) > 0 {
+			if w := dryRunWarnings(t, objs); len(w) > 0 {
 				t.Errorf("warnings: %q", w)
 			}
 		})
@@ -554,15 +536,8 @@ func TestChartDryRun(t *testing.T) {
 	// The check above can fail: a Deployment whose container may escalate
 	// its privileges draws a Pod Security warning.
 	t.Run("pod security is enforced", func(t *testing.T) {
-		objs, err := renderChart("securityContext.allowPrivilegeEscalation=true")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.warnings.Take()
-		if err := applyDryRun(ctx, ofKind(objs, "Deployment")); err != nil {
-			t.Fatal(err)
-		}
-		w := s.warnings.Take()
+		objs := mustRenderChart(t, "securityContext.allowPrivilegeEscalation=true")
+		w := dryRunWarnings(t, ofKind(objs, "Deployment"))
 		if !slices.ContainsFunc(w, func(s string) bool { return strings.Contains(s, "allowPrivilegeEscalation") }) {
 			t.Errorf("no Pod Security warning for allowPrivilegeEscalation=true, got %q", w)
 		}
@@ -597,11 +572,8 @@ func TestValuesAreCommented(t *testing.T) {
 // loading would refuse.
 func TestChartPolicyWithValuesRemoved(t *testing.T) {
 	needHelm(t)
-	objs, err := renderChart("policy.toolchains=null", "policy.sizeBudget=null", "policy.exclude=null",
+	objs := mustRenderChart(t, "policy.toolchains=null", "policy.sizeBudget=null", "policy.exclude=null",
 		"policy.registries.allow=null", "policy.onInspectionError=Deny")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, got := loadRenderedPolicy(t, objs)
 	want := v1alpha1.SlimImagePolicySpec{NamespaceSelector: &metav1.LabelSelector{}, OnInspectionError: v1alpha1.InspectionErrorDeny}
 	policy.SetDefaults(&want)
@@ -627,10 +599,7 @@ func TestWebhookConfigurationsMatch(t *testing.T) {
 	if err := yaml.UnmarshalStrict(data, &want); err != nil {
 		t.Fatal(err)
 	}
-	objs, err := renderChart()
-	if err != nil {
-		t.Fatal(err)
-	}
+	objs := mustRenderChart(t)
 	var got admissionregistrationv1.ValidatingWebhookConfiguration
 	if err := find(objs, "ValidatingWebhookConfiguration", want.Name, &got); err != nil {
 		t.Fatal(err)

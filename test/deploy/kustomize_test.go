@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -14,11 +13,7 @@ import (
 func renderDefault(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
 	needKustomize(t)
-	out, err := run(s.kustomize, "build", configDir+"/default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := decode(out)
+	objs, err := kustomizeBuild(configDir + "/default")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,12 +96,7 @@ func TestKustomizeDefault(t *testing.T) {
 // config/default is accepted by the real API server, without Pod Security
 // warnings (its namespace enforces the restricted level).
 func TestKustomizeDefaultDryRun(t *testing.T) {
-	objs := renderDefault(t)
-	s.warnings.Take()
-	if err := applyDryRun(context.Background(), objs); err != nil {
-		t.Fatal(err)
-	}
-	if w := s.warnings.Take(); len(w) > 0 {
+	if w := dryRunWarnings(t, renderDefault(t)); len(w) > 0 {
 		t.Errorf("warnings: %q", w)
 	}
 }

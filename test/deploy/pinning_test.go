@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,6 +41,19 @@ func webhookArgs(t *testing.T, objs []*unstructured.Unstructured) []string {
 	return d.Spec.Template.Spec.Containers[0].Args
 }
 
+// checkNoPinning fails the test when objs, rendered as what says, pin
+// digests: a MutatingWebhookConfiguration, or the webhook started with
+// --pin-digests.
+func checkNoPinning(t *testing.T, what string, objs []*unstructured.Unstructured) {
+	t.Helper()
+	if got := ofKind(objs, "MutatingWebhookConfiguration"); len(got) != 0 {
+		t.Errorf("%s renders %v", what, names(got))
+	}
+	if args := webhookArgs(t, objs); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--pin-digests") }) {
+		t.Errorf("%s: args %q", what, args)
+	}
+}
+
 // mutatingRBAC returns the ClusterRole's rules on
 // mutatingwebhookconfigurations.
 func mutatingRBAC(t *testing.T, objs []*unstructured.Unstructured) []rbacv1.PolicyRule {
@@ -66,16 +78,8 @@ func mutatingRBAC(t *testing.T, objs []*unstructured.Unstructured) []rbacv1.Poli
 // namespaces, whatever the values set them to.
 func TestChartPinDigests(t *testing.T) {
 	needHelm(t)
-	off, err := renderChart()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := ofKind(off, "MutatingWebhookConfiguration"); len(got) != 0 {
-		t.Errorf("pinDigests off renders %v", names(got))
-	}
-	if args := webhookArgs(t, off); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--pin-digests") }) {
-		t.Errorf("pinDigests off: args %q", args)
-	}
+	off := mustRenderChart(t)
+	checkNoPinning(t, "pinDigests off", off)
 	if got := mutatingRBAC(t, off); len(got) != 0 {
 		t.Errorf("pinDigests off grants %v", got)
 	}
@@ -92,10 +96,7 @@ func TestChartPinDigests(t *testing.T) {
 			"webhook.namespaceSelector.matchLabels.team=a"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			objs, err := renderChart(c.set...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			objs := mustRenderChart(t, c.set...)
 			var got admissionregistrationv1.MutatingWebhookConfiguration
 			if err := find(objs, "MutatingWebhookConfiguration", want.Name, &got); err != nil {
 				t.Fatal(err)
@@ -134,15 +135,10 @@ func TestChartPinDigests(t *testing.T) {
 				t.Errorf("self-managed: inject-ca-from %q, rules %v; want none and 2", inject, rules)
 			}
 
-			s.warnings.Take()
-			if err := applyDryRun(context.Background(), objs); err != nil {
-				t.Fatal(err)
-			}
-			if w := s.warnings.Take(); len(w) > 0 {
+			if w := dryRunWarnings(t, objs); len(w) > 0 {
 				t.Errorf("warnings: %q", w)
 			}
-			if _, err := run(s.helm, append([]string{"lint", "--strict", chartDir, "--namespace", releaseNamespace, "--kube-version", s.kubeVersion},
-				setFlags(c.set)...)...); err != nil {
+			if err := helmLint(c.set...); err != nil {
 				t.Error(err)
 			}
 		})
@@ -153,14 +149,6 @@ func TestChartPinDigests(t *testing.T) {
 	}
 }
 
-func setFlags(set []string) []string {
-	var out []string
-	for _, kv := range set {
-		out = append(out, "--set", kv)
-	}
-	return out
-}
-
 // config/default with the pinning component enabled, as its comment says
 // (uncommenting two lines), adds the MutatingWebhookConfiguration with the
 // CA injected by cert-manager and the release namespace excluded, in
@@ -168,13 +156,7 @@ func setFlags(set []string) []string {
 // with --pin-digests; without it there is neither.
 func TestKustomizePinningComponent(t *testing.T) {
 	needKustomize(t)
-	plain := renderDefault(t)
-	if got := ofKind(plain, "MutatingWebhookConfiguration"); len(got) != 0 {
-		t.Errorf("config/default renders %v", names(got))
-	}
-	if args := webhookArgs(t, plain); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--pin-digests") }) {
-		t.Errorf("config/default: args %q", args)
-	}
+	checkNoPinning(t, "config/default", renderDefault(t))
 
 	for _, ns := range []string{releaseNamespace, "gate"} {
 		t.Run(ns, func(t *testing.T) {
@@ -236,11 +218,7 @@ func renderWithPinning(t *testing.T, ns string) []*unstructured.Unstructured {
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := run(s.kustomize, "build", filepath.Join(dir, "default"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := decode(out)
+	objs, err := kustomizeBuild(filepath.Join(dir, "default"))
 	if err != nil {
 		t.Fatal(err)
 	}

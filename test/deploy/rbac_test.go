@@ -47,10 +47,7 @@ func TestWebhookRunsUnderChartRBAC(t *testing.T) {
 	ctx := context.Background()
 
 	// The chart's identity and permissions, applied for real.
-	objs, err := renderChart()
-	if err != nil {
-		t.Fatal(err)
-	}
+	objs := mustRenderChart(t)
 	var rbac []*unstructured.Unstructured
 	for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} {
 		found := ofKind(objs, kind)

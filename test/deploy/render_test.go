@@ -9,6 +9,7 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -22,7 +23,21 @@ const includeCRDs = "--include-crds"
 // helmTemplate renders the chart as release "slimgate" in the release
 // namespace, with --set values.
 func helmTemplate(set ...string) ([]byte, error) {
-	args := []string{"template", "slimgate", chartDir, "--namespace", releaseNamespace, "--kube-version", s.kubeVersion}
+	return run(s.helm, chartArgs([]string{"template", "slimgate"}, set)...)
+}
+
+// helmLint lints the chart strictly, with --set values, for the release
+// namespace and the API server's version as helmTemplate renders it.
+func helmLint(set ...string) error {
+	_, err := run(s.helm, chartArgs([]string{"lint", "--strict"}, set)...)
+	return err
+}
+
+// chartArgs is helm's command line: command, then the chart, the release
+// namespace, the API server's version and the values, each of set as a
+// --set but includeCRDs, which stands as it is.
+func chartArgs(command, set []string) []string {
+	args := append(command, chartDir, "--namespace", releaseNamespace, "--kube-version", s.kubeVersion)
 	for _, v := range set {
 		if v == includeCRDs {
 			args = append(args, v)
@@ -30,12 +45,31 @@ func helmTemplate(set ...string) ([]byte, error) {
 		}
 		args = append(args, "--set", v)
 	}
-	return run(s.helm, args...)
+	return args
 }
 
 // renderChart renders the chart and decodes its objects.
 func renderChart(set ...string) ([]*unstructured.Unstructured, error) {
 	out, err := helmTemplate(set...)
+	if err != nil {
+		return nil, err
+	}
+	return decode(out)
+}
+
+// mustRenderChart is renderChart for a test, which it fails on an error.
+func mustRenderChart(t *testing.T, set ...string) []*unstructured.Unstructured {
+	t.Helper()
+	objs, err := renderChart(set...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+// kustomizeBuild builds the kustomization in dir and decodes its objects.
+func kustomizeBuild(dir string) ([]*unstructured.Unstructured, error) {
+	out, err := run(s.kustomize, "build", dir)
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +152,17 @@ func applyDryRun(ctx context.Context, objs []*unstructured.Unstructured) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dryRunWarnings applies objs as applyDryRun does, failing the test on a
+// refusal, and returns the warnings the API server gave for them.
+func dryRunWarnings(t *testing.T, objs []*unstructured.Unstructured) []string {
+	t.Helper()
+	s.warnings.Take()
+	if err := applyDryRun(context.Background(), objs); err != nil {
+		t.Fatal(err)
+	}
+	return s.warnings.Take()
 }
 
 // applyForReal applies the objects with server-side apply.
