@@ -17,6 +17,7 @@ import (
 // instead of starting an open server. (test/e2e covers a working
 // configuration with the API server presenting its certificate.)
 func TestClientCAMissingFailsRun(t *testing.T) {
+	needAPIServer(t)
 	for _, tc := range []struct {
 		name    string
 		content string // "" leaves the file out

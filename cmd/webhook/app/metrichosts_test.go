@@ -27,6 +27,7 @@ import (
 // slimgate_registry_requests_total names the registries the policies name;
 // every host an image reference merely mentions is "other".
 func TestRegistryLabelsFollowPolicies(t *testing.T) {
+	needAPIServer(t)
 	ctx := context.Background()
 	srv := httptest.NewServer(devcluster.NewRegistry())
 	t.Cleanup(srv.Close)
