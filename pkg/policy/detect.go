@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -30,6 +31,8 @@ type hit struct {
 	// that installed what an ENV line announced, the dependency install of
 	// a node build).
 	related []int
+	// sig is the download signal of a download hit.
+	sig *downloadSignal
 }
 
 // step is one history entry read for detection.
@@ -47,6 +50,8 @@ type analysis struct {
 	// unread counts the history steps left unanalysed because the
 	// evaluation was stopped (see stopped).
 	unread int
+	// workdir is the working directory the steps so far set.
+	workdir string
 }
 
 // envRule maps environment variables to the toolchain they announce.
@@ -67,54 +72,90 @@ var envRules = []struct {
 	{"COMPOSER_VERSION", RuleToolchainComposer, []string{"composer"}},
 }
 
-// downloads are toolchains fetched by URL or file name, in RUN and ADD lines.
-var downloads = []struct {
+// downloadSignal recognises a toolchain fetched by URL or file name, in
+// RUN and ADD lines.
+type downloadSignal struct {
 	rule string
 	re   *regexp.Regexp
-}{
-	{RuleToolchainJDK, regexp.MustCompile(`(?i)openjdk\d+u-jdk_|[-_]jdk_(x64|x86|aarch64|arm|ppc64|s390x|riscv64)|\bjdk\.java\.net/|download\.java\.net/java/\S*openjdk-[0-9][^/\s'"]*_bin\.tar\.gz|\bjdk-\d+(\.\d+)*_linux-|\bjdk-\d+u\d+-linux-|-ca-jdk\d|amazon-corretto-[\d.]+-[a-z0-9-]*-jdk\.|microsoft-jdk-\d|bellsoft-jdk\d|sapmachine-jdk-\d|graalvm-(community-)?jdk-\d|graalvm-ce-java\d`)},
-	{RuleToolchainGo, regexp.MustCompile(`(?i)\bgo1\.\d+(\.\d+)?((rc|beta)\d+)?\.linux-[a-z0-9]+\.tar\.gz`)},
-	{RuleToolchainMaven, regexp.MustCompile(`(?i)apache-maven-\d[\w.-]*-bin\.(tar\.gz|zip)`)},
-	{RuleToolchainGradle, regexp.MustCompile(`(?i)gradle-\d[\w.-]*-(bin|all)\.zip|services\.gradle\.org/distributions`)},
-	{RuleToolchainRust, regexp.MustCompile(`(?i)rustup-init|sh\.rustup\.rs`)},
-	{RuleToolchainDotnetSDK, regexp.MustCompile(`(?i)dotnet-sdk-\d[\w.-]*\.(tar\.gz|zip)|dotnet-sdk/\d`)},
-	{RuleToolchainComposer, regexp.MustCompile(`(?i)getcomposer\.org|composer-setup\.php`)},
+	// homes are the variables naming the folders the fetched installer
+	// writes to when run (rustup: RUSTUP_HOME, CARGO_HOME); without them
+	// what an installer writes cannot be followed.
+	homes []string
+	// unless is an argument that makes the download something else
+	// (dotnet-install.sh --runtime installs no SDK).
+	unless string
+	// runtime are the archive members that hold only the toolchain's
+	// runtime: extracting nothing else installs no toolchain.
+	runtime *regexp.Regexp
+}
+
+// runtimeOnly reports whether every member named is runtime only.
+func (d *downloadSignal) runtimeOnly(members []string) bool {
+	if d.runtime == nil || len(members) == 0 {
+		return false
+	}
+	for _, m := range members {
+		if !d.runtime.MatchString(m) {
+			return false
+		}
+	}
+	return true
+}
+
+// downloads are toolchains fetched by URL or file name, in RUN and ADD lines.
+var downloads = []*downloadSignal{
+	{rule: RuleToolchainJDK, re: regexp.MustCompile(`(?i)openjdk\d+u-jdk_|[-_]jdk_(x64|x86|aarch64|arm|ppc64|s390x|riscv64)|\bjdk\.java\.net/|download\.java\.net/java/\S*openjdk-[0-9][^/\s'"]*_bin\.tar\.gz|\bjdk-\d+(\.\d+)*_linux-|\bjdk-\d+u\d+-linux-|-ca-jdk\d|amazon-corretto-[\d.]+-[a-z0-9-]*-jdk\.|microsoft-jdk-\d|bellsoft-jdk\d|sapmachine-jdk-\d|graalvm-(community-)?jdk-\d|graalvm-ce-java\d`)},
+	{rule: RuleToolchainGo, re: regexp.MustCompile(`(?i)\bgo1\.\d+(\.\d+)?((rc|beta)\d+)?\.linux-[a-z0-9]+\.tar\.gz`)},
+	{rule: RuleToolchainMaven, re: regexp.MustCompile(`(?i)apache-maven-\d[\w.-]*-bin\.(tar\.gz|zip)`)},
+	{rule: RuleToolchainGradle, re: regexp.MustCompile(`(?i)gradle-\d[\w.-]*-(bin|all)\.zip|services\.gradle\.org/distributions`)},
+	{rule: RuleToolchainRust, re: regexp.MustCompile(`(?i)rustup-init|sh\.rustup\.rs`), homes: []string{"RUSTUP_HOME", "CARGO_HOME"}},
+	{rule: RuleToolchainDotnetSDK, re: regexp.MustCompile(`(?i)dotnet-sdk-\d[\w.-]*\.(tar\.gz|zip)|dotnet-sdk/\d`), unless: "--runtime"},
+	{rule: RuleToolchainDotnetSDK, re: regexp.MustCompile(`dotnet-install\.sh`), unless: "--runtime"},
+	{rule: RuleToolchainComposer, re: regexp.MustCompile(`(?i)getcomposer\.org|composer-setup\.php`)},
 }
 
 var (
-	ccPackage  = regexp.MustCompile(`^((gcc|g\+\+|clang|clang\+\+)(-\d+(\.\d+)?)?|gcc-c\+\+|(gcc|g\+\+)-multilib|make|build-essential|build-base|alpine-sdk|libc6-dev|libc-dev|glibc-devel|@development[- ]tools)$`)
-	jdkPackage = regexp.MustCompile(`^(openjdk-\d+-jdk(-headless)?|openjdk\d+(-jdk)?|default-jdk(-headless)?|java-\S*-(openjdk|amazon-corretto)-devel\S*|java-\d+-amazon-corretto-jdk|amazon-corretto-\d+|temurin-\d+-jdk|zulu\d*-jdk(-headless)?|msopenjdk-\d+|oracle-java\d+-installer)$`)
+	ccPackage = regexp.MustCompile(`^((gcc|g\+\+|clang|clang\+\+)(-\d+(\.\d+)?)?|gcc-c\+\+|(gcc|g\+\+)-multilib|build-essential|build-base|alpine-sdk|@development[- ]tools)$`)
+	// ccHelper are the parts of a C toolchain that compile nothing by
+	// themselves: make without a compiler builds nothing native. They
+	// only corroborate a compiler.
+	ccHelper   = regexp.MustCompile(`^(make|libc6-dev|libc-dev|glibc-devel)$`)
+	jdkPackage = regexp.MustCompile(`^(openjdk-\d+-jdk(-headless)?|openjdk\d+(-jdk)?|default-jdk(-headless)?|java-\S*-(openjdk|amazon-corretto)-devel\S*|java-\d+-amazon-corretto-jdk|amazon-corretto-\d+|temurin-\d+-jdk|zulu\d*-jdk(-headless)?|msopenjdk-\d+|oracle-java\d+-installer|sapmachine-\d+-jdk(-headless)?)$`)
 	goPackage  = regexp.MustCompile(`^(go|golang|golang-go|golang-bin|golang-\d+(\.\d+)?(-go)?)$`)
 	pkgRules   = []struct {
 		rule string
 		re   *regexp.Regexp
+		// weak packages only corroborate.
+		weak bool
 	}{
-		{RuleToolchainCC, ccPackage},
-		{RuleToolchainJDK, jdkPackage},
-		{RuleToolchainGo, goPackage},
-		{RuleToolchainMaven, regexp.MustCompile(`^maven$`)},
-		{RuleToolchainGradle, regexp.MustCompile(`^gradle$`)},
-		{RuleToolchainRust, regexp.MustCompile(`^(rust|rustc|cargo|rustup)$`)},
-		{RuleToolchainDotnetSDK, regexp.MustCompile(`^(dotnet-sdk-\d[\d.]*|dotnet\d+-sdk)$`)},
-		{RuleToolchainComposer, regexp.MustCompile(`^composer$`)},
+		{RuleToolchainCC, ccPackage, false},
+		{RuleToolchainCC, ccHelper, true},
+		{RuleToolchainJDK, jdkPackage, false},
+		{RuleToolchainGo, goPackage, false},
+		{RuleToolchainMaven, regexp.MustCompile(`^maven$`), false},
+		{RuleToolchainGradle, regexp.MustCompile(`^gradle$`), false},
+		{RuleToolchainRust, regexp.MustCompile(`^(rust|rustc|cargo|rustup)$`), false},
+		{RuleToolchainDotnetSDK, regexp.MustCompile(`^(dotnet-sdk-\d[\d.]*|dotnet\d+-sdk)$`), false},
+		{RuleToolchainComposer, regexp.MustCompile(`^composer$`), false},
 	}
 )
 
-// toolchainRule returns the rule a package name belongs to, or "".
-func toolchainRule(name string) string {
+// toolchainRule returns the rule a package name belongs to, or "", and
+// whether the package only corroborates the rule.
+func toolchainRule(name string) (string, bool) {
 	for _, pr := range pkgRules {
 		if pr.re.MatchString(name) {
-			return pr.rule
+			return pr.rule, pr.weak
 		}
 	}
-	return ""
+	return "", false
 }
 
 // analyze runs every detector over an image's facts. It stops before the
 // next history step once done is closed (nil: never) and counts the steps
 // it left unread.
 func analyze(f *image.Facts, done <-chan struct{}) analysis {
-	a := analysis{versions: map[string]string{}}
+	a := analysis{versions: map[string]string{}, workdir: "/"}
 	env := map[string]string{}
 	envIndex := map[string]int{}
 	for _, kv := range f.Env {
@@ -168,13 +209,22 @@ func analyze(f *image.Facts, done <-chan struct{}) analysis {
 func (a *analysis) step(st step, env map[string]string, node *nodeState) {
 	switch st.keyword {
 	case "RUN", "":
-		a.downloads(st)
+		dl := a.downloads(st)
 		if st.keyword == "RUN" || looksLikeScript(st.args) {
-			a.script(st, env, node)
+			a.script(st, env, node, dl)
+		} else {
+			a.hits = append(a.hits, dl...)
 		}
 	case "ADD":
-		a.downloads(st)
+		a.hits = append(a.hits, a.downloads(st)...)
 		a.copyInto(st)
+	case "WORKDIR":
+		if dir := strings.TrimSpace(st.args); dir != "" && !strings.Contains(dir, "$") {
+			if !strings.HasPrefix(dir, "/") {
+				dir = a.workdir + "/" + dir
+			}
+			a.workdir = path.Clean(dir)
+		}
 	case "COPY":
 		a.copyInto(st)
 	case "CMD", "ENTRYPOINT":
@@ -204,18 +254,21 @@ func (a *analysis) cut(index int, why string) {
 	a.notes = append(a.notes, fmt.Sprintf("history #%d was not analysed in full: %s", index, why))
 }
 
-func (a *analysis) downloads(st step) {
+// downloads finds the toolchains a step fetches by URL or file name.
+func (a *analysis) downloads(st step) []hit {
+	var hits []hit
 	for _, d := range downloads {
-		if m := d.re.FindString(st.args); m != "" {
-			if d.rule == RuleToolchainDotnetSDK && strings.Contains(st.args, "--runtime") {
-				continue
-			}
-			a.add(hit{rule: d.rule, strength: strong, index: st.Index, needle: m, what: "downloads " + fileName(st.args, m)})
+		m := d.re.FindString(st.args)
+		if m == "" || (d.unless != "" && strings.Contains(st.args, d.unless)) {
+			continue
 		}
+		what := "downloads " + fileName(st.args, m)
+		if strings.HasSuffix(m, ".sh") {
+			what = "runs " + m
+		}
+		hits = append(hits, hit{rule: d.rule, strength: strong, index: st.Index, needle: m, what: what, sig: d})
 	}
-	if strings.Contains(st.args, "dotnet-install.sh") && !strings.Contains(st.args, "--runtime") {
-		a.add(hit{rule: RuleToolchainDotnetSDK, strength: strong, index: st.Index, needle: "dotnet-install.sh", what: "runs dotnet-install.sh (SDK)"})
-	}
+	return hits
 }
 
 var (
@@ -233,15 +286,29 @@ func (a *analysis) copyInto(st step) {
 	}
 }
 
-// script runs the command detectors over one RUN step.
-func (a *analysis) script(st step, env map[string]string, node *nodeState) {
+// script runs the command detectors over one RUN step; dl are the
+// downloads its text shows.
+func (a *analysis) script(st step, env map[string]string, node *nodeState, dl []hit) {
 	var (
 		pkgs   pkgState
 		builds []hit
 		nodeIn []hit
 		nodeBd []hit
+		cands  []*downloadSignal
 	)
+	for _, h := range dl {
+		cands = append(cands, h.sig)
+	}
 	sh := newShellReader(env, st.buildArgs)
+	fs := newFSState(a.workdir, cands)
+	sh.observe = func(c command) {
+		fs.observe(c, func(k string) (string, bool) {
+			if v, ok := c.assigns[k]; ok {
+				return v, true
+			}
+			return sh.lookup(k)
+		})
+	}
 	for _, c := range sh.commands(st.args) {
 		pkgs.observe(c)
 		h := hit{index: st.Index, strength: strong, needle: c.name}
@@ -314,9 +381,22 @@ func (a *analysis) script(st step, env map[string]string, node *nodeState) {
 	if pkgs.overBudget() {
 		a.cut(st.Index, fmt.Sprintf("package removals past %d checks were not credited", maxPkgWork))
 	}
-	// Official runtime images build from source with dependencies they
-	// remove again in the same step: nothing of such a build is shipped.
-	if !pkgs.selfCleaning() {
+	// A toolchain fetched into a folder the step deletes again leaves
+	// nothing in its layer.
+	cleared := false
+	var kept []hit
+	for _, h := range dl {
+		if fs.cleared(h.sig) {
+			cleared = true
+			continue
+		}
+		kept = append(kept, h)
+	}
+	a.hits = append(a.hits, kept...)
+	// Official runtime images build from source with dependencies (or a
+	// toolchain) they remove again in the same step: nothing of such a
+	// build is shipped.
+	if !pkgs.selfCleaning() && !(cleared && len(kept) == 0 && !pkgs.keepsToolchain()) {
 		a.hits = append(a.hits, builds...)
 		node.installs = append(node.installs, nodeIn...)
 		node.builds = append(node.builds, nodeBd...)
@@ -328,14 +408,18 @@ func (a *analysis) script(st step, env map[string]string, node *nodeState) {
 		seen := map[string]bool{}
 		manager := ""
 		for _, ip := range pkgs.installed {
-			if !ip.removed && ip.rule == pr.rule && !seen[ip.name] {
+			if !ip.removed && ip.rule == pr.rule && ip.weak == pr.weak && !seen[ip.name] {
 				seen[ip.name] = true
 				names = append(names, ip.name)
 				manager = ip.manager
 			}
 		}
 		if len(names) > 0 {
-			a.add(hit{rule: pr.rule, strength: strong, index: st.Index, needle: names[0],
+			strength := strong
+			if pr.weak {
+				strength = weak
+			}
+			a.add(hit{rule: pr.rule, strength: strength, index: st.Index, needle: names[0],
 				what: shorten(manager+" installs "+strings.Join(names, ", "), "", 60)})
 		}
 	}

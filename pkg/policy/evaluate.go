@@ -100,7 +100,7 @@ func (c *Compiled) evaluate(f *image.Facts, done <-chan struct{}) Result {
 	var attributed []hit
 	for _, r := range catalog() {
 		hits := byRule[r.ID]
-		if len(hits) == 0 {
+		if !decides(hits) {
 			continue
 		}
 		res.Findings = append(res.Findings, hitFinding(r, hits, f, action, an.versions[r.version]))
@@ -141,6 +141,12 @@ func cutFinding(f *image.Facts, an analysis, action Action) Finding {
 		fd.Platform = f.Platform.String()
 	}
 	return fd
+}
+
+// decides reports whether a rule's hits make a finding: weak signals
+// (a default command, a helper package such as make) only corroborate.
+func decides(hits []hit) bool {
+	return slices.ContainsFunc(hits, func(h hit) bool { return h.strength >= moderate })
 }
 
 func verdict(fs []Finding) Verdict {

@@ -30,6 +30,9 @@ type installedPkg struct {
 	group   string // apk --virtual name
 	// rule is the toolchain rule the package belongs to, or "".
 	rule string
+	// weak is set for a package that only corroborates its rule (make
+	// for a C toolchain): keeping it keeps no toolchain.
+	weak bool
 	// tx is the install command that added it.
 	tx int
 	// auto is set when the package is marked as installed automatically
@@ -45,21 +48,35 @@ type installedPkg struct {
 // remains (a build with an earlier step's compiler that removes its own
 // build dependencies). Removing a package the step did not install, or an
 // autoremove that spares the packages named on the command line, covers
-// nothing.
+// nothing. Packages that only corroborate a toolchain (make) may stay: a
+// step that keeps make but purges its compiler keeps no toolchain.
 func (p *pkgState) selfCleaning() bool {
 	removed, kept, toolchain := 0, 0, false
 	for _, ip := range p.installed {
 		if !ip.removed {
-			if ip.rule != "" {
+			if p.keeps(ip) {
 				return false
 			}
 			kept++
 			continue
 		}
 		removed++
-		toolchain = toolchain || ip.rule != ""
+		toolchain = toolchain || (ip.rule != "" && !ip.weak)
 	}
 	return removed > 0 && (toolchain || kept == 0)
+}
+
+// keeps reports whether a package left installed is a toolchain.
+func (p *pkgState) keeps(ip installedPkg) bool { return ip.rule != "" && !ip.weak }
+
+// keepsToolchain reports whether any toolchain package remains.
+func (p *pkgState) keepsToolchain() bool {
+	for _, ip := range p.installed {
+		if !ip.removed && p.keeps(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // overBudget reports whether removals went uncredited for want of work.
@@ -259,7 +276,8 @@ func (p *pkgState) install(manager string, names []string, group string) {
 	tx := p.transaction(manager)
 	for _, n := range names {
 		if n = normalisePkg(n); n != "" {
-			p.installed = append(p.installed, installedPkg{name: n, manager: manager, group: group, rule: toolchainRule(n), tx: tx})
+			rule, weak := toolchainRule(n)
+			p.installed = append(p.installed, installedPkg{name: n, manager: manager, group: group, rule: rule, weak: weak, tx: tx})
 		}
 	}
 }
