@@ -19,6 +19,8 @@ import (
 type Compiled struct {
 	spec   *v1alpha1.SlimImagePolicySpec
 	action Action
+	// det is the toolchain catalog the policy applies.
+	det *detector
 	// notes are what every result says about the policy itself.
 	notes    []string
 	sel      selection
@@ -50,6 +52,7 @@ func Compile(spec *v1alpha1.SlimImagePolicySpec) (*Compiled, error) {
 	c := &Compiled{
 		spec:     s,
 		action:   ActionFor(s.Mode),
+		det:      builtin(),
 		sel:      selectRules(s.Toolchains),
 		selector: namespaceSelector(s.NamespaceSelector),
 	}

@@ -132,7 +132,7 @@ func TestHostileLongLine(t *testing.T) {
 	f := historyFacts(t, nil, line)
 
 	var an analysis
-	got := allocated(func() { an = analyze(f, nil) })
+	got := allocated(func() { an = analyze(builtin(), f, nil) })
 	t.Logf("analysing a %d byte line: %d bytes allocated", len(line), got)
 	// Analysis reads at most the 64 KiB line cap, whatever the line's
 	// length: at most 40 bytes allocated per byte analysed.
@@ -192,7 +192,7 @@ func TestHostileNesting(t *testing.T) {
 
 	line := "RUN /bin/sh -c " + nest(9, "make") + " # buildkit"
 	f := historyFacts(t, nil, line)
-	got := allocated(func() { analyze(f, nil) })
+	got := allocated(func() { analyze(builtin(), f, nil) })
 	t.Logf("%d byte line nested 9 deep: %d bytes allocated", len(line), got)
 	if limit := uint64(64*len(line) + 64<<10); got > limit {
 		t.Errorf("nesting 9 deep (%d bytes) allocated %d bytes, want at most %d", len(line), got, limit)

@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -30,10 +32,25 @@ func under(p, dir string) bool {
 	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
 }
 
-// artifact is one toolchain fetched by a step, and where its files went.
+// Bounds of the lifecycle: history lines are written by the image's
+// author, so the places followed are bounded; past a bound a toolchain is
+// taken to stay (errs towards a finding) and the limit is noted.
+const (
+	maxArtifacts = 64
+	maxPlaces    = 64
+)
+
+// artifact is one toolchain fetched or put in place by a step, and where
+// its files went.
 type artifact struct {
-	// sig is the signal that recognised the download.
-	sig *downloadSignal
+	rule string
+	// sig is the signal that recognised a download, path the one that
+	// recognised a file put at a toolchain's path (needle is that path).
+	sig    *downloadSignal
+	path   *pathSignal
+	needle string
+	// goneAt is the step that deleted its last place, or -1.
+	goneAt int
 	// places are where its files are now.
 	places []place
 	// escaped is set once its files went somewhere the reader cannot
@@ -48,7 +65,7 @@ type artifact struct {
 func (a *artifact) gone() bool { return !a.escaped && !a.piped && len(a.places) == 0 }
 
 func (a *artifact) add(p place) {
-	if strings.Contains(p.path, "$") || p.path == "" {
+	if strings.Contains(p.path, "$") || p.path == "" || len(a.places) >= maxPlaces {
 		a.escaped = true
 		return
 	}
@@ -89,13 +106,58 @@ type fsState struct {
 	// cands are the download signals whose pattern the step's text
 	// matched: only those are looked for in commands.
 	cands []*downloadSignal
+	// paths are the catalog's path signals, for files put in place.
+	paths []*pathSignal
+	// earlier are the installs of earlier steps still in the image: this
+	// step's rm may delete them.
+	earlier []liveArtifact
+	// step is the history index of the step.
+	step int
+	// limits says, once each, what was not followed.
+	limits []string
 }
 
-func newFSState(workdir string, cands []*downloadSignal) *fsState {
+func newFSState(workdir string, cands []*downloadSignal, paths []*pathSignal, earlier []liveArtifact) *fsState {
 	if workdir == "" {
 		workdir = "/"
 	}
-	return &fsState{cwd: workdir, home: "/root", cands: cands}
+	return &fsState{cwd: workdir, home: "/root", cands: cands, paths: paths, earlier: earlier}
+}
+
+// newArtifact starts following an artifact, or returns nil past the bound.
+func (s *fsState) newArtifact(art *artifact) *artifact {
+	if len(s.arts) >= maxArtifacts {
+		why := fmt.Sprintf("files of more than %d downloads were not followed", maxArtifacts)
+		if !slices.Contains(s.limits, why) {
+			s.limits = append(s.limits, why)
+		}
+		return nil
+	}
+	art.goneAt = -1
+	s.arts = append(s.arts, art)
+	return art
+}
+
+// putAt records a file put at dest (from src, when copied or linked): a
+// toolchain's path when a path signal matches it.
+func (s *fsState) putAt(dest, src string) {
+	if len(s.paths) == 0 || strings.Contains(dest, "$") {
+		return
+	}
+	cands := []string{dest}
+	if src != "" {
+		cands = append(cands, path.Join(dest, path.Base(src)))
+	}
+	for _, sig := range s.paths {
+		for _, p := range cands {
+			if pathMatches(sig.g, p) {
+				if art := s.newArtifact(&artifact{rule: sig.rule, path: sig, needle: p}); art != nil {
+					art.add(place{path: p})
+				}
+				break
+			}
+		}
+	}
 }
 
 // abs resolves a path against the working directory. Paths the reader
@@ -112,7 +174,8 @@ func (s *fsState) abs(p string) string {
 
 // observe updates the state with one command; lookup reads the step's
 // variables at that point.
-func (s *fsState) observe(c command, lookup func(string) (string, bool)) {
+func (s *fsState) observe(c command, step int, lookup func(string) (string, bool)) {
+	s.step = step
 	var out []*artifact
 	switch c.name {
 	case "cd":
@@ -136,7 +199,7 @@ func (s *fsState) observe(c command, lookup func(string) (string, bool)) {
 		out = s.fetch(c)
 	case "tar", "bsdtar", "unzip":
 		s.extract(c)
-	case "mv", "cp", "install", "rsync":
+	case "mv", "cp", "install", "rsync", "ln":
 		s.place(c)
 	case "rm":
 		s.remove(c)
@@ -211,8 +274,10 @@ func (s *fsState) fetch(c command) []*artifact {
 			if !sig.re.MatchString(url) {
 				continue
 			}
-			art := &artifact{sig: sig}
-			s.arts = append(s.arts, art)
+			art := s.newArtifact(&artifact{rule: sig.rule, sig: sig})
+			if art == nil {
+				continue
+			}
 			if dest == "-" || dest == "" {
 				art.piped = true
 				toOut = append(toOut, art)
@@ -328,9 +393,26 @@ func (s *fsState) extract(c command) {
 	} else {
 		f := s.abs(file)
 		for _, art := range s.arts {
-			if art.holds(f) {
+			if art.sig != nil && art.holds(f) {
 				arts = append(arts, art)
 			}
+		}
+		if len(arts) == 0 {
+			// An archive an earlier step put in place ("COPY
+			// crystal.tar.gz /tmp/"): unpacked here, it lands here.
+			for _, sig := range s.cands {
+				if sig.re.MatchString(path.Base(f)) {
+					if art := s.newArtifact(&artifact{rule: sig.rule, sig: sig}); art != nil {
+						arts = append(arts, art)
+					}
+				}
+			}
+		}
+	}
+	for _, m := range members {
+		parts := strings.Split(strings.Trim(m, "/"), "/")
+		if strip < len(parts) {
+			s.putAt(path.Clean(dir+"/"+strings.Join(parts[strip:], "/")), "")
 		}
 	}
 	for _, art := range arts {
@@ -356,9 +438,19 @@ func (s *fsState) extract(c command) {
 // placeValueOpts are options of mv, cp and install that take a value.
 var placeValueOpts = map[string]bool{"-m": true, "--mode": true, "-o": true, "--owner": true, "-g": true, "--group": true, "-S": true, "--suffix": true}
 
-// place follows files moved or copied out of an artifact.
+// place follows files moved, copied or linked out of an artifact, and
+// files put at a toolchain's path.
 func (s *fsState) place(c command) {
 	ops := operands(c.args, placeValueOpts)
+	if c.name == "ln" {
+		if len(ops) >= 2 && !strings.Contains(ops[len(ops)-1], "$") {
+			dest := s.abs(ops[len(ops)-1])
+			for _, src := range ops[:len(ops)-1] {
+				s.putAt(dest, src)
+			}
+		}
+		return
+	}
 	target := ""
 	for i, a := range c.args {
 		if (a == "-t" || a == "--target-directory") && i+1 < len(c.args) {
@@ -376,6 +468,7 @@ func (s *fsState) place(c command) {
 	}
 	dest := s.abs(target)
 	for _, src := range ops {
+		s.putAt(dest, src)
 		p := s.abs(globDir(src))
 		for _, art := range s.arts {
 			if !art.holds(p) {
@@ -434,6 +527,14 @@ func (s *fsState) remove(c command) {
 		for _, art := range s.arts {
 			art.clear(p, base)
 		}
+		for _, l := range s.earlier {
+			if !l.art.gone() {
+				l.art.clear(p, base)
+				if l.art.gone() {
+					l.art.goneAt = s.step
+				}
+			}
+		}
 	}
 }
 
@@ -470,6 +571,14 @@ func globMatch(pattern, name string) bool {
 // folder ("./configure && make install").
 func (s *fsState) run(c command, lookup func(string) (string, bool)) {
 	prog := c.prog
+	if interpreters[c.name] {
+		if ops := operands(c.args, nil); len(ops) > 0 && !hasArg(c.args, "-r", "-e", "-c") {
+			prog = ops[0]
+			if !strings.Contains(prog, "/") {
+				prog = "./" + prog
+			}
+		}
+	}
 	if shells[c.name] {
 		if hasArg(c.args, "-c") {
 			return
@@ -493,6 +602,9 @@ func (s *fsState) run(c command, lookup func(string) (string, bool)) {
 	}
 	p := s.abs(prog)
 	for _, art := range s.arts {
+		if art.sig == nil {
+			continue
+		}
 		switch {
 		case strings.Contains(prog, "/") && art.isFile(p):
 			s.installs(art, lookup)
@@ -504,6 +616,9 @@ func (s *fsState) run(c command, lookup func(string) (string, bool)) {
 		}
 	}
 }
+
+// interpreters run the script file named by their first operand.
+var interpreters = map[string]bool{"php": true, "python": true, "python3": true, "perl": true, "ruby": true, "node": true}
 
 // inertCommands do not copy files out of the folder they run in.
 var inertCommands = map[string]bool{
@@ -536,7 +651,7 @@ func (s *fsState) installs(art *artifact, lookup func(string) (string, bool)) {
 func (s *fsState) cleared(sig *downloadSignal) bool {
 	found := false
 	for _, art := range s.arts {
-		if art.sig != sig {
+		if art.sig != sig || art.path != nil {
 			continue
 		}
 		if !art.gone() {

@@ -16,6 +16,15 @@ const maxPkgWork = 1 << 20
 // same step leaves nothing in the step's layer; one removed in a later step
 // still ships in this step's layer.
 type pkgState struct {
+	det *detector
+	// scratch is the literal index's space, one flag per package pattern.
+	scratch []bool
+	// step is the history index of the step being read; files are the
+	// package files (.deb, .rpm, .apk) its commands name, for installs by
+	// path.
+	step  int
+	files []string
+	// installed holds the packages of every step read so far.
 	installed []installedPkg
 	// txs counts the install and remove commands seen; rpmLast is the
 	// latest of the rpm tools, for "history undo last".
@@ -39,6 +48,16 @@ type installedPkg struct {
 	// (apt-mark auto, dnf mark remove): an autoremove removes it.
 	auto    bool
 	removed bool
+	// step is the step that installed it, removedBy the one that removed
+	// it.
+	step, removedBy int
+}
+
+// begin starts reading a step.
+func (p *pkgState) begin(step int) {
+	p.step = step
+	p.files = nil
+	p.work = 0
 }
 
 // selfCleaning reports whether the step removed what it installed: at
@@ -53,6 +72,9 @@ type installedPkg struct {
 func (p *pkgState) selfCleaning() bool {
 	removed, kept, toolchain := 0, 0, false
 	for _, ip := range p.installed {
+		if ip.step != p.step {
+			continue
+		}
 		if !ip.removed {
 			if p.keeps(ip) {
 				return false
@@ -69,10 +91,11 @@ func (p *pkgState) selfCleaning() bool {
 // keeps reports whether a package left installed is a toolchain.
 func (p *pkgState) keeps(ip installedPkg) bool { return ip.rule != "" && !ip.weak }
 
-// keepsToolchain reports whether any toolchain package remains.
+// keepsToolchain reports whether a toolchain package the step installed
+// remains.
 func (p *pkgState) keepsToolchain() bool {
 	for _, ip := range p.installed {
-		if !ip.removed && p.keeps(ip) {
+		if ip.step == p.step && !ip.removed && p.keeps(ip) {
 			return true
 		}
 	}
@@ -97,8 +120,19 @@ func (p *pkgState) observe(c command) {
 		p.zypper(c)
 	case "dpkg":
 		for i, a := range c.args {
-			if a == "-r" || a == "-P" || a == "--purge" || a == "--remove" {
+			switch a {
+			case "-r", "-P", "--purge", "--remove":
 				p.remove(c.name, c.args[i+1:], nil)
+				return
+			case "-i", "--install":
+				p.install(c.name, operands(c.args[i+1:], nil), "")
+				return
+			}
+		}
+	case "rpm":
+		for _, a := range c.args {
+			if a == "--install" || a == "--upgrade" || (strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && strings.ContainsAny(a, "iU")) {
+				p.install("yum", operands(c.args, nil), "")
 				return
 			}
 		}
@@ -275,12 +309,94 @@ func (p *pkgState) zypper(c command) {
 func (p *pkgState) install(manager string, names []string, group string) {
 	tx := p.transaction(manager)
 	for _, n := range names {
-		if n = normalisePkg(n); n != "" {
-			rule, weak := toolchainRule(n)
-			p.installed = append(p.installed, installedPkg{name: n, manager: manager, group: group, rule: rule, weak: weak, tx: tx})
+		for _, name := range p.installedNames(n) {
+			ip := installedPkg{name: name, manager: manager, group: group, tx: tx, step: p.step, removedBy: -1}
+			if p.det == nil {
+				p.det = builtin()
+				p.scratch = make([]bool, len(p.det.pkgPatterns))
+			}
+			if sig := p.det.packageRule(name, p.scratch); sig != nil {
+				ip.rule, ip.weak = sig.rule, sig.strength < moderate
+			}
+			p.installed = append(p.installed, ip)
 		}
 	}
 }
+
+// packageFile matches the file name of a package: name_version_arch.deb,
+// name-version-release.arch.rpm, name-version-rN.apk.
+var packageFile = regexp.MustCompile(`\.(deb|rpm|apk)$`)
+
+// installedNames returns the package names an install operand stands for:
+// the name itself, or, for a package file or a glob of them ("./x.deb",
+// "$DIR/*.rpm"), the names of the matching package files the step names.
+func (p *pkgState) installedNames(op string) []string {
+	if !strings.Contains(op, "/") && !packageFile.MatchString(op) {
+		if n := normalisePkg(op); n != "" {
+			return []string{n}
+		}
+		return nil
+	}
+	base := path.Base(op)
+	files := []string{op}
+	if strings.ContainsAny(base, "*?[") {
+		files = nil
+		for _, f := range p.files {
+			if ok, _ := path.Match(base, path.Base(f)); ok {
+				files = append(files, f)
+			}
+		}
+	}
+	var out []string
+	for _, f := range files {
+		if n := packageFileName(path.Base(f)); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// packageFileName reads the package name out of a package file name.
+func packageFileName(file string) string {
+	m := packageFile.FindStringSubmatch(file)
+	if m == nil {
+		return ""
+	}
+	s := strings.ToLower(strings.TrimSuffix(file, m[0]))
+	if m[1] == "deb" {
+		s, _, _ = strings.Cut(s, "_")
+		return s
+	}
+	if i := strings.Index(s, "-$"); i > 0 {
+		// "java-17-devel-$version.x86_64": the version is a variable.
+		return s[:i]
+	}
+	// name-version-release: version and release hold no dash.
+	for range 2 {
+		i := strings.LastIndexByte(s, '-')
+		if i <= 0 {
+			return ""
+		}
+		s = s[:i]
+	}
+	return s
+}
+
+// packageFiles lists the package files the commands of a step name.
+func packageFiles(cmds []command) []string {
+	var out []string
+	for _, c := range cmds {
+		for _, w := range append([]string{c.name}, c.args...) {
+			if packageFile.MatchString(w) && len(out) < maxPackageFiles {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
+}
+
+// maxPackageFiles bounds the package files followed in one step.
+const maxPackageFiles = 256
 
 // transaction numbers a package manager command that changes packages.
 func (p *pkgState) transaction(manager string) int {
@@ -307,8 +423,15 @@ func (p *pkgState) remove(manager string, args []string, valueOpts map[string]bo
 		if manager == "apk" && ip.group != "" {
 			key = ip.group
 		}
-		ip.removed = match(key)
+		p.setRemoved(ip, match(key))
 	})
+}
+
+// setRemoved marks a package removed by the current step.
+func (p *pkgState) setRemoved(ip *installedPkg, gone bool) {
+	if gone {
+		ip.removed, ip.removedBy = true, p.step
+	}
 }
 
 // autoRemove removes what the family's marks made automatically installed.
@@ -332,14 +455,18 @@ func (p *pkgState) mark(manager string, names []string, auto bool) {
 	// A pattern not understood marks nothing auto and everything manual.
 	match, cost := pkgMatcher(manager, names, !auto)
 	p.visit(manager, cost, func(ip *installedPkg) {
-		if match(ip.name) {
+		if ip.step == p.step && match(ip.name) {
 			ip.auto = auto
 		}
 	})
 }
 
+// removeWhere removes, of the packages the current step installed, those
+// gone says: marks and autoremoves of a later step are not credited with
+// removing an earlier step's packages ("apt-mark auto '.*'" there is
+// undone by the savedAptMark it restores, which the reader cannot see).
 func (p *pkgState) removeWhere(manager string, gone func(installedPkg) bool) {
-	p.visit(manager, 1, func(ip *installedPkg) { ip.removed = gone(*ip) })
+	p.visit(manager, 1, func(ip *installedPkg) { p.setRemoved(ip, ip.step == p.step && gone(*ip)) })
 }
 
 // visit calls f on the packages of the manager's family still installed,

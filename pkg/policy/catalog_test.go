@@ -1,0 +1,213 @@
+package policy
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// line reads history entry index of a testdata file ("images/x" or
+// "corpus/y"), checking it holds want: the catalog's examples are real
+// history lines, not lines written for the test.
+func line(t testing.TB, file string, index int, want string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", file+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fx struct {
+		Config v1.ConfigFile `json:"config"`
+	}
+	if err := json.Unmarshal(data, &fx); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if index >= len(fx.Config.History) || !strings.Contains(fx.Config.History[index].CreatedBy, want) {
+		t.Fatalf("%s #%d does not hold %q", file, index, want)
+	}
+	return fx.Config.History[index].CreatedBy
+}
+
+// buildkit renders a Dockerfile RUN line as BuildKit records it.
+func buildkit(script string) string { return "RUN /bin/sh -c " + script + " # buildkit" }
+
+// signalCase is one example of a catalog entry: an image (history lines,
+// env, labels) in which the entry must be found (fires) or not.
+type signalCase struct {
+	rule   string
+	name   string
+	env    []string
+	labels map[string]string
+	lines  []string
+	fires  bool
+}
+
+// catalogCases holds, for every entry of the catalog, at least one real
+// example that must fire it and one near miss that must not. Lines come
+// from testdata (line) or are Dockerfile lines of public repositories as
+// BuildKit renders them (buildkit).
+func catalogCases(t testing.TB) []signalCase {
+	return []signalCase{
+		{rule: RuleToolchainGo, name: "golang image env and PATH", fires: true,
+			env:   []string{"GOLANG_VERSION=1.24.4", "GOTOOLCHAIN=local", "GOPATH=/go", "PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+			lines: []string{line(t, "images/golang-1.24.4-bookworm", 8, "COPY /target/ /")}},
+		{rule: RuleToolchainGo, name: "GODEBUG of a Go binary is no toolchain",
+			env: []string{"GODEBUG=x509ignoreCN=0,madvdontneed=1", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
+
+		{rule: RuleToolchainJDK, name: "temurin JDK tarball", fires: true,
+			lines: []string{line(t, "corpus/eclipse-temurin-21.0.12.1-jdk-alpine", 7, "OpenJDK21U-jdk_")}},
+		{rule: RuleToolchainJDK, name: "temurin JRE tarball",
+			lines: []string{line(t, "corpus/eclipse-temurin-21.0.12.1-jre-alpine", 7, "OpenJDK21U-jre_")}},
+
+		{rule: RuleToolchainMaven, name: "MAVEN_HOME and the maven folder copied", fires: true,
+			lines: []string{line(t, "images/maven-3-eclipse-temurin-26", 20, "MAVEN_HOME"), line(t, "images/maven-3-eclipse-temurin-26", 21, "/usr/share/maven")}},
+		{rule: RuleToolchainMaven, name: "a label naming the docker-maven project",
+			lines: []string{line(t, "images/maven-3-eclipse-temurin-26", 17, "docker-maven")}},
+
+		{rule: RuleToolchainGradle, name: "gradle distribution download", fires: true,
+			lines: []string{line(t, "corpus/gradle-9.7.0-jdk25-ubuntu", 25, "Downloading Gradle")}},
+		{rule: RuleToolchainGradle, name: "a gradle user and its cache volume",
+			lines: []string{line(t, "corpus/gradle-9.7.0-jdk25-ubuntu", 19, "gradle"), line(t, "corpus/gradle-9.7.0-jdk25-ubuntu", 20, "/home/gradle/.gradle")}},
+
+		{rule: RuleToolchainRust, name: "rustup-init into /usr/local", fires: true,
+			lines: []string{line(t, "images/rust-1.98.0", 6, "rustup-init")}},
+		{rule: RuleToolchainRust, name: "rustup into /tmp, deleted in the step (ruby:slim)",
+			lines: []string{line(t, "corpus/ruby-4.0.7-slim-trixie", 7, "rm -rf /tmp/rust")}},
+
+		{rule: RuleToolchainDotnetSDK, name: "DOTNET_SDK_VERSION", fires: true,
+			lines: []string{line(t, "images/dotnet-sdk-10.0.400-noble", 8, "DOTNET_SDK_VERSION"), line(t, "images/dotnet-sdk-10.0.400-noble", 10, "COPY /dotnet")}},
+		{rule: RuleToolchainDotnetSDK, name: "the aspnet runtime",
+			lines: []string{line(t, "images/dotnet-aspnet-10.0.11-noble", 3, "DOTNET_VERSION"), line(t, "images/dotnet-aspnet-10.0.11-noble", 4, "COPY /dotnet")}},
+
+		{rule: RuleToolchainCC, name: "buildpack-deps compilers", fires: true,
+			lines: []string{line(t, "images/buildpack-deps-trixie", 3, "gcc")}},
+		{rule: RuleToolchainCC, name: "python:slim builds and purges", lines: []string{line(t, "images/python-3.14.7", 8, "apt-mark auto")}},
+		{rule: RuleToolchainCC, name: "perl:slim keeps make only", lines: []string{line(t, "corpus/perl-5.44.0-slim-trixie", 2, "savedPackages")}},
+
+		{rule: RuleToolchainNodeBuild, name: "npm ci then npm run build", fires: true,
+			lines: []string{buildkit("npm ci"), "COPY . . # buildkit", buildkit("npm run build")}},
+		{rule: RuleToolchainNodeBuild, name: "production install only",
+			lines: []string{buildkit("npm ci --omit=dev"), "COPY . . # buildkit"}},
+
+		{rule: RuleToolchainComposer, name: "composer installer", fires: true,
+			lines: []string{line(t, "images/composer-1.7.2-php7.2-alpine", 27, "installer")}},
+		{rule: RuleToolchainComposer, name: "a php extension build in the composer image",
+			lines: []string{line(t, "images/composer-1.7.2-php7.2-alpine", 23, "docker-php-ext-install zip")}},
+
+		{rule: RuleBuildGo, name: "go build", fires: true, lines: []string{buildkit("CGO_ENABLED=0 go build -o /app ./cmd/app")}},
+		{rule: RuleBuildGo, name: "go version", lines: []string{buildkit("go version")}},
+		{rule: RuleBuildMaven, name: "mvn package", fires: true, lines: []string{buildkit("mvn -B package -DskipTests")}},
+		{rule: RuleBuildMaven, name: "mvn dependency:go-offline", lines: []string{buildkit("mvn -B dependency:go-offline")}},
+		{rule: RuleBuildGradle, name: "gradlew build", fires: true, lines: []string{buildkit("./gradlew build -x test --no-daemon")}},
+		{rule: RuleBuildGradle, name: "gradlew dependencies", lines: []string{buildkit("./gradlew dependencies --no-daemon")}},
+		{rule: RuleBuildCargo, name: "cargo build", fires: true, lines: []string{buildkit("cargo build --release")}},
+		{rule: RuleBuildCargo, name: "cargo chef prepare", lines: []string{buildkit("cargo chef prepare --recipe-path recipe.json")}},
+		{rule: RuleBuildNpm, name: "npm run build", fires: true, lines: []string{buildkit("npm run build -- --configuration=production")}},
+		{rule: RuleBuildNpm, name: "npm run start", lines: []string{buildkit("npm run start")}},
+		{rule: RuleBuildYarn, name: "yarn build", fires: true, lines: []string{buildkit("yarn build")}},
+		{rule: RuleBuildYarn, name: "yarn prisma generate", lines: []string{buildkit("yarn prisma generate")}},
+		{rule: RuleBuildDotnet, name: "dotnet publish", fires: true, lines: []string{buildkit("dotnet publish -c Release -o /app/publish")}},
+		{rule: RuleBuildDotnet, name: "dotnet restore", lines: []string{buildkit("dotnet restore")}},
+		{rule: RuleBuildMake, name: "make of the GC library, kept", fires: true,
+			lines: []string{line(t, "corpus/crystal-alpine-runtime", 3, "make -j$(nproc)")}},
+		{rule: RuleBuildMake, name: "make in a step that purges its compiler", lines: []string{line(t, "images/httpd-2.4.23", 11, "apt-get purge")}},
+		{rule: RuleBuildCC, name: "gcc run", fires: true, lines: []string{buildkit("gcc -O2 -static -o /usr/local/bin/tini tini.c")}},
+		{rule: RuleBuildCC, name: "gcc --version", lines: []string{buildkit("gcc --version")}},
+		{rule: RuleBuildJavac, name: "javac compiling", fires: true, lines: []string{buildkit("javac src/*.java")}},
+		{rule: RuleBuildJavac, name: "javac --version", lines: []string{buildkit("javac --version")}},
+	}
+}
+
+// TestCatalogSignals judges every example of catalogCases, and checks
+// that every entry of the catalog has a positive and a near miss.
+func TestCatalogSignals(t *testing.T) {
+	def := Default()
+	pos, neg := map[string]int{}, map[string]int{}
+	for _, tc := range catalogCases(t) {
+		t.Run(tc.rule+"/"+tc.name, func(t *testing.T) {
+			f := historyFacts(t, tc.env, tc.lines...)
+			f.Labels = tc.labels
+			res := Evaluate(&def.Spec, f)
+			got := slices.Contains(ruleIDs(res), tc.rule)
+			if got != tc.fires {
+				t.Errorf("%s found: %v, want %v; findings %v", tc.rule, got, tc.fires, ruleIDs(res))
+				for _, fd := range res.Findings {
+					t.Logf("%s: %s", fd.Rule, fd.Message)
+				}
+			}
+		})
+		if tc.fires {
+			pos[tc.rule]++
+		} else {
+			neg[tc.rule]++
+		}
+	}
+	for _, r := range Rules() {
+		if r.Category != CategoryToolchain && r.Category != CategoryBuild {
+			continue
+		}
+		if pos[r.ID] == 0 || neg[r.ID] == 0 {
+			t.Errorf("catalog entry %s has %d positive and %d near-miss examples, want at least one of each", r.ID, pos[r.ID], neg[r.ID])
+		}
+	}
+}
+
+// TestCatalogLoading checks that the catalog is read strictly and that
+// what would make evaluation slow or wrong is refused.
+func TestCatalogLoading(t *testing.T) {
+	if _, err := loadCatalog(catalogYAML); err != nil {
+		t.Fatalf("embedded catalog: %v", err)
+	}
+	entry := func(body string) string {
+		return "toolchains:\n  - id: toolchain.x\n    title: X\n    remedy: use y\n" + body
+	}
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top-level field", "toolchain: []\n", "unknown field"},
+		{"unknown entry field", entry("    signal: {}\n"), "unknown field"},
+		{"unknown signal field", entry("    signals:\n      packages:\n        - name: gcc\n"), "unknown field"},
+		{"pattern without a literal", entry("    signals:\n      downloads:\n        - pattern: '\\d+[a-z]?'\n"), "literal of at least 3"},
+		{"alternative with a short literal", entry("    signals:\n      downloads:\n        - pattern: 'xyz-sdk|go'\n"), "literal of at least 3"},
+		{"bad regexp", entry("    signals:\n      packages:\n        - pattern: 'gcc('\n"), "missing closing"},
+		{"bad strength", entry("    signals:\n      env:\n        - key: X_HOME\n          strength: huge\n"), "strength"},
+		{"bad id", "toolchains:\n  - id: Toolchain.X\n    title: X\n    remedy: y\n    signals: {env: [{key: X}]}\n", "toolchain.<name>"},
+		{"duplicate id", "toolchains:\n  - {id: toolchain.x, title: X, remedy: y, signals: {env: [{key: X}]}}\n  - {id: toolchain.x, title: X, remedy: y, signals: {env: [{key: Y}]}}\n", "Duplicate"},
+		{"requires an unknown rule", entry("    requires: [toolchain.nope]\n    signals: {env: [{key: X}]}\n"), "names no other rule"},
+		{"relative path", entry("    signals:\n      paths:\n        - path: usr/local/x\n"), "absolute path"},
+	}
+	for _, tc := range tests {
+		_, err := loadCatalog([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestRequiredLiterals checks the literals the index searches for.
+func TestRequiredLiterals(t *testing.T) {
+	tests := []struct {
+		pattern string
+		want    []string
+	}{
+		{`(gcc|g\+\+|clang|clang\+\+)(-\d+(\.\d+)?)?`, []string{"clang", "clang++", "g++", "gcc"}},
+		{`apache-maven-\d[\w.-]*-bin\.(tar\.gz|zip)`, []string{"apache-maven-"}},
+		{`graalvm-(community-)?jdk-\d`, []string{"graalvm-community-jdk-", "graalvm-jdk-"}},
+		{`rustup-init|sh\.rustup\.rs`, []string{"rustup-init", "sh.rustup.rs"}},
+	}
+	for _, tc := range tests {
+		_, lits, err := compileSignalPattern(tc.pattern, false)
+		if err != nil {
+			t.Errorf("%s: %v", tc.pattern, err)
+			continue
+		}
+		slices.Sort(lits)
+		if !slices.Equal(lits, tc.want) {
+			t.Errorf("%s: literals %q, want %q", tc.pattern, lits, tc.want)
+		}
+	}
+}
