@@ -32,6 +32,36 @@ func line(t testing.TB, file string, index int, want string) string {
 	return fx.Config.History[index].CreatedBy
 }
 
+// config reads the env and labels of a testdata file's config: for
+// images whose history says nothing (S2I builders, buildpacks stacks).
+func config(t testing.TB, file string) ([]string, map[string]string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", file+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fx struct {
+		Config v1.ConfigFile `json:"config"`
+	}
+	if err := json.Unmarshal(data, &fx); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if len(fx.Config.Config.Env) == 0 && len(fx.Config.Config.Labels) == 0 {
+		t.Fatalf("%s has no env or labels", file)
+	}
+	return fx.Config.Config.Env, fx.Config.Config.Labels
+}
+
+func cfgEnv(t testing.TB, file string) []string {
+	e, _ := config(t, file)
+	return e
+}
+
+func cfgLabels(t testing.TB, file string) map[string]string {
+	_, l := config(t, file)
+	return l
+}
+
 // buildkit renders a Dockerfile RUN line as BuildKit records it.
 func buildkit(script string) string { return "RUN /bin/sh -c " + script + " # buildkit" }
 
@@ -97,6 +127,77 @@ func catalogCases(t testing.TB) []signalCase {
 			lines: []string{line(t, "images/composer-1.7.2-php7.2-alpine", 27, "installer")}},
 		{rule: RuleToolchainComposer, name: "a php extension build in the composer image",
 			lines: []string{line(t, "images/composer-1.7.2-php7.2-alpine", 23, "docker-php-ext-install zip")}},
+
+		// Classes of misses: vendor packages, package files installed by
+		// path, metapackages, builder images known by metadata.
+		{rule: RuleToolchainGo, name: "go-toolset software collection", fires: true,
+			lines: []string{line(t, "corpus/go-toolset-7-rhel7-s2i", 1, `INSTALL_PKGS="go-toolset-7"`)}},
+		{rule: RuleToolchainJDK, name: "corretto -devel RPM files installed by path", fires: true,
+			lines: []string{line(t, "corpus/amazoncorretto-21.0.12-al2023", 4, "${CORRETO_TEMP}/*.rpm")}},
+		{rule: RuleToolchainJDK, name: "corretto headless RPM files installed by path",
+			lines: []string{line(t, "corpus/amazoncorretto-21.0.12-al2023-headless", 4, "${CORRETO_TEMP}/*.rpm")}},
+		{rule: RuleToolchainJDK, name: "Red Hat OpenJDK builder: jdk module", fires: true, env: cfgEnv(t, "corpus/ubi9-openjdk-17-1.21-s2i"), labels: cfgLabels(t, "corpus/ubi9-openjdk-17-1.21-s2i")},
+		{rule: RuleToolchainJDK, name: "Red Hat OpenJDK runtime: jre module", env: cfgEnv(t, "corpus/ubi9-openjdk-17-runtime-1.16"), labels: cfgLabels(t, "corpus/ubi9-openjdk-17-runtime-1.16")},
+		{rule: RuleToolchainMaven, name: "Red Hat OpenJDK builder builds with Maven", fires: true, env: cfgEnv(t, "corpus/ubi9-openjdk-17-1.21-s2i"), labels: cfgLabels(t, "corpus/ubi9-openjdk-17-1.21-s2i")},
+		{rule: RuleToolchainMaven, name: "Red Hat OpenJDK runtime", env: cfgEnv(t, "corpus/ubi9-openjdk-17-runtime-1.16"), labels: cfgLabels(t, "corpus/ubi9-openjdk-17-runtime-1.16")},
+		{rule: RuleToolchainCC, name: "r-base-dev pulls the compilers in", fires: true,
+			lines: []string{line(t, "corpus/r-base-4.6.1-testing", 9, "r-base-dev=")}},
+		{rule: RuleToolchainCC, name: "buildpacks build image with build-essential", fires: true, env: cfgEnv(t, "corpus/paketo-builder-base-bionic"), labels: cfgLabels(t, "corpus/paketo-builder-base-bionic")},
+
+		{rule: "toolchain.fortran", name: "GCC built with the fortran front end", fires: true,
+			lines: []string{line(t, "corpus/gcc-16.2.0-trixie", 8, "--enable-languages=c,c++,fortran,go")}},
+		{rule: "toolchain.fortran", name: "r-base-dev pulls gfortran in", fires: true,
+			lines: []string{line(t, "corpus/r-base-4.6.1-testing", 9, "r-base-dev=")}},
+		{rule: "toolchain.fortran", name: "a C/C++ toolchain without Fortran",
+			lines: []string{line(t, "images/buildpack-deps-trixie", 3, "gcc")}},
+		{rule: "toolchain.haskell", name: "GHC unpacked and installed into /opt/ghc", fires: true,
+			lines: []string{line(t, "corpus/haskell-9.14.1-bookworm", 11, "make install")}},
+		{rule: "toolchain.haskell", name: "stack unpacked into /usr/local/bin", fires: true,
+			lines: []string{line(t, "corpus/haskell-9.14.1-bookworm", 5, "-C /usr/local/bin")}},
+		{rule: "toolchain.haskell", name: "CMD ghci alone", lines: []string{line(t, "corpus/haskell-9.14.1-bookworm", 13, "ghci")}},
+		{rule: "toolchain.swift", name: "the whole release tarball unpacked", fires: true,
+			lines: []string{line(t, "corpus/swift-6.3.3-noble", 14, "--directory / --strip-components=1")}},
+		{rule: "toolchain.swift", name: "only the runtime libraries unpacked (swift:slim)",
+			lines: []string{line(t, "corpus/swift-6.3.3-slim-noble", 13, "SWIFT_VERSION="), line(t, "corpus/swift-6.3.3-slim-noble", 14, "/usr/lib/swift/linux")}},
+		{rule: "toolchain.dart", name: "dart SDK unzipped and moved into place", fires: true,
+			lines: []string{line(t, "corpus/dart-3.12.2-trixie", 6, "dartsdk-linux-")}},
+		{rule: "toolchain.dart", name: "the runtime files for a scratch stage",
+			lines: []string{line(t, "corpus/dart-3.12.2-trixie", 2, "TRIPLET")}},
+		{rule: "toolchain.mono", name: "mono-devel, fsharp, nuget", fires: true,
+			lines: []string{line(t, "corpus/mono-6.12.0.182-buster", 5, "mono-devel")}},
+		{rule: "toolchain.mono", name: "mono-runtime", lines: []string{line(t, "corpus/mono-6.12.0.182-buster", 4, "mono-runtime")}},
+		{rule: "toolchain.clojure", name: "the Clojure CLI installer run", fires: true,
+			lines: []string{line(t, "corpus/clojure-1.12.5-lein-tools-deps-bookworm", 13, "linux-install-")}},
+		{rule: "toolchain.clojure", name: "LEIN_ROOT alone", lines: []string{line(t, "corpus/clojure-1.12.5-lein-tools-deps-bookworm", 9, "LEIN_ROOT")}},
+		{rule: "toolchain.groovy", name: "groovy binary zip unpacked into GROOVY_HOME", fires: true,
+			lines: []string{line(t, "corpus/groovy-5.1.1-jdk21-noble", 22, "apache-groovy-binary-")}},
+		{rule: "toolchain.groovy", name: "a groovy user and its grapes folder",
+			lines: []string{line(t, "corpus/groovy-5.1.1-jdk21-noble", 17, "groovy")}},
+		{rule: "toolchain.erlang", name: "rebar3 next to the buildpack-deps compilers", fires: true,
+			lines: []string{line(t, "corpus/erlang-29.0.3-trixie", 3, "gcc"), line(t, "corpus/erlang-29.0.3-trixie", 10, "install -v ./rebar3")}},
+		{rule: "toolchain.erlang", name: "rebar3 with the compilers deleted (alpine)",
+			lines: []string{line(t, "corpus/elixir-1.20.1-otp29-alpine", 2, "REBAR3_VERSION"), line(t, "corpus/elixir-1.20.1-otp29-alpine", 4, "apk del")}},
+		{rule: "toolchain.scala", name: "sbt unpacked into /usr/share", fires: true,
+			lines: []string{line(t, "corpus/sbt-1.6.2-scala-2.13.10-temurin", 5, "sbt-$SBT_VERSION.tgz")}},
+		{rule: "toolchain.scala", name: "an sbtuser account", lines: []string{line(t, "corpus/sbt-1.6.2-scala-2.13.10-temurin", 8, "sbtuser")}},
+		{rule: "toolchain.zig", name: "zig tarball unpacked and moved to /usr/local/bin", fires: true,
+			lines: []string{line(t, "corpus/zig-0.13.0-debian12", 2, "ziglang.org")}},
+		{rule: "toolchain.zig", name: "a version variable alone", lines: []string{line(t, "corpus/zig-0.13.0-debian12", 1, "ZIGVER")}},
+		{rule: "toolchain.kotlin", name: "kotlin compiler unzipped and moved into KOTLIN_HOME", fires: true,
+			lines: []string{line(t, "corpus/kotlin-1.3.61-jre8-alpine", 4, "kotlin-compiler-")}},
+		{rule: "toolchain.kotlin", name: "a version label", lines: []string{line(t, "corpus/kotlin-1.3.61-jre8-alpine", 1, "KOTLIN_VERSION")}},
+		{rule: "toolchain.bazel", name: "the bazel binary copied in", fires: true,
+			lines: []string{line(t, "corpus/bazel-ubuntu20.04", 1, "/usr/local/bin/bazel")}},
+		{rule: "toolchain.bazel", name: "bazel as entrypoint alone", lines: []string{line(t, "corpus/bazel-ubuntu20.04", 2, "ENTRYPOINT")}},
+		{rule: "toolchain.crystal", name: "crystal tarball unpacked into /usr", fires: true,
+			lines: []string{line(t, "corpus/crystal-alpine-runtime", 7, "/tmp/crystal.tar.gz")}},
+		{rule: "toolchain.crystal", name: "a helper script copied to /tmp",
+			lines: []string{line(t, "corpus/crystal-alpine-runtime", 2, "shallow-clone.sh")}},
+		{rule: "toolchain.s2i-builder", name: "S2I Python builder labels", fires: true, env: cfgEnv(t, "corpus/rhel9-python-312-1-25-s2i"), labels: cfgLabels(t, "corpus/rhel9-python-312-1-25-s2i")},
+		{rule: "toolchain.s2i-builder", name: "OpenShift console labels", env: cfgEnv(t, "corpus/openshift-ose-console-rhel9-4.16"), labels: cfgLabels(t, "corpus/openshift-ose-console-rhel9-4.16")},
+		{rule: "toolchain.buildpacks-builder", name: "Paketo builder labels", fires: true, env: cfgEnv(t, "corpus/paketo-builder-base-bionic"), labels: cfgLabels(t, "corpus/paketo-builder-base-bionic")},
+		{rule: "toolchain.buildpacks-builder", name: "Paketo run image labels", labels: cfgLabels(t, "corpus/paketo-jammy-base-run")},
+		{rule: "toolchain.buildpacks-builder", name: "S2I builder that is also a buildpacks stack", env: cfgEnv(t, "corpus/rhel9-python-312-1-25-s2i"), labels: cfgLabels(t, "corpus/rhel9-python-312-1-25-s2i")},
 
 		{rule: RuleBuildGo, name: "go build", fires: true, lines: []string{buildkit("CGO_ENABLED=0 go build -o /app ./cmd/app")}},
 		{rule: RuleBuildGo, name: "go version", lines: []string{buildkit("go version")}},

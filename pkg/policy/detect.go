@@ -115,24 +115,21 @@ func (d *downloadSignal) runtimeOnly(members []string) bool {
 	return true
 }
 
-// packageRule returns the signal a package name matches, or nil.
-func (d *detector) packageRule(name string, scratch []bool) *pkgSignal {
-	if sigs := d.pkgNames[name]; len(sigs) > 0 {
-		return sigs[0]
-	}
-	if len(d.pkgPatterns) == 0 {
-		return nil
-	}
-	clear(scratch)
-	if !d.pkgIndex.candidates(name, scratch) {
-		return nil
-	}
-	for i, sig := range d.pkgPatterns {
-		if scratch[i] && sig.re.MatchString(name) {
-			return sig
+// packageRules returns the signals a package name matches, one per rule
+// (r-base-dev pulls in both a C and a Fortran compiler).
+func (d *detector) packageRules(name string, scratch []bool) []*pkgSignal {
+	out := slices.Clone(d.pkgNames[name])
+	if len(d.pkgPatterns) > 0 {
+		clear(scratch)
+		if d.pkgIndex.candidates(name, scratch) {
+			for i, sig := range d.pkgPatterns {
+				if scratch[i] && !slices.ContainsFunc(out, func(o *pkgSignal) bool { return o.rule == sig.rule }) && sig.re.MatchString(name) {
+					out = append(out, sig)
+				}
+			}
 		}
 	}
-	return nil
+	return out
 }
 
 // analyze runs every detector of det over an image's facts. It stops
@@ -222,9 +219,7 @@ func (a *analysis) step(st step, env map[string]string, node *nodeState) {
 		}
 	case "ADD", "COPY":
 		start := len(a.hits)
-		if st.keyword == "ADD" {
-			a.hits = append(a.hits, a.downloads(st)...)
-		}
+		a.hits = append(a.hits, a.downloads(st)...)
 		a.copyInto(st)
 		// What ADD and COPY put in place may be removed by a later step.
 		for i := start; i < len(a.hits); i++ {
@@ -370,15 +365,12 @@ func (a *analysis) script(st step, env map[string]string, node *nodeState, dl []
 		builds []hit
 		nodeIn []hit
 		nodeBd []hit
-		cands  []*downloadSignal
 	)
-	for _, h := range dl {
-		cands = append(cands, h.sig)
-	}
 	pkgs := &a.pkgs
 	pkgs.begin(st.Index)
 	sh := newShellReader(env, st.buildArgs)
-	fs := newFSState(a.workdir, cands, a.det.paths, a.live)
+	fs := newFSState(a.workdir, a.det, make([]bool, len(a.det.downloads)), a.live)
+	fs.text = st.args
 	sh.observe = func(c command) {
 		fs.observe(c, st.Index, func(k string) (string, bool) {
 			if v, ok := c.assigns[k]; ok {
@@ -427,6 +419,14 @@ func (a *analysis) script(st step, env map[string]string, node *nodeState, dl []
 	}
 	if pkgs.overBudget() {
 		a.cut(st.Index, fmt.Sprintf("package removals past %d checks were not credited", maxPkgWork))
+	}
+	// Downloads the commands show once their variables are expanded,
+	// when the step's text did not name them.
+	for _, art := range fs.arts {
+		if art.sig != nil && !slices.ContainsFunc(dl, func(h hit) bool { return h.sig == art.sig }) {
+			dl = append(dl, hit{rule: art.rule, strength: art.sig.strength, index: st.Index, needle: art.needle,
+				what: "downloads " + shorten(path.Base(art.needle), "", 60), sig: art.sig, removedBy: -1})
+		}
 	}
 	// A toolchain fetched into a folder the step deletes again leaves
 	// nothing in its layer.

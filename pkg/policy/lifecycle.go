@@ -103,9 +103,13 @@ type fsState struct {
 	// prev are the artifacts the command before wrote to its output, for
 	// a pipe into tar or a shell.
 	prev []*artifact
-	// cands are the download signals whose pattern the step's text
-	// matched: only those are looked for in commands.
-	cands []*downloadSignal
+	// det finds download signals in the URLs and archive names the
+	// commands name once their variables are expanded; seen is its
+	// scratch space.
+	det  *detector
+	seen []bool
+	// text is the step's script, for the signals' unless.
+	text string
 	// paths are the catalog's path signals, for files put in place.
 	paths []*pathSignal
 	// earlier are the installs of earlier steps still in the image: this
@@ -113,20 +117,38 @@ type fsState struct {
 	earlier []liveArtifact
 	// step is the history index of the step.
 	step int
-	// limits says, once each, what was not followed.
-	limits []string
+	// limits says, once each, what was not followed; overflow is set
+	// once a download went unfollowed, so none counts as deleted.
+	limits   []string
+	overflow bool
 }
 
-func newFSState(workdir string, cands []*downloadSignal, paths []*pathSignal, earlier []liveArtifact) *fsState {
+func newFSState(workdir string, det *detector, seen []bool, earlier []liveArtifact) *fsState {
 	if workdir == "" {
 		workdir = "/"
 	}
-	return &fsState{cwd: workdir, home: "/root", cands: cands, paths: paths, earlier: earlier}
+	return &fsState{cwd: workdir, home: "/root", det: det, seen: seen, paths: det.paths, earlier: earlier}
+}
+
+// signalsIn returns the download signals that match s.
+func (s *fsState) signalsIn(str string) []*downloadSignal {
+	clear(s.seen)
+	if !s.det.dlIndex.candidates(str, s.seen) {
+		return nil
+	}
+	var out []*downloadSignal
+	for i, sig := range s.det.downloads {
+		if s.seen[i] && sig.re.MatchString(str) && (sig.unless == "" || !strings.Contains(s.text, sig.unless)) {
+			out = append(out, sig)
+		}
+	}
+	return out
 }
 
 // newArtifact starts following an artifact, or returns nil past the bound.
 func (s *fsState) newArtifact(art *artifact) *artifact {
 	if len(s.arts) >= maxArtifacts {
+		s.overflow = true
 		why := fmt.Sprintf("files of more than %d downloads were not followed", maxArtifacts)
 		if !slices.Contains(s.limits, why) {
 			s.limits = append(s.limits, why)
@@ -270,11 +292,8 @@ func (s *fsState) fetch(c command) []*artifact {
 		case wget || remote:
 			dest = path.Base(strings.SplitN(url, "?", 2)[0])
 		}
-		for _, sig := range s.cands {
-			if !sig.re.MatchString(url) {
-				continue
-			}
-			art := s.newArtifact(&artifact{rule: sig.rule, sig: sig})
+		for _, sig := range s.signalsIn(url) {
+			art := s.newArtifact(&artifact{rule: sig.rule, sig: sig, needle: url})
 			if art == nil {
 				continue
 			}
@@ -400,11 +419,9 @@ func (s *fsState) extract(c command) {
 		if len(arts) == 0 {
 			// An archive an earlier step put in place ("COPY
 			// crystal.tar.gz /tmp/"): unpacked here, it lands here.
-			for _, sig := range s.cands {
-				if sig.re.MatchString(path.Base(f)) {
-					if art := s.newArtifact(&artifact{rule: sig.rule, sig: sig}); art != nil {
-						arts = append(arts, art)
-					}
+			for _, sig := range s.signalsIn(path.Base(f)) {
+				if art := s.newArtifact(&artifact{rule: sig.rule, sig: sig, needle: path.Base(f)}); art != nil {
+					arts = append(arts, art)
 				}
 			}
 		}
@@ -418,7 +435,7 @@ func (s *fsState) extract(c command) {
 	for _, art := range arts {
 		art.piped = false
 		if len(members) == 0 {
-			art.add(place{path: dir, contents: true})
+			art.add(s.unpackedAt(art.rule, dir))
 			continue
 		}
 		if art.sig.runtimeOnly(members) {
@@ -433,6 +450,19 @@ func (s *fsState) extract(c command) {
 			art.add(place{path: path.Clean(dir + "/" + strings.Join(parts[strip:], "/"))})
 		}
 	}
+}
+
+// unpackedAt is where an archive of rule unpacked into dir lies: the
+// toolchain's own folder when the catalog names one in dir (a Go archive
+// unpacked into /usr/local is /usr/local/go), else dir's contents.
+func (s *fsState) unpackedAt(rule, dir string) place {
+	for _, sig := range s.paths {
+		p := sig.g.String()
+		if sig.rule == rule && !strings.ContainsAny(p, "*?") && path.Dir(p) == dir {
+			return place{path: p}
+		}
+	}
+	return place{path: dir, contents: true}
 }
 
 // placeValueOpts are options of mv, cp and install that take a value.
@@ -649,6 +679,9 @@ func (s *fsState) installs(art *artifact, lookup func(string) (string, bool)) {
 // cleared reports whether the step fetched at least one artifact of sig
 // and deleted every one it fetched.
 func (s *fsState) cleared(sig *downloadSignal) bool {
+	if s.overflow {
+		return false
+	}
 	found := false
 	for _, art := range s.arts {
 		if art.sig != sig || art.path != nil {

@@ -54,3 +54,50 @@ func TestStepLifecycle(t *testing.T) {
 		})
 	}
 }
+
+// TestRemovedLater checks that a toolchain installed in one layer and
+// removed in a later one is reported as bloat.removed-later, not as a
+// toolchain present, and that a removal a later step cannot be credited
+// with keeps the toolchain.
+func TestRemovedLater(t *testing.T) {
+	run := func(script string) string { return "RUN /bin/sh -c " + script + " # buildkit" }
+	tests := []struct {
+		name  string
+		env   []string
+		lines []string
+		want  []string
+	}{
+		{name: "compiler purged by name in a later step", lines: []string{
+			run("apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev"),
+			run("apt-get purge -y gcc libc6-dev")}, want: []string{RuleBloatRemovedLater}},
+		{name: "go folder copied in, deleted later; its ENV no longer counts", env: []string{"GOLANG_VERSION=1.22.5", "PATH=/usr/local/go/bin:/usr/bin:/bin"}, lines: []string{
+			"ENV GOLANG_VERSION=1.22.5",
+			"COPY /usr/local/go /usr/local/go # buildkit",
+			run("rm -rf /usr/local/go")}, want: []string{RuleBloatRemovedLater}},
+		{name: "go unpacked in one step, deleted in the next", lines: []string{
+			run("curl -fsSL https://go.dev/dl/go1.22.5.linux-amd64.tar.gz | tar -C /usr/local -xz"),
+			run("rm -rf /usr/local/go /tmp/*")}, want: []string{RuleBloatRemovedLater}},
+		{name: "deleting a part of it removes nothing", lines: []string{
+			run("curl -fsSL https://go.dev/dl/go1.22.5.linux-amd64.tar.gz | tar -C /usr/local -xz"),
+			run("rm -rf /usr/local/go/pkg/tool")}, want: []string{RuleToolchainGo}},
+		{name: "a later savedAptMark purge keeps the earlier compilers", lines: []string{
+			run("apt-get update && apt-get install -y gcc make"),
+			run(`savedAptMark="$(apt-mark showmanual)"; apt-get install -y libssl-dev; make; apt-mark auto '.*' > /dev/null; apt-mark manual $savedAptMark; apt-get purge -y --auto-remove`)},
+			want: []string{RuleToolchainCC}},
+		{name: "reinstalled after the removal: both", lines: []string{
+			run("apk add --no-cache --virtual .build-deps gcc musl-dev"),
+			run("apk del .build-deps"),
+			run("apk add --no-cache build-base cmake")}, want: []string{RuleBloatRemovedLater, RuleToolchainCC}},
+		{name: "a JDK package file installed by path", lines: []string{
+			run("curl -fsSLO https://example.org/pool/openjdk-17-jdk-headless_17.0.2+8-1_amd64.deb && dpkg -i openjdk-17-jdk-headless_17.0.2+8-1_amd64.deb && rm -f *.deb")},
+			want: []string{RuleToolchainJDK}},
+		{name: "a JRE package file installed by path", lines: []string{
+			run("curl -fsSLO https://example.org/pool/openjdk-17-jre-headless_17.0.2+8-1_amd64.deb && dpkg -i openjdk-17-jre-headless_17.0.2+8-1_amd64.deb && rm -f *.deb")}},
+	}
+	def := Default()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			checkRules(t, Evaluate(&def.Spec, historyFacts(t, tc.env, tc.lines...)), tc.want)
+		})
+	}
+}

@@ -315,10 +315,15 @@ func (p *pkgState) install(manager string, names []string, group string) {
 				p.det = builtin()
 				p.scratch = make([]bool, len(p.det.pkgPatterns))
 			}
-			if sig := p.det.packageRule(name, p.scratch); sig != nil {
-				ip.rule, ip.weak = sig.rule, sig.strength < moderate
+			sigs := p.det.packageRules(name, p.scratch)
+			if len(sigs) == 0 {
+				p.installed = append(p.installed, ip)
 			}
-			p.installed = append(p.installed, ip)
+			// One record per rule the package belongs to.
+			for _, sig := range sigs {
+				ip.rule, ip.weak = sig.rule, sig.strength < moderate
+				p.installed = append(p.installed, ip)
+			}
 		}
 	}
 }
@@ -367,9 +372,13 @@ func packageFileName(file string) string {
 		s, _, _ = strings.Cut(s, "_")
 		return s
 	}
-	if i := strings.Index(s, "-$"); i > 0 {
-		// "java-17-devel-$version.x86_64": the version is a variable.
-		return s[:i]
+	if i := strings.IndexByte(s, '$'); i > 0 {
+		// A variable the reader does not know: "java-17-devel-$version"
+		// stands for the version, ".$(rpm -q ...)" for the architecture.
+		if s = s[:i]; strings.HasSuffix(s, "-") {
+			return strings.TrimSuffix(s, "-")
+		}
+		s = strings.TrimSuffix(s, ".")
 	}
 	// name-version-release: version and release hold no dash.
 	for range 2 {
