@@ -596,3 +596,131 @@ func pathMatches(g glob.Pattern, p string) bool {
 		p = p[:i]
 	}
 }
+
+// customLimits are the bounds of spec.toolchains.custom, keyed as the
+// CRD's schema path under spec.toolchains and keyword. The CRD's markers
+// carry the same numbers (TestLimitsMatchCRD); checkCustomLimits enforces
+// them for policies that never meet the API server (slimgate check).
+var customLimits = map[string]int{
+	"custom maxItems":                                32,
+	"custom[].id maxLength":                          64,
+	"custom[].title maxLength":                       64,
+	"custom[].description maxLength":                 1024,
+	"custom[].remedy maxLength":                      1024,
+	"custom[].requires maxItems":                     8,
+	"custom[].requires[] maxLength":                  64,
+	"custom[].version.env maxItems":                  4,
+	"custom[].version.env[] maxLength":               128,
+	"custom[].version.fallback maxLength":            32,
+	"custom[].signals.packages maxItems":             32,
+	"custom[].signals.packages[].names maxItems":     64,
+	"custom[].signals.packages[].names[] maxLength":  128,
+	"custom[].signals.packages[].pattern maxLength":  512,
+	"custom[].signals.downloads maxItems":            32,
+	"custom[].signals.downloads[].pattern maxLength": 512,
+	"custom[].signals.downloads[].unless maxLength":  64,
+	"custom[].signals.downloads[].homes maxItems":    4,
+	"custom[].signals.downloads[].homes[] maxLength": 128,
+	"custom[].signals.downloads[].runtime maxLength": 512,
+	"custom[].signals.paths maxItems":                32,
+	"custom[].signals.paths[].path maxLength":        256,
+	"custom[].signals.env maxItems":                  32,
+	"custom[].signals.env[].key maxLength":           256,
+	"custom[].signals.env[].value maxLength":         512,
+	"custom[].signals.labels maxItems":               32,
+	"custom[].signals.labels[].key maxLength":        256,
+	"custom[].signals.labels[].value maxLength":      512,
+	"custom[].signals.commands maxItems":             32,
+	"custom[].signals.commands[].names maxItems":     16,
+	"custom[].signals.commands[].names[] maxLength":  64,
+	"custom[].signals.commands[].args maxItems":      4,
+	"custom[].signals.commands[].args[] maxLength":   256,
+	"custom[].signals.commands[].anyArg maxLength":   256,
+}
+
+// checkCustomLimits reports the fields of custom entries past their
+// bounds.
+func checkCustomLimits(fp *field.Path, entries []v1alpha1.Toolchain) field.ErrorList {
+	var errs field.ErrorList
+	items := func(p *field.Path, n int, key string) {
+		if max := customLimits[key]; n > max {
+			errs = append(errs, field.TooMany(p, n, max))
+		}
+	}
+	str := func(p *field.Path, s, key string) {
+		if max := customLimits[key]; len(s) > max {
+			errs = append(errs, field.TooLong(p, "", max))
+		}
+	}
+	strs := func(p *field.Path, ss []string, key string) {
+		items(p, len(ss), key+" maxItems")
+		for i, s := range ss {
+			str(p.Index(i), s, key+"[] maxLength")
+		}
+	}
+	items(fp, len(entries), "custom maxItems")
+	for i, e := range entries {
+		ep := fp.Index(i)
+		str(ep.Child("id"), e.ID, "custom[].id maxLength")
+		str(ep.Child("title"), e.Title, "custom[].title maxLength")
+		str(ep.Child("description"), e.Description, "custom[].description maxLength")
+		str(ep.Child("remedy"), e.Remedy, "custom[].remedy maxLength")
+		strs(ep.Child("requires"), e.Requires, "custom[].requires")
+		if v := e.Version; v != nil {
+			strs(ep.Child("version", "env"), v.Env, "custom[].version.env")
+			str(ep.Child("version", "fallback"), v.Fallback, "custom[].version.fallback maxLength")
+		}
+		sp, sk := ep.Child("signals"), "custom[].signals."
+		items(sp.Child("packages"), len(e.Signals.Packages), sk+"packages maxItems")
+		for j, s := range e.Signals.Packages {
+			p := sp.Child("packages").Index(j)
+			strs(p.Child("names"), s.Names, sk+"packages[].names")
+			str(p.Child("pattern"), s.Pattern, sk+"packages[].pattern maxLength")
+		}
+		items(sp.Child("downloads"), len(e.Signals.Downloads), sk+"downloads maxItems")
+		for j, s := range e.Signals.Downloads {
+			p := sp.Child("downloads").Index(j)
+			str(p.Child("pattern"), s.Pattern, sk+"downloads[].pattern maxLength")
+			str(p.Child("unless"), s.Unless, sk+"downloads[].unless maxLength")
+			strs(p.Child("homes"), s.Homes, sk+"downloads[].homes")
+			str(p.Child("runtime"), s.Runtime, sk+"downloads[].runtime maxLength")
+		}
+		items(sp.Child("paths"), len(e.Signals.Paths), sk+"paths maxItems")
+		for j, s := range e.Signals.Paths {
+			str(sp.Child("paths").Index(j).Child("path"), s.Path, sk+"paths[].path maxLength")
+		}
+		for _, kind := range []string{"env", "labels"} {
+			list := e.Signals.Env
+			if kind == "labels" {
+				list = e.Signals.Labels
+			}
+			items(sp.Child(kind), len(list), sk+kind+" maxItems")
+			for j, s := range list {
+				p := sp.Child(kind).Index(j)
+				str(p.Child("key"), s.Key, sk+kind+"[].key maxLength")
+				str(p.Child("value"), s.Value, sk+kind+"[].value maxLength")
+			}
+		}
+		items(sp.Child("commands"), len(e.Signals.Commands), sk+"commands maxItems")
+		for j, s := range e.Signals.Commands {
+			p := sp.Child("commands").Index(j)
+			strs(p.Child("names"), s.Names, sk+"commands[].names")
+			strs(p.Child("args"), s.Args, sk+"commands[].args")
+			str(p.Child("anyArg"), s.AnyArg, sk+"commands[].anyArg maxLength")
+		}
+	}
+	return errs
+}
+
+// customRules compiles a policy's custom toolchains on top of the
+// built-in catalog: the rules the policy can name, and the problems.
+func customRules(fp *field.Path, custom []v1alpha1.Toolchain) (*detector, field.ErrorList) {
+	if len(custom) == 0 {
+		return builtin(), nil
+	}
+	if errs := checkCustomLimits(fp, custom); len(errs) > 0 {
+		// Past its bounds, an entry is not compiled at all.
+		return builtin(), errs
+	}
+	return compileDetector(builtin(), custom, fp, false)
+}

@@ -126,9 +126,12 @@ func ruleByID(id string) (Rule, bool) {
 }
 
 // catalogIDs lists the ids of the catalog, in reporting order.
-func catalogIDs() []string {
-	ids := make([]string, 0, len(catalog()))
-	for _, r := range catalog() {
+func catalogIDs() []string { return ruleIDsOf(catalog()) }
+
+// ruleIDsOf lists the ids of rules.
+func ruleIDsOf(rules []Rule) []string {
+	ids := make([]string, 0, len(rules))
+	for _, r := range rules {
 		ids = append(ids, r.ID)
 	}
 	return ids
