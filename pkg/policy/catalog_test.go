@@ -11,55 +11,41 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// line reads history entry index of a testdata file ("images/x" or
-// "corpus/y"), checking it holds want: the catalog's examples are real
-// history lines, not lines written for the test.
+// testdataConfig reads the image config of a testdata file ("images/x" or
+// "corpus/y").
+func testdataConfig(t testing.TB, file string) v1.ConfigFile {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", file+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fx struct {
+		Config v1.ConfigFile `json:"config"`
+	}
+	if err := json.Unmarshal(data, &fx); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return fx.Config
+}
+
+// line reads history entry index of a testdata file, checking it holds
+// want: the catalog's examples are real history lines, not lines written
+// for the test.
 func line(t testing.TB, file string, index int, want string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", file+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fx struct {
-		Config v1.ConfigFile `json:"config"`
-	}
-	if err := json.Unmarshal(data, &fx); err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	if index >= len(fx.Config.History) || !strings.Contains(fx.Config.History[index].CreatedBy, want) {
+	h := testdataConfig(t, file).History
+	if index >= len(h) || !strings.Contains(h[index].CreatedBy, want) {
 		t.Fatalf("%s #%d does not hold %q", file, index, want)
 	}
-	return fx.Config.History[index].CreatedBy
+	return h[index].CreatedBy
 }
 
-// config reads the env and labels of a testdata file's config: for
+// cfgEnv and cfgLabels read the env and labels of a testdata file: for
 // images whose history says nothing (S2I builders, buildpacks stacks).
-func config(t testing.TB, file string) ([]string, map[string]string) {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", file+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fx struct {
-		Config v1.ConfigFile `json:"config"`
-	}
-	if err := json.Unmarshal(data, &fx); err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	if len(fx.Config.Config.Env) == 0 && len(fx.Config.Config.Labels) == 0 {
-		t.Fatalf("%s has no env or labels", file)
-	}
-	return fx.Config.Config.Env, fx.Config.Config.Labels
-}
-
-func cfgEnv(t testing.TB, file string) []string {
-	e, _ := config(t, file)
-	return e
-}
+func cfgEnv(t testing.TB, file string) []string { return testdataConfig(t, file).Config.Env }
 
 func cfgLabels(t testing.TB, file string) map[string]string {
-	_, l := config(t, file)
-	return l
+	return testdataConfig(t, file).Config.Labels
 }
 
 // buildkit renders a Dockerfile RUN line as BuildKit records it.

@@ -552,51 +552,45 @@ func (a *analysis) removedLater() {
 // install of the same rule after the ENV line, else the first step after
 // it that added a layer.
 func (a *analysis) envHits(env map[string]string, envIndex map[string]int) {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, sig := range a.det.env {
-		for _, k := range keys {
-			v := env[k]
-			if !sig.key.Match(k) || strings.TrimSpace(v) == "" || (sig.value != nil && !sig.value.MatchString(v)) {
-				continue
-			}
-			h := hit{rule: sig.rule, strength: sig.strength, kind: kindDescribes, index: -1, env: k + "=" + v, needle: k,
-				what: "ENV " + shorten(k+"="+v, "", 50), removedBy: -1}
-			if k == "PATH" {
-				h.what = "PATH " + shorten(v, "", 50)
-			}
-			if i, ok := envIndex[k]; ok {
-				h.index = i
-				if inst := a.installStep(i, sig.rule); inst >= 0 {
-					h.related = []int{inst}
-				}
-			}
-			a.add(h)
+	a.kvHits(a.det.env, env, envIndex, func(h *hit, k, v string) {
+		h.kind, h.env, h.what = kindDescribes, k+"="+v, "ENV "+shorten(k+"="+v, "", 50)
+		if k == "PATH" {
+			h.what = "PATH " + shorten(v, "", 50)
 		}
-	}
+		if h.index >= 0 {
+			if inst := a.installStep(h.index, h.rule); inst >= 0 {
+				h.related = []int{inst}
+			}
+		}
+	})
 }
 
 // labelHits turns labels into hits.
 func (a *analysis) labelHits(labels map[string]string, labelIndex map[string]int) {
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
+	a.kvHits(a.det.labels, labels, labelIndex, func(h *hit, k, v string) {
+		h.kind, h.label, h.what = kindLabel, k+"="+v, "LABEL "+shorten(k+"="+v, "", 60)
+	})
+}
+
+// kvHits matches key=value signals against values (in key order), at the
+// history entry that set each, and lets fill complete each hit.
+func (a *analysis) kvHits(sigs []*kvSignal, values map[string]string, index map[string]int, fill func(h *hit, k, v string)) {
+	keys := make([]string, 0, len(values))
+	for k := range values {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	for _, sig := range a.det.labels {
+	for _, sig := range sigs {
 		for _, k := range keys {
-			v := labels[k]
-			if !sig.key.Match(k) || (sig.value != nil && !sig.value.MatchString(v)) {
+			v := values[k]
+			if !sig.key.Match(k) || strings.TrimSpace(v) == "" || (sig.value != nil && !sig.value.MatchString(v)) {
 				continue
 			}
-			h := hit{rule: sig.rule, strength: sig.strength, kind: kindLabel, index: -1, label: k + "=" + v, needle: k,
-				what: "LABEL " + shorten(k+"="+v, "", 60), removedBy: -1}
-			if i, ok := labelIndex[k]; ok {
+			h := hit{rule: sig.rule, strength: sig.strength, index: -1, needle: k, removedBy: -1}
+			if i, ok := index[k]; ok {
 				h.index = i
 			}
+			fill(&h, k, v)
 			a.add(h)
 		}
 	}
