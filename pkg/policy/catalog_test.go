@@ -185,6 +185,14 @@ func catalogCases(t testing.TB) []signalCase {
 		{rule: "toolchain.buildpacks-builder", name: "Paketo run image labels", labels: cfgLabels(t, "corpus/paketo-jammy-base-run")},
 		{rule: "toolchain.buildpacks-builder", name: "S2I builder that is also a buildpacks stack", env: cfgEnv(t, "corpus/rhel9-python-312-1-25-s2i"), labels: cfgLabels(t, "corpus/rhel9-python-312-1-25-s2i")},
 
+		// Version managers, in Dockerfile lines of public repositories.
+		{rule: RuleToolchainJDK, name: "SDKMAN installs a JDK", fires: true, lines: []string{buildkit(`bash -c "curl -s 'https://get.sdkman.io' | bash ` +
+			`&& source $HOME/.sdkman/bin/sdkman-init.sh && yes | sdk install java 17.0.2-tem && rm -rf $HOME/.sdkman/archives/* && rm -rf $HOME/.sdkman/tmp/*"`)}},
+		{rule: RuleToolchainJDK, name: "SDKMAN lists JDKs", lines: []string{buildkit(`bash -c "source $HOME/.sdkman/bin/sdkman-init.sh && sdk list java"`)}},
+		{rule: RuleToolchainGo, name: "asdf installs Go", fires: true, lines: []string{buildkit(`PATH="$HOME/.asdf/bin:$HOME/.asdf/shims:$PATH" && ` +
+			`asdf plugin-add golang https://github.com/kennyp/asdf-golang.git && asdf install golang 1.14.13 && asdf global golang 1.14.13`)}},
+		{rule: RuleToolchainGo, name: "asdf installs Python", lines: []string{buildkit("asdf plugin-add python && asdf install python 3.7.3 && asdf global python 3.7.3")}},
+
 		{rule: RuleBuildGo, name: "go build", fires: true, lines: []string{buildkit("CGO_ENABLED=0 go build -o /app ./cmd/app")}},
 		{rule: RuleBuildGo, name: "go version", lines: []string{buildkit("go version")}},
 		{rule: RuleBuildMaven, name: "mvn package", fires: true, lines: []string{buildkit("mvn -B package -DskipTests")}},

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"slimgate.dev/slimgate/pkg/image"
 )
 
 // corpusDir holds real image configs the detectors were not built
@@ -366,4 +369,29 @@ func TestCorpus(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkEvaluateCorpus evaluates every image of the development set and
+// the corpus under the default policy, and reports the time per image.
+func BenchmarkEvaluateCorpus(b *testing.B) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*", "*.json"))
+	if err != nil || len(files) == 0 {
+		b.Fatalf("no testdata: %v", err)
+	}
+	var facts []*image.Facts
+	for _, file := range files {
+		_, f := loadFixture(b, file)
+		facts = append(facts, f)
+	}
+	c, err := Compile(&Default().Spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, f := range facts {
+			c.Evaluate(context.Background(), f)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(facts)), "ns/image")
 }
