@@ -269,7 +269,7 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 		for j, s := range e.Signals.Paths {
 			p := sp.Child("paths").Index(j)
 			g, err := glob.Compile(s.Path)
-			if err != nil || !(strings.HasPrefix(s.Path, "/") || strings.HasPrefix(s.Path, "*")) {
+			if err != nil || (!strings.HasPrefix(s.Path, "/") && !strings.HasPrefix(s.Path, "*")) {
 				errs = append(errs, field.Invalid(p.Child("path"), s.Path, "must be an absolute path glob"))
 				continue
 			}
@@ -643,13 +643,13 @@ var customLimits = map[string]int{
 func checkCustomLimits(fp *field.Path, entries []v1alpha1.Toolchain) field.ErrorList {
 	var errs field.ErrorList
 	items := func(p *field.Path, n int, key string) {
-		if max := customLimits[key]; n > max {
-			errs = append(errs, field.TooMany(p, n, max))
+		if limit := customLimits[key]; n > limit {
+			errs = append(errs, field.TooMany(p, n, limit))
 		}
 	}
 	str := func(p *field.Path, s, key string) {
-		if max := customLimits[key]; len(s) > max {
-			errs = append(errs, field.TooLong(p, "", max))
+		if limit := customLimits[key]; len(s) > limit {
+			errs = append(errs, field.TooLong(p, "", limit))
 		}
 	}
 	strs := func(p *field.Path, ss []string, key string) {

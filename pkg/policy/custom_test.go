@@ -90,7 +90,7 @@ func TestCustomToolchainInvalid(t *testing.T) {
 	tests := []struct {
 		name, doc, want string
 	}{
-		{"unknown field", entry("        signals: {env: [{key: X}]}\n        strenght: weak\n"), "strenght"},
+		{"unknown field", entry("        signals: {env: [{key: X}]}\n        weight: weak\n"), "weight"},
 		{"unknown signal kind", entry("        signals: {files: [{path: /x}]}\n"), "files"},
 		{"no signals", entry("        signals: {}\n"), "spec.toolchains.custom[0].signals: Required value"},
 		{"a build id", header + "spec:\n  toolchains:\n    custom:\n      - {id: build.acme, title: A, remedy: r, signals: {env: [{key: X}]}}\n", "spec.toolchains.custom[0].id"},

@@ -456,7 +456,8 @@ func (a *analysis) script(st step, env map[string]string, node *nodeState, dl []
 	// Official runtime images build from source with dependencies (or a
 	// toolchain) they remove again in the same step: nothing of such a
 	// build is shipped.
-	if !pkgs.selfCleaning() && !(cleared && kept == 0 && !pkgs.keepsToolchain()) {
+	tempToolchain := cleared && kept == 0 && !pkgs.keepsToolchain()
+	if !pkgs.selfCleaning() && !tempToolchain {
 		a.hits = append(a.hits, builds...)
 		node.installs = append(node.installs, nodeIn...)
 		node.builds = append(node.builds, nodeBd...)

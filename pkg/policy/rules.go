@@ -137,9 +137,7 @@ func ruleIDsOf(rules []Rule) []string {
 	return ids
 }
 
-// namesRule reports whether a deny/allow glob names a rule of the catalog.
-func namesRule(g glob.Pattern) bool { return namesRuleOf(catalog(), g) }
-
+// namesRuleOf reports whether a deny/allow glob names one of rules.
 func namesRuleOf(rules []Rule, g glob.Pattern) bool {
 	return slices.ContainsFunc(rules, func(r Rule) bool { return g.Match(r.ID) })
 }
