@@ -98,6 +98,15 @@ type ToolchainRules struct {
 	// +kubebuilder:validation:items:MaxLength=128
 	// +optional
 	Allow []string `json:"allow,omitempty"`
+
+	// Custom declares toolchains of this policy's own (an in-house SDK
+	// image, a vendor compiler) in the schema of slimgate's catalog. They
+	// are rules like the catalog's: Deny and Allow name them by id.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=id
+	// +optional
+	Custom []Toolchain `json:"custom,omitempty"`
 }
 
 // SizeBudget caps an image's size. Absent fields are not checked.

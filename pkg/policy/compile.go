@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/pkg/glob"
@@ -19,6 +20,8 @@ import (
 type Compiled struct {
 	spec   *v1alpha1.SlimImagePolicySpec
 	action Action
+	// det is the toolchain catalog the policy applies.
+	det *detector
 	// notes are what every result says about the policy itself.
 	notes    []string
 	sel      selection
@@ -47,10 +50,14 @@ func Compile(spec *v1alpha1.SlimImagePolicySpec) (*Compiled, error) {
 	}
 	s := spec.DeepCopy()
 	SetDefaults(s)
+	// Custom toolchains that do not compile are left out; Validate below
+	// reports them.
+	det, _ := customRules(field.NewPath("spec", "toolchains", "custom"), s.Toolchains.Custom)
 	c := &Compiled{
 		spec:     s,
 		action:   ActionFor(s.Mode),
-		sel:      selectRules(s.Toolchains),
+		det:      det,
+		sel:      selectFrom(det.rules, s.Toolchains),
 		selector: namespaceSelector(s.NamespaceSelector),
 	}
 	if s.Mode != v1alpha1.ModeEnforce && c.action == ActionDeny {

@@ -34,6 +34,9 @@ func TestLimitsMatchCRD(t *testing.T) {
 		"spec.registries.insecure[] maxLength": maxHostLen,
 		"spec.platforms maxItems":              maxPlatforms,
 	}
+	for k, v := range customLimits {
+		want["spec.toolchains."+k] = int64(v)
+	}
 	got := crdLimits(t, crdFile)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("limits in pkg/policy/load.go (-) and in %s (+) differ: change both (the CRD through the +kubebuilder:validation markers and make manifests):\n%s", crdFile, diff)

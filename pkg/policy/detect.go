@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"encoding/json"
 	"fmt"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -11,25 +13,41 @@ import (
 
 // Signal strengths: what installs a toolchain beats what merely shows it.
 const (
-	weak     = 1 // a CMD naming a tool
-	moderate = 2 // an environment variable, a version check
+	weak     = 1 // a default command, a helper package: corroborates only
+	moderate = 2 // an environment variable, a label, a version check
 	strong   = 3 // a download, a package install, a build command
+)
+
+// Evidence kinds of a hit. Installs (packages, downloads, paths) can be
+// removed again; the others describe a toolchain and are dropped when
+// every install of it was removed.
+const (
+	kindInstall = iota
+	kindDescribes
+	kindLabel
 )
 
 // hit is one piece of evidence for one rule.
 type hit struct {
 	rule     string
 	strength int
+	kind     int
 	// index is the history entry (or -1), needle the text matched in it.
 	index  int
 	needle string
 	// what says in a few words what was found.
-	what string
-	env  string
+	what  string
+	env   string
+	label string
 	// related are other history entries to attribute bytes to (the step
 	// that installed what an ENV line announced, the dependency install of
 	// a node build).
 	related []int
+	// sig is the download signal of a download hit.
+	sig *downloadSignal
+	// removedBy is the later step that removed what this install hit
+	// installed, or -1.
+	removedBy int
 }
 
 // step is one history entry read for detection.
@@ -40,6 +58,7 @@ type step struct {
 
 // analysis is what the detectors found in one image.
 type analysis struct {
+	det      *detector
 	hits     []hit
 	versions map[string]string
 	notes    []string
@@ -47,79 +66,89 @@ type analysis struct {
 	// unread counts the history steps left unanalysed because the
 	// evaluation was stopped (see stopped).
 	unread int
+	// workdir is the working directory the steps so far set.
+	workdir string
+	// pkgs follows packages across steps; live are the installs of
+	// earlier steps still in the image, with the hit they back.
+	pkgs pkgState
+	live []liveArtifact
+	// seen is scratch space for the literal index, one flag per
+	// download pattern.
+	seen []bool
 }
 
-// envRule maps environment variables to the toolchain they announce.
-var envRules = []struct {
-	key, rule string
-	// hints find the step that installed the toolchain after the ENV line.
-	hints []string
-}{
-	{"GOLANG_VERSION", RuleToolchainGo, []string{"/usr/local/go", "golang", "go.dev/dl"}},
-	{"GOROOT", RuleToolchainGo, []string{"/usr/local/go", "golang", "go.dev/dl"}},
-	{"MAVEN_HOME", RuleToolchainMaven, []string{"maven"}},
-	{"M2_HOME", RuleToolchainMaven, []string{"maven"}},
-	{"GRADLE_HOME", RuleToolchainGradle, []string{"gradle"}},
-	{"GRADLE_VERSION", RuleToolchainGradle, []string{"gradle"}},
-	{"RUSTUP_HOME", RuleToolchainRust, []string{"rustup", "cargo"}},
-	{"CARGO_HOME", RuleToolchainRust, []string{"rustup", "cargo"}},
-	{"DOTNET_SDK_VERSION", RuleToolchainDotnetSDK, []string{"dotnet"}},
-	{"COMPOSER_VERSION", RuleToolchainComposer, []string{"composer"}},
+// liveArtifact is an install of an earlier step that is still in the
+// image: a later step may remove it.
+type liveArtifact struct {
+	art *artifact
+	hit int // index into hits
 }
 
-// downloads are toolchains fetched by URL or file name, in RUN and ADD lines.
-var downloads = []struct {
-	rule string
-	re   *regexp.Regexp
-}{
-	{RuleToolchainJDK, regexp.MustCompile(`(?i)openjdk\d+u-jdk_|[-_]jdk_(x64|x86|aarch64|arm|ppc64|s390x|riscv64)|\bjdk\.java\.net/|download\.java\.net/java/\S*openjdk-[0-9][^/\s'"]*_bin\.tar\.gz|\bjdk-\d+(\.\d+)*_linux-|\bjdk-\d+u\d+-linux-|-ca-jdk\d|amazon-corretto-[\d.]+-[a-z0-9-]*-jdk\.|microsoft-jdk-\d|bellsoft-jdk\d|sapmachine-jdk-\d|graalvm-(community-)?jdk-\d|graalvm-ce-java\d`)},
-	{RuleToolchainGo, regexp.MustCompile(`(?i)\bgo1\.\d+(\.\d+)?((rc|beta)\d+)?\.linux-[a-z0-9]+\.tar\.gz`)},
-	{RuleToolchainMaven, regexp.MustCompile(`(?i)apache-maven-\d[\w.-]*-bin\.(tar\.gz|zip)`)},
-	{RuleToolchainGradle, regexp.MustCompile(`(?i)gradle-\d[\w.-]*-(bin|all)\.zip|services\.gradle\.org/distributions`)},
-	{RuleToolchainRust, regexp.MustCompile(`(?i)rustup-init|sh\.rustup\.rs`)},
-	{RuleToolchainDotnetSDK, regexp.MustCompile(`(?i)dotnet-sdk-\d[\w.-]*\.(tar\.gz|zip)|dotnet-sdk/\d`)},
-	{RuleToolchainComposer, regexp.MustCompile(`(?i)getcomposer\.org|composer-setup\.php`)},
+// downloadSignal recognises a toolchain fetched by URL or file name, in
+// RUN and ADD lines.
+type downloadSignal struct {
+	rule     string
+	strength int
+	re       *regexp.Regexp
+	// homes are the variables naming the folders the fetched installer
+	// writes to when run (rustup: RUSTUP_HOME, CARGO_HOME); without them
+	// what an installer writes cannot be followed.
+	homes []string
+	// unless is an argument that makes the download something else
+	// (dotnet-install.sh --runtime installs no SDK).
+	unless string
+	// runtime are the archive members that hold only the toolchain's
+	// runtime: extracting nothing else installs no toolchain.
+	runtime *regexp.Regexp
 }
 
-var (
-	ccPackage  = regexp.MustCompile(`^((gcc|g\+\+|clang|clang\+\+)(-\d+(\.\d+)?)?|gcc-c\+\+|(gcc|g\+\+)-multilib|make|build-essential|build-base|alpine-sdk|libc6-dev|libc-dev|glibc-devel|@development[- ]tools)$`)
-	jdkPackage = regexp.MustCompile(`^(openjdk-\d+-jdk(-headless)?|openjdk\d+(-jdk)?|default-jdk(-headless)?|java-\S*-(openjdk|amazon-corretto)-devel\S*|java-\d+-amazon-corretto-jdk|amazon-corretto-\d+|temurin-\d+-jdk|zulu\d*-jdk(-headless)?|msopenjdk-\d+|oracle-java\d+-installer)$`)
-	goPackage  = regexp.MustCompile(`^(go|golang|golang-go|golang-bin|golang-\d+(\.\d+)?(-go)?)$`)
-	pkgRules   = []struct {
-		rule string
-		re   *regexp.Regexp
-	}{
-		{RuleToolchainCC, ccPackage},
-		{RuleToolchainJDK, jdkPackage},
-		{RuleToolchainGo, goPackage},
-		{RuleToolchainMaven, regexp.MustCompile(`^maven$`)},
-		{RuleToolchainGradle, regexp.MustCompile(`^gradle$`)},
-		{RuleToolchainRust, regexp.MustCompile(`^(rust|rustc|cargo|rustup)$`)},
-		{RuleToolchainDotnetSDK, regexp.MustCompile(`^(dotnet-sdk-\d[\d.]*|dotnet\d+-sdk)$`)},
-		{RuleToolchainComposer, regexp.MustCompile(`^composer$`)},
+// runtimeOnly reports whether every member named is runtime only.
+func (d *downloadSignal) runtimeOnly(members []string) bool {
+	if d.runtime == nil || len(members) == 0 {
+		return false
 	}
-)
-
-// toolchainRule returns the rule a package name belongs to, or "".
-func toolchainRule(name string) string {
-	for _, pr := range pkgRules {
-		if pr.re.MatchString(name) {
-			return pr.rule
+	for _, m := range members {
+		if !d.runtime.MatchString(m) {
+			return false
 		}
 	}
-	return ""
+	return true
 }
 
-// analyze runs every detector over an image's facts. It stops before the
-// next history step once done is closed (nil: never) and counts the steps
-// it left unread.
-func analyze(f *image.Facts, done <-chan struct{}) analysis {
-	a := analysis{versions: map[string]string{}}
+// packageRules returns the signals a package name matches, one per rule
+// (r-base-dev pulls in both a C and a Fortran compiler).
+func (d *detector) packageRules(name string, scratch []bool) []*pkgSignal {
+	out := slices.Clone(d.pkgNames[name])
+	if len(d.pkgPatterns) > 0 {
+		clear(scratch)
+		if d.pkgIndex.candidates(name, scratch) {
+			for i, sig := range d.pkgPatterns {
+				if scratch[i] && !slices.ContainsFunc(out, func(o *pkgSignal) bool { return o.rule == sig.rule }) && sig.re.MatchString(name) {
+					out = append(out, sig)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// analyze runs every detector of det over an image's facts. It stops
+// before the next history step once done is closed (nil: never) and
+// counts the steps it left unread.
+func analyze(det *detector, f *image.Facts, done <-chan struct{}) analysis {
+	a := analysis{det: det, versions: map[string]string{}, workdir: "/", seen: make([]bool, len(det.downloads))}
+	a.pkgs.det = det
+	a.pkgs.scratch = make([]bool, len(det.pkgPatterns))
 	env := map[string]string{}
 	envIndex := map[string]int{}
 	for _, kv := range f.Env {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
+	}
+	labels := map[string]string{}
+	labelIndex := map[string]int{}
+	for k, v := range f.Labels {
+		labels[k] = v
 	}
 	recognised := 0
 	for _, h := range f.History {
@@ -132,22 +161,30 @@ func analyze(f *image.Facts, done <-chan struct{}) analysis {
 		if st.keyword != "" {
 			recognised++
 		}
-		if st.keyword == "ENV" {
+		switch st.keyword {
+		case "ENV":
 			for _, kv := range parseEnv(st.args) {
 				envIndex[kv[0]] = h.Index
 				if _, ok := env[kv[0]]; !ok || len(f.Env) == 0 {
 					env[kv[0]] = kv[1]
 				}
 			}
+		case "LABEL":
+			for _, kv := range parseEnv(st.args) {
+				labelIndex[kv[0]] = h.Index
+				if _, ok := labels[kv[0]]; !ok || len(f.Labels) == 0 {
+					labels[kv[0]] = kv[1]
+				}
+			}
 		}
 	}
 	switch {
 	case len(f.History) == 0:
-		a.notes = append(a.notes, "the image config has no history (distroless, ko, bazel or squashed build): judged by its environment and size only")
+		a.notes = append(a.notes, "the image config has no history (distroless, ko, bazel or squashed build): judged by its environment, labels and size only")
 	case recognised == 0:
-		a.notes = append(a.notes, fmt.Sprintf("the history holds no Dockerfile steps (created by %q): judged by its environment and size only", shorten(f.History[0].CreatedBy, "", 40)))
+		a.notes = append(a.notes, fmt.Sprintf("the history holds no Dockerfile steps (created by %q): judged by its environment, labels and size only", shorten(f.History[0].CreatedBy, "", 40)))
 	}
-	a.versions = versions(env)
+	a.versions = det.readVersions(env)
 
 	node := &nodeState{}
 	for i, st := range a.steps {
@@ -157,7 +194,13 @@ func analyze(f *image.Facts, done <-chan struct{}) analysis {
 		}
 		a.step(st, env, node)
 	}
+	a.packageHits()
+	a.removedLater()
 	a.envHits(env, envIndex)
+	a.labelHits(labels, labelIndex)
+	if len(f.History) == 0 {
+		a.defaultCommand(-1, append(slices.Clone(f.Entrypoint), f.Cmd...))
+	}
 	if h, ok := node.finding(); ok {
 		a.hits = append(a.hits, h)
 	}
@@ -168,18 +211,59 @@ func analyze(f *image.Facts, done <-chan struct{}) analysis {
 func (a *analysis) step(st step, env map[string]string, node *nodeState) {
 	switch st.keyword {
 	case "RUN", "":
-		a.downloads(st)
+		dl := a.downloads(st)
 		if st.keyword == "RUN" || looksLikeScript(st.args) {
-			a.script(st, env, node)
+			a.script(st, env, node, dl)
+		} else {
+			a.hits = append(a.hits, dl...)
 		}
-	case "ADD":
-		a.downloads(st)
+	case "ADD", "COPY":
+		start := len(a.hits)
+		a.hits = append(a.hits, a.downloads(st)...)
 		a.copyInto(st)
-	case "COPY":
-		a.copyInto(st)
+		// What ADD and COPY put in place may be removed by a later step.
+		for i := start; i < len(a.hits); i++ {
+			art := &artifact{rule: a.hits[i].rule, goneAt: -1}
+			for _, p := range copyDests(st.args) {
+				art.add(place{path: p})
+			}
+			if len(art.places) > 0 && !art.escaped {
+				a.live = append(a.live, liveArtifact{art: art, hit: i})
+			}
+		}
+	case "WORKDIR":
+		if dir := strings.TrimSpace(st.args); dir != "" && !strings.Contains(dir, "$") {
+			if !strings.HasPrefix(dir, "/") {
+				dir = a.workdir + "/" + dir
+			}
+			a.workdir = path.Clean(dir)
+		}
 	case "CMD", "ENTRYPOINT":
-		if jshellCmd.MatchString(st.args) {
-			a.add(hit{rule: RuleToolchainJDK, strength: weak, index: st.Index, needle: "jshell", what: "default command is jshell"})
+		a.defaultCommand(st.Index, commandWords(st.args))
+	}
+}
+
+// commandWords reads a CMD or ENTRYPOINT in exec form (a JSON array) or
+// shell form.
+func commandWords(args string) []string {
+	var words []string
+	if err := json.Unmarshal([]byte(args), &words); err == nil {
+		return words
+	}
+	// History renders exec form without commas: ["a" "b"].
+	s := strings.Trim(strings.TrimSpace(args), "[]")
+	for _, w := range strings.Fields(s) {
+		words = append(words, strings.Trim(w, `"`))
+	}
+	return words
+}
+
+// defaultCommand matches the default command's programs.
+func (a *analysis) defaultCommand(index int, words []string) {
+	for _, w := range words {
+		name := path.Base(w)
+		for _, sig := range a.det.defaults[name] {
+			a.add(hit{rule: sig.rule, strength: sig.strength, kind: kindDescribes, index: index, needle: name, what: "default command is " + name, removedBy: -1})
 		}
 	}
 }
@@ -204,141 +288,362 @@ func (a *analysis) cut(index int, why string) {
 	a.notes = append(a.notes, fmt.Sprintf("history #%d was not analysed in full: %s", index, why))
 }
 
-func (a *analysis) downloads(st step) {
-	for _, d := range downloads {
-		if m := d.re.FindString(st.args); m != "" {
-			if d.rule == RuleToolchainDotnetSDK && strings.Contains(st.args, "--runtime") {
-				continue
-			}
-			a.add(hit{rule: d.rule, strength: strong, index: st.Index, needle: m, what: "downloads " + fileName(st.args, m)})
+// downloads finds the toolchains a step fetches by URL or file name: the
+// literal index picks the patterns worth running on the step's text.
+func (a *analysis) downloads(st step) []hit {
+	seen := a.seen
+	clear(seen)
+	if !a.det.dlIndex.candidates(st.args, seen) {
+		return nil
+	}
+	var hits []hit
+	for i, d := range a.det.downloads {
+		if !seen[i] {
+			continue
 		}
+		m := d.re.FindString(st.args)
+		if m == "" || (d.unless != "" && strings.Contains(st.args, d.unless)) {
+			continue
+		}
+		what := "downloads " + fileName(st.args, m)
+		if strings.HasSuffix(m, ".sh") {
+			what = "runs " + m
+		}
+		hits = append(hits, hit{rule: d.rule, strength: d.strength, index: st.Index, needle: m, what: what, sig: d, removedBy: -1})
 	}
-	if strings.Contains(st.args, "dotnet-install.sh") && !strings.Contains(st.args, "--runtime") {
-		a.add(hit{rule: RuleToolchainDotnetSDK, strength: strong, index: st.Index, needle: "dotnet-install.sh", what: "runs dotnet-install.sh (SDK)"})
-	}
+	return hits
 }
 
 var (
-	goRootPath = regexp.MustCompile(`(^|\s)/usr/local/go(/|\s|$)`)
-	jshellCmd  = regexp.MustCompile(`(^|["/\s\[])jshell(["\s\]]|$)`)
-	majorMinor = regexp.MustCompile(`\d+\.\d+`)
-	major      = regexp.MustCompile(`\d+`)
+	majorMinor = regexp.MustCompile(`\d+(\.\d+)?`)
 	javaLegacy = regexp.MustCompile(`^1\.(\d+)`)
 )
 
-// copyInto flags toolchains copied in from another image.
+// copyDests returns the paths a COPY or ADD writes: its last operand.
+func copyDests(args string) []string {
+	var ops []string
+	for _, w := range strings.Fields(args) {
+		if !strings.HasPrefix(w, "--") {
+			ops = append(ops, w)
+		}
+	}
+	if len(ops) < 2 {
+		return nil
+	}
+	if ops[len(ops)-2] == "in" {
+		// Classic builder: "file:abc in /usr/local/go".
+		ops = append(ops[:len(ops)-2], ops[len(ops)-1])
+	}
+	dest := ops[len(ops)-1]
+	if !strings.HasPrefix(dest, "/") {
+		return nil
+	}
+	return []string{path.Clean(dest)}
+}
+
+// copyInto flags toolchains copied in from another image or the build
+// context: a source or destination at a toolchain's path.
 func (a *analysis) copyInto(st step) {
-	if goRootPath.MatchString(st.args) {
-		a.add(hit{rule: RuleToolchainGo, strength: strong, index: st.Index, needle: "/usr/local/go", what: "copies /usr/local/go"})
+	ops := strings.Fields(st.args)
+	for _, sig := range a.det.paths {
+		for _, w := range ops {
+			if strings.HasPrefix(w, "--") || !strings.HasPrefix(w, "/") {
+				continue
+			}
+			if pathMatches(sig.g, w) {
+				a.add(hit{rule: sig.rule, strength: sig.strength, index: st.Index, needle: w, what: "copies " + shorten(w, "", 50), removedBy: -1})
+				break
+			}
+		}
 	}
 }
 
-// script runs the command detectors over one RUN step.
-func (a *analysis) script(st step, env map[string]string, node *nodeState) {
+// script runs the command detectors over one RUN step; dl are the
+// downloads its text shows.
+func (a *analysis) script(st step, env map[string]string, node *nodeState, dl []hit) {
 	var (
-		pkgs   pkgState
 		builds []hit
 		nodeIn []hit
 		nodeBd []hit
 	)
+	pkgs := &a.pkgs
+	pkgs.begin(st.Index)
 	sh := newShellReader(env, st.buildArgs)
-	for _, c := range sh.commands(st.args) {
+	fs := newFSState(a.workdir, a.det, make([]bool, len(a.det.downloads)), a.live)
+	fs.text = st.args
+	sh.observe = func(c command) {
+		fs.observe(c, st.Index, func(k string) (string, bool) {
+			if v, ok := c.assigns[k]; ok {
+				return v, true
+			}
+			return sh.lookup(k)
+		})
+	}
+	cmds := sh.commands(st.args)
+	pkgs.files = packageFiles(cmds)
+	for _, c := range cmds {
 		pkgs.observe(c)
-		h := hit{index: st.Index, strength: strong, needle: c.name}
-		switch c.name {
-		case "go":
-			if sub := firstOperand(c.args); sub == "build" || sub == "install" {
-				h.rule, h.needle = RuleBuildGo, "go "+sub
-				builds = append(builds, h.runs(c))
+		for _, sig := range a.det.commands[c.name] {
+			if !sig.matches(c) {
+				continue
 			}
-		case "mvn", "mvnw":
-			if hasArg(c.args, "package", "install", "verify", "deploy") {
-				h.rule = RuleBuildMaven
-				builds = append(builds, h.runs(c))
+			h := hit{rule: sig.rule, strength: sig.strength, kind: kindDescribes, index: st.Index, needle: c.name, removedBy: -1}.runs(c)
+			if sig.rule == RuleBuildGo && len(c.args) > 0 {
+				h.needle = "go " + firstOperand(c.args)
 			}
-		case "gradle", "gradlew":
-			for _, t := range c.args {
-				t = t[strings.LastIndex(t, ":")+1:]
-				if slices.Contains([]string{"build", "assemble", "bootJar", "bootWar", "installDist", "shadowJar", "jar", "war"}, t) {
-					h.rule = RuleBuildGradle
-					builds = append(builds, h.runs(c))
-					break
+			if strings.HasPrefix(sig.rule, "build.") {
+				builds = append(builds, h)
+				if sig.rule == RuleBuildNpm || sig.rule == RuleBuildYarn {
+					nodeBd = append(nodeBd, h)
 				}
+				continue
 			}
-		case "cargo":
-			if sub := firstOperand(c.args); sub == "build" || sub == "install" {
-				h.rule = RuleBuildCargo
-				builds = append(builds, h.runs(c))
-			}
+			a.add(h)
+		}
+		switch c.name {
 		case "npm", "pnpm", "yarn":
-			if r := jsBuild(c); r != "" {
-				h.rule = r
-				builds = append(builds, h.runs(c))
-				nodeBd = append(nodeBd, h.runs(c))
-			}
 			if jsDevInstall(c, env) {
-				nodeIn = append(nodeIn, h.runs(c))
+				nodeIn = append(nodeIn, hit{index: st.Index, strength: strong, needle: c.name}.runs(c))
 			}
 		case "npx", "tsc", "webpack", "vite", "ng", "next", "nest", "rollup", "esbuild":
 			if bundler(c) {
-				nodeBd = append(nodeBd, h.runs(c))
+				nodeBd = append(nodeBd, hit{index: st.Index, strength: strong, needle: c.name}.runs(c))
 			}
-		case "dotnet":
-			if sub := firstOperand(c.args); sub == "publish" || sub == "build" {
-				h.rule = RuleBuildDotnet
-				builds = append(builds, h.runs(c))
-			}
-		case "make", "gmake":
-			h.rule = RuleBuildMake
-			builds = append(builds, h.runs(c))
-		case "gcc", "g++", "cc", "c++", "clang", "clang++":
-			h.rule = RuleBuildCC
-			builds = append(builds, h.runs(c))
-		case "javac":
-			if versionCheck(c.args) {
-				h.rule, h.strength, h.what = RuleToolchainJDK, moderate, "runs javac "+strings.Join(c.args, " ")
-				a.add(h)
-			} else {
-				h.rule = RuleBuildJavac
-				builds = append(builds, h.runs(c))
-				a.add(hit{rule: RuleToolchainJDK, strength: moderate, index: st.Index, needle: "javac", what: "runs javac"})
-			}
-		case "jshell", "jlink":
-			h.rule, h.strength = RuleToolchainJDK, moderate
-			a.add(h.runs(c))
 		}
 	}
 	for _, why := range sh.limits {
 		a.cut(st.Index, why)
 	}
+	for _, why := range fs.limits {
+		a.cut(st.Index, why)
+	}
 	if pkgs.overBudget() {
 		a.cut(st.Index, fmt.Sprintf("package removals past %d checks were not credited", maxPkgWork))
 	}
-	// Official runtime images build from source with dependencies they
-	// remove again in the same step: nothing of such a build is shipped.
-	if !pkgs.selfCleaning() {
+	// Downloads the commands show once their variables are expanded,
+	// when the step's text did not name them.
+	for _, art := range fs.arts {
+		if art.sig != nil && !slices.ContainsFunc(dl, func(h hit) bool { return h.sig == art.sig }) {
+			dl = append(dl, hit{rule: art.rule, strength: art.sig.strength, index: st.Index, needle: art.needle,
+				what: "downloads " + shorten(path.Base(art.needle), "", 60), sig: art.sig, removedBy: -1})
+		}
+	}
+	// A toolchain fetched into a folder the step deletes again leaves
+	// nothing in its layer.
+	cleared := false
+	kept := 0
+	for _, h := range dl {
+		if fs.cleared(h.sig) {
+			cleared = true
+			continue
+		}
+		a.hits = append(a.hits, h)
+		kept++
+		for _, art := range fs.arts {
+			if art.sig == h.sig && !art.gone() {
+				a.live = append(a.live, liveArtifact{art: art, hit: len(a.hits) - 1})
+			}
+		}
+	}
+	// Files put at a toolchain's path, unless the step deleted them.
+	for _, art := range fs.arts {
+		if art.path == nil || art.gone() {
+			continue
+		}
+		a.add(hit{rule: art.rule, strength: art.path.strength, index: st.Index, needle: art.needle, what: "puts " + shorten(art.needle, "", 50), removedBy: -1})
+		a.live = append(a.live, liveArtifact{art: art, hit: len(a.hits) - 1})
+	}
+	// Official runtime images build from source with dependencies (or a
+	// toolchain) they remove again in the same step: nothing of such a
+	// build is shipped.
+	tempToolchain := cleared && kept == 0 && !pkgs.keepsToolchain()
+	if !pkgs.selfCleaning() && !tempToolchain {
 		a.hits = append(a.hits, builds...)
 		node.installs = append(node.installs, nodeIn...)
 		node.builds = append(node.builds, nodeBd...)
 	}
-	// The toolchain packages the step installed and did not remove ship
-	// in its layer, whatever else it removed.
-	for _, pr := range pkgRules {
-		var names []string
-		seen := map[string]bool{}
-		manager := ""
-		for _, ip := range pkgs.installed {
-			if !ip.removed && ip.rule == pr.rule && !seen[ip.name] {
-				seen[ip.name] = true
-				names = append(names, ip.name)
-				manager = ip.manager
+}
+
+// matches reports whether a command matches the signal.
+func (s *cmdSignal) matches(c command) bool {
+	if !s.versionChecks && versionCheck(c.args) {
+		return false
+	}
+	if len(s.args) > 0 {
+		ops := operands(c.args, nil)
+		if len(ops) < len(s.args) {
+			return false
+		}
+		for i, re := range s.args {
+			if !re.MatchString(ops[i]) {
+				return false
 			}
 		}
-		if len(names) > 0 {
-			a.add(hit{rule: pr.rule, strength: strong, index: st.Index, needle: names[0],
-				what: shorten(manager+" installs "+strings.Join(names, ", "), "", 60)})
+	}
+	if s.anyArg != nil && !slices.ContainsFunc(c.args, s.anyArg.MatchString) {
+		return false
+	}
+	return true
+}
+
+// packageHits reports, per step and rule, the toolchain packages each
+// step installed: those still installed, and those a later step removed
+// (whose bytes still ship in the installing step's layer).
+func (a *analysis) packageHits() {
+	type key struct {
+		step, removedBy int
+		rule            string
+		weak            bool
+	}
+	groups := map[key][]installedPkg{}
+	var order []key
+	for _, ip := range a.pkgs.installed {
+		if ip.rule == "" || (ip.removed && ip.removedBy == ip.step) {
+			continue
+		}
+		k := key{step: ip.step, removedBy: -1, rule: ip.rule, weak: ip.weak}
+		if ip.removed {
+			k.removedBy = ip.removedBy
+		}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], ip)
+	}
+	for _, k := range order {
+		var names []string
+		for _, ip := range groups[k] {
+			if !slices.Contains(names, ip.name) {
+				names = append(names, ip.name)
+			}
+		}
+		strength := strong
+		if k.weak {
+			strength = weak
+		}
+		a.add(hit{rule: k.rule, strength: strength, index: k.step, needle: names[0], removedBy: k.removedBy,
+			what: shorten(groups[k][0].manager+" installs "+strings.Join(names, ", "), "", 60)})
+	}
+}
+
+// removedLater marks the install hits whose every file a later step
+// deleted.
+func (a *analysis) removedLater() {
+	by := map[int][]*artifact{}
+	for _, l := range a.live {
+		by[l.hit] = append(by[l.hit], l.art)
+	}
+	for i, arts := range by {
+		last := -1
+		for _, art := range arts {
+			if !art.gone() {
+				last = -1
+				break
+			}
+			last = max(last, art.goneAt)
+		}
+		if last > a.hits[i].index {
+			a.hits[i].removedBy = last
 		}
 	}
+}
+
+// envHits turns toolchain environment variables into hits, pointing at the
+// step that most likely installed what the variable announces: the first
+// install of the same rule after the ENV line, else the first step after
+// it that added a layer.
+func (a *analysis) envHits(env map[string]string, envIndex map[string]int) {
+	a.kvHits(a.det.env, env, envIndex, func(h *hit, k, v string) {
+		h.kind, h.env, h.what = kindDescribes, k+"="+v, "ENV "+shorten(k+"="+v, "", 50)
+		if k == "PATH" {
+			h.what = "PATH " + shorten(v, "", 50)
+		}
+		if h.index >= 0 {
+			if inst := a.installStep(h.index, h.rule); inst >= 0 {
+				h.related = []int{inst}
+			}
+		}
+	})
+}
+
+// labelHits turns labels into hits.
+func (a *analysis) labelHits(labels map[string]string, labelIndex map[string]int) {
+	a.kvHits(a.det.labels, labels, labelIndex, func(h *hit, k, v string) {
+		h.kind, h.label, h.what = kindLabel, k+"="+v, "LABEL "+shorten(k+"="+v, "", 60)
+	})
+}
+
+// kvHits matches key=value signals against values (in key order), at the
+// history entry that set each, and lets fill complete each hit.
+func (a *analysis) kvHits(sigs []*kvSignal, values map[string]string, index map[string]int, fill func(h *hit, k, v string)) {
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, sig := range sigs {
+		for _, k := range keys {
+			v := values[k]
+			if !sig.key.Match(k) || strings.TrimSpace(v) == "" || (sig.value != nil && !sig.value.MatchString(v)) {
+				continue
+			}
+			h := hit{rule: sig.rule, strength: sig.strength, index: -1, needle: k, removedBy: -1}
+			if i, ok := index[k]; ok {
+				h.index = i
+			}
+			fill(&h, k, v)
+			a.add(h)
+		}
+	}
+}
+
+// installStep finds the step that installed what an ENV line at after
+// announces: the first install hit of the rule after it, else the first
+// layer-adding RUN, COPY or ADD after it.
+func (a *analysis) installStep(after int, rule string) int {
+	best := -1
+	for _, h := range a.hits {
+		if h.rule == rule && h.kind == kindInstall && h.index > after && (best < 0 || h.index < best) {
+			best = h.index
+		}
+	}
+	if best >= 0 {
+		return best
+	}
+	for _, st := range a.steps {
+		if st.Index <= after || st.EmptyLayer {
+			continue
+		}
+		if st.keyword == "RUN" || st.keyword == "COPY" || st.keyword == "ADD" {
+			return st.Index
+		}
+	}
+	return -1
+}
+
+// readVersions reads the toolchain versions an image declares, for
+// remedies, keyed by rule.
+func (d *detector) readVersions(env map[string]string) map[string]string {
+	out := map[string]string{}
+	for rule, vs := range d.versions {
+		for _, k := range vs.env {
+			s := majorMinor.FindString(env[k])
+			if s == "" {
+				continue
+			}
+			if vs.parts == 1 {
+				if m := javaLegacy.FindStringSubmatch(env[k]); m != nil && strings.HasPrefix(s, "1.") {
+					// "1.8.0_322" style.
+					s = m[1]
+				} else {
+					s, _, _ = strings.Cut(s, ".")
+				}
+			}
+			out[rule] = s
+			break
+		}
+	}
+	return out
 }
 
 // runs completes a command's hit with the command, shortened; built only
@@ -363,25 +668,6 @@ func versionCheck(args []string) bool {
 		}
 	}
 	return true
-}
-
-// jsBuild recognises "npm run build", "yarn build", "pnpm run build:prod".
-func jsBuild(c command) string {
-	sub := firstOperand(c.args)
-	script := sub
-	if sub == "run" || sub == "run-script" {
-		rest := c.args[slices.Index(c.args, sub)+1:]
-		script = firstOperand(rest)
-	} else if c.name == "npm" {
-		return ""
-	}
-	if script != "build" && !strings.HasPrefix(script, "build:") {
-		return ""
-	}
-	if c.name == "yarn" {
-		return RuleBuildYarn
-	}
-	return RuleBuildNpm
 }
 
 // jsDevInstall recognises a dependency install that includes
@@ -442,92 +728,6 @@ func (n *nodeState) finding() (hit, bool) {
 		h.related = append(h.related, in.index)
 	}
 	return h, true
-}
-
-// envHits turns toolchain environment variables into hits, pointing at the
-// step that most likely installed what the variable announces.
-func (a *analysis) envHits(env map[string]string, envIndex map[string]int) {
-	for _, er := range envRules {
-		v, ok := env[er.key]
-		if !ok || strings.TrimSpace(v) == "" {
-			continue
-		}
-		h := hit{rule: er.rule, strength: moderate, index: -1, env: er.key + "=" + v, needle: er.key,
-			what: "ENV " + shorten(er.key+"="+v, "", 50)}
-		if i, ok := envIndex[er.key]; ok {
-			h.index = i
-			if inst := a.installStep(i, er.hints); inst >= 0 {
-				h.related = []int{inst}
-			}
-		}
-		a.add(h)
-	}
-	if p := env["PATH"]; strings.Contains(p, "/usr/local/go/bin") {
-		h := hit{rule: RuleToolchainGo, strength: moderate, index: -1, env: "PATH=" + p, needle: "/usr/local/go",
-			what: "/usr/local/go/bin in PATH"}
-		if i, ok := envIndex["PATH"]; ok {
-			h.index = i
-			if inst := a.installStep(i, []string{"/usr/local/go", "golang", "go.dev/dl"}); inst >= 0 {
-				h.related = []int{inst}
-			}
-		}
-		a.add(h)
-	}
-}
-
-// installStep finds the first layer-adding step after an ENV line whose
-// line names one of hints, else the first layer-adding RUN, COPY or ADD
-// right after it.
-func (a *analysis) installStep(after int, hints []string) int {
-	first := -1
-	for _, st := range a.steps {
-		if st.Index <= after || st.EmptyLayer {
-			continue
-		}
-		if st.keyword != "RUN" && st.keyword != "COPY" && st.keyword != "ADD" {
-			continue
-		}
-		if first < 0 {
-			first = st.Index
-		}
-		low := strings.ToLower(st.CreatedBy)
-		for _, h := range hints {
-			if strings.Contains(low, h) {
-				return st.Index
-			}
-		}
-	}
-	return first
-}
-
-// versions reads the toolchain versions an image declares, for remedies.
-func versions(env map[string]string) map[string]string {
-	v := map[string]string{}
-	if s := majorMinor.FindString(env["GOLANG_VERSION"]); s != "" {
-		v["go"] = s
-	}
-	if s := major.FindString(env["JAVA_VERSION"]); s != "" {
-		if s == "1" {
-			// "1.8.0_322" style.
-			if m := javaLegacy.FindStringSubmatch(env["JAVA_VERSION"]); m != nil {
-				s = m[1]
-			}
-		}
-		v["java"] = s
-	}
-	for _, k := range []string{"DOTNET_SDK_VERSION", "DOTNET_VERSION"} {
-		if s := majorMinor.FindString(env[k]); s != "" {
-			v["dotnet"] = s
-			break
-		}
-	}
-	if s := major.FindString(env["NODE_VERSION"]); s != "" {
-		v["node"] = s
-	}
-	if s := majorMinor.FindString(env["RUST_VERSION"]); s != "" {
-		v["rust"] = s
-	}
-	return v
 }
 
 // fileName returns the URL path segment or word around a match.

@@ -86,7 +86,10 @@ func TestDetectors(t *testing.T) {
 		{name: "rhel devel package", lines: []string{"/bin/sh -c microdnf install -y java-17-openjdk-devel && microdnf clean all"}, want: []string{RuleToolchainJDK}},
 		{name: "rhel headless package", lines: []string{"/bin/sh -c microdnf install -y java-17-openjdk-headless && microdnf clean all"}},
 		{name: "JAVA_VERSION alone is not a JDK", env: []string{"JAVA_VERSION=jdk-21.0.4+7", "JAVA_HOME=/opt/java/openjdk"}, lines: []string{"ENV JAVA_VERSION=jdk-21.0.4+7"}},
-		{name: "jshell as default command", lines: []string{`/bin/sh -c #(nop)  CMD ["jshell"]`}, want: []string{RuleToolchainJDK}},
+		{name: "jshell as default command only corroborates", lines: []string{`/bin/sh -c #(nop)  CMD ["jshell"]`}},
+		{name: "jshell as default command with a vendor JDK package", lines: []string{
+			"RUN /bin/sh -c apt-get update && apt-get -y --no-install-recommends install sapmachine-17-jdk=17.0.2 && rm -rf /var/lib/apt/lists/* # buildkit",
+			`/bin/sh -c #(nop)  CMD ["jshell"]`}, want: []string{RuleToolchainJDK}},
 
 		// toolchain.dotnet-sdk
 		{name: "dotnet sdk env", env: []string{"DOTNET_VERSION=8.0.8", "DOTNET_SDK_VERSION=8.0.400"}, lines: []string{"ENV DOTNET_SDK_VERSION=8.0.400", "COPY /dotnet /usr/share/dotnet # buildkit"}, want: []string{RuleToolchainDotnetSDK}},
@@ -99,9 +102,9 @@ func TestDetectors(t *testing.T) {
 		{name: "httpd installs and purges buildDeps", lines: []string{httpdLegacy}},
 		{name: "redis savedAptMark idiom", lines: []string{redisSlim}},
 		{name: "alpine .build-deps deleted", lines: []string{alpineBuildDeps}},
-		{name: "removed in a later step still ships", lines: []string{
+		{name: "removed in a later step still ships, as bloat", lines: []string{
 			"RUN /bin/sh -c apk add --no-cache --virtual .build-deps gcc musl-dev # buildkit",
-			"RUN /bin/sh -c apk del .build-deps # buildkit"}, want: []string{RuleToolchainCC}},
+			"RUN /bin/sh -c apk del .build-deps # buildkit"}, want: []string{RuleBloatRemovedLater}},
 		{name: "runtime libs named like gcc", lines: []string{"RUN /bin/sh -c apt-get update && apt-get install -y --no-install-recommends gcc-12-base libgcc-s1 libstdc++6 && rm -rf /var/lib/apt/lists/* # buildkit"}},
 		{name: "cmake and makedepend are not make", lines: []string{"RUN /bin/sh -c apt-get install -y cmake xutils-dev makedepend libmake-dev # buildkit"}},
 		{name: "versioned gcc and yum gcc-c++", lines: []string{"/bin/sh -c yum install -y gcc-c++-8.5.0 gcc-12 && yum clean all"}, want: []string{RuleToolchainCC}},

@@ -89,21 +89,16 @@ func (c *Compiled) evaluate(f *image.Facts, done <-chan struct{}) Result {
 	}
 	action, sel := c.action, c.sel
 
-	an := analyze(f, done)
+	an := analyze(c.det, f, done)
 	res.Notes = append(res.Notes, an.notes...)
-	byRule := map[string][]hit{}
-	for _, h := range an.hits {
-		if sel.rules[h.rule] {
-			byRule[h.rule] = append(byRule[h.rule], h)
-		}
-	}
+	byRule := an.judge()
 	var attributed []hit
-	for _, r := range catalog() {
+	for _, r := range c.det.rules {
 		hits := byRule[r.ID]
-		if len(hits) == 0 {
+		if len(hits) == 0 || !sel.rules[r.ID] {
 			continue
 		}
-		res.Findings = append(res.Findings, hitFinding(r, hits, f, action, an.versions[r.version]))
+		res.Findings = append(res.Findings, hitFinding(r, hits, f, action, an.versions[r.ID]))
 		attributed = append(attributed, hits...)
 	}
 	res.Findings = append(res.Findings, sizeFindings(c.spec.SizeBudget, sel, f, action)...)
@@ -141,6 +136,71 @@ func cutFinding(f *image.Facts, an analysis, action Action) Finding {
 		fd.Platform = f.Platform.String()
 	}
 	return fd
+}
+
+// decides reports whether a rule's hits make a finding: weak signals
+// (a default command, a helper package such as make) only corroborate.
+func decides(hits []hit) bool {
+	return slices.ContainsFunc(hits, func(h hit) bool { return h.strength >= moderate })
+}
+
+// judge decides which rules the analysis' hits make findings of, whatever
+// the policy selects:
+//   - an install a later step removed no longer counts for its toolchain;
+//     its bytes still ship, so it counts for bloat.removed-later instead;
+//   - what only describes a toolchain (an ENV line, a command run) is
+//     dropped when every install of it that the history shows was removed;
+//   - weak signals only corroborate (decides);
+//   - an entry that requires other rules stands only next to them.
+func (an *analysis) judge() map[string][]hit {
+	raw := map[string][]hit{}
+	for _, h := range an.hits {
+		raw[h.rule] = append(raw[h.rule], h)
+	}
+	out := map[string][]hit{}
+	var later []hit
+	for _, r := range an.det.rules {
+		hits := raw[r.ID]
+		installs, present := 0, 0
+		for _, h := range hits {
+			if h.kind == kindInstall {
+				installs++
+				if h.removedBy < 0 {
+					present++
+				}
+			}
+		}
+		var keep []hit
+		for _, h := range hits {
+			switch {
+			case h.kind == kindInstall && h.removedBy >= 0:
+				if h.strength >= moderate {
+					b := h
+					b.rule = RuleBloatRemovedLater
+					b.what = fmt.Sprintf("%s: %s, removed by history #%d", r.Title, h.what, h.removedBy)
+					later = append(later, b)
+				}
+			case h.kind == kindDescribes && installs > 0 && present == 0:
+			default:
+				keep = append(keep, h)
+			}
+		}
+		if decides(keep) {
+			out[r.ID] = keep
+		}
+	}
+	if len(later) > 0 {
+		out[RuleBloatRemovedLater] = later
+	}
+	for rule, reqs := range an.det.requires {
+		for _, req := range reqs {
+			if _, ok := out[req]; !ok {
+				delete(out, rule)
+				break
+			}
+		}
+	}
+	return out
 }
 
 func verdict(fs []Finding) Verdict {

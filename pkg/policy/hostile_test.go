@@ -130,7 +130,7 @@ func TestHostileLongLine(t *testing.T) {
 	f := historyFacts(t, nil, line)
 
 	var an analysis
-	got := allocated(func() { an = analyze(f, nil) })
+	got := allocated(func() { an = analyze(builtin(), f, nil) })
 	t.Logf("analysing a %d byte line: %d bytes allocated", len(line), got)
 	// Analysis reads at most the 64 KiB line cap, whatever the line's
 	// length: at most 40 bytes allocated per byte analysed.
@@ -190,7 +190,7 @@ func TestHostileNesting(t *testing.T) {
 
 	line := "RUN /bin/sh -c " + nest(9, "make") + " # buildkit"
 	f := historyFacts(t, nil, line)
-	got := allocated(func() { analyze(f, nil) })
+	got := allocated(func() { analyze(builtin(), f, nil) })
 	t.Logf("%d byte line nested 9 deep: %d bytes allocated", len(line), got)
 	if limit := uint64(64*len(line) + 64<<10); got > limit {
 		t.Errorf("nesting 9 deep (%d bytes) allocated %d bytes, want at most %d", len(line), got, limit)
@@ -241,4 +241,39 @@ func FuzzShellReader(f *testing.F) {
 			t.Fatalf("parseEnv returned %d bytes from %d", n, len(script))
 		}
 	})
+}
+
+// TestHostileDownloadsAreBounded: a step that fetches a toolchain
+// thousands of times and deletes thousands of paths costs in proportion
+// to its length (the lifecycle follows a bounded number of downloads), and
+// what it could not follow stays a finding, with a note.
+func TestHostileDownloadsAreBounded(t *testing.T) {
+	def := Default()
+	facts := func(n int) (*Result, func()) {
+		var b strings.Builder
+		b.WriteString("RUN /bin/sh -c cd /tmp; ")
+		for i := range n {
+			fmt.Fprintf(&b, "curl -fsSLo /tmp/g%04d.tgz https://go.dev/dl/go1.22.%d.linux-amd64.tar.gz; mv /tmp/g%04d.tgz /tmp/h%04d; rm -rf /tmp/x%04d; ", i, i, i, i, i)
+		}
+		b.WriteString("rm -rf /tmp/* # buildkit")
+		f := historyFacts(t, nil, b.String())
+		res := new(Result)
+		return res, func() { *res = Evaluate(&def.Spec, f) }
+	}
+	// 50 and 400 downloads: within the line cap, past the bound.
+	_, small := facts(50)
+	res, large := facts(400)
+	as, al := testing.AllocsPerRun(3, small), testing.AllocsPerRun(3, large)
+	bs, bl := allocated(small), allocated(large)
+	t.Logf("50 downloads: %d bytes, %.0f allocations; 400: %d bytes, %.0f allocations", bs, as, bl, al)
+	if bl > 10*bs || al > 10*as {
+		t.Errorf("8x the downloads cost %.1fx the bytes and %.1fx the allocations, want at most 10x", float64(bl)/float64(bs), al/as)
+	}
+	large()
+	if hasNote(res.Notes, "was not analysed in full: its line") {
+		t.Fatalf("the line was cut: %q", res.Notes)
+	}
+	if !slices.Contains(ruleIDs(*res), RuleToolchainGo) || !hasNote(res.Notes, "were not followed") {
+		t.Errorf("downloads past the bound: findings %v, notes %q; want toolchain.go and a note", ruleIDs(*res), res.Notes)
+	}
 }

@@ -169,8 +169,10 @@ func Validate(spec *v1alpha1.SlimImagePolicySpec) field.ErrorList {
 			}
 		}
 	}
-	errs = append(errs, validateRuleRefs(p.Child("toolchains", "deny"), spec.Toolchains.Deny)...)
-	errs = append(errs, validateRuleRefs(p.Child("toolchains", "allow"), spec.Toolchains.Allow)...)
+	det, cerrs := customRules(p.Child("toolchains", "custom"), spec.Toolchains.Custom)
+	errs = append(errs, cerrs...)
+	errs = append(errs, validateRuleRefs(p.Child("toolchains", "deny"), spec.Toolchains.Deny, det.rules)...)
+	errs = append(errs, validateRuleRefs(p.Child("toolchains", "allow"), spec.Toolchains.Allow, det.rules)...)
 	for i, a := range spec.Toolchains.Allow {
 		if slices.Contains(spec.Toolchains.Deny, a) {
 			errs = append(errs, field.Invalid(p.Child("toolchains", "allow").Index(i), a, "a rule cannot be both denied and allowed"))
@@ -205,8 +207,8 @@ func Validate(spec *v1alpha1.SlimImagePolicySpec) field.ErrorList {
 }
 
 // validateRuleRefs checks deny/allow entries: ids or globs that name at
-// least one rule of the catalog.
-func validateRuleRefs(p *field.Path, refs []string) field.ErrorList {
+// least one rule of the catalog (with the policy's custom toolchains).
+func validateRuleRefs(p *field.Path, refs []string, rules []Rule) field.ErrorList {
 	var errs field.ErrorList
 	if len(refs) > maxRuleRefs {
 		errs = append(errs, field.TooMany(p, len(refs), maxRuleRefs))
@@ -225,8 +227,8 @@ func validateRuleRefs(p *field.Path, refs []string) field.ErrorList {
 		switch {
 		case err != nil:
 			errs = append(errs, field.Invalid(ip, ref, err.Error()))
-		case !namesRule(g):
-			errs = append(errs, field.NotSupported(ip, ref, catalogIDs()))
+		case !namesRuleOf(rules, g):
+			errs = append(errs, field.NotSupported(ip, ref, ruleIDsOf(rules)))
 		}
 	}
 	return errs

@@ -16,6 +16,15 @@ const maxPkgWork = 1 << 20
 // same step leaves nothing in the step's layer; one removed in a later step
 // still ships in this step's layer.
 type pkgState struct {
+	det *detector
+	// scratch is the literal index's space, one flag per package pattern.
+	scratch []bool
+	// step is the history index of the step being read; files are the
+	// package files (.deb, .rpm, .apk) its commands name, for installs by
+	// path.
+	step  int
+	files []string
+	// installed holds the packages of every step read so far.
 	installed []installedPkg
 	// txs counts the install and remove commands seen; rpmLast is the
 	// latest of the rpm tools, for "history undo last".
@@ -30,12 +39,25 @@ type installedPkg struct {
 	group   string // apk --virtual name
 	// rule is the toolchain rule the package belongs to, or "".
 	rule string
+	// weak is set for a package that only corroborates its rule (make
+	// for a C toolchain): keeping it keeps no toolchain.
+	weak bool
 	// tx is the install command that added it.
 	tx int
 	// auto is set when the package is marked as installed automatically
 	// (apt-mark auto, dnf mark remove): an autoremove removes it.
 	auto    bool
 	removed bool
+	// step is the step that installed it, removedBy the one that removed
+	// it.
+	step, removedBy int
+}
+
+// begin starts reading a step.
+func (p *pkgState) begin(step int) {
+	p.step = step
+	p.files = nil
+	p.work = 0
 }
 
 // selfCleaning reports whether the step removed what it installed: at
@@ -45,21 +67,39 @@ type installedPkg struct {
 // remains (a build with an earlier step's compiler that removes its own
 // build dependencies). Removing a package the step did not install, or an
 // autoremove that spares the packages named on the command line, covers
-// nothing.
+// nothing. Packages that only corroborate a toolchain (make) may stay: a
+// step that keeps make but purges its compiler keeps no toolchain.
 func (p *pkgState) selfCleaning() bool {
 	removed, kept, toolchain := 0, 0, false
 	for _, ip := range p.installed {
+		if ip.step != p.step {
+			continue
+		}
 		if !ip.removed {
-			if ip.rule != "" {
+			if p.keeps(ip) {
 				return false
 			}
 			kept++
 			continue
 		}
 		removed++
-		toolchain = toolchain || ip.rule != ""
+		toolchain = toolchain || (ip.rule != "" && !ip.weak)
 	}
 	return removed > 0 && (toolchain || kept == 0)
+}
+
+// keeps reports whether a package left installed is a toolchain.
+func (p *pkgState) keeps(ip installedPkg) bool { return ip.rule != "" && !ip.weak }
+
+// keepsToolchain reports whether a toolchain package the step installed
+// remains.
+func (p *pkgState) keepsToolchain() bool {
+	for _, ip := range p.installed {
+		if ip.step == p.step && !ip.removed && p.keeps(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // overBudget reports whether removals went uncredited for want of work.
@@ -80,8 +120,19 @@ func (p *pkgState) observe(c command) {
 		p.zypper(c)
 	case "dpkg":
 		for i, a := range c.args {
-			if a == "-r" || a == "-P" || a == "--purge" || a == "--remove" {
+			switch a {
+			case "-r", "-P", "--purge", "--remove":
 				p.remove(c.name, c.args[i+1:], nil)
+				return
+			case "-i", "--install":
+				p.install(c.name, operands(c.args[i+1:], nil), "")
+				return
+			}
+		}
+	case "rpm":
+		for _, a := range c.args {
+			if a == "--install" || a == "--upgrade" || (strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && strings.ContainsAny(a, "iU")) {
+				p.install("yum", operands(c.args, nil), "")
 				return
 			}
 		}
@@ -258,11 +309,103 @@ func (p *pkgState) zypper(c command) {
 func (p *pkgState) install(manager string, names []string, group string) {
 	tx := p.transaction(manager)
 	for _, n := range names {
-		if n = normalisePkg(n); n != "" {
-			p.installed = append(p.installed, installedPkg{name: n, manager: manager, group: group, rule: toolchainRule(n), tx: tx})
+		for _, name := range p.installedNames(n) {
+			ip := installedPkg{name: name, manager: manager, group: group, tx: tx, step: p.step, removedBy: -1}
+			if p.det == nil {
+				p.det = builtin()
+				p.scratch = make([]bool, len(p.det.pkgPatterns))
+			}
+			sigs := p.det.packageRules(name, p.scratch)
+			if len(sigs) == 0 {
+				p.installed = append(p.installed, ip)
+			}
+			// One record per rule the package belongs to.
+			for _, sig := range sigs {
+				ip.rule, ip.weak = sig.rule, sig.strength < moderate
+				p.installed = append(p.installed, ip)
+			}
 		}
 	}
 }
+
+// packageFile matches the file name of a package: name_version_arch.deb,
+// name-version-release.arch.rpm, name-version-rN.apk.
+var packageFile = regexp.MustCompile(`\.(deb|rpm|apk)$`)
+
+// installedNames returns the package names an install operand stands for:
+// the name itself, or, for a package file or a glob of them ("./x.deb",
+// "$DIR/*.rpm"), the names of the matching package files the step names.
+func (p *pkgState) installedNames(op string) []string {
+	if !strings.Contains(op, "/") && !packageFile.MatchString(op) {
+		if n := normalisePkg(op); n != "" {
+			return []string{n}
+		}
+		return nil
+	}
+	base := path.Base(op)
+	files := []string{op}
+	if strings.ContainsAny(base, "*?[") {
+		files = nil
+		for _, f := range p.files {
+			if ok, _ := path.Match(base, path.Base(f)); ok {
+				files = append(files, f)
+			}
+		}
+	}
+	var out []string
+	for _, f := range files {
+		if n := packageFileName(path.Base(f)); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// packageFileName reads the package name out of a package file name.
+func packageFileName(file string) string {
+	m := packageFile.FindStringSubmatch(file)
+	if m == nil {
+		return ""
+	}
+	s := strings.ToLower(strings.TrimSuffix(file, m[0]))
+	if m[1] == "deb" {
+		s, _, _ = strings.Cut(s, "_")
+		return s
+	}
+	if i := strings.IndexByte(s, '$'); i > 0 {
+		// A variable the reader does not know: "java-17-devel-$version"
+		// stands for the version, ".$(rpm -q ...)" for the architecture.
+		if s = s[:i]; strings.HasSuffix(s, "-") {
+			return strings.TrimSuffix(s, "-")
+		}
+		s = strings.TrimSuffix(s, ".")
+	}
+	// name-version-release: version and release hold no dash.
+	for range 2 {
+		i := strings.LastIndexByte(s, '-')
+		if i <= 0 {
+			return ""
+		}
+		s = s[:i]
+	}
+	return s
+}
+
+// packageFiles lists the package files the commands of a step name.
+func packageFiles(cmds []command) []string {
+	var out []string
+	for _, c := range cmds {
+		for _, w := range append([]string{c.name}, c.args...) {
+			if packageFile.MatchString(w) && len(out) < maxPackageFiles {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
+}
+
+// maxPackageFiles bounds the package files followed in one step.
+const maxPackageFiles = 256
 
 // transaction numbers a package manager command that changes packages.
 func (p *pkgState) transaction(manager string) int {
@@ -289,8 +432,15 @@ func (p *pkgState) remove(manager string, args []string, valueOpts map[string]bo
 		if manager == "apk" && ip.group != "" {
 			key = ip.group
 		}
-		ip.removed = match(key)
+		p.setRemoved(ip, match(key))
 	})
+}
+
+// setRemoved marks a package removed by the current step.
+func (p *pkgState) setRemoved(ip *installedPkg, gone bool) {
+	if gone {
+		ip.removed, ip.removedBy = true, p.step
+	}
 }
 
 // autoRemove removes what the family's marks made automatically installed.
@@ -314,14 +464,18 @@ func (p *pkgState) mark(manager string, names []string, auto bool) {
 	// A pattern not understood marks nothing auto and everything manual.
 	match, cost := pkgMatcher(manager, names, !auto)
 	p.visit(manager, cost, func(ip *installedPkg) {
-		if match(ip.name) {
+		if ip.step == p.step && match(ip.name) {
 			ip.auto = auto
 		}
 	})
 }
 
+// removeWhere removes, of the packages the current step installed, those
+// gone says: marks and autoremoves of a later step are not credited with
+// removing an earlier step's packages ("apt-mark auto '.*'" there is
+// undone by the savedAptMark it restores, which the reader cannot see).
 func (p *pkgState) removeWhere(manager string, gone func(installedPkg) bool) {
-	p.visit(manager, 1, func(ip *installedPkg) { ip.removed = gone(*ip) })
+	p.visit(manager, 1, func(ip *installedPkg) { p.setRemoved(ip, ip.step == p.step && gone(*ip)) })
 }
 
 // visit calls f on the packages of the manager's family still installed,

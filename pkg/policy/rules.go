@@ -24,6 +24,9 @@ const (
 	// read: because of the image (inspection.invalid) or of its registry
 	// (inspection.failed).
 	CategoryInspection Category = "inspection"
+	// CategoryBloat rules find bytes that ship without use: a toolchain
+	// removed in a later layer than the one that installed it.
+	CategoryBloat Category = "bloat"
 )
 
 // Rule is one entry of the catalog. Ids are stable: policies name them.
@@ -40,9 +43,8 @@ type Rule struct {
 	// image declares (e.g. the Go or Java release), when known.
 	Remedy string `json:"remedy"`
 
-	// version names the image version that fills {version}, and fallback
-	// what stands there when the image declares none.
-	version, fallback string
+	// fallback stands for {version} when the image declares none.
+	fallback string
 }
 
 // RemedyFor fills the rule's remedy template with a version.
@@ -74,6 +76,7 @@ const (
 	RuleBuildMake          = "build.make"
 	RuleBuildCC            = "build.cc"
 	RuleBuildJavac         = "build.javac"
+	RuleBloatRemovedLater  = "bloat.removed-later"
 	RuleSizeCompressed     = "size.compressed"
 	RuleSizeLayers         = "size.layers"
 	RuleInspectionInvalid  = "inspection.invalid"
@@ -81,96 +84,36 @@ const (
 	RuleReferenceDigest    = "reference.digest"
 )
 
-const (
-	remedyGo   = "build in golang:{version} AS builder, then COPY --from=builder only the binary into gcr.io/distroless/static (CGO_ENABLED=0) or distroless/base"
-	remedyJava = "build in a JDK stage, then run on a JRE: eclipse-temurin:{version}-jre, gcr.io/distroless/java{version}, or a jlink-made runtime"
-	remedyCC   = "compile in a builder stage and COPY --from it, or install compilers and remove them in the same RUN (apt-get purge --auto-remove, apk del .build-deps); base the final stage on a -slim or distroless image"
-	remedyNode = "run npm ci and the build in a node:{version} AS builder stage, then COPY --from=builder the built output and production node_modules (npm ci --omit=dev) into node:{version}-slim or distroless/nodejs"
-)
-
-// catalog returns the rules in the order findings are reported. The slice
-// is built once and shared: callers only read it.
-func catalog() []Rule { return ruleCatalog }
-
-var ruleCatalog = newCatalog()
-
-func newCatalog() []Rule {
-	return []Rule{
-		{ID: RuleToolchainGo, Category: CategoryToolchain, Title: "Go toolchain",
-			Description: "the Go SDK: GOLANG_VERSION or GOROOT set, /usr/local/go in PATH, a go*.linux-*.tar.gz download, a golang package or a copy into /usr/local/go",
-			Remedy:      remedyGo, version: "go", fallback: "1.x"},
-		{ID: RuleToolchainJDK, Category: CategoryToolchain, Title: "JDK instead of a JRE",
-			Description: "a Java Development Kit: a *-jdk_ / jdk.java.net / Oracle / Zulu / Corretto JDK download, an openjdk-*-jdk, java-*-devel or temurin-*-jdk package, or javac, jshell or jlink run in the image (JRE downloads and java --version do not count)",
-			Remedy:      remedyJava, version: "java", fallback: "21"},
-		{ID: RuleToolchainMaven, Category: CategoryToolchain, Title: "Maven",
-			Description: "Apache Maven: MAVEN_HOME or M2_HOME set, an apache-maven download or a maven package",
-			Remedy:      "run Maven in a maven:3-eclipse-temurin-{version} AS builder stage, then COPY --from=builder the jar into eclipse-temurin:{version}-jre or gcr.io/distroless/java{version}",
-			version:     "java", fallback: "21"},
-		{ID: RuleToolchainGradle, Category: CategoryToolchain, Title: "Gradle",
-			Description: "Gradle: GRADLE_HOME or GRADLE_VERSION set, a gradle-*-bin.zip download or a gradle package",
-			Remedy:      "run Gradle in a gradle:jdk{version} AS builder stage, then COPY --from=builder the jar into eclipse-temurin:{version}-jre or gcr.io/distroless/java{version}",
-			version:     "java", fallback: "21"},
-		{ID: RuleToolchainRust, Category: CategoryToolchain, Title: "Rust toolchain",
-			Description: "rustup and cargo: RUSTUP_HOME or CARGO_HOME set, rustup-init or sh.rustup.rs run, or a rust/cargo package",
-			Remedy:      "cargo build --release in rust:{version} AS builder, then COPY --from=builder the binary into gcr.io/distroless/cc (or static with musl)",
-			version:     "rust", fallback: "1"},
-		{ID: RuleToolchainDotnetSDK, Category: CategoryToolchain, Title: ".NET SDK",
-			Description: "the .NET SDK: DOTNET_SDK_VERSION set, a dotnet-sdk download or package, or dotnet-install.sh without --runtime (aspnet and runtime images do not count)",
-			Remedy:      "dotnet publish in mcr.microsoft.com/dotnet/sdk:{version} AS build, then COPY --from=build the output into mcr.microsoft.com/dotnet/aspnet:{version} or runtime:{version}",
-			version:     "dotnet", fallback: "8.0"},
-		{ID: RuleToolchainCC, Category: CategoryToolchain, Title: "C/C++ toolchain",
-			Description: "gcc, g++, clang, make, build-essential, build-base, alpine-sdk or libc6-dev installed by apt, apk, yum, dnf or zypper and not removed in the same step (as in buildpack-deps based images)",
-			Remedy:      remedyCC},
-		{ID: RuleToolchainNodeBuild, Category: CategoryToolchain, Title: "Node.js build environment",
-			Description: "node used to build: dependencies installed with devDependencies (npm ci/install, yarn, pnpm install without --omit=dev/--production) and a build script or bundler run in the image",
-			Remedy:      remedyNode, version: "node", fallback: "lts"},
-		{ID: RuleToolchainComposer, Category: CategoryToolchain, Title: "PHP Composer",
-			Description: "Composer, the PHP dependency manager: COMPOSER_VERSION set or the getcomposer.org installer run",
-			Remedy:      "run composer install --no-dev in a composer AS vendor stage, then COPY --from=vendor /app/vendor into a php:*-fpm or php:*-apache runtime image"},
-
-		{ID: RuleBuildGo, Category: CategoryBuild, Title: "go build in image",
-			Description: "go build or go install run in the image", Remedy: remedyGo, version: "go", fallback: "1.x"},
-		{ID: RuleBuildMaven, Category: CategoryBuild, Title: "Maven build in image",
-			Description: "mvn or mvnw package, install, verify or deploy run in the image", Remedy: remedyJava, version: "java", fallback: "21"},
-		{ID: RuleBuildGradle, Category: CategoryBuild, Title: "Gradle build in image",
-			Description: "gradle or gradlew build, assemble, bootJar, installDist or shadowJar run in the image", Remedy: remedyJava, version: "java", fallback: "21"},
-		{ID: RuleBuildCargo, Category: CategoryBuild, Title: "cargo build in image",
-			Description: "cargo build or cargo install run in the image",
-			Remedy:      "cargo build --release in rust:{version} AS builder, then COPY --from=builder the binary into gcr.io/distroless/cc", version: "rust", fallback: "1"},
-		{ID: RuleBuildNpm, Category: CategoryBuild, Title: "npm build in image",
-			Description: "npm run build (or pnpm build) run in the image", Remedy: remedyNode, version: "node", fallback: "lts"},
-		{ID: RuleBuildYarn, Category: CategoryBuild, Title: "yarn build in image",
-			Description: "yarn build or yarn run build run in the image", Remedy: remedyNode, version: "node", fallback: "lts"},
-		{ID: RuleBuildDotnet, Category: CategoryBuild, Title: "dotnet build in image",
-			Description: "dotnet publish or dotnet build run in the image",
-			Remedy:      "dotnet publish in mcr.microsoft.com/dotnet/sdk:{version} AS build, then COPY --from=build the output into mcr.microsoft.com/dotnet/aspnet:{version}", version: "dotnet", fallback: "8.0"},
-		{ID: RuleBuildMake, Category: CategoryBuild, Title: "make run in image",
-			Description: "make run in a step that does not remove its build dependencies again", Remedy: remedyCC},
-		{ID: RuleBuildCC, Category: CategoryBuild, Title: "C compiler run in image",
-			Description: "gcc, g++, cc, c++ or clang run in a step that does not remove its build dependencies again", Remedy: remedyCC},
-		{ID: RuleBuildJavac, Category: CategoryBuild, Title: "javac run in image",
-			Description: "javac compiling sources in the image", Remedy: remedyJava, version: "java", fallback: "21"},
-
-		{ID: RuleSizeCompressed, Category: CategorySize, Title: "Image over size budget",
-			Description: "the sum of the compressed layer sizes in the manifest exceeds spec.sizeBudget.maxCompressed",
-			Remedy:      "use a multi-stage build and a slim, distroless or scratch final stage; remove package caches in the step that creates them"},
-		{ID: RuleSizeLayers, Category: CategorySize, Title: "Too many layers",
-			Description: "the manifest has more layers than spec.sizeBudget.maxLayers",
-			Remedy:      "combine RUN steps and copy build output from a builder stage in one COPY"},
-		{ID: RuleInspectionInvalid, Category: CategoryInspection, Title: "Invalid image, not inspected",
-			Description: "the image, or the reference naming it, keeps slimgate from judging it: a malformed, unsupported or oversized manifest, index or config (schema 1, a digest that does not match, too many layers, history, env, label or platform entries, a nested index), an unknown tag, repository or platform, or a registry the policy does not let slimgate read; judged by the policy's mode whatever onInspectionError says",
-			Remedy:      "name a tag or digest that exists, in a registry spec.registries allows; push the image again with a current Docker or BuildKit (OCI or Docker schema 2, sha256 digests), within slimgate's limits on manifest, config and index sizes and on layers, history, env, label and platform entries"},
-		{ID: RuleInspectionFailed, Category: CategoryInspection, Title: "Image not inspected",
-			Description: "the image's registry could not be read in time (timeout, network, TLS or server failure, rate limit, credentials refused) and the policy's onInspectionError is Deny",
-			Remedy:      "check that the image exists, the registry is reachable and allowed by spec.registries, and its pull secret is valid"},
-		{ID: RuleReferenceDigest, Category: CategoryReference, Title: "Image not pinned by digest",
-			Description: "the reference names a tag and no digest while the policy's spec.requireDigests is true: the tag can be moved to another image between the check and the kubelet's pull",
-			Remedy:      "pin the image by digest (name:tag@sha256:...) or enable webhook.pinDigests"},
-	}
+// fixedRules are the rules of the catalog that have no signals: they
+// judge sizes, the reference and the inspection, not the image's
+// contents. They follow the toolchain and build entries of catalog.yaml.
+var fixedRules = []Rule{
+	{ID: RuleBloatRemovedLater, Category: CategoryBloat, Title: "Toolchain removed in a later layer",
+		Description: "a toolchain (package, download or copied folder) installed by one step and removed by a later one: it can no longer be used, but its bytes still ship in the earlier layer",
+		Remedy:      "install and remove the toolchain in the same RUN step, or build in a separate stage and COPY --from it only what runs"},
+	{ID: RuleSizeCompressed, Category: CategorySize, Title: "Image over size budget",
+		Description: "the sum of the compressed layer sizes in the manifest exceeds spec.sizeBudget.maxCompressed",
+		Remedy:      "use a multi-stage build and a slim, distroless or scratch final stage; remove package caches in the step that creates them"},
+	{ID: RuleSizeLayers, Category: CategorySize, Title: "Too many layers",
+		Description: "the manifest has more layers than spec.sizeBudget.maxLayers",
+		Remedy:      "combine RUN steps and copy build output from a builder stage in one COPY"},
+	{ID: RuleInspectionInvalid, Category: CategoryInspection, Title: "Invalid image, not inspected",
+		Description: "the image, or the reference naming it, keeps slimgate from judging it: a malformed, unsupported or oversized manifest, index or config (schema 1, a digest that does not match, too many layers, history, env, label or platform entries, a nested index), an unknown tag, repository or platform, or a registry the policy does not let slimgate read; judged by the policy's mode whatever onInspectionError says",
+		Remedy:      "name a tag or digest that exists, in a registry spec.registries allows; push the image again with a current Docker or BuildKit (OCI or Docker schema 2, sha256 digests), within slimgate's limits on manifest, config and index sizes and on layers, history, env, label and platform entries"},
+	{ID: RuleInspectionFailed, Category: CategoryInspection, Title: "Image not inspected",
+		Description: "the image's registry could not be read in time (timeout, network, TLS or server failure, rate limit, credentials refused) and the policy's onInspectionError is Deny",
+		Remedy:      "check that the image exists, the registry is reachable and allowed by spec.registries, and its pull secret is valid"},
+	{ID: RuleReferenceDigest, Category: CategoryReference, Title: "Image not pinned by digest",
+		Description: "the reference names a tag and no digest while the policy's spec.requireDigests is true: the tag can be moved to another image between the check and the kubelet's pull",
+		Remedy:      "pin the image by digest (name:tag@sha256:...) or enable webhook.pinDigests"},
 }
 
+// catalog returns the built-in rules in the order findings are reported.
+// The slice is shared: callers only read it.
+func catalog() []Rule { return builtin().rules }
+
 // Rules returns the rule catalog, in reporting order.
-func Rules() []Rule { return newCatalog() }
+func Rules() []Rule { return slices.Clone(catalog()) }
 
 // ruleByID returns the catalog's rule id names: one of the Rule*
 // constants, which the catalog test keeps in the catalog (the zero Rule
@@ -185,17 +128,20 @@ func ruleByID(id string) Rule {
 }
 
 // catalogIDs lists the ids of the catalog, in reporting order.
-func catalogIDs() []string {
-	ids := make([]string, 0, len(catalog()))
-	for _, r := range catalog() {
+func catalogIDs() []string { return ruleIDsOf(catalog()) }
+
+// ruleIDsOf lists the ids of rules.
+func ruleIDsOf(rules []Rule) []string {
+	ids := make([]string, 0, len(rules))
+	for _, r := range rules {
 		ids = append(ids, r.ID)
 	}
 	return ids
 }
 
-// namesRule reports whether a deny/allow glob names a rule of the catalog.
-func namesRule(g glob.Pattern) bool {
-	return slices.ContainsFunc(catalog(), func(r Rule) bool { return g.Match(r.ID) })
+// namesRuleOf reports whether a deny/allow glob names one of rules.
+func namesRuleOf(rules []Rule, g glob.Pattern) bool {
+	return slices.ContainsFunc(rules, func(r Rule) bool { return g.Match(r.ID) })
 }
 
 // selection is the set of rules a policy applies.
@@ -206,19 +152,22 @@ type selection struct {
 	unknown []string
 }
 
-// selectRules computes (deny, or every toolchain and build rule) minus
-// allow. Size rules are governed by the size budget and can only be turned
-// off through allow.
-func selectRules(t v1alpha1.ToolchainRules) selection {
+// selectRules computes (deny, or every toolchain, build and bloat rule)
+// minus allow, over the built-in catalog. Size rules are governed by the
+// size budget and can only be turned off through allow.
+func selectRules(t v1alpha1.ToolchainRules) selection { return selectFrom(catalog(), t) }
+
+// selectFrom is selectRules over a catalog of rules.
+func selectFrom(rules []Rule, t v1alpha1.ToolchainRules) selection {
 	s := selection{rules: map[string]bool{}}
-	deny := s.compile(t.Deny)
-	allow := s.compile(t.Allow)
+	deny := s.compile(rules, t.Deny)
+	allow := s.compile(rules, t.Allow)
 	matches := func(gs []glob.Pattern, id string) bool {
 		return slices.ContainsFunc(gs, func(g glob.Pattern) bool { return g.Match(id) })
 	}
-	for _, r := range catalog() {
+	for _, r := range rules {
 		switch r.Category {
-		case CategoryToolchain, CategoryBuild:
+		case CategoryToolchain, CategoryBuild, CategoryBloat:
 			if len(t.Deny) > 0 && !matches(deny, r.ID) {
 				continue
 			}
@@ -235,11 +184,11 @@ func selectRules(t v1alpha1.ToolchainRules) selection {
 }
 
 // compile compiles deny or allow entries, noting those that name no rule.
-func (s *selection) compile(refs []string) []glob.Pattern {
+func (s *selection) compile(rules []Rule, refs []string) []glob.Pattern {
 	out := make([]glob.Pattern, 0, len(refs))
 	for _, ref := range refs {
 		g, err := glob.Compile(ref)
-		if err != nil || !namesRule(g) {
+		if err != nil || !namesRuleOf(rules, g) {
 			s.unknown = append(s.unknown, ref)
 			continue
 		}

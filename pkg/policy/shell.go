@@ -157,6 +157,8 @@ type segment struct {
 	// piped is true when the command reads the output of the one before
 	// it through a pipe ("a | b", not "a || b").
 	piped bool
+	// subst is true when the command starts a command substitution "$(".
+	subst bool
 }
 
 // tokenize splits a script into simple commands at the control operators
@@ -231,6 +233,7 @@ func tokenize(script string) []segment {
 			endCmd(false)
 		case c == '$' && i+1 < len(script) && script[i+1] == '(':
 			endCmd(false)
+			cur.subst = true
 			i++
 		case c == '$' && i+1 < len(script) && script[i+1] == '{':
 			// Keep ${...} in one word, whatever it holds.
@@ -279,6 +282,39 @@ type shellReader struct {
 	budget int
 	// limits says, once each, what was left unread.
 	limits []string
+	// observe, when set, sees each command as it is read, while the
+	// variables hold the values they have at that point of the script.
+	observe func(command)
+}
+
+// mktempValue reads a value written as "$(mktemp -d ...)" (quoted, so
+// kept whole by the tokenizer) as the folder mktemp makes.
+func mktempValue(v, name string) (string, bool) {
+	inner, ok := strings.CutPrefix(strings.TrimSpace(v), "$(mktemp")
+	if !ok || !strings.HasSuffix(inner, ")") {
+		return "", false
+	}
+	return mktempPath(strings.Fields(strings.TrimSuffix(inner, ")")), name), true
+}
+
+// mktempPath names the folder or file "mktemp ARGS" makes for the
+// variable name: under /tmp unless -p, --tmpdir or a template with a
+// folder says otherwise. Its random part is spelled after the variable.
+func mktempPath(args []string, name string) string {
+	dir := "/tmp"
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case (a == "-p" || a == "--tmpdir") && i+1 < len(args):
+			i++
+			dir = args[i]
+		case strings.HasPrefix(a, "--tmpdir="):
+			dir = strings.TrimPrefix(a, "--tmpdir=")
+		case !strings.HasPrefix(a, "-") && strings.Contains(a, "/"):
+			dir = path.Dir(a)
+		}
+	}
+	return path.Clean(dir + "/tmp." + strings.ToLower(name))
 }
 
 func newShellReader(env, buildArgs map[string]string) *shellReader {
@@ -338,6 +374,8 @@ func (r *shellReader) expand(ws []word) []string {
 type command struct {
 	// name is the base name of the program ("make" for /usr/bin/make).
 	name string
+	// prog is the program as written ("/tmp/x/rustup-init", "./configure").
+	prog string
 	args []string
 	// assigns are the NAME=value words before the program, or the whole
 	// command when it only assigns.
@@ -423,6 +461,7 @@ func simpleCommand(ws []string) (command, bool) {
 	if i >= len(ws) {
 		return cmd, len(cmd.assigns) > 0
 	}
+	cmd.prog = ws[i]
 	cmd.name = path.Base(ws[i])
 	for j := i + 1; j < len(ws); j++ {
 		a := ws[j]
@@ -452,28 +491,48 @@ func (r *shellReader) appendCommands(out []command, script string, depth int) []
 	var (
 		prev    command // the command before, for a pipe
 		hasPrev bool
+		// empty is the variable the command before assigned nothing, as
+		// "X=$(mktemp -d)" reads before its substitution.
+		empty string
 	)
 	for _, seg := range tokenize(script) {
 		cmd, ok := simpleCommand(r.expand(seg.words))
 		if !ok {
-			hasPrev = false
+			hasPrev, empty = false, ""
 			continue
 		}
 		if cmd.name == "" || cmd.name == "export" || cmd.name == "local" || cmd.name == "readonly" {
-			for k, v := range cmd.assigns {
+			empty = ""
+			assign := func(k, v string) {
+				if t, ok := mktempValue(v, k); ok {
+					v = t
+				}
 				r.vars[k] = v
+				if v == "" {
+					empty = k
+				}
+			}
+			for k, v := range cmd.assigns {
+				assign(k, v)
 			}
 			for _, a := range cmd.args {
 				if k, v, ok := strings.Cut(a, "="); ok && assignment.MatchString(a) {
-					r.vars[k] = v
+					assign(k, v)
 				}
 			}
 			hasPrev = false
 			continue
 		}
+		if seg.subst && cmd.name == "mktemp" && empty != "" {
+			r.vars[empty] = mktempPath(cmd.args, empty)
+		}
+		empty = ""
 		if seg.piped && hasPrev {
 			up := prev
 			cmd.stdin = &up
+		}
+		if r.observe != nil {
+			r.observe(cmd)
 		}
 		out = append(out, cmd)
 		prev, hasPrev = cmd, true
