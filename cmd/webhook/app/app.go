@@ -247,9 +247,14 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := watchPolicyHosts(ctx, mgr.GetCache(), inspector.SetMetricHosts); err != nil {
 		return err
 	}
-	recorder, err := events.NewRecorder(mgr.GetEventRecorder("slimgate"), mgr.GetAPIReader(), reg)
+	// Events are written by the recorder's own writer, which the manager
+	// runs: a review only queues them.
+	recorder, err := events.NewRecorder(events.Options{Client: mgr.GetClient(), Registerer: reg})
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
+	}
+	if err := mgr.Add(recorder); err != nil {
+		return fmt.Errorf("adding the event recorder: %w", err)
 	}
 	var keychain admission.KeychainFunc
 	if o.PullSecretAuth {
