@@ -436,6 +436,8 @@ func checkRBAC(t *testing.T, v variant, objs []*unstructured.Unstructured) {
 	}{
 		{"/secrets/get/*", v.pullSecrets},
 		{"/serviceaccounts/get/*", v.pullSecrets},
+		{"/serviceaccounts/watch/*", v.pullSecrets},
+		{"/secrets/list/*", false},
 		{"admissionregistration.k8s.io/validatingwebhookconfigurations/patch/slimgate", !v.certManager},
 		{"events.k8s.io/events/create/*", true},
 		{"slimgate.dev/slimimagepolicies/status/patch/*", true},

@@ -12,12 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -37,7 +35,8 @@ import (
 	"slimgate.dev/slimgate/pkg/registry"
 )
 
-// +kubebuilder:rbac:groups="",resources=secrets;serviceaccounts,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
 
 // Paths the webhook serves; config/webhook/manifests.yaml must match them,
 // and config/webhook/pinning PinPath.
@@ -70,7 +69,9 @@ type Options struct {
 	// ProbeAddr serves /healthz and /readyz; "0" turns it off.
 	ProbeAddr string
 	// PullSecretAuth reads Pods' imagePullSecrets and service accounts to
-	// authenticate to registries (needs get on secrets and serviceaccounts).
+	// authenticate to registries (needs get on secrets, get, list and
+	// watch on serviceaccounts: service accounts are cached, secrets are
+	// not).
 	PullSecretAuth bool
 	// Concurrency bounds the registry inspections of one review.
 	Concurrency int
@@ -218,11 +219,13 @@ func Run(ctx context.Context, o Options) (err error) {
 		// The only Secret the manager's cache may hold is the webhook's
 		// own certificate Secret (cert rotation); pull secrets are read
 		// uncached, one by one. Never a cluster-wide Secret informer.
+		// Service accounts are cached with their pull secret names only.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {
 				Namespaces: map[string]cache.Config{o.Namespace: {}},
 				Field:      fields.OneTermEqualSelector("metadata.name", o.CertSecretName),
 			},
+			&corev1.ServiceAccount{}: {Transform: pullsecret.StripServiceAccount},
 		}},
 	})
 	if err != nil {
@@ -258,13 +261,12 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	var keychain admission.KeychainFunc
 	if o.PullSecretAuth {
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return fmt.Errorf("creating a clientset: %w", err)
+		// Service accounts from the cache, started now so that /readyz
+		// waits for it; secrets from the API server.
+		if _, err := mgr.GetCache().GetInformer(ctx, &corev1.ServiceAccount{}, cache.BlockUntilSynced(false)); err != nil {
+			return fmt.Errorf("watching service accounts: %w", err)
 		}
-		keychain = func(ctx context.Context, ns, sa string, secrets []string) (authn.Keychain, string, error) {
-			return pullsecret.Keychain(ctx, cs, ns, sa, secrets)
-		}
+		keychain = pullsecret.Source{Cache: mgr.GetCache(), API: mgr.GetAPIReader()}.Keychain
 	}
 	h, err := admission.NewHandler(admission.Options{
 		Reader:        mgr.GetClient(),
@@ -359,13 +361,14 @@ func finishOnShutdown(stopping <-chan struct{}, next http.Handler) http.Handler 
 	})
 }
 
-// cachesSynced is ready once the policy and namespace caches have synced.
+// cachesSynced is ready once the caches (policies, namespaces, service
+// accounts) have synced.
 func cachesSynced(c cache.Cache) healthz.Checker {
 	return func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
 		defer cancel()
 		if !c.WaitForCacheSync(ctx) {
-			return errors.New("policy and namespace caches have not synced yet")
+			return errors.New("the policy, namespace and service account caches have not synced yet")
 		}
 		return nil
 	}
