@@ -1,12 +1,20 @@
 package admission
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/pkg/events"
@@ -60,5 +68,43 @@ func TestDecisionsNameEveryImage(t *testing.T) {
 	ds = decide([]judgment{clean}).decisions(&Workload{Object: &corev1.Pod{}})
 	if len(ds) != 1 || ds[0].Reason != "" || len(ds[0].Images) != 0 {
 		t.Errorf("clean decision %+v", ds)
+	}
+}
+
+// reviewed logs the Pods whose creation the handler reviewed.
+type reviewed []types.UID
+
+func (r *reviewed) Reviewed(pod client.Object) { *r = append(*r, pod.GetUID()) }
+
+// Every Pod CREATE is logged, whatever the verdict and whether a policy
+// applies; dry runs, updates, subresources and other kinds are not.
+func TestHandlerLogsReviewedPodCreates(t *testing.T) {
+	var calls atomic.Int64
+	log := &reviewed{}
+	pod := func(uid string) []byte {
+		return raw(t, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "team", UID: types.UID(uid)}, Spec: podSpec()}, "v1", "Pod")
+	}
+	dry := request(admissionv1.Create, "", "Pod", "", pod("dry"), nil)
+	dry.DryRun = new(true)
+	for _, c := range []struct {
+		name     string
+		policies []*v1alpha1.SlimImagePolicy
+		req      admission.Request
+	}{
+		{"create", []*v1alpha1.SlimImagePolicy{clusterWide()}, request(admissionv1.Create, "", "Pod", "", pod("judged"), nil)},
+		{"create with no policy", nil, request(admissionv1.Create, "", "Pod", "", pod("unjudged"), nil)},
+		{"dry run", []*v1alpha1.SlimImagePolicy{clusterWide()}, dry},
+		{"update", []*v1alpha1.SlimImagePolicy{clusterWide()}, request(admissionv1.Update, "", "Pod", "", pod("updated"), pod("updated"))},
+		{"ephemeral containers", []*v1alpha1.SlimImagePolicy{clusterWide()}, request(admissionv1.Update, "", "Pod", "ephemeralcontainers", pod("debugged"), pod("debugged"))},
+		{"deployment", []*v1alpha1.SlimImagePolicy{clusterWide()}, request(admissionv1.Create, "apps", "Deployment", "",
+			raw(t, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "d", Namespace: "team", UID: "deployment"}, Spec: appsv1.DeploymentSpec{Template: template()}}, "apps/v1", "Deployment"), nil)},
+	} {
+		h := hostileHandler(t, policiesReader(t, c.policies...), plainFacts(&calls), Options{Reviews: log})
+		if resp := h.Handle(context.Background(), c.req); !resp.Allowed {
+			t.Fatalf("%s: refused: %v", c.name, resp.Result)
+		}
+	}
+	if diff := cmp.Diff(reviewed{"judged", "unjudged"}, *log); diff != "" {
+		t.Errorf("logged reviews (-want +got):\n%s", diff)
 	}
 }

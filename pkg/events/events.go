@@ -189,8 +189,7 @@ const (
 	DropUnwritten = "unwritten"
 )
 
-// NewRecorder returns a recorder; its writer runs once Start is called
-// (the manager runs it as a Runnable).
+// NewRecorder returns a recorder; its writer runs once Start is called.
 func NewRecorder(o Options) (*Recorder, error) {
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = DefaultFlushInterval
@@ -265,8 +264,8 @@ func (r *Recorder) Record(ctx context.Context, d Decision) {
 }
 
 // Start runs the writer until ctx ends, then writes the counts not yet
-// written (for a few seconds at most) and returns. It implements
-// manager.Runnable.
+// written (for a few seconds at most) and returns. End ctx only once no
+// more decisions come: after the webhook server has stopped.
 func (r *Recorder) Start(ctx context.Context) error {
 	if r.client == nil {
 		<-ctx.Done()
@@ -299,10 +298,6 @@ func (r *Recorder) Start(ctx context.Context) error {
 		}
 	}
 }
-
-// NeedLeaderElection implements manager.LeaderElectionRunnable: every
-// replica records its own decisions.
-func (r *Recorder) NeedLeaderElection() bool { return false }
 
 // finalFlush bounds the writes at shutdown.
 const finalFlush = 5 * time.Second

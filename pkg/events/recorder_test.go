@@ -53,13 +53,13 @@ func audited(pod *corev1.Pod) Decision {
 		Note: "both", Images: []ImageNote{{Image: "a:1", Reason: ReasonAudited, Note: "a ships a compiler"}, {Image: "b:1", Reason: ReasonAudited, Note: "b ships a compiler"}}}
 }
 
-// waitEvents polls c until check accepts its Events in ns.
-func waitEvents(t *testing.T, c client.Reader, ns string, check func([]eventsv1.Event) error) []eventsv1.Event {
+// waitEvents polls c until check accepts its Events in namespace ns.
+func waitEvents(t *testing.T, c client.Reader, check func([]eventsv1.Event) error) []eventsv1.Event {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var list eventsv1.EventList
-		if err := c.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		if err := c.List(context.Background(), &list, client.InNamespace("ns")); err != nil {
 			t.Fatal(err)
 		}
 		err := check(list.Items)
@@ -100,7 +100,7 @@ func TestRecorderWritesOneCountedEventPerImage(t *testing.T) {
 			return nil
 		}
 	}
-	evs := waitEvents(t, c, "ns", counted(52))
+	evs := waitEvents(t, c, counted(52))
 	notes := map[string]bool{}
 	for _, e := range evs {
 		notes[e.Note] = true
@@ -124,7 +124,7 @@ func TestRecorderWritesOneCountedEventPerImage(t *testing.T) {
 		}
 	}
 	r.Record(context.Background(), audited(pod))
-	waitEvents(t, c, "ns", counted(53))
+	waitEvents(t, c, counted(53))
 }
 
 // Record never waits for the API server: with the writer stuck, what does
@@ -180,10 +180,50 @@ func TestRefusedRetriesShareAnEvent(t *testing.T) {
 		r.Record(context.Background(), Decision{Object: pod, Kind: schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, Policy: p,
 			Verdict: "deny", Reason: ReasonRejected, Action: ActionDeny, Images: []ImageNote{{Image: "fat:1", Reason: ReasonRejected, Note: "n"}}})
 	}
-	waitEvents(t, c, "ns", func(evs []eventsv1.Event) error {
+	waitEvents(t, c, func(evs []eventsv1.Event) error {
 		if len(evs) != 1 || evs[0].Series == nil || evs[0].Series.Count != 5 || evs[0].Regarding.UID != "" {
 			return fmt.Errorf("events %+v, want one counting 5 without a UID", evs)
 		}
 		return nil
 	})
+}
+
+// WriteOnce writes an Event at once, under a name every replica derives
+// alike: the second write of the same thing finds it and says so.
+func TestWriteOnce(t *testing.T) {
+	c := fakeClient(t, interceptor.Funcs{})
+	r, err := NewRecorder(Options{Client: c, Instance: "slimgate-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewRecorder(Options{Client: c, Instance: "slimgate-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: "ns", Name: "web-x7k2q", UID: "uid-web"}
+	note := ImageNote{Image: "a:1", Reason: ReasonUnreviewed, Note: "created without a review"}
+	for i, w := range []struct {
+		r    *Recorder
+		note ImageNote
+		want bool
+	}{{r, note, true}, {other, note, false}, {r, note, false}, {other, ImageNote{Image: "b:1", Reason: ReasonUnreviewed, Note: "n"}, true}} {
+		created, err := w.r.WriteOnce(context.Background(), pod, auditPolicy(), w.note, ActionAdmit)
+		if err != nil || created != w.want {
+			t.Errorf("write %d: created %v, %v; want %v", i, created, err, w.want)
+		}
+	}
+	evs := waitEvents(t, c, func(evs []eventsv1.Event) error {
+		if len(evs) != 2 {
+			return fmt.Errorf("%d events, want 2", len(evs))
+		}
+		return nil
+	})
+	for _, e := range evs {
+		if e.Regarding != pod || e.Reason != ReasonUnreviewed || e.Series != nil || e.Related == nil || e.Related.Name != "pol" {
+			t.Errorf("event %+v", e)
+		}
+	}
+	if _, err := (&Recorder{}).WriteOnce(context.Background(), pod, auditPolicy(), note, ActionAdmit); err == nil {
+		t.Error("a recorder without a client wrote an event")
+	}
 }

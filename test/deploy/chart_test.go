@@ -71,8 +71,8 @@ var variants = []variant{
 func (v variant) objectsOf() []string {
 	out := []string{
 		"ClusterRole/slimgate", "ClusterRoleBinding/slimgate", "Deployment/slimgate-webhook",
-		"PodDisruptionBudget/slimgate-webhook", "Service/slimgate-metrics", "Service/slimgate-webhook",
-		"ServiceAccount/slimgate", "SlimImagePolicy/default", "ValidatingWebhookConfiguration/slimgate",
+		"PodDisruptionBudget/slimgate-webhook", "Role/slimgate-reviews", "RoleBinding/slimgate-reviews", "Service/slimgate-metrics",
+		"Service/slimgate-webhook", "ServiceAccount/slimgate", "SlimImagePolicy/default", "ValidatingWebhookConfiguration/slimgate",
 	}
 	if !v.certManager {
 		out = append(out, "Role/slimgate-certs", "RoleBinding/slimgate-certs")

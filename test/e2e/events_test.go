@@ -19,7 +19,7 @@ import (
 // A bare Pod that names a controller it was not made by is judged as the
 // Pod it is, and its Event regards that Pod: never the healthy ReplicaSet
 // (or its Deployment) the requester wrote into its ownerReferences, nor a
-// ReplicaSet that does not exist.
+// ReplicaSet or Job that does not exist.
 func TestEventRegardsTheCreatedPodNotAForgedOwner(t *testing.T) {
 	ns := namespace(t, caseLabels(t))
 	policy(t, spec(v1alpha1.ModeEnforce, caseLabels(t)))
@@ -44,12 +44,14 @@ func TestEventRegardsTheCreatedPodNotAForgedOwner(t *testing.T) {
 	controlledBy(forged, "apps/v1", "ReplicaSet", rs.Name, rs.UID)
 	_, err := create(t, forged)
 	mustDeny(t, err, e2e.reg.GoSDKApp())
-	ghost := pod(ns, "ghost-child", e2e.reg.GoSDKApp())
-	controlledBy(ghost, "apps/v1", "ReplicaSet", "ghost", types.UID("4a3e7b8c-0000-4000-8000-000000000000"))
-	_, err = create(t, ghost)
-	mustDeny(t, err, e2e.reg.GoSDKApp())
+	for _, owner := range []struct{ apiVersion, kind, name string }{{"apps/v1", "ReplicaSet", "ghost"}, {"batch/v1", "Job", "ghost-job"}} {
+		ghost := pod(ns, owner.name+"-child", e2e.reg.GoSDKApp())
+		controlledBy(ghost, owner.apiVersion, owner.kind, owner.name, types.UID("4a3e7b8c-0000-4000-8000-000000000000"))
+		_, err = create(t, ghost)
+		mustDeny(t, err, e2e.reg.GoSDKApp())
+	}
 
-	for _, name := range []string{"forged", "ghost-child"} {
+	for _, name := range []string{"forged", "ghost-child", "ghost-job-child"} {
 		ev := waitEvent(t, ns, name, "ImageRejected")
 		if ev.Regarding.Kind != "Pod" || ev.Regarding.APIVersion != "v1" {
 			t.Errorf("event on %s regards %s %s", name, ev.Regarding.APIVersion, ev.Regarding.Kind)
