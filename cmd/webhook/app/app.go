@@ -428,14 +428,14 @@ func finishOnShutdown(stopping <-chan struct{}, next http.Handler) http.Handler 
 	})
 }
 
-// cachesSynced is ready once the caches (policies, namespaces, service
-// accounts) have synced.
+// cachesSynced is ready once every informer started has synced: policies,
+// namespaces, service accounts, review records and Pod metadata.
 func cachesSynced(c cache.Cache) healthz.Checker {
 	return func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
 		defer cancel()
 		if !c.WaitForCacheSync(ctx) {
-			return errors.New("the policy, namespace and service account caches have not synced yet")
+			return errors.New("the informer caches have not synced yet")
 		}
 		return nil
 	}
