@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientevents "k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -66,11 +65,7 @@ func webhookSays(t *testing.T, doc, image string, inspector localInspector) []sa
 		t.Fatal(err)
 	}
 	reader := fake.NewClientBuilder().WithScheme(s).WithObjects(p, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}}).Build()
-	fr := clientevents.NewFakeRecorder(10)
-	rec, err := events.NewRecorder(fr, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := &eventNotes{}
 	h, err := admit.NewHandler(admit.Options{Reader: reader, Inspector: inspector, Recorder: rec})
 	if err != nil {
 		t.Fatal(err)
@@ -95,8 +90,8 @@ func webhookSays(t *testing.T, doc, image string, inspector localInspector) []sa
 	for _, w := range resp.Warnings {
 		out = append(out, said{mode + " warning", w, image})
 	}
-	for len(fr.Events) > 0 {
-		out = append(out, said{mode + " Event", <-fr.Events, image})
+	for _, n := range rec.notes {
+		out = append(out, said{mode + " Event", n.Reason + " " + n.Note, image})
 	}
 	for _, l := range logs {
 		if strings.Contains(l, "not inspected") {
@@ -104,6 +99,13 @@ func webhookSays(t *testing.T, doc, image string, inspector localInspector) []sa
 		}
 	}
 	return out
+}
+
+// eventNotes keeps the notes of the Events the decisions record.
+type eventNotes struct{ notes []events.ImageNote }
+
+func (e *eventNotes) Record(_ context.Context, d events.Decision) {
+	e.notes = append(e.notes, d.Notes()...)
 }
 
 // cliSays runs slimgate check on ref under the policy, with flags, as

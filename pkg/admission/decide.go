@@ -247,6 +247,7 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 		failed bool
 		lines  []string
 		listed int // judgments in lines; the rest are counted
+		images imageNotes
 	}
 	var order []string
 	byPolicy := map[string]*acc{}
@@ -265,15 +266,24 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 			continue
 		}
 		a.failed = a.failed || (s == "" && j.failure != nil)
-		if a.listed++; a.listed > maxListed {
+		a.listed++
+		listed, kept := a.listed <= maxListed, a.images.add(j.image.Reference, reasonOf(s))
+		if !listed && !kept {
 			continue
 		}
+		var lines []string
 		if s != "" {
-			a.lines = append(a.lines, explain(j, s, true)...)
+			lines = explain(j, s, true)
 		} else {
 			f := policy.Failure{Reason: j.failure.reason, Detail: j.failure.detail}
-			a.lines = append(a.lines, fmt.Sprintf("%s: %s; admitted because onInspectionError is %s",
-				j.subject(), f, j.policy.Spec.OnInspectionError))
+			lines = []string{fmt.Sprintf("%s: %s; admitted because onInspectionError is %s",
+				j.subject(), f, j.policy.Spec.OnInspectionError)}
+		}
+		if listed {
+			a.lines = append(a.lines, lines...)
+		}
+		if kept {
+			a.images.by[j.image.Reference].lines = append(a.images.by[j.image.Reference].lines, lines...)
 		}
 	}
 	var out []events.Decision
@@ -283,20 +293,91 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 			a.lines = append(a.lines, fmt.Sprintf("... and %d more images", a.listed-maxListed))
 		}
 		d := events.Decision{Object: w.Object, Kind: w.Kind, Policy: a.p, Verdict: string(policy.VerdictAllow),
-			Action: action, Note: strings.Join(a.lines, "\n")}
-		switch a.top {
-		case policy.ActionDeny:
-			d.Reason, d.Verdict = events.ReasonRejected, string(policy.VerdictDeny)
-		case policy.ActionWarn:
-			d.Reason = events.ReasonWarned
-		case policy.ActionAudit:
-			d.Reason = events.ReasonAudited
-		default:
-			if a.failed {
-				d.Reason = events.ReasonInspectionFailed
-			}
+			Action: action, Note: strings.Join(a.lines, "\n"), Images: a.images.notes()}
+		if a.top != "" || a.failed {
+			d.Reason = reasonOf(a.top)
+		}
+		if a.top == policy.ActionDeny {
+			d.Verdict = string(policy.VerdictDeny)
 		}
 		out = append(out, d)
 	}
 	return out
+}
+
+// reasonOf is the Event reason of a judgment whose strictest action is a:
+// for no action, an image that could not be inspected.
+func reasonOf(a policy.Action) string {
+	switch a {
+	case policy.ActionDeny:
+		return events.ReasonRejected
+	case policy.ActionWarn:
+		return events.ReasonWarned
+	case policy.ActionAudit:
+		return events.ReasonAudited
+	default:
+		return events.ReasonInspectionFailed
+	}
+}
+
+// imageNotes gathers what one policy found in each image reference, in
+// the order first seen: the strictest reason over the image's places, and
+// the lines of its first maxFindings places.
+type imageNotes struct {
+	order []string
+	by    map[string]*imageNote
+}
+
+type imageNote struct {
+	reason       string
+	lines        []string
+	places, more int
+}
+
+// add counts one more place of ref, judged with reason, and reports
+// whether that place's lines are to be kept.
+func (n *imageNotes) add(ref, reason string) bool {
+	if n.by == nil {
+		n.by = map[string]*imageNote{}
+	}
+	im := n.by[ref]
+	if im == nil {
+		im = &imageNote{reason: reason}
+		n.by[ref] = im
+		n.order = append(n.order, ref)
+	}
+	if reasonRank(reason) > reasonRank(im.reason) {
+		im.reason = reason
+	}
+	if im.places++; im.places > maxFindings {
+		im.more++
+		return false
+	}
+	return true
+}
+
+func (n *imageNotes) notes() []events.ImageNote {
+	out := make([]events.ImageNote, 0, len(n.order))
+	for _, ref := range n.order {
+		im := n.by[ref]
+		lines := im.lines
+		if im.more > 0 {
+			lines = append(lines, fmt.Sprintf("... and %d more places", im.more))
+		}
+		out = append(out, events.ImageNote{Image: ref, Reason: im.reason, Note: strings.Join(lines, "\n")})
+	}
+	return out
+}
+
+// reasonRank orders Event reasons as rank orders actions.
+func reasonRank(reason string) int {
+	switch reason {
+	case events.ReasonRejected:
+		return rank(policy.ActionDeny)
+	case events.ReasonWarned:
+		return rank(policy.ActionWarn)
+	case events.ReasonAudited:
+		return rank(policy.ActionAudit)
+	}
+	return 0
 }

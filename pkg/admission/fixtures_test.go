@@ -211,7 +211,7 @@ func benchHandler(tb testing.TB, rd client.Reader, concurrency int) (*Handler, *
 		tb.Fatal(err)
 	}
 	tb.Cleanup(remote.Close)
-	rec, err := events.NewRecorder(nil, nil, prometheus.NewRegistry())
+	rec, err := events.NewRecorder(events.Options{Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -39,6 +39,13 @@ type DecisionRecorder interface {
 	Record(ctx context.Context, d events.Decision)
 }
 
+// ReviewLog receives every Pod the handler reviews the creation of (not
+// on dry-run), whatever the verdict, so that Pods created without a review
+// can be told apart (internal/controller.ReviewLog).
+type ReviewLog interface {
+	Reviewed(pod client.Object)
+}
+
 // CachedInspector is an Inspector that can also answer from memory alone
 // (registry.Remote is one); ok false means Inspect must be called.
 type CachedInspector interface {
@@ -55,6 +62,8 @@ type Options struct {
 	Keychain KeychainFunc
 	// Recorder records decisions; nil: nothing is recorded.
 	Recorder DecisionRecorder
+	// Reviews, when set, logs the Pod CREATEs reviewed.
+	Reviews ReviewLog
 	// Concurrency bounds the registry inspections of one request; 0: 16.
 	Concurrency int
 	// MaxImages bounds the distinct image references one request may name
@@ -121,6 +130,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	w, err := h.decode(req.Object.Raw, req.Kind)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
+	}
+	if h.opts.Reviews != nil && gk.Group == "" && gk.Kind == "Pod" && req.Operation == admissionv1.Create &&
+		req.SubResource == "" && !isTrue(req.DryRun) {
+		h.opts.Reviews.Reviewed(w.Object)
 	}
 	imgs := Images(w.Spec, w.Path)
 	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {

@@ -465,6 +465,14 @@ func TestHostileAnswerIsBounded(t *testing.T) {
 					if len(d.Note) > limit {
 						t.Errorf("Event note of %d bytes", len(d.Note))
 					}
+					if len(d.Images) > DefaultMaxImages {
+						t.Errorf("%d image Events for one decision", len(d.Images))
+					}
+					for _, im := range d.Images {
+						if len(im.Note) > limit {
+							t.Errorf("Event note of %d bytes about %.40s", len(im.Note), im.Image)
+						}
+					}
 				}
 				if bound := uint64(32*len(obj)) + 1<<20; allocated > bound {
 					t.Errorf("%d bytes allocated for a %d-byte object, want at most %d", allocated, len(obj), bound)

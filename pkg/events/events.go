@@ -2,16 +2,14 @@ package events
 
 import (
 	"context"
+	"errors"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
-	clientevents "k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -20,8 +18,6 @@ import (
 )
 
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get
-// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get
 
 // Event reasons.
 const (
@@ -49,9 +45,16 @@ const MaxNote = 1024
 
 // Decision is what one policy made of one admission request.
 type Decision struct {
-	// Object is the object under review; Kind its group/version/kind.
+	// Object is the object under review, as the API server sent it (a
+	// created object carries the name and UID the API server gave it);
+	// Kind its group/version/kind.
 	Object client.Object
 	Kind   schema.GroupVersionKind
+	// VerifiedOwner, when set, is an owner of Object that the caller
+	// verified against the live cluster: Events regard it instead of
+	// Object. It is never to be taken from an ownerReference as the
+	// requester wrote it.
+	VerifiedOwner *corev1.ObjectReference
 	// Policy is the policy that judged it.
 	Policy *v1alpha1.SlimImagePolicy
 	// Verdict is "allow" or "deny", for the metric.
@@ -61,102 +64,246 @@ type Decision struct {
 	Reason string
 	// Action is ActionDeny or ActionAdmit.
 	Action string
-	// Note explains the decision; it is cut to MaxNote bytes.
+	// Note explains the decision as a whole; it is the Event's note when
+	// Images is empty, cut to MaxNote bytes.
+	Note string
+	// Images, when set, say what the decision found in each image: each
+	// one with a Reason gets an Event of its own.
+	Images []ImageNote
+}
+
+// ImageNote is what a decision says about one image.
+type ImageNote struct {
+	// Image is the reference as the object names it.
+	Image string
+	// Reason is one of the Reason constants; empty: nothing to record.
+	Reason string
+	// Note explains it; cut to MaxNote bytes.
 	Note string
 }
 
-// Recorder turns decisions into Events and metrics. Failures are logged and
-// never change a decision.
-type Recorder struct {
-	events    clientevents.EventRecorder
-	owners    client.Reader
-	decisions *prometheus.CounterVec
-}
-
-// NewRecorder returns a recorder emitting through rec (the manager's
-// GetEventRecorder("slimgate")), looking owners up through owners (an
-// uncached reader; nil: owner references are used as found on the object)
-// and registering slimgate_decisions_total with reg (nil: not registered).
-func NewRecorder(rec clientevents.EventRecorder, owners client.Reader, reg prometheus.Registerer) (*Recorder, error) {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "slimgate_decisions_total",
-		Help: "Admission decisions per policy, by the policy's mode and the verdict.",
-	}, []string{"policy", "mode", "verdict"})
-	if reg != nil {
-		if err := reg.Register(c); err != nil {
-			return nil, err
+// Notes returns the Events the decision records, one per image: the
+// images with a Reason, or, when the decision names no image, its own
+// Reason and Note. Notes are cut to MaxNote bytes.
+func (d Decision) Notes() []ImageNote {
+	if d.Reason == "" {
+		return nil
+	}
+	if len(d.Images) == 0 {
+		return []ImageNote{{Reason: d.Reason, Note: policy.Truncate(d.Note, MaxNote)}}
+	}
+	out := make([]ImageNote, 0, len(d.Images))
+	for _, im := range d.Images {
+		if im.Reason != "" {
+			out = append(out, ImageNote{Image: im.Image, Reason: im.Reason, Note: policy.Truncate(im.Note, MaxNote)})
 		}
 	}
-	return &Recorder{events: rec, owners: owners, decisions: c}, nil
+	return out
+}
+
+// Regarding returns the object an Event about d regards: d.VerifiedOwner
+// when set, else the object the requester created or changed, by the name
+// and UID the API server gave it. A refused object does not exist, and
+// every retry of its request gets a new UID: its Event names it without
+// one, so that the retries count on one Event. An object sent without a
+// name (only generateName) is named by its name prefix.
+func Regarding(d Decision) corev1.ObjectReference {
+	if d.VerifiedOwner != nil {
+		ref := *d.VerifiedOwner
+		if ref.Namespace == "" {
+			ref.Namespace = d.Object.GetNamespace()
+		}
+		return ref
+	}
+	apiVersion, kind := d.Kind.ToAPIVersionAndKind()
+	ref := corev1.ObjectReference{APIVersion: apiVersion, Kind: kind, Name: d.Object.GetName(),
+		Namespace: d.Object.GetNamespace(), UID: d.Object.GetUID()}
+	if ref.Name == "" {
+		ref.Name = strings.TrimRight(d.Object.GetGenerateName(), "-.")
+	}
+	if d.Action == ActionDeny {
+		ref.UID = ""
+	}
+	return ref
+}
+
+// policyRef is the Events' related object: the policy.
+func policyRef(p *v1alpha1.SlimImagePolicy) corev1.ObjectReference {
+	return corev1.ObjectReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "SlimImagePolicy", Name: p.Name, UID: p.UID}
+}
+
+// Defaults of Options.
+const (
+	// DefaultFlushInterval is the shortest time between two writes of one
+	// Event's count: a count is at most this late.
+	DefaultFlushInterval = 15 * time.Second
+	// DefaultMaxKeys bounds the Events whose counts are kept.
+	DefaultMaxKeys = 4096
+	// DefaultQueueSize bounds the occurrences waiting to be counted.
+	DefaultQueueSize = 1024
+)
+
+// Options configures a Recorder.
+type Options struct {
+	// Client writes the Events (create and patch of events.k8s.io/v1
+	// Events); nil: no Events, metrics only.
+	Client client.Writer
+	// Registerer receives the metrics; nil: not registered.
+	Registerer prometheus.Registerer
+	// Instance is the Events' reportingInstance; empty: the host name.
+	Instance string
+	// FlushInterval is the shortest time between two writes of one
+	// Event; 0: DefaultFlushInterval. An Event is created as soon as its
+	// first occurrence is recorded.
+	FlushInterval time.Duration
+	// MaxKeys bounds the Events whose counts are kept in memory; beyond
+	// it the one seen least recently is written a last time and
+	// forgotten (its next occurrence starts a new Event). 0:
+	// DefaultMaxKeys.
+	MaxKeys int
+	// QueueSize bounds the occurrences waiting for the writer; Record
+	// drops (and counts) what does not fit. 0: DefaultQueueSize.
+	QueueSize int
+}
+
+// Recorder turns decisions into Events and metrics. Record never blocks
+// and never calls the API server: occurrences go through a bounded queue
+// to one writer (Start), which keeps one Event per regarding object,
+// image, policy, reason and action, and writes its count at a bounded
+// rate. Failures are logged and counted and never change a decision.
+type Recorder struct {
+	client    client.Writer
+	instance  string
+	queue     chan occurrence
+	agg       *aggregator
+	decisions *prometheus.CounterVec
+	dropped   *prometheus.CounterVec
+}
+
+// Drop reasons of slimgate_events_dropped_total.
+const (
+	// DropQueueFull: the writer was behind and the queue full.
+	DropQueueFull = "queue_full"
+	// DropUnwritten: the count could not be written before its Event was
+	// forgotten (evicted, or the recorder stopped).
+	DropUnwritten = "unwritten"
+)
+
+// NewRecorder returns a recorder; its writer runs once Start is called.
+func NewRecorder(o Options) (*Recorder, error) {
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.MaxKeys <= 0 {
+		o.MaxKeys = DefaultMaxKeys
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = DefaultQueueSize
+	}
+	if o.Instance == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "slimgate"
+		}
+		o.Instance = host
+	}
+	r := &Recorder{
+		client:   o.Client,
+		instance: policy.Truncate(o.Instance, 128),
+		queue:    make(chan occurrence, o.QueueSize),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slimgate_decisions_total",
+			Help: "Admission decisions per policy, by the policy's mode and the verdict.",
+		}, []string{"policy", "mode", "verdict"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slimgate_events_dropped_total",
+			Help: "Occurrences of Events that no Event counts: the queue was full (queue_full), or the count could not be written before the Event was forgotten (unwritten).",
+		}, []string{"reason"}),
+	}
+	r.agg = newAggregator(o.FlushInterval, o.MaxKeys, r.write, r.dropped.WithLabelValues(DropUnwritten))
+	if o.Registerer != nil {
+		for _, c := range []prometheus.Collector{r.decisions, r.dropped} {
+			if err := o.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return r, nil
 }
 
 // Decisions returns the decision counter.
 func (r *Recorder) Decisions() *prometheus.CounterVec { return r.decisions }
 
-// Record counts a decision and, when it has a Reason, emits a Warning Event.
+// Dropped returns the counter of occurrences no Event counts, by reason.
+func (r *Recorder) Dropped() *prometheus.CounterVec { return r.dropped }
+
+// Record counts a decision and queues one occurrence per Event it
+// records (Decision.Notes). It never blocks: an occurrence that finds the
+// queue full is dropped and counted.
 func (r *Recorder) Record(ctx context.Context, d Decision) {
 	r.decisions.WithLabelValues(d.Policy.Name, string(d.Policy.Spec.Mode), d.Verdict).Inc()
-	if d.Reason == "" || r.events == nil {
+	if r.client == nil {
 		return
 	}
-	regarding := r.Regarding(ctx, d.Object, d.Kind)
-	related := &corev1.ObjectReference{
-		APIVersion: v1alpha1.GroupVersion.String(),
-		Kind:       "SlimImagePolicy",
-		Name:       d.Policy.Name,
-		UID:        d.Policy.UID,
+	notes := d.Notes()
+	if len(notes) == 0 {
+		return
 	}
-	logf.FromContext(ctx).V(1).Info("recording event", "reason", d.Reason, "regarding", regarding.Kind+"/"+regarding.Name)
-	r.events.Eventf(regarding, related, corev1.EventTypeWarning, d.Reason, d.Action, "%s", policy.Truncate(d.Note, MaxNote))
-}
-
-// Regarding returns the object an Event should regard: the workload the
-// user created. A Pod made by a controller regards its controller (a
-// ReplicaSet's Deployment, a Job's CronJob, looked up when a reader is
-// set); a Pod with only generateName and no owner regards the Pod by its
-// name prefix; anything else regards the object by namespace and name (a
-// Pod being created has no UID yet).
-func (r *Recorder) Regarding(ctx context.Context, obj client.Object, kind schema.GroupVersionKind) *corev1.ObjectReference {
-	if owner := metav1.GetControllerOf(obj); owner != nil {
-		ref := &corev1.ObjectReference{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: owner.Name,
-			Namespace: obj.GetNamespace(), UID: owner.UID}
-		if up := r.ownerOf(ctx, ref); up != nil {
-			return up
+	regarding, related := Regarding(d), policyRef(d.Policy)
+	now := time.Now()
+	for _, n := range notes {
+		o := occurrence{key: key{regarding: regarding, related: related, image: n.Image, reason: n.Reason, action: d.Action},
+			note: n.Note, at: now}
+		select {
+		case r.queue <- o:
+		default:
+			r.dropped.WithLabelValues(DropQueueFull).Inc()
 		}
-		return ref
 	}
-	apiVersion, k := kind.ToAPIVersionAndKind()
-	ref := &corev1.ObjectReference{APIVersion: apiVersion, Kind: k, Name: obj.GetName(),
-		Namespace: obj.GetNamespace(), UID: obj.GetUID()}
-	if ref.Name == "" {
-		ref.Name = strings.TrimRight(obj.GetGenerateName(), "-.")
-	}
-	return ref
+	logf.FromContext(ctx).V(1).Info("recording events", "reason", d.Reason, "regarding", regarding.Kind+"/"+regarding.Name, "events", len(notes))
 }
 
-// ownerOf goes one step further up for the owners that are themselves
-// usually made by a controller: ReplicaSet -> Deployment, Job -> CronJob.
-func (r *Recorder) ownerOf(ctx context.Context, ref *corev1.ObjectReference) *corev1.ObjectReference {
-	if r.owners == nil {
+// Start runs the writer until ctx ends, then writes the counts not yet
+// written (for a few seconds at most) and returns. End ctx only once no
+// more decisions come: after the webhook server has stopped.
+func (r *Recorder) Start(ctx context.Context) error {
+	if r.client == nil {
+		<-ctx.Done()
 		return nil
 	}
-	var obj client.Object
-	switch {
-	case ref.Kind == "ReplicaSet" && ref.APIVersion == "apps/v1":
-		obj = &appsv1.ReplicaSet{}
-	case ref.Kind == "Job" && ref.APIVersion == "batch/v1":
-		obj = &batchv1.Job{}
-	default:
-		return nil
+	tick := time.NewTicker(tickEvery(r.agg.interval))
+	defer tick.Stop()
+	for {
+		select {
+		case o := <-r.queue:
+			r.agg.observe(ctx, o, time.Now())
+		case now := <-tick.C:
+			r.agg.flushDue(ctx, now)
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalFlush)
+			defer cancel()
+			for drained := false; !drained; {
+				select {
+				case o := <-r.queue:
+					r.agg.observe(final, o, time.Now())
+				default:
+					drained = true
+				}
+			}
+			r.agg.flushAll(final, time.Now())
+			if err := final.Err(); err != nil && !errors.Is(err, context.Canceled) {
+				logf.FromContext(ctx).Info("not every event count was written before stopping", "error", err.Error())
+			}
+			return nil
+		}
 	}
-	if err := r.owners.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, obj); err != nil {
-		logf.FromContext(ctx).V(1).Info("owner lookup failed; the event regards the direct owner", "owner", ref.Name, "error", err.Error())
-		return nil
-	}
-	up := metav1.GetControllerOf(obj)
-	if up == nil {
-		return nil
-	}
-	return &corev1.ObjectReference{APIVersion: up.APIVersion, Kind: up.Kind, Name: up.Name,
-		Namespace: ref.Namespace, UID: up.UID}
+}
+
+// finalFlush bounds the writes at shutdown.
+const finalFlush = 5 * time.Second
+
+// tickEvery is how often the writer looks for counts due: a tenth of the
+// interval, at least every 100 ms and at most every second.
+func tickEvery(interval time.Duration) time.Duration {
+	return min(max(interval/10, 100*time.Millisecond), time.Second)
 }

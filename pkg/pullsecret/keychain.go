@@ -14,8 +14,23 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
+
+// Source reads what a Pod's registry credentials are made of.
+type Source struct {
+	// Cache reads service accounts: an informer cache (the manager's), so
+	// that a review makes no API request for them. StripServiceAccount
+	// keeps only what Keychain reads.
+	Cache client.Reader
+	// API reads from the API server: the pull secrets, one GET each, never
+	// cached (the webhook holds no Secret it does not use); and a service
+	// account the cache does not hold, which in a cluster whose
+	// ServiceAccount admission plugin refuses Pods naming a missing one
+	// happens only in the moment after the account was created.
+	API client.Reader
+}
 
 // Keychain builds the keychain a kubelet would use for a Pod: the Pod's
 // imagePullSecrets, then those of its service account (default "default"),
@@ -27,7 +42,7 @@ import (
 // no secret was found (anonymous access may be shared). Pass it as
 // registry.Request.CredentialScope so cached authenticated state is never
 // shared between namespaces or credential sets.
-func Keychain(ctx context.Context, cs kubernetes.Interface, namespace, serviceAccount string, pullSecrets []string) (authn.Keychain, string, error) {
+func (s Source) Keychain(ctx context.Context, namespace, serviceAccount string, pullSecrets []string) (authn.Keychain, string, error) {
 	if namespace == "" {
 		namespace = "default"
 	}
@@ -35,7 +50,12 @@ func Keychain(ctx context.Context, cs kubernetes.Interface, namespace, serviceAc
 		serviceAccount = "default"
 	}
 	names := slices.Clone(pullSecrets)
-	sa, err := cs.CoreV1().ServiceAccounts(namespace).Get(ctx, serviceAccount, metav1.GetOptions{})
+	var sa corev1.ServiceAccount
+	key := types.NamespacedName{Namespace: namespace, Name: serviceAccount}
+	err := s.Cache.Get(ctx, key, &sa)
+	if apierrors.IsNotFound(err) {
+		err = s.API.Get(ctx, key, &sa)
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
@@ -52,14 +72,14 @@ func Keychain(ctx context.Context, cs kubernetes.Interface, namespace, serviceAc
 			continue
 		}
 		seen[n] = true
-		s, err := cs.CoreV1().Secrets(namespace).Get(ctx, n, metav1.GetOptions{})
-		switch {
+		var secret corev1.Secret
+		switch err := s.API.Get(ctx, types.NamespacedName{Namespace: namespace, Name: n}, &secret); {
 		case apierrors.IsNotFound(err):
 			continue
 		case err != nil:
 			return nil, "", fmt.Errorf("reading pull secret %s/%s: %w", namespace, n, err)
 		}
-		secrets = append(secrets, *s)
+		secrets = append(secrets, secret)
 	}
 	if len(secrets) == 0 {
 		return authn.NewMultiKeychain(), "", nil
@@ -69,6 +89,23 @@ func Keychain(ctx context.Context, cs kubernetes.Interface, namespace, serviceAc
 		return nil, "", fmt.Errorf("reading pull secrets in %s: %w", namespace, err)
 	}
 	return kc, secretScope(namespace, secrets), nil
+}
+
+// StripServiceAccount is a cache transform (cache.ByObject.Transform) for
+// service accounts: it keeps their identity and imagePullSecrets, all that
+// Keychain reads, and drops the rest (labels, annotations, managed fields,
+// the legacy token secrets). Anything else passes unchanged.
+func StripServiceAccount(obj any) (any, error) {
+	sa, ok := obj.(*corev1.ServiceAccount)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.ServiceAccount{
+		TypeMeta: sa.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Namespace: sa.Namespace, Name: sa.Name, UID: sa.UID,
+			ResourceVersion: sa.ResourceVersion, DeletionTimestamp: sa.DeletionTimestamp},
+		ImagePullSecrets: sa.ImagePullSecrets,
+	}, nil
 }
 
 // secretScope hashes what identifies a credential set.

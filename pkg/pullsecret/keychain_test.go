@@ -11,10 +11,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"slimgate.dev/slimgate/internal/devcluster"
 )
@@ -26,6 +28,17 @@ func regcred(ns, secretName, rv, host, user string) *corev1.Secret {
 	s.Name, s.Namespace, s.ResourceVersion = secretName, ns, rv
 	s.Data = map[string][]byte{corev1.DockerConfigJsonKey: devcluster.DockerConfigJSON(host, user, user+"-password")}
 	return s
+}
+
+// reader is a fake client holding objs.
+func reader(funcs interceptor.Funcs, objs ...client.Object) client.WithWatch {
+	return fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(objs...).WithInterceptorFuncs(funcs).Build()
+}
+
+// source reads service accounts and secrets from one fake client.
+func source(objs ...client.Object) Source {
+	c := reader(interceptor.Funcs{}, objs...)
+	return Source{Cache: c, API: c}
 }
 
 // userFor is the user name kc sends to host, "" when anonymous.
@@ -49,12 +62,13 @@ func userFor(t *testing.T, kc authn.Keychain, host string) string {
 func TestKeychainReadsPodAndServiceAccountSecrets(t *testing.T) {
 	sa := &corev1.ServiceAccount{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "sa-cred"}, {Name: "pod-cred"}}}
 	sa.Name, sa.Namespace = "builder", "team-a"
-	cs := fake.NewClientset(sa,
+	// Service accounts come from the cache, secrets from the API server.
+	s := Source{Cache: reader(interceptor.Funcs{}, sa), API: reader(interceptor.Funcs{},
 		regcred("team-a", "pod-cred", "1", "pod.example.com", "pod-user"),
 		regcred("team-a", "sa-cred", "1", "sa.example.com", "sa-user"),
 		regcred("team-b", "other-cred", "1", "other.example.com", "other-user"),
-	)
-	kc, scope, err := Keychain(context.Background(), cs, "team-a", "builder", []string{"pod-cred", "missing", ""})
+	)}
+	kc, scope, err := s.Keychain(context.Background(), "team-a", "builder", []string{"pod-cred", "missing", ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,11 +85,29 @@ func TestKeychainReadsPodAndServiceAccountSecrets(t *testing.T) {
 	}
 }
 
+// A service account the cache does not hold yet (created a moment ago)
+// is read from the API server.
+func TestKeychainReadsServiceAccountMissingFromCache(t *testing.T) {
+	sa := &corev1.ServiceAccount{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "sa-cred"}}}
+	sa.Name, sa.Namespace = "builder", "team-a"
+	gets := 0
+	api := reader(interceptor.Funcs{Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+		gets++
+		return c.Get(ctx, key, obj, opts...)
+	}}, sa, regcred("team-a", "sa-cred", "1", "sa.example.com", "sa-user"))
+	kc, _, err := Source{Cache: reader(interceptor.Funcs{}), API: api}.Keychain(context.Background(), "team-a", "builder", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := userFor(t, kc, "sa.example.com"); u != "sa-user" || gets != 2 {
+		t.Errorf("user %q after %d API reads, want sa-user after 2 (the account, its secret)", u, gets)
+	}
+}
+
 func TestKeychainWithoutSecretsIsAnonymous(t *testing.T) {
-	cs := fake.NewClientset(regcred("team-a", "regcred", "1", "reg.example.com", "user"))
 	// No service account at all, and the one secret named is absent from
 	// the namespace (the default namespace).
-	kc, scope, err := Keychain(context.Background(), cs, "", "", []string{"regcred"})
+	kc, scope, err := source(regcred("team-a", "regcred", "1", "reg.example.com", "user")).Keychain(context.Background(), "", "", []string{"regcred"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +123,11 @@ func TestKeychainWithoutSecretsIsAnonymous(t *testing.T) {
 func TestKeychainScope(t *testing.T) {
 	scopeOf := func(names []string, secrets ...*corev1.Secret) string {
 		t.Helper()
-		objs := make([]runtime.Object, len(secrets))
+		objs := make([]client.Object, len(secrets))
 		for i, s := range secrets {
 			objs[i] = s
 		}
-		_, scope, err := Keychain(context.Background(), fake.NewClientset(objs...), "team-a", "", names)
+		_, scope, err := source(objs...).Keychain(context.Background(), "team-a", "", names)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,12 +154,14 @@ func TestKeychainScope(t *testing.T) {
 func TestKeychainReportsAPIErrors(t *testing.T) {
 	for _, resource := range []string{"serviceaccounts", "secrets"} {
 		t.Run(resource, func(t *testing.T) {
-			cs := fake.NewClientset(regcred("team-a", "regcred", "1", "reg.example.com", "user"))
 			denied := apierrors.NewForbidden(schema.GroupResource{Resource: resource}, "x", errors.New("rbac"))
-			cs.PrependReactor("get", resource, func(k8stesting.Action) (bool, runtime.Object, error) {
-				return true, nil, denied
-			})
-			_, _, err := Keychain(context.Background(), cs, "team-a", "", []string{"regcred"})
+			c := reader(interceptor.Funcs{Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				if _, isSecret := obj.(*corev1.Secret); isSecret == (resource == "secrets") {
+					return denied
+				}
+				return c.Get(ctx, key, obj, opts...)
+			}}, regcred("team-a", "regcred", "1", "reg.example.com", "user"))
+			_, _, err := Source{Cache: c, API: c}.Keychain(context.Background(), "team-a", "", []string{"regcred"})
 			if !errors.Is(err, denied) {
 				t.Fatalf("error %v, want the API's forbidden error wrapped", err)
 			}
@@ -135,5 +169,38 @@ func TestKeychainReportsAPIErrors(t *testing.T) {
 				t.Errorf("error %q does not name what was read", err)
 			}
 		})
+	}
+}
+
+// The cache keeps of a service account what Keychain reads, and nothing
+// else.
+func TestStripServiceAccount(t *testing.T) {
+	yes := true
+	sa := &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "builder", UID: "uid", ResourceVersion: "7",
+			Labels: map[string]string{"a": "b"}, Annotations: map[string]string{"note": strings.Repeat("x", 4096)},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
+		Secrets:                      []corev1.ObjectReference{{Name: "builder-token"}},
+		ImagePullSecrets:             []corev1.LocalObjectReference{{Name: "pull"}},
+		AutomountServiceAccountToken: &yes,
+	}
+	got, err := StripServiceAccount(sa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "builder", UID: "uid", ResourceVersion: "7"},
+		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "pull"}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("stripped (-want +got):\n%s", diff)
+	}
+	// Stripping again changes nothing (informers may hand it a stripped
+	// object), and other objects pass as they are.
+	again, err := StripServiceAccount(got)
+	if err != nil || !cmp.Equal(got, again) {
+		t.Errorf("stripping twice: %v, %v", again, err)
+	}
+	other := &corev1.Secret{}
+	if same, err := StripServiceAccount(other); err != nil || same != any(other) {
+		t.Errorf("a Secret came back as %v, %v", same, err)
 	}
 }

@@ -21,8 +21,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	certutil "k8s.io/client-go/util/cert"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/pullsecret"
@@ -164,20 +165,21 @@ func TestRealRegistryWithPullSecrets(t *testing.T) {
 	other := newTestRegistry(t, nil)
 	publicRef := other.push(t, "public/app:v1", buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN x"))
 
-	cs := fake.NewClientset(
+	cs := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(
 		dockerConfigSecret("team-a", "regcred", dist.host, user, pass),
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "team-a"}},
-	)
+	).Build()
+	pull := pullsecret.Source{Cache: cs, API: cs}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	kc, scope, err := pullsecret.Keychain(ctx, cs, "team-a", "", []string{"regcred", "missing-secret"})
+	kc, scope, err := pull.Keychain(ctx, "team-a", "", []string{"regcred", "missing-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(scope, "team-a/") {
 		t.Errorf("scope = %q, want it to start with the namespace", scope)
 	}
-	anonKC, anonScope, err := pullsecret.Keychain(ctx, cs, "team-b", "", []string{"regcred"})
+	anonKC, anonScope, err := pull.Keychain(ctx, "team-b", "", []string{"regcred"})
 	if err != nil {
 		t.Fatal(err)
 	}

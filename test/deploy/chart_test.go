@@ -71,8 +71,8 @@ var variants = []variant{
 func (v variant) objectsOf() []string {
 	out := []string{
 		"ClusterRole/slimgate", "ClusterRoleBinding/slimgate", "Deployment/slimgate-webhook",
-		"PodDisruptionBudget/slimgate-webhook", "Service/slimgate-metrics", "Service/slimgate-webhook",
-		"ServiceAccount/slimgate", "SlimImagePolicy/default", "ValidatingWebhookConfiguration/slimgate",
+		"PodDisruptionBudget/slimgate-webhook", "Role/slimgate-reviews", "RoleBinding/slimgate-reviews", "Service/slimgate-metrics",
+		"Service/slimgate-webhook", "ServiceAccount/slimgate", "SlimImagePolicy/default", "ValidatingWebhookConfiguration/slimgate",
 	}
 	if !v.certManager {
 		out = append(out, "Role/slimgate-certs", "RoleBinding/slimgate-certs")
@@ -429,6 +429,8 @@ func checkRBAC(t *testing.T, v variant, objs []*unstructured.Unstructured) {
 	}{
 		{"/secrets/get/*", v.pullSecrets},
 		{"/serviceaccounts/get/*", v.pullSecrets},
+		{"/serviceaccounts/watch/*", v.pullSecrets},
+		{"/secrets/list/*", false},
 		{"admissionregistration.k8s.io/validatingwebhookconfigurations/patch/slimgate", !v.certManager},
 		{"events.k8s.io/events/create/*", true},
 		{"slimgate.dev/slimimagepolicies/status/patch/*", true},

@@ -34,7 +34,7 @@ import (
 // The webhook runs as the chart's ServiceAccount, bound only to the
 // chart's ClusterRole and Role, and does its whole job: it syncs its
 // caches, reports policy status, refuses a Pod, records Events regarding
-// the workload's owner, authenticates to a private registry with the Pod's
+// the Pod it refused, authenticates to a private registry with the Pod's
 // and the service account's pull secrets, and, run again with
 // self-managed certificates, issues its certificate and injects its CA. A
 // permission missing from the chart fails one of these steps, and any
@@ -198,33 +198,34 @@ func admits(t *testing.T, reg *devcluster.Registries) {
 		mustRefuse(t, s.admin.Create(ctx, pod), private)
 	})
 
-	// Events regard the workload a person created: the webhook looks up
-	// a ReplicaSet's Deployment and a Job's CronJob.
+	// Events regard the object the requester created: a Pod that names a
+	// ReplicaSet or a Job as its controller, created by a person, is
+	// judged and recorded as that Pod, and no owner is looked up.
 	slim := reg.StaticApp()
 	for _, c := range []struct {
 		name string
-		// owner controls the Pod; it is of kind in apiVersion and is in
-		// turn controlled by workload/workloadName (of the same
-		// apiVersion), which the Event must regard.
+		// owner is named as the Pod's controller; it is of kind in
+		// apiVersion and is in turn controlled by workload/workloadName
+		// (of the same apiVersion).
 		owner                  client.Object
 		apiVersion, kind       string
 		workload, workloadName string
 	}{
-		{name: "finds the Deployment of a ReplicaSet", apiVersion: "apps/v1", kind: "ReplicaSet", workload: "Deployment", workloadName: "web",
+		{name: "a Pod naming a ReplicaSet", apiVersion: "apps/v1", kind: "ReplicaSet", workload: "Deployment", workloadName: "web",
 			owner: &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "web-7c9d"},
 				Spec: appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
 					Template: templateOf("web", slim, corev1.RestartPolicyAlways)}}},
-		{name: "finds the CronJob of a Job", apiVersion: "batch/v1", kind: "Job", workload: "CronJob", workloadName: "nightly",
+		{name: "a Pod naming a Job", apiVersion: "batch/v1", kind: "Job", workload: "CronJob", workloadName: "nightly",
 			owner: &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "nightly-29000000"},
 				Spec: batchv1.JobSpec{Template: templateOf("nightly", slim, corev1.RestartPolicyNever)}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			controlledBy(c.owner, c.apiVersion, c.workload, c.workloadName)
 			mustCreate(t, c.owner)
-			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, GenerateName: c.owner.GetName() + "-"}, Spec: podOf("", "", sdk).Spec}
+			pod := podOf(ns.Name, c.owner.GetName()+"-x7k2q", sdk)
 			controlledBy(pod, c.apiVersion, c.kind, c.owner.GetName())
 			mustRefuse(t, s.admin.Create(ctx, pod), sdk)
-			waitEvent(t, ns.Name, c.workload, c.workloadName)
+			waitEvent(t, ns.Name, "Pod", pod.Name)
 		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
@@ -31,6 +32,10 @@ type suite struct {
 	reg *devcluster.Registries
 	// unreachable is a loopback address where nothing listens.
 	unreachable string
+	// webhook runs the webhook with webhookOptions; a test may stop it
+	// and start another in its place.
+	webhook        *devcluster.Process
+	webhookOptions app.Options
 }
 
 var e2e suite
@@ -69,12 +74,12 @@ func withWebhook(m *testing.M, cfg *rest.Config, wio *envtest.WebhookInstallOpti
 	}
 	o.DefaultTimeout = webhookTimeout
 	o.PinDigests = true // config/webhook/pinning applies to namespaces labelled pinLabel only
-	webhook, err := webhooktest.Run(context.Background(), o)
-	if err != nil {
+	e2e.webhookOptions = o
+	if e2e.webhook, err = webhooktest.Run(context.Background(), o); err != nil {
 		return 0, err
 	}
 	defer func() {
-		if err := webhook.Stop(webhooktest.StopWithin); errors.Is(err, devcluster.ErrNotStopped) {
+		if err := e2e.webhook.Stop(webhooktest.StopWithin); errors.Is(err, devcluster.ErrNotStopped) {
 			fmt.Fprintln(os.Stderr, "webhook did not stop in time")
 		}
 	}()

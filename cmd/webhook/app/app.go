@@ -8,16 +8,17 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/util/rand"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -37,7 +38,8 @@ import (
 	"slimgate.dev/slimgate/pkg/registry"
 )
 
-// +kubebuilder:rbac:groups="",resources=secrets;serviceaccounts,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
 
 // Paths the webhook serves; config/webhook/manifests.yaml must match them,
 // and config/webhook/pinning PinPath.
@@ -70,7 +72,9 @@ type Options struct {
 	// ProbeAddr serves /healthz and /readyz; "0" turns it off.
 	ProbeAddr string
 	// PullSecretAuth reads Pods' imagePullSecrets and service accounts to
-	// authenticate to registries (needs get on secrets and serviceaccounts).
+	// authenticate to registries (needs get on secrets, get, list and
+	// watch on serviceaccounts: service accounts are cached, secrets are
+	// not).
 	PullSecretAuth bool
 	// Concurrency bounds the registry inspections of one review.
 	Concurrency int
@@ -218,10 +222,19 @@ func Run(ctx context.Context, o Options) (err error) {
 		// The only Secret the manager's cache may hold is the webhook's
 		// own certificate Secret (cert rotation); pull secrets are read
 		// uncached, one by one. Never a cluster-wide Secret informer.
+		// Service accounts are cached with their pull secret names only,
+		// Pods as the metadata that tells whether they were reviewed, and
+		// ConfigMaps only for the replicas' published reviews.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {
 				Namespaces: map[string]cache.Config{o.Namespace: {}},
 				Field:      fields.OneTermEqualSelector("metadata.name", o.CertSecretName),
+			},
+			&corev1.ServiceAccount{}: {Transform: pullsecret.StripServiceAccount},
+			&corev1.Pod{}:            {Transform: controller.StripPodMetadata},
+			&corev1.ConfigMap{}: {
+				Namespaces: map[string]cache.Config{o.Namespace: {}},
+				Label:      labels.SelectorFromSet(labels.Set{controller.ReviewsLabel: "true"}),
 			},
 		}},
 	})
@@ -247,29 +260,37 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := watchPolicyHosts(ctx, mgr.GetCache(), inspector.SetMetricHosts); err != nil {
 		return err
 	}
-	recorder, err := events.NewRecorder(mgr.GetEventRecorder("slimgate"), mgr.GetAPIReader(), reg)
+	// Events are written by the recorder's own writer (started below): a
+	// review only queues them.
+	recorder, err := events.NewRecorder(events.Options{Client: mgr.GetClient(), Registerer: reg})
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 	var keychain admission.KeychainFunc
 	if o.PullSecretAuth {
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return fmt.Errorf("creating a clientset: %w", err)
+		// Service accounts from the cache, started now so that /readyz
+		// waits for it; secrets from the API server.
+		if _, err := mgr.GetCache().GetInformer(ctx, &corev1.ServiceAccount{}, cache.BlockUntilSynced(false)); err != nil {
+			return fmt.Errorf("watching service accounts: %w", err)
 		}
-		keychain = func(ctx context.Context, ns, sa string, secrets []string) (authn.Keychain, string, error) {
-			return pullsecret.Keychain(ctx, cs, ns, sa, secrets)
-		}
+		keychain = pullsecret.Source{Cache: mgr.GetCache(), API: mgr.GetAPIReader()}.Keychain
 	}
-	h, err := admission.NewHandler(admission.Options{
+	judging := admission.Options{
 		Reader:        mgr.GetClient(),
 		Inspector:     inspector,
 		Keychain:      keychain,
-		Recorder:      recorder,
 		Concurrency:   o.Concurrency,
 		MaxImages:     o.MaxImages,
 		MaxRegistries: o.MaxRegistries,
-	})
+	}
+	reviews := controller.NewReviewLog(0)
+	withRecords := judging
+	withRecords.Recorder, withRecords.Reviews = recorder, reviews
+	h, err := admission.NewHandler(withRecords)
+	if err != nil {
+		return err
+	}
+	publisher, err := unreviewedPods(ctx, mgr, o, reg, reviews, recorder, judging)
 	if err != nil {
 		return err
 	}
@@ -312,7 +333,60 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := mgr.AddReadyzCheck("webhook", started); err != nil {
 		return err
 	}
+	// The event writer and the review publisher outlive the manager's
+	// runnables: its webhook server, stopped last, lets the reviews in
+	// flight finish, and their Events and records must still be written.
+	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for _, w := range []interface{ Start(context.Context) error }{recorder, publisher} {
+		wg.Go(func() { _ = w.Start(workers) })
+	}
+	defer wg.Wait()
+	defer stopWorkers()
 	return mgr.Start(ctx)
+}
+
+// unreviewedPods sets up the noticing of Pods created without a review:
+// the controller that judges them (the manager elects no leader: every
+// replica runs it, and the Events it writes are named so that one of them
+// records each Pod) and the publisher of this replica's reviews, which
+// the caller starts.
+func unreviewedPods(ctx context.Context, mgr ctrl.Manager, o Options, reg prometheus.Registerer, reviews *controller.ReviewLog,
+	recorder *events.Recorder, judging admission.Options) (*controller.ReviewPublisher, error) {
+	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.ConfigMap{}, cache.BlockUntilSynced(false)); err != nil {
+		return nil, fmt.Errorf("watching review records: %w", err)
+	}
+	judge, err := controller.NewJudge(judging)
+	if err != nil {
+		return nil, err
+	}
+	r := &controller.UnreviewedPodReconciler{Client: mgr.GetClient(), API: mgr.GetAPIReader(), Log: reviews, Judge: judge,
+		Events: recorder, Namespace: o.Namespace, WebhookConfigName: o.WebhookConfigName}
+	if err := r.SetupWithManager(mgr, reg); err != nil {
+		return nil, fmt.Errorf("setting up the unreviewed Pod controller: %w", err)
+	}
+	return &controller.ReviewPublisher{Log: reviews, Client: mgr.GetClient(), Reader: mgr.GetClient(),
+		Namespace: o.Namespace, Name: controller.ReviewsPrefix + processName()}, nil
+}
+
+// processName names this webhook process among the replicas, past and
+// present: its host name (the Pod's name) and a random suffix.
+func processName() string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r - 'A' + 'a'
+		}
+		return '-'
+	}, host)
+	host = strings.Trim(host[:min(len(host), 200)], "-")
+	if host == "" {
+		host = "webhook"
+	}
+	return host + "-" + rand.String(5)
 }
 
 // succeedOnce runs check until it first succeeds and reports success
@@ -354,13 +428,14 @@ func finishOnShutdown(stopping <-chan struct{}, next http.Handler) http.Handler 
 	})
 }
 
-// cachesSynced is ready once the policy and namespace caches have synced.
+// cachesSynced is ready once every informer started has synced: policies,
+// namespaces, service accounts, review records and Pod metadata.
 func cachesSynced(c cache.Cache) healthz.Checker {
 	return func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
 		defer cancel()
 		if !c.WaitForCacheSync(ctx) {
-			return errors.New("policy and namespace caches have not synced yet")
+			return errors.New("the informer caches have not synced yet")
 		}
 		return nil
 	}

@@ -26,10 +26,12 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
@@ -177,7 +179,17 @@ func TestShutdownFinishesInFlightReview(t *testing.T) {
 		t.Errorf("Run returned %v", stopErr)
 	}
 
-	// (3) The port is closed: a new connection is refused.
+	// (3) The review's Event was written before Run returned: the event
+	// writer stops after the webhook server has drained.
+	var evs eventsv1.EventList
+	if err := kube.List(ctx, &evs, client.InNamespace("default"), client.MatchingFields{"regarding.name": "slow"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs.Items) != 1 || evs.Items[0].Reason != "ImageRejected" {
+		t.Errorf("events regarding the Pod reviewed during shutdown: %+v, want its ImageRejected", evs.Items)
+	}
+
+	// (4) The port is closed: a new connection is refused.
 	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err == nil {
 		conn.Close()
