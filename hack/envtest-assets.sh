@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the kube-apiserver and etcd that the end-to-end tests run, from the
-# Go module proxy, into a cache folder keyed by their versions, and prints
-# that folder (use it as KUBEBUILDER_ASSETS). Builds only what is missing.
+# Builds the kube-apiserver, kube-controller-manager and etcd that the
+# end-to-end tests run, from the Go module proxy, into a cache folder keyed
+# by their versions, and prints that folder (use it as KUBEBUILDER_ASSETS). Builds only what is missing.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,7 +27,10 @@ build() { # build NAME PACKAGE [LDFLAGS]
 build etcd go.etcd.io/etcd/server/v3
 minor="${k8s#v1.}"; minor="${minor%%.*}"
 kv=k8s.io/component-base/version
-build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver \
-	"-X $kv.gitVersion=$k8s -X $kv.gitMajor=1 -X $kv.gitMinor=$minor -X $kv.gitTreeState=clean"
+versionflags="-X $kv.gitVersion=$k8s -X $kv.gitMajor=1 -X $kv.gitMinor=$minor -X $kv.gitTreeState=clean"
+build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$versionflags"
+# The controllers that turn Deployments into ReplicaSets and Pods, for the
+# end-to-end tests and the demo (about 8 more minutes the first time).
+build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$versionflags"
 
 echo "$dir"

@@ -8,6 +8,11 @@
 // StaticApp are the two sample apps the suites judge, and Registries
 // serves them from an open and a password-protected registry.
 //
+// ControllerManager runs kube-controller-manager against the same control
+// plane, so that built-in workloads create their ReplicaSets, Jobs and
+// Pods through the webhook as in a cluster, and Kubelet stands in for the
+// missing nodes by reporting those Pods Ready.
+//
 // Its subpackage webhooktest runs the webhook itself (cmd/webhook/app).
 //
 // It is for tests and local tooling only; nothing in the webhook or the
