@@ -211,17 +211,21 @@ func TestEvidence(t *testing.T) {
 	}
 }
 
+// modeCases is what each mode makes of a violation: the finding's action
+// and the verdict.
+var modeCases = []struct {
+	mode    v1alpha1.Mode
+	action  Action
+	verdict Verdict
+}{
+	{v1alpha1.ModeEnforce, ActionDeny, VerdictDeny},
+	{v1alpha1.ModeWarn, ActionWarn, VerdictAllow},
+	{v1alpha1.ModeAudit, ActionAudit, VerdictAllow},
+}
+
 func TestModes(t *testing.T) {
 	_, f := loadFixture(t, "testdata/images/golang-1.24.4-bookworm.json")
-	for _, tc := range []struct {
-		mode    v1alpha1.Mode
-		action  Action
-		verdict Verdict
-	}{
-		{v1alpha1.ModeEnforce, ActionDeny, VerdictDeny},
-		{v1alpha1.ModeWarn, ActionWarn, VerdictAllow},
-		{v1alpha1.ModeAudit, ActionAudit, VerdictAllow},
-	} {
+	for _, tc := range modeCases {
 		spec := Default().Spec
 		spec.Mode = tc.mode
 		res := Evaluate(&spec, f)

@@ -36,15 +36,7 @@ func TestPinned(t *testing.T) {
 // a pinned reference, or the option left false, adds nothing.
 func TestRequireDigests(t *testing.T) {
 	slim := historyFacts(t, nil, "COPY app /app")
-	for _, tc := range []struct {
-		mode    v1alpha1.Mode
-		action  Action
-		verdict Verdict
-	}{
-		{v1alpha1.ModeEnforce, ActionDeny, VerdictDeny},
-		{v1alpha1.ModeWarn, ActionWarn, VerdictAllow},
-		{v1alpha1.ModeAudit, ActionAudit, VerdictAllow},
-	} {
+	for _, tc := range modeCases {
 		spec := Default().Spec
 		spec.Mode = tc.mode
 		spec.RequireDigests = true

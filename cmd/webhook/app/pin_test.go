@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/devcluster"
@@ -34,14 +31,8 @@ import (
 // installed in ns, without a caBundle yet.
 func mutatingConfiguration(t *testing.T, ns string) *admissionregistrationv1.MutatingWebhookConfiguration {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "..", "config", "webhook", "pinning", "mutating.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
-	if err := yaml.UnmarshalStrict(data, &mwc); err != nil {
-		t.Fatal(err)
-	}
+	readConfig(t, &mwc, "webhook", "pinning", "mutating.yaml")
 	for i, w := range mwc.Webhooks {
 		if w.ClientConfig.Service == nil || w.ClientConfig.Service.Path == nil || *w.ClientConfig.Service.Path != app.PinPath {
 			t.Fatalf("webhook %s: want a service clientConfig on %s", w.Name, app.PinPath)

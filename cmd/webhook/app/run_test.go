@@ -283,18 +283,25 @@ func TestCertRotation(t *testing.T) {
 	checkFiles(t, o.CertDir, reissued)
 }
 
+// readConfig reads a file of the repository's config/ folder strictly
+// into out.
+func readConfig(t *testing.T, out any, path ...string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(append([]string{"..", "..", "..", "config"}, path...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(data, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // webhookConfiguration is config/webhook's configuration as installed in
 // ns: the clientConfig names the Service, and there is no caBundle yet.
 func webhookConfiguration(t *testing.T, ns string) *admissionregistrationv1.ValidatingWebhookConfiguration {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "..", "config", "webhook", "manifests.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
-	if err := yaml.UnmarshalStrict(data, &vwc); err != nil {
-		t.Fatal(err)
-	}
+	readConfig(t, &vwc, "webhook", "manifests.yaml")
 	for i, w := range vwc.Webhooks {
 		if w.ClientConfig.Service == nil || len(w.ClientConfig.CABundle) > 0 {
 			t.Fatalf("webhook %s: want a service clientConfig without caBundle", w.Name)
