@@ -1,6 +1,8 @@
 package admission
 
 import (
+	"reflect"
+
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -117,4 +119,28 @@ func supported(gk schema.GroupKind) bool {
 		}
 	}
 	return false
+}
+
+// Kinds lists the kinds slimgate judges, in the table's order.
+func Kinds() []schema.GroupVersionKind {
+	out := make([]schema.GroupVersionKind, len(judgedKinds))
+	for i := range judgedKinds {
+		out[i] = judgedKinds[i].gvk
+	}
+	return out
+}
+
+// PodSpecOf returns the Pod spec of obj, a typed object of a kind slimgate
+// judges (a *corev1.Pod, *appsv1.Deployment, ...), the field path of that
+// spec and the object's kind; ok is false for an object of any other type.
+// The spec is nil for a ReplicationController without a template.
+func PodSpecOf(obj client.Object) (spec *corev1.PodSpec, path string, gvk schema.GroupVersionKind, ok bool) {
+	t := reflect.TypeOf(obj)
+	for i := range judgedKinds {
+		k := &judgedKinds[i]
+		if reflect.TypeOf(k.newObject()) == t {
+			return k.podSpec(obj, false), k.path, k.gvk, true
+		}
+	}
+	return nil, "", schema.GroupVersionKind{}, false
 }
