@@ -172,6 +172,10 @@ type SlimImagePolicyStatus struct {
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Scan is what the last background scan found under this policy.
+	// +optional
+	Scan *ScanStatus `json:"scan,omitempty"`
 }
 
 // SlimImagePolicy keeps bloated images, such as build environments shipped to
@@ -181,6 +185,10 @@ type SlimImagePolicyStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Scanned",type=integer,JSONPath=`.status.scan.workloadsScanned`
+// +kubebuilder:printcolumn:name="In Violation",type=integer,JSONPath=`.status.scan.workloadsInViolation`
+// +kubebuilder:printcolumn:name="Namespaces",type=integer,JSONPath=`.status.scan.namespacesAffected`
+// +kubebuilder:printcolumn:name="Last Scan",type=date,JSONPath=`.status.scan.lastScanTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SlimImagePolicy struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -29,6 +29,7 @@ type session struct {
 	repo   string // registry/repository, as docKey takes it
 	client *http.Client
 	base   string // scheme://host/v2/repo
+	pace   func(ctx context.Context, host string) error
 }
 
 // authEntry is a cached authenticated transport and the bytes it is
@@ -80,6 +81,9 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 		if err != nil {
 			return nil, reasoned(ReasonUnauthorized, fmt.Errorf("resolving credentials for %s: %w", host, err))
 		}
+		if err := pace(ctx, req.Pace, host); err != nil {
+			return nil, err
+		}
 		t, err := transport.NewWithContext(ctx, reg, auth, inner, []string{repo.Scope(transport.PullScope)})
 		r.metrics.request(host, outcomeOf(err))
 		if err != nil {
@@ -106,7 +110,20 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 			return nil
 		}},
 		base: fmt.Sprintf("%s://%s/v2/%s", scheme, host, repo.RepositoryStr()),
+		pace: req.Pace,
 	}, nil
+}
+
+// pace waits as Request.Pace says before a request to host; a wait that
+// cannot end in time is a timeout.
+func pace(ctx context.Context, p func(context.Context, string) error, host string) error {
+	if p == nil {
+		return nil
+	}
+	if err := p(ctx, host); err != nil {
+		return reasoned(ReasonTimeout, fmt.Errorf("waiting for a turn to ask %s: %w", host, err))
+	}
+	return nil
 }
 
 // capBodies sits between ggcr's transport and the egress guard: it caps
@@ -182,6 +199,9 @@ func contentType(resp *http.Response) types.MediaType {
 func (s *session) do(ctx context.Context, method, url, accept string) (*http.Response, error) {
 	backoff := s.r.opts.RetryBackoff
 	for attempt := 0; ; attempt++ {
+		if err := pace(ctx, s.pace, s.host); err != nil {
+			return nil, err
+		}
 		req, err := http.NewRequestWithContext(ctx, method, url, nil)
 		if err != nil {
 			return nil, reasoned(ReasonBadReference, err)

@@ -39,6 +39,12 @@ type Request struct {
 	// it for Pod CREATE, the moment closest to the kubelet's pull. It has
 	// no effect on digest references, whose content cannot change.
 	Revalidate bool
+	// Pace, when set, is called before every request to the registry
+	// (host as in the reference) and may wait: background work (the fleet
+	// scan) rate-limits its registry requests with it. An error ends the
+	// inspection as a timeout. Cached answers make no request and never
+	// call it.
+	Pace func(ctx context.Context, host string) error
 	// Parsed, when set, is Reference as name.ParseReference reads it (after
 	// trimming spaces): a caller that parsed it already (the webhook, once
 	// per review) spares Inspect a second parse.
