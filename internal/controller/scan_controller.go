@@ -116,6 +116,9 @@ func (s *FleetScanner) Start(ctx context.Context) error {
 	if s.metrics == nil {
 		return errors.New("fleet scanner: Register was not called")
 	}
+	if s.Cache == nil || s.Client == nil || s.API == nil || s.Scanner == nil {
+		return errors.New("fleet scanner: Cache, Client, API and Scanner are required")
+	}
 	if s.Interval <= 0 {
 		s.Interval = DefaultScanInterval
 	}

@@ -27,6 +27,7 @@ func fleetScan(mgr ctrl.Manager, o Options, reg prometheus.Registerer, judging a
 	s := &controller.FleetScanner{
 		Cache:      mgr.GetCache(),
 		Client:     mgr.GetClient(),
+		API:        mgr.GetAPIReader(),
 		Scanner:    &fleet.Scanner{Lister: fleet.ReaderLister{Reader: mgr.GetClient()}, Judge: judge},
 		Interval:   o.ScanInterval,
 		Debounce:   o.ScanDebounce,
