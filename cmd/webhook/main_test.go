@@ -64,9 +64,11 @@ func TestFlagsToOptions(t *testing.T) {
 			},
 		},
 		{
-			name:   "background scan",
-			args:   []string{"--scan-interval=10m", "--scan-debounce=1s", "--scan-registry-rate=0.5"},
-			change: func(o *app.Options) { o.ScanInterval, o.ScanDebounce, o.ScanRegistryRate = 10*time.Minute, time.Second, 0.5 },
+			name: "background scan",
+			args: []string{"--scan-interval=10m", "--scan-debounce=1s", "--scan-registry-rate=0.5"},
+			change: func(o *app.Options) {
+				o.ScanInterval, o.ScanDebounce, o.ScanRegistryRate = 10*time.Minute, time.Second, 0.5
+			},
 		},
 		{
 			name:   "scan off",
