@@ -89,7 +89,9 @@ func (l memLister) Namespaces(context.Context) ([]string, error) {
 	return out, nil
 }
 
-func (l memLister) Objects(_ context.Context, ns string) ([]client.Object, error) { return l.byNS[ns], nil }
+func (l memLister) Objects(_ context.Context, ns string) ([]client.Object, error) {
+	return l.byNS[ns], nil
+}
 
 // memReader serves the policy and the namespaces (admission.Options.Reader).
 type memReader struct{ policy *v1alpha1.SlimImagePolicy }
