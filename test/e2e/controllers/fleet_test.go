@@ -22,6 +22,7 @@ import (
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
+	"slimgate.dev/slimgate/pkg/admission"
 )
 
 // fleetWorkload is one workload of the fleet test: its object, whether
@@ -46,80 +47,36 @@ func podTemplate(name, image, init string) corev1.PodTemplateSpec {
 	return t
 }
 
-// fleetOf builds the workloads of one kind each way the test needs.
+// fleetOf builds the workloads of one namespace.
 type fleetOf struct{ ns string }
 
-func (f fleetOf) deploy(name, image, init string, replicas int32) client.Object {
-	d := deployment(f.ns, name, image, replicas)
-	d.Spec.Template = podTemplate(name, image, init)
-	return d
-}
-
-func (f fleetOf) sts(name, image string) client.Object {
-	one := int32(1)
-	t := podTemplate(name, image, "")
-	return &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name}, Spec: appsv1.StatefulSetSpec{
-		Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: t.Labels}, Template: t}}
-}
-
-func (f fleetOf) ds(name, image string) client.Object {
-	t := podTemplate(name, image, "")
-	return &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name}, Spec: appsv1.DaemonSetSpec{
-		Selector: &metav1.LabelSelector{MatchLabels: t.Labels}, Template: t}}
-}
-
-func (f fleetOf) rs(name, image string) client.Object {
-	one := int32(1)
-	t := podTemplate(name, image, "")
-	return &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name}, Spec: appsv1.ReplicaSetSpec{
-		Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: t.Labels}, Template: t}}
-}
-
-func (f fleetOf) rc(name, image string) client.Object {
-	one := int32(1)
-	t := podTemplate(name, image, "")
-	return &corev1.ReplicationController{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name}, Spec: corev1.ReplicationControllerSpec{
-		Replicas: &one, Selector: t.Labels, Template: &t}}
-}
-
-func (f fleetOf) job(name, image string) client.Object {
-	t := podTemplate(name, image, "")
-	t.Spec.RestartPolicy = corev1.RestartPolicyNever
-	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name}, Spec: batchv1.JobSpec{Template: t}}
-}
-
-func (f fleetOf) cron(name, image string) client.Object {
-	t := podTemplate(name, image, "")
-	t.Spec.RestartPolicy = corev1.RestartPolicyNever
-	return &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name}, Spec: batchv1.CronJobSpec{
-		Schedule: "0 0 1 1 *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: t}}}}
-}
-
-func (f fleetOf) pod(name, image string) client.Object {
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name}, Spec: podTemplate(name, image, "").Spec}
-}
-
-// specOf is the Pod spec a workload runs.
-func specOf(o client.Object) corev1.PodSpec {
-	switch w := o.(type) {
-	case *appsv1.Deployment:
-		return w.Spec.Template.Spec
-	case *appsv1.StatefulSet:
-		return w.Spec.Template.Spec
-	case *appsv1.DaemonSet:
-		return w.Spec.Template.Spec
-	case *appsv1.ReplicaSet:
-		return w.Spec.Template.Spec
-	case *corev1.ReplicationController:
-		return w.Spec.Template.Spec
-	case *batchv1.Job:
-		return w.Spec.Template.Spec
-	case *batchv1.CronJob:
-		return w.Spec.JobTemplate.Spec.Template.Spec
-	case *corev1.Pod:
-		return w.Spec
+// make returns a workload of kind (Deployment, StatefulSet, DaemonSet,
+// ReplicaSet, ReplicationController, Job, CronJob or Pod) whose Pods run
+// image in an "app" container, after init in an "init" one when init is
+// set; replicas for the kinds that have them.
+func (f fleetOf) make(kind, name, image, init string, replicas int32) client.Object {
+	t := podTemplate(name, image, init)
+	meta, sel := metav1.ObjectMeta{Namespace: f.ns, Name: name}, &metav1.LabelSelector{MatchLabels: t.Labels}
+	batch := t.DeepCopy()
+	batch.Spec.RestartPolicy = corev1.RestartPolicyNever
+	switch kind {
+	case "Deployment":
+		return &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: sel, Template: t}}
+	case "StatefulSet":
+		return &appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Replicas: &replicas, Selector: sel, Template: t}}
+	case "DaemonSet":
+		return &appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Selector: sel, Template: t}}
+	case "ReplicaSet":
+		return &appsv1.ReplicaSet{ObjectMeta: meta, Spec: appsv1.ReplicaSetSpec{Replicas: &replicas, Selector: sel, Template: t}}
+	case "ReplicationController":
+		return &corev1.ReplicationController{ObjectMeta: meta, Spec: corev1.ReplicationControllerSpec{Replicas: &replicas, Selector: t.Labels, Template: &t}}
+	case "Job":
+		return &batchv1.Job{ObjectMeta: meta, Spec: batchv1.JobSpec{Template: *batch}}
+	case "CronJob":
+		return &batchv1.CronJob{ObjectMeta: meta, Spec: batchv1.CronJobSpec{Schedule: "0 0 1 1 *",
+			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: *batch}}}}
 	}
-	panic(fmt.Sprintf("no spec in %T", o))
+	return &corev1.Pod{ObjectMeta: meta, Spec: t.Spec}
 }
 
 // A fleet of 22 workloads of every kind across 4 namespaces, fat and
@@ -142,28 +99,28 @@ func TestBackgroundScanReportsTheFleet(t *testing.T) {
 	}
 	a, b, c, d := fleetOf{nss[0]}, fleetOf{nss[1]}, fleetOf{nss[2]}, fleetOf{nss[3]}
 	fleet := []fleetWorkload{
-		{obj: a.deploy("api", fat, "", 2), fat: true, running: true},
-		{obj: a.deploy("web", slim, "", 2), running: true},
-		{obj: a.sts("db", slim), running: true},
-		{obj: a.job("migrate", fat), fat: true, running: true},
-		{obj: a.pod("debug", fat), fat: true, running: true},
-		{obj: b.ds("agent", fat), fat: true},
-		{obj: b.cron("report", slim)},
-		{obj: b.rc("legacy", fat), fat: true, running: true},
-		{obj: b.rs("bare-rs", slim), running: true},
-		{obj: b.pod("tool", slim), running: true},
-		{obj: c.deploy("builder", slim, fat, 1), fat: true, running: true},
-		{obj: c.cron("nightly", fat), fat: true},
-		{obj: c.sts("cache", fat), fat: true, running: true},
-		{obj: c.job("seed", slim), running: true},
-		{obj: c.rc("old", slim), running: true},
-		{obj: d.deploy("big", big, "", 1), fat: true, running: true},
-		{obj: d.pod("bigpod", big), fat: true, running: true},
-		{obj: d.ds("logs", slim)},
-		{obj: d.deploy("front", slim, "", 1), running: true},
-		{obj: d.rs("rs-fat", fat), fat: true, running: true},
-		{obj: d.deploy("zero", fat, "", 0), fat: true},
-		{obj: d.job("batch", slim), running: true},
+		{obj: a.make("Deployment", "api", fat, "", 2), fat: true, running: true},
+		{obj: a.make("Deployment", "web", slim, "", 2), running: true},
+		{obj: a.make("StatefulSet", "db", slim, "", 1), running: true},
+		{obj: a.make("Job", "migrate", fat, "", 1), fat: true, running: true},
+		{obj: a.make("Pod", "debug", fat, "", 1), fat: true, running: true},
+		{obj: b.make("DaemonSet", "agent", fat, "", 1), fat: true},
+		{obj: b.make("CronJob", "report", slim, "", 1)},
+		{obj: b.make("ReplicationController", "legacy", fat, "", 1), fat: true, running: true},
+		{obj: b.make("ReplicaSet", "bare-rs", slim, "", 1), running: true},
+		{obj: b.make("Pod", "tool", slim, "", 1), running: true},
+		{obj: c.make("Deployment", "builder", slim, fat, 1), fat: true, running: true},
+		{obj: c.make("CronJob", "nightly", fat, "", 1), fat: true},
+		{obj: c.make("StatefulSet", "cache", fat, "", 1), fat: true, running: true},
+		{obj: c.make("Job", "seed", slim, "", 1), running: true},
+		{obj: c.make("ReplicationController", "old", slim, "", 1), running: true},
+		{obj: d.make("Deployment", "big", big, "", 1), fat: true, running: true},
+		{obj: d.make("Pod", "bigpod", big, "", 1), fat: true, running: true},
+		{obj: d.make("DaemonSet", "logs", slim, "", 1)},
+		{obj: d.make("Deployment", "front", slim, "", 1), running: true},
+		{obj: d.make("ReplicaSet", "rs-fat", fat, "", 1), fat: true, running: true},
+		{obj: d.make("Deployment", "zero", fat, "", 0), fat: true},
+		{obj: d.make("Job", "batch", slim, "", 1), running: true},
 	}
 	for _, w := range fleet {
 		if err := e2e.client.Create(ctx, w.obj); err != nil {
@@ -217,7 +174,7 @@ func TestBackgroundScanReportsTheFleet(t *testing.T) {
 	if err := e2e.webhook.Stop(webhooktest.StopWithin); err != nil {
 		t.Fatalf("stopping the webhook: %v", err)
 	}
-	sneaked := b.pod("sneaked", fat)
+	sneaked := b.make("Pod", "sneaked", fat, "", 1)
 	err := e2e.client.Create(ctx, sneaked)
 	var restartErr error
 	e2e.webhook, restartErr = webhooktest.Run(context.Background(), e2e.webhookOptions)
@@ -355,7 +312,8 @@ func checkReports(t *testing.T, policyName string, nss []string, fleet []fleetWo
 func checkAdmissionAgrees(t *testing.T, fleet []fleetWorkload) {
 	t.Helper()
 	for _, w := range fleet {
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.obj.GetNamespace(), Name: w.obj.GetName() + "-now"}, Spec: specOf(w.obj)}
+		spec, _, _, _ := admission.PodSpecOf(w.obj)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.obj.GetNamespace(), Name: w.obj.GetName() + "-now"}, Spec: *spec.DeepCopy()}
 		pod.Spec.RestartPolicy = ""
 		err := e2e.client.Create(t.Context(), pod, client.DryRunAll)
 		if refused := apierrors.IsForbidden(err); refused != w.fat || (err != nil && !refused) {
