@@ -1,0 +1,116 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/pkg/admission"
+	"slimgate.dev/slimgate/pkg/fleet"
+)
+
+// countingJudge counts the scans that asked it for policies.
+type countingJudge struct{ calls atomic.Int64 }
+
+func (j *countingJudge) PoliciesFor(context.Context, string) ([]*v1alpha1.SlimImagePolicy, error) {
+	j.calls.Add(1)
+	return nil, nil
+}
+
+func (j *countingJudge) Assess(context.Context, string, *corev1.PodSpec, []admission.Image) ([]admission.Assessment, error) {
+	return nil, nil
+}
+
+// Of two replicas on a real API server, only the one holding the Lease
+// scans; when it goes, the other takes over.
+func TestOneReplicaScans(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kube-apiserver and etcd: not in -short mode (make test-unit)")
+	}
+	ctx := t.Context()
+	env, cfg, err := devcluster.Env{Root: "../.."}.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	scheme, err := devcluster.NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "slimgate-system"}}); err != nil {
+		t.Fatal(err)
+	}
+	type replica struct {
+		judge *countingJudge
+		stop  context.CancelFunc
+	}
+	var replicas []*replica
+	for i := range 2 {
+		rctx, stop := context.WithCancel(ctx)
+		t.Cleanup(stop)
+		c, err := cache.New(cfg, cache.Options{Scheme: scheme})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := client.New(cfg, client.Options{Scheme: scheme, Cache: &client.CacheOptions{Reader: c}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &replica{judge: &countingJudge{}, stop: stop}
+		s := &FleetScanner{Cache: c, Client: cl, API: admin, Debounce: 50 * time.Millisecond,
+			Scanner:  &fleet.Scanner{Lister: fleet.ReaderLister{Reader: c}, Judge: r.judge},
+			Election: &Election{Config: cfg, Namespace: "slimgate-system", Name: DefaultScanLease, Identity: fmt.Sprint("replica-", i)}}
+		if err := s.Register(prometheus.NewRegistry()); err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = c.Start(rctx) }()
+		go func() { _ = s.Start(rctx) }()
+		replicas = append(replicas, r)
+	}
+	scanning := func() (leader, other *replica, err error) {
+		a, b := replicas[0].judge.calls.Load(), replicas[1].judge.calls.Load()
+		switch {
+		case a > 0 && b == 0:
+			return replicas[0], replicas[1], nil
+		case b > 0 && a == 0:
+			return replicas[1], replicas[0], nil
+		}
+		return nil, nil, fmt.Errorf("scans asked for policies %d and %d times, want one replica only", a, b)
+	}
+	if err := devcluster.Poll(ctx, 30*time.Second, func() error { _, _, err := scanning(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	// A change triggers the leader's scan only.
+	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "more"}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	leader, other, err := scanning()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The leader goes; the other replica takes the Lease and scans.
+	leader.stop()
+	if err := devcluster.Poll(ctx, 30*time.Second, func() error {
+		if other.judge.calls.Load() == 0 {
+			return fmt.Errorf("the remaining replica has not scanned")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
