@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -212,6 +213,7 @@ func writeReports(ctx context.Context, c client.Client, api client.Reader, want 
 	if err := api.List(ctx, &have, client.MatchingLabels{ReportManagedBy: ReportSource}); err != nil {
 		return fmt.Errorf("listing reports: %w", err)
 	}
+	var errs []error // one Report that cannot be written (a namespace being deleted) stops no other
 	existing := map[types.NamespacedName]*reportsv1alpha1.Report{}
 	for i := range have.Items {
 		r := &have.Items[i]
@@ -223,7 +225,7 @@ func writeReports(ctx context.Context, c client.Client, api client.Reader, want 
 		delete(existing, key)
 		if old == nil {
 			if err := c.Create(ctx, w); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("creating report %s: %w", key, err)
+				errs = append(errs, fmt.Errorf("creating report %s: %w", key, err))
 			}
 			continue
 		}
@@ -244,13 +246,13 @@ func writeReports(ctx context.Context, c client.Client, api client.Reader, want 
 		upd := old.DeepCopy()
 		upd.Labels, upd.Source, upd.Summary, upd.Results, upd.Configuration = w.Labels, w.Source, w.Summary, w.Results, w.Configuration
 		if err := c.Update(ctx, upd); err != nil {
-			return fmt.Errorf("updating report %s: %w", key, err)
+			errs = append(errs, fmt.Errorf("updating report %s: %w", key, err))
 		}
 	}
 	for key, stale := range existing {
 		if err := c.Delete(ctx, stale); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting report %s: %w", key, err)
+			errs = append(errs, fmt.Errorf("deleting report %s: %w", key, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

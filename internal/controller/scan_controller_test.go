@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/pkg/admission"
@@ -244,5 +246,35 @@ func TestChangesThatTriggerAScan(t *testing.T) {
 		if got := changes(tc.old, tc.cur); got != tc.want {
 			t.Errorf("%s: changes = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestReportsWrittenDespiteOneFailure: a Report that cannot be written (a
+// namespace being deleted) keeps no other from being written, and the
+// error is returned.
+func TestReportsWrittenDespiteOneFailure(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := reportsv1alpha1.Install(s); err != nil {
+		t.Fatal(err)
+	}
+	c := fake.NewClientBuilder().WithScheme(s).WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if obj.GetNamespace() == "going" {
+				return errors.New("namespace going is being terminated")
+			}
+			return cl.Create(ctx, obj, opts...)
+		},
+	}).Build()
+	results := []fleet.WorkloadResult{
+		workload("going", "a", deploymentKind, []string{"p"}, imageResult("p", "x:1", fleet.ResultPass, 0)),
+		workload("staying", "b", deploymentKind, []string{"p"}, imageResult("p", "x:1", fleet.ResultPass, 0)),
+	}
+	err := writeReports(context.Background(), c, c, buildReports(results, nil, metav1.Now()))
+	if err == nil || !strings.Contains(err.Error(), "going") {
+		t.Fatalf("err = %v, want the failure of namespace going", err)
+	}
+	var rep reportsv1alpha1.Report
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "staying", Name: ReportName("p")}, &rep); err != nil {
+		t.Fatalf("the other namespace's report: %v", err)
 	}
 }

@@ -113,6 +113,10 @@ type Scanner struct {
 	Workers int
 	// Timeout bounds the judging of one workload (default 2m).
 	Timeout time.Duration
+	// Exclude lists namespaces never scanned: those the webhook never
+	// reviews (kube-system, its own), whose workloads admission never
+	// judges.
+	Exclude []string
 	// Progress, when set, is called after each workload with the numbers
 	// judged and queued so far.
 	Progress func(done, total int)
@@ -137,6 +141,9 @@ func (s *Scanner) Scan(ctx context.Context, namespaces []string) ([]WorkloadResu
 	}
 	var jobs []job
 	for _, ns := range namespaces {
+		if slices.Contains(s.Exclude, ns) {
+			continue
+		}
 		ps, err := s.Judge.PoliciesFor(ctx, ns)
 		if err != nil {
 			return nil, fmt.Errorf("policies of %s: %w", ns, err)

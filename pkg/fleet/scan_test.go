@@ -214,3 +214,20 @@ func TestScanCountsWorkloadsWhoseImagesAreAllExcluded(t *testing.T) {
 		t.Fatalf("summary = %+v", s)
 	}
 }
+
+// TestScanLeavesExcludedNamespacesOut: a namespace the webhook never
+// reviews is never scanned, whatever the policies select.
+func TestScanLeavesExcludedNamespacesOut(t *testing.T) {
+	f := newScanFixture(t)
+	f.add(inNS("lab", &appsv1.Deployment{ObjectMeta: objMeta("tool", nil), Spec: appsv1.DeploymentSpec{Template: template(f.regs.GoSDKApp())}}),
+		inNS("shop", &appsv1.Deployment{ObjectMeta: objMeta("api", nil), Spec: appsv1.DeploymentSpec{Template: template(f.regs.GoSDKApp())}}))
+	s := f.scanner(t)
+	s.Exclude = []string{"lab"}
+	results, err := s.Scan(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Namespace != "shop" {
+		t.Fatalf("results = %+v, want shop's workload only", results)
+	}
+}

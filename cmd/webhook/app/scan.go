@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"slimgate.dev/slimgate/internal/controller"
@@ -24,10 +26,12 @@ func fleetScan(mgr ctrl.Manager, o Options, reg prometheus.Registerer, judging a
 		return err
 	}
 	s := &controller.FleetScanner{
-		Cache:      mgr.GetCache(),
-		Client:     mgr.GetClient(),
-		API:        mgr.GetAPIReader(),
-		Scanner:    &fleet.Scanner{Lister: fleet.ReaderLister{Reader: mgr.GetClient()}, Judge: judge},
+		Cache:  mgr.GetCache(),
+		Client: mgr.GetClient(),
+		API:    mgr.GetAPIReader(),
+		Scanner: &fleet.Scanner{Lister: fleet.ReaderLister{Reader: mgr.GetClient()}, Judge: judge,
+			// The namespaces the webhook configuration always leaves out.
+			Exclude: []string{metav1.NamespaceSystem, corev1.NamespaceNodeLease, metav1.NamespacePublic, o.Namespace}},
 		Interval:   o.ScanInterval,
 		Debounce:   o.ScanDebounce,
 		Election:   &controller.Election{Config: mgr.GetConfig(), Namespace: o.Namespace, Name: controller.DefaultScanLease, Identity: processName()},
