@@ -91,6 +91,11 @@ type Options struct {
 
 	// RootCAs verifies registry certificates; nil means the system pool.
 	RootCAs *x509.CertPool
+	// HostAliases maps a "host:port" about to be dialled to the "ip:port"
+	// dialled instead, as /etc/hosts entries do (tests point cloud
+	// registry names at loopback servers). The egress guard checks the
+	// address dialled. No flag sets it.
+	HostAliases map[string]string
 
 	// BreakerThreshold consecutive failures of one registry within
 	// BreakerWindow open its circuit for BreakerCooldown (defaults 5, 1m,
@@ -232,8 +237,17 @@ func NewRemote(opts Options) (*Remote, error) {
 
 func (r *Remote) newTransport(guard bool) *http.Transport {
 	d := &net.Dialer{Timeout: r.opts.DialTimeout, KeepAlive: 30 * time.Second}
+	dial := d.DialContext
+	if aliases := r.opts.HostAliases; len(aliases) > 0 {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if to, ok := aliases[addr]; ok {
+				addr = to
+			}
+			return d.DialContext(ctx, network, addr)
+		}
+	}
 	t := &http.Transport{
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		TLSClientConfig:       &tls.Config{RootCAs: r.opts.RootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   r.opts.TLSHandshakeTimeout,
 		ResponseHeaderTimeout: r.opts.ResponseHeaderTimeout,
