@@ -71,6 +71,11 @@ func TestFlagsToOptions(t *testing.T) {
 			change: func(o *app.Options) { o.CertDir, o.ClientCAName = "/certs", "client-ca/ca.crt" },
 		},
 		{
+			name:   "cloud registry credentials",
+			args:   []string{"--registry-auth-providers=ecr, gcr,acr"},
+			change: func(o *app.Options) { o.RegistryAuthProviders = []string{"ecr", "gcr", "acr"} },
+		},
+		{
 			name: "server and registry knobs",
 			args: []string{
 				"--webhook-host=127.0.0.1", "--webhook-port=10250", "--metrics-bind-address=0", "--health-probe-bind-address=:9090",
@@ -119,6 +124,7 @@ func TestExitStatus(t *testing.T) {
 	}{
 		{name: "unknown flag", args: []string{"--no-such-flag"}, want: 2, stderr: "no-such-flag"},
 		{name: "bad value", args: []string{"--webhook-port=https"}, want: 2, stderr: "webhook-port"},
+		{name: "unknown registry auth provider", args: []string{"--registry-auth-providers=ecr,quay"}, want: 2, stderr: `unknown provider "quay" (known: ecr, gcr, acr)`},
 		{name: "stray argument", args: []string{"serve"}, want: 2, stderr: "unexpected arguments"},
 		{name: "run fails", run: failing, want: 1, stderr: "boom"},
 		{name: "help", args: []string{"-h"}, want: 0, stderr: "--cert-rotation"},

@@ -17,7 +17,7 @@
 // registry.ReasonCredentials (an availability failure, which a policy's
 // onInspectionError decides).
 //
-// Pull secrets keep precedence: Keychain.Behind puts a Pod's pull-secret
+// Pull secrets keep precedence: Keychain.After puts a Pod's pull-secret
 // keychain first, so the cloud identity is asked only for a registry no
 // pull secret names.
 //

@@ -11,6 +11,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/smithy-go"
 	"github.com/awslabs/amazon-ecr-credential-helper/ecr-login/api"
 )
 
@@ -72,7 +73,13 @@ func (p *ecrProvider) fetch(ctx context.Context, host string) (credential, error
 	})
 	out, err := client.GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{RegistryIds: []string{reg.ID}})
 	if err != nil {
-		return credential{}, fmt.Errorf("getting an authorization token for account %s in %s: %w", reg.ID, reg.Region, err)
+		// The SDK's message leads with the operation and the HTTP
+		// exchange; what ECR said is what tells the operator the cause.
+		var ae smithy.APIError
+		if errors.As(err, &ae) {
+			err = fmt.Errorf("%s: %s", ae.ErrorCode(), ae.ErrorMessage())
+		}
+		return credential{}, fmt.Errorf("account %s in %s: %w", reg.ID, reg.Region, err)
 	}
 	for _, d := range out.AuthorizationData {
 		if d.AuthorizationToken == nil {

@@ -157,12 +157,36 @@ func newKeychain(providers []provider, opts Options) *Keychain {
 // the credentials are the webhook's own.
 func (k *Keychain) Scope() string { return k.scope }
 
-// Behind returns a keychain that asks kc first and k only for a registry
-// kc has no credentials for, and the credential scope of the pair. The
-// webhook puts a Pod's pull secrets (kc, scope) in front: a pull secret
-// that names the registry wins over the cloud identity. An empty scope
-// means kc holds no credentials; k alone answers then.
-func (k *Keychain) Behind(kc authn.Keychain, scope string) (authn.Keychain, string) {
+// KeychainFunc returns the registry credentials of a Pod: its namespace,
+// service account and pull secret names in; a keychain and the credential
+// scope it stands for (registry.Request.CredentialScope) out. It is
+// admission.KeychainFunc.
+type KeychainFunc = func(ctx context.Context, namespace, serviceAccount string, pullSecrets []string) (authn.Keychain, string, error)
+
+// After returns a KeychainFunc that asks pullSecrets (nil: no pull
+// secrets) for a Pod's keychain and puts k behind it: a pull secret that
+// names a registry wins over the cloud identity, which answers only for
+// the registries no pull secret names. The scope names both. An error of
+// pullSecrets is returned as it is (the caller then reads anonymously, as
+// without cloud credentials).
+func (k *Keychain) After(pullSecrets KeychainFunc) KeychainFunc {
+	return func(ctx context.Context, namespace, serviceAccount string, names []string) (authn.Keychain, string, error) {
+		if pullSecrets == nil {
+			return k, k.scope, nil
+		}
+		kc, scope, err := pullSecrets(ctx, namespace, serviceAccount, names)
+		if err != nil {
+			return nil, "", err
+		}
+		kc, scope = k.behind(kc, scope)
+		return kc, scope, nil
+	}
+}
+
+// behind returns a keychain that asks kc first and k only for a registry
+// kc has no credentials for, and the credential scope of the pair. An
+// empty scope means kc holds no credentials; k alone answers then.
+func (k *Keychain) behind(kc authn.Keychain, scope string) (authn.Keychain, string) {
 	if kc == nil || scope == "" {
 		return k, k.scope
 	}

@@ -227,11 +227,23 @@ func TestCallerDeadlineDoesNotEndTheFetch(t *testing.T) {
 	}
 }
 
-func TestBehindKeepsPullSecretsFirst(t *testing.T) {
+func TestAfterKeepsPullSecretsFirst(t *testing.T) {
 	k, p, _ := newStub(t, time.Hour)
-	secrets := staticKeychain{host: "r1.cloud.test", password: "pull-secret"}
-	kc, scope := k.Behind(secrets, "ns/abc")
-	if want := "ns/abc+cloud:stub"; scope != want {
+	secretsErr := errors.New("reading pull secrets: API server unavailable")
+	pullSecrets := func(_ context.Context, namespace, sa string, names []string) (authn.Keychain, string, error) {
+		switch {
+		case namespace == "broken":
+			return nil, "", secretsErr
+		case len(names) == 0:
+			return authn.NewMultiKeychain(), "", nil // none found
+		}
+		return staticKeychain{host: "r1.cloud.test", password: "pull-secret"}, namespace + "/abc", nil
+	}
+	kc, scope, err := k.After(pullSecrets)(context.Background(), "team", "default", []string{"regcred"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "team/abc+cloud:stub"; scope != want {
 		t.Errorf("scope %q, want %q", scope, want)
 	}
 	got := map[string]string{}
@@ -250,9 +262,15 @@ func TestBehindKeepsPullSecretsFirst(t *testing.T) {
 		t.Errorf("the provider was asked %d times, want once (r2 only)", p.count())
 	}
 
-	// No pull secret found: the cloud keychain alone, with its own scope.
-	if kc, scope := k.Behind(authn.NewMultiKeychain(), ""); kc != authn.Keychain(k) || scope != "cloud:stub" {
-		t.Errorf("without pull secrets: %T, %q; want the cloud keychain and its scope", kc, scope)
+	// No pull secret found, or pull secrets off: the cloud keychain
+	// alone, with its own scope.
+	for name, f := range map[string]KeychainFunc{"none found": k.After(pullSecrets), "pull secrets off": k.After(nil)} {
+		if kc, scope, err := f(context.Background(), "team", "default", nil); err != nil || kc != authn.Keychain(k) || scope != "cloud:stub" {
+			t.Errorf("%s: %T, %q, %v; want the cloud keychain and its scope", name, kc, scope, err)
+		}
+	}
+	if _, _, err := k.After(pullSecrets)(context.Background(), "broken", "default", nil); !errors.Is(err, secretsErr) {
+		t.Errorf("pull secrets failing: %v, want their error", err)
 	}
 }
 

@@ -78,7 +78,7 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 		}
 		auth, err := authn.Resolve(ctx, kc, repo)
 		if err != nil {
-			return nil, reasoned(ReasonCredentials, fmt.Errorf("resolving credentials for %s: %w", host, err))
+			return nil, reasoned(ReasonCredentials, fmt.Errorf("no credentials: %w", err))
 		}
 		t, err := transport.NewWithContext(ctx, reg, auth, inner, []string{repo.Scope(transport.PullScope)})
 		r.metrics.request(host, outcomeOf(err))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ import (
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/pkg/admission"
+	"slimgate.dev/slimgate/pkg/cloudauth"
 	"slimgate.dev/slimgate/pkg/events"
 	"slimgate.dev/slimgate/pkg/pullsecret"
 	"slimgate.dev/slimgate/pkg/registry"
@@ -76,6 +78,11 @@ type Options struct {
 	// watch on serviceaccounts: service accounts are cached, secrets are
 	// not).
 	PullSecretAuth bool
+	// RegistryAuthProviders names the cloud identities (cloudauth.ECR,
+	// Google, ACR) the webhook reads their registries with, as the
+	// kubelet's credential providers do; pull secrets that name a registry
+	// come first. Empty: none.
+	RegistryAuthProviders []string
 	// Concurrency bounds the registry inspections of one review.
 	Concurrency int
 	// PinDigests serves PinPath, where a MutatingWebhookConfiguration
@@ -120,6 +127,11 @@ type Options struct {
 	// (registry.Options.EgressExempt); hack/demo uses it for its loopback
 	// registry. No flag sets it.
 	EgressExempt []string
+	// RegistryHostAliases maps registry "host:port" names to the loopback
+	// addresses dialled instead (registry.Options.HostAliases): the e2e
+	// tests stand loopback registries in for cloud registry hosts. No flag
+	// sets it.
+	RegistryHostAliases map[string]string
 }
 
 // Defaults of the options that name Kubernetes objects.
@@ -139,6 +151,20 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 disables them")
 	fs.BoolVar(&o.PullSecretAuth, "pull-secret-auth", true, "authenticate to registries with the Pod's imagePullSecrets and service account")
+	fs.Func("registry-auth-providers", "cloud identities the webhook reads their registries with, comma separated: "+
+		strings.Join(cloudauth.Providers(), ", ")+" (default none; a Pod's pull secrets that name a registry come first)", func(v string) error {
+		o.RegistryAuthProviders = nil
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			if !slices.Contains(cloudauth.Providers(), p) {
+				return fmt.Errorf("unknown provider %q (known: %s)", p, strings.Join(cloudauth.Providers(), ", "))
+			}
+			o.RegistryAuthProviders = append(o.RegistryAuthProviders, p)
+		}
+		return nil
+	})
 	fs.IntVar(&o.Concurrency, "inspect-concurrency", 16, "registry inspections run at once per review")
 	fs.BoolVar(&o.PinDigests, "pin-digests", false, "serve "+PinPath+": pin the image tags of created Pods to the digests judged (needs the MutatingWebhookConfiguration)")
 	fs.IntVar(&o.MaxImages, "max-images-per-review", admission.DefaultMaxImages, "distinct images one review inspects; a request naming more is denied under Enforce")
@@ -253,7 +279,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		return fmt.Errorf("setting up the policy status controller: %w", err)
 	}
 
-	inspector, err := registry.NewRemote(registry.Options{Registerer: reg, EgressExempt: o.EgressExempt})
+	inspector, err := registry.NewRemote(registry.Options{Registerer: reg, EgressExempt: o.EgressExempt, HostAliases: o.RegistryHostAliases})
 	if err != nil {
 		return fmt.Errorf("creating the registry client: %w", err)
 	}
@@ -274,6 +300,13 @@ func Run(ctx context.Context, o Options) (err error) {
 			return fmt.Errorf("watching service accounts: %w", err)
 		}
 		keychain = pullsecret.Source{Cache: mgr.GetCache(), API: mgr.GetAPIReader()}.Keychain
+	}
+	if len(o.RegistryAuthProviders) > 0 {
+		cloud, err := cloudauth.New(ctx, o.RegistryAuthProviders, cloudauth.Options{})
+		if err != nil {
+			return fmt.Errorf("setting up registry auth providers: %w", err)
+		}
+		keychain = cloud.After(keychain)
 	}
 	judging := admission.Options{
 		Reader:        mgr.GetClient(),

@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
+	"slimgate.dev/slimgate/pkg/cloudauth"
+)
+
+// authLog records the Authorization header of every request a registry
+// receives.
+type authLog struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (l *authLog) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		l.seen = append(l.seen, r.Header.Get("Authorization"))
+		l.mu.Unlock()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// credentials returns the non-empty Authorization headers seen, and how
+// many requests there were.
+func (l *authLog) credentials() ([]string, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, a := range l.seen {
+		if a != "" {
+			out = append(out, a)
+		}
+	}
+	return out, len(l.seen)
+}
+
+// TestCloudIdentityReadsECR runs the webhook with
+// --registry-auth-providers=ecr against a fake of ECR's API (the AWS SDK
+// pointed at it by AWS_ENDPOINT_URL_ECR, static keys in the environment)
+// and a loopback registry standing in for an ECR host that takes only the
+// token ECR issued. A Pod naming a Go SDK image there is denied with the
+// image's own evidence: it was read with the webhook's identity. A Pod
+// naming an image on another registry, which asks for credentials but
+// serves anyone, is admitted and that registry never sees a credential.
+// An ECR account whose token is refused is an availability failure: the
+// Pod is admitted under onInspectionError Allow, with an InspectionFailed
+// Event that says why, and denied under Deny.
+func TestCloudIdentityReadsECR(t *testing.T) {
+	const (
+		region   = "us-west-2"
+		granted  = "123456789012"
+		refused  = "210987654321"
+		password = "ecr-password"
+	)
+	ecrHost := func(account string) string { return account + ".dkr.ecr." + region + ".amazonaws.com" }
+
+	var issued atomic.Int64
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			RegistryIDs []string `json:"registryIds"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		if len(in.RegistryIDs) != 1 || in.RegistryIDs[0] != granted || !strings.Contains(r.Header.Get("Authorization"), "Credential=AKIDSLIMGATEE2E/") {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"__type":"AccessDeniedException","message":"not authorized to perform ecr:GetAuthorizationToken"}`))
+			return
+		}
+		issued.Add(1)
+		_ = json.NewEncoder(w).Encode(map[string]any{"authorizationData": []map[string]any{{
+			"authorizationToken": base64.StdEncoding.EncodeToString([]byte("AWS:" + password)),
+			"expiresAt":          float64(time.Now().Add(12 * time.Hour).Unix()),
+			"proxyEndpoint":      "https://" + ecrHost(granted),
+		}}})
+	}))
+	t.Cleanup(api.Close)
+	home := t.TempDir()
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL_ECR": api.URL, "AWS_ACCESS_KEY_ID": "AKIDSLIMGATEE2E", "AWS_SECRET_ACCESS_KEY": "not-a-secret",
+		"AWS_CONFIG_FILE": filepath.Join(home, "config"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(home, "credentials"),
+		"AWS_EC2_METADATA_DISABLED": "true",
+	} {
+		t.Setenv(k, v)
+	}
+
+	// The ECR registries (both accounts) and the other one, on loopback
+	// over plain HTTP (the policy lists them as insecure).
+	var ecrLog, otherLog authLog
+	ecr := httptest.NewServer(ecrLog.wrap(devcluster.BasicAuth(devcluster.NewRegistry(), "AWS", password, "ecr")))
+	t.Cleanup(ecr.Close)
+	otherStore := devcluster.NewRegistry()
+	other := httptest.NewServer(otherLog.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" && r.Header.Get("Authorization") == "" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="other"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		otherStore.ServeHTTP(w, r)
+	})))
+	t.Cleanup(other.Close)
+	ecrAddr, otherAddr := strings.TrimPrefix(ecr.URL, "http://"), strings.TrimPrefix(other.URL, "http://")
+	sdk, err := devcluster.GoSDKApp().Build(512, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	static, err := devcluster.StaticApp().Build(512, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := devcluster.Push(ecrAddr+"/team/golang-app:1", sdk); err == nil {
+		t.Fatal("the fake ECR registry took a push without ECR's token")
+	}
+	if err := devcluster.Push(ecrAddr+"/team/golang-app:1", sdk, remote.WithAuth(&authn.Basic{Username: "AWS", Password: password})); err != nil {
+		t.Fatal(err)
+	}
+	if err := devcluster.Push(otherAddr+"/slim-app:1", static); err != nil {
+		t.Fatal(err)
+	}
+
+	// This test's webhook: the suite's options plus the provider, with the
+	// ECR names dialled at the loopback registry.
+	o := e2e.webhookOptions
+	o.RegistryAuthProviders = []string{cloudauth.ECR}
+	o.RegistryHostAliases = map[string]string{ecrHost(granted) + ":80": ecrAddr, ecrHost(refused) + ":80": ecrAddr}
+	restartWebhook(t, o)
+
+	ns := namespace(t, caseLabels(t))
+	s := spec(v1alpha1.ModeEnforce, caseLabels(t))
+	s.Registries.Insecure = append(s.Registries.Insecure, ecrHost(granted), ecrHost(refused), otherAddr)
+	policy(t, s)
+
+	_, err = create(t, pod(ns, "ecr-sdk", ecrHost(granted)+"/team/golang-app:1"))
+	mustDeny(t, err, "toolchain.go")
+	mentionsGoSDK(t, err.Error())
+	if n := issued.Load(); n != 1 {
+		t.Errorf("ECR issued %d tokens, want 1", n)
+	}
+	if creds, n := ecrLog.credentials(); len(creds) == 0 || n == 0 {
+		t.Errorf("the ECR registry saw %d requests, %d with credentials", n, len(creds))
+	}
+
+	if _, err := create(t, pod(ns, "other-static", otherAddr+"/slim-app:1")); err != nil {
+		t.Errorf("image on another registry: %v", err)
+	}
+	if creds, n := otherLog.credentials(); len(creds) != 0 || n == 0 {
+		t.Errorf("the other registry saw credentials %q in %d requests, want none", creds, n)
+	}
+
+	refusedImage := ecrHost(refused) + "/team/golang-app:1"
+	if _, err := create(t, pod(ns, "ecr-refused", refusedImage)); err != nil {
+		t.Fatalf("an image whose token ECR refused was denied under onInspectionError Allow: %v", err)
+	}
+	ev := waitEvent(t, ns, "ecr-refused", "InspectionFailed")
+	if !strings.Contains(ev.Note, "CredentialsUnavailable") || !strings.Contains(ev.Note, "AccessDeniedException") {
+		t.Errorf("event note does not say the credentials were unavailable and why:\n%s", ev.Note)
+	}
+
+	// Under onInspectionError Deny the same failure denies.
+	denyLabels := map[string]string{caseLabel: "cloud-identity-deny"}
+	denyNS := namespace(t, denyLabels)
+	d := spec(v1alpha1.ModeEnforce, denyLabels)
+	d.Registries.Insecure = s.Registries.Insecure
+	d.OnInspectionError = v1alpha1.InspectionErrorDeny
+	policy(t, d)
+	_, err = create(t, pod(denyNS, "ecr-refused", refusedImage))
+	mustDeny(t, err, refusedImage, "inspection.failed")
+}
+
+// restartWebhook replaces the suite's webhook with one run with o, and
+// puts the suite's back when the test ends.
+func restartWebhook(t *testing.T, o app.Options) {
+	t.Helper()
+	ctx := context.Background()
+	if err := e2e.webhook.Stop(webhooktest.StopWithin); err != nil {
+		t.Fatalf("stopping the suite's webhook: %v", err)
+	}
+	mine, err := webhooktest.Run(ctx, o)
+	if err != nil {
+		t.Fatalf("starting the webhook: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := mine.Stop(webhooktest.StopWithin); err != nil {
+			t.Errorf("stopping the test's webhook: %v", err)
+		}
+		if e2e.webhook, err = webhooktest.Run(ctx, e2e.webhookOptions); err != nil {
+			t.Errorf("restarting the suite's webhook: %v", err)
+		}
+	})
+}
