@@ -48,7 +48,7 @@ func isolate(t *testing.T) {
 // environment) and a private ECR registry, which takes AWS and the
 // password in the token ECR issued.
 func newECRCloud(t *testing.T, w *world) cloud {
-	const host, account, region, password = "123456789012.dkr.ecr.us-west-2.amazonaws.com", "123456789012", "us-west-2", "ecr-password"
+	const host, region, password = "123456789012.dkr.ecr.us-west-2.amazonaws.com", "us-west-2", "ecr-password"
 	e := &tokenEndpoint{}
 	api := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if got := r.Header.Get("X-Amz-Target"); got != "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken" {
@@ -57,11 +57,9 @@ func newECRCloud(t *testing.T, w *world) cloud {
 		if a := r.Header.Get("Authorization"); !strings.Contains(a, "Credential=AKIDSLIMGATETEST/") || !strings.Contains(a, "/"+region+"/ecr/aws4_request") {
 			e.problem("request not signed with the environment's key for %s: %q", region, a)
 		}
-		var in struct {
-			RegistryIDs []string `json:"registryIds"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&in); err != nil || len(in.RegistryIDs) != 1 || in.RegistryIDs[0] != account {
-			e.problem("asked for registries %q (%v), want [%s]", in.RegistryIDs, err, account)
+		var in map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&in); err != nil || len(in) != 0 {
+			e.problem("asked with %v (%v), want no parameters: a token serves every registry of the region", in, err)
 		}
 		rw.Header().Set("Content-Type", "application/x-amz-json-1.1")
 		if e.failing.Load() {

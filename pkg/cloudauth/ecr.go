@@ -42,13 +42,17 @@ func newECR(ctx context.Context, opts Options) (*ecrProvider, error) {
 
 func (*ecrProvider) name() string { return ECR }
 
-// key is the host: an ECR token serves one account's registry in one
-// region.
+// key is the region's endpoint: one token serves every registry of the
+// region the identity may read.
 func (*ecrProvider) key(host string) string {
-	if _, ok := ecrRegistry(host); ok {
-		return host
+	reg, ok := ecrRegistry(host)
+	switch {
+	case !ok:
+		return ""
+	case reg.FIPS:
+		return reg.Region + "-fips"
 	}
-	return ""
+	return reg.Region
 }
 
 // ecrRegistry parses a private ECR registry host.
@@ -71,7 +75,7 @@ func (p *ecrProvider) fetch(ctx context.Context, host string) (credential, error
 			o.EndpointOptions.UseFIPSEndpoint = aws.FIPSEndpointStateEnabled
 		}
 	})
-	out, err := client.GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{RegistryIds: []string{reg.ID}})
+	out, err := client.GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
 	if err != nil {
 		// The SDK's message leads with the operation and the HTTP
 		// exchange; what ECR said is what tells the operator the cause.
@@ -79,7 +83,7 @@ func (p *ecrProvider) fetch(ctx context.Context, host string) (credential, error
 		if errors.As(err, &ae) {
 			err = fmt.Errorf("%s: %s", ae.ErrorCode(), ae.ErrorMessage())
 		}
-		return credential{}, fmt.Errorf("account %s in %s: %w", reg.ID, reg.Region, err)
+		return credential{}, fmt.Errorf("token for %s: %w", reg.Region, err)
 	}
 	for _, d := range out.AuthorizationData {
 		if d.AuthorizationToken == nil {
@@ -91,7 +95,7 @@ func (p *ecrProvider) fetch(ctx context.Context, host string) (credential, error
 		}
 		return credential{username: user, password: password, expires: aws.ToTime(d.ExpiresAt)}, nil
 	}
-	return credential{}, fmt.Errorf("no authorization token for account %s in %s in ECR's answer", reg.ID, reg.Region)
+	return credential{}, fmt.Errorf("no authorization token for %s in ECR's answer", reg.Region)
 }
 
 // decodeECRToken splits an ECR authorization token, base64 of

@@ -89,8 +89,8 @@ type cached struct {
 	refresh time.Time
 }
 
-// maxCached bounds the credentials kept: one per ECR account and region,
-// per ACR registry, and one for Google.
+// maxCached bounds the credentials kept: one per ECR region, per ACR
+// registry, and one for Google.
 const maxCached = 256
 
 // Keychain is an authn.Keychain that answers with the webhook's cloud
@@ -195,7 +195,7 @@ func (k *Keychain) behind(kc authn.Keychain, scope string) (authn.Keychain, stri
 
 // Resolve implements authn.Keychain.
 func (k *Keychain) Resolve(target authn.Resource) (authn.Authenticator, error) {
-	return k.ResolveContext(context.Background(), target)
+	return k.ResolveContext(context.Background(), target) //nolint:forbidigo // authn.Keychain's method has no context; ggcr calls ResolveContext
 }
 
 // ResolveContext implements authn.ContextKeychain: anonymous for a
@@ -229,7 +229,7 @@ type authenticator struct {
 
 // Authorization implements authn.Authenticator.
 func (a *authenticator) Authorization() (*authn.AuthConfig, error) {
-	return a.AuthorizationContext(context.Background())
+	return a.AuthorizationContext(context.Background()) //nolint:forbidigo // authn.Authenticator's method has no context; ggcr calls AuthorizationContext
 }
 
 // AuthorizationContext implements authn.ContextAuthenticator.

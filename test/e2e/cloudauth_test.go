@@ -61,26 +61,23 @@ func (l *authLog) credentials() ([]string, int) {
 // image's own evidence: it was read with the webhook's identity. A Pod
 // naming an image on another registry, which asks for credentials but
 // serves anyone, is admitted and that registry never sees a credential.
-// An ECR account whose token is refused is an availability failure: the
+// An ECR region whose token is refused is an availability failure: the
 // Pod is admitted under onInspectionError Allow, with an InspectionFailed
 // Event that says why, and denied under Deny.
 func TestCloudIdentityReadsECR(t *testing.T) {
 	const (
-		region   = "us-west-2"
-		granted  = "123456789012"
-		refused  = "210987654321"
+		account  = "123456789012"
+		granted  = "us-west-2"
+		refused  = "us-east-2"
 		password = "ecr-password"
 	)
-	ecrHost := func(account string) string { return account + ".dkr.ecr." + region + ".amazonaws.com" }
+	ecrHost := func(region string) string { return account + ".dkr.ecr." + region + ".amazonaws.com" }
 
 	var issued atomic.Int64
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var in struct {
-			RegistryIDs []string `json:"registryIds"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&in)
+		// The request is signed for the region of the registry's host.
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		if len(in.RegistryIDs) != 1 || in.RegistryIDs[0] != granted || !strings.Contains(r.Header.Get("Authorization"), "Credential=AKIDSLIMGATEE2E/") {
+		if a := r.Header.Get("Authorization"); !strings.Contains(a, "Credential=AKIDSLIMGATEE2E/") || !strings.Contains(a, "/"+granted+"/ecr/") {
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = w.Write([]byte(`{"__type":"AccessDeniedException","message":"not authorized to perform ecr:GetAuthorizationToken"}`))
 			return
