@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,8 +72,8 @@ func TestCloudIdentityReadsECR(t *testing.T) {
 	)
 	ecrHost := func(region string) string { return account + ".dkr.ecr." + region + ".amazonaws.com" }
 
-	var issued atomic.Int64
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var apiLog authLog // the signatures of the calls to ECR's API
+	api := httptest.NewServer(apiLog.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The request is signed for the region of the registry's host.
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 		if a := r.Header.Get("Authorization"); !strings.Contains(a, "Credential=AKIDSLIMGATEE2E/") || !strings.Contains(a, "/"+granted+"/ecr/") {
@@ -82,13 +81,12 @@ func TestCloudIdentityReadsECR(t *testing.T) {
 			_, _ = w.Write([]byte(`{"__type":"AccessDeniedException","message":"not authorized to perform ecr:GetAuthorizationToken"}`))
 			return
 		}
-		issued.Add(1)
 		_ = json.NewEncoder(w).Encode(map[string]any{"authorizationData": []map[string]any{{
 			"authorizationToken": base64.StdEncoding.EncodeToString([]byte("AWS:" + password)),
 			"expiresAt":          float64(time.Now().Add(12 * time.Hour).Unix()),
 			"proxyEndpoint":      "https://" + ecrHost(granted),
 		}}})
-	}))
+	})))
 	t.Cleanup(api.Close)
 	home := t.TempDir()
 	for k, v := range map[string]string{
@@ -148,8 +146,8 @@ func TestCloudIdentityReadsECR(t *testing.T) {
 	_, err = create(t, pod(ns, "ecr-sdk", ecrHost(granted)+"/team/golang-app:1"))
 	mustDeny(t, err, "toolchain.go")
 	mentionsGoSDK(t, err.Error())
-	if n := issued.Load(); n != 1 {
-		t.Errorf("ECR issued %d tokens, want 1", n)
+	if _, n := apiLog.credentials(); n != 1 {
+		t.Errorf("ECR's API was called %d times, want once", n)
 	}
 	if creds, n := ecrLog.credentials(); len(creds) == 0 || n == 0 {
 		t.Errorf("the ECR registry saw %d requests, %d with credentials", n, len(creds))
