@@ -312,15 +312,6 @@ func TestCorpusScore(t *testing.T) {
 		denied, fat, allowed, slim, ruleGot, ruleWant)
 }
 
-// corpusKnownMisses are the corpus files the engine does not get fully
-// right yet, with the reason. TestCorpus fails when one of them starts to
-// pass, so that the list only shrinks.
-var corpusKnownMisses = map[string]string{
-	"sbt-1.6.2-scala-2.13.10-temurin": "toolchain.jdk is not in evidence: the file is derived from sbt's Dockerfile without " +
-		"the eclipse-temurin JDK base's history, and JAVA_HOME=/opt/java/openjdk is the same for a JDK and a JRE " +
-		"(the README's clojure note); the image is denied for toolchain.scala",
-}
-
 // TestCorpus judges every corpus file under the default policy: a reject
 // must be denied with every rule id the file expects, and no toolchain
 // rule it does not expect (build steps, bloat and size may come on top);
@@ -355,13 +346,7 @@ func TestCorpus(t *testing.T) {
 					problems = append(problems, "findings "+strings.Join(got, ", "))
 				}
 			}
-			why, known := corpusKnownMisses[name]
-			switch {
-			case known && len(problems) == 0:
-				t.Errorf("listed as a known miss (%s) but judged right: remove it from corpusKnownMisses", why)
-			case known:
-				t.Logf("known miss: %s (%s)", strings.Join(problems, "; "), why)
-			case len(problems) > 0:
+			if len(problems) > 0 {
 				t.Errorf("%s (expected %s %v): %s", strings.Join(problems, "; "), e.Expected, e.Rules, res.Summary())
 				for _, fd := range res.Findings {
 					t.Logf("%s: %s", fd.Rule, fd.Message)
