@@ -179,6 +179,21 @@ func Load(file string) (*Table, error) {
 	return t, nil
 }
 
+// LoadConfig reads the mirrors as the webhook's and the CLI's flags name
+// them: the YAML form from file, or containerd's hosts folder dir; never
+// both. Both empty: no mirrors (a nil Table).
+func LoadConfig(file, dir string) (*Table, error) {
+	switch {
+	case file != "" && dir != "":
+		return nil, errors.New("give the YAML file or the hosts folder, not both")
+	case file != "":
+		return Load(file)
+	case dir != "":
+		return LoadDir(dir)
+	}
+	return nil, nil
+}
+
 // readCapped reads a file of at most MaxFileBytes.
 func readCapped(file string) ([]byte, error) {
 	fh, err := os.Open(file)
