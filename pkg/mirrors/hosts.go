@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -53,52 +53,48 @@ func LoadDir(dir string) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Table{hosts: map[string]Mirror{}}
-	var errs []error
+	if len(entries) > 4*MaxHosts {
+		return nil, fmt.Errorf("%s holds %d entries, more than a hosts folder of %d hosts needs", dir, len(entries), MaxHosts)
+	}
+	names := make([]string, 0, len(entries))
 	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, "..") {
-			continue
+		if fi, err := os.Stat(filepath.Join(dir, e.Name())); err == nil && fi.IsDir() && !strings.HasPrefix(e.Name(), "..") {
+			names = append(names, e.Name())
 		}
-		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || !fi.IsDir() {
-			continue
-		}
-		file := filepath.Join(dir, name, "hosts.toml")
+	}
+	return collect(names, func(folder string) (string, Mirror, error) {
+		file := filepath.Join(dir, folder, "hosts.toml")
 		data, err := readCapped(file)
 		if errors.Is(err, os.ErrNotExist) {
-			continue
+			return "", Mirror{}, nil
 		}
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return "", Mirror{}, err
 		}
-		if len(t.hosts) >= MaxHosts {
-			return nil, fmt.Errorf("%s: more than %d hosts have a hosts.toml", dir, MaxHosts)
-		}
-		upstream := hostOfFolder(name)
+		upstream := hostOfFolder(folder)
 		m, err := parseHostsFile(upstream, data)
-		if err == nil && (len(m.Endpoints) > 0 || !m.Fallback) {
-			err = t.add(upstream, m)
+		switch {
+		case err != nil:
+			return "", Mirror{}, fmt.Errorf("%s: %w", file, err)
+		case len(m.Endpoints) == 0 && m.Fallback:
+			return "", Mirror{}, nil // the upstream alone: no mirror
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", file, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return t, nil
+		return upstream, m, nil
+	})
 }
 
-// folderPort is containerd's folder name for host:port: "host_port_".
-var folderPort = regexp.MustCompile(`^(.+)_([0-9]+)_$`)
-
-// hostOfFolder is the upstream host a folder of the hosts folder names.
+// hostOfFolder is the upstream host a folder of the hosts folder names:
+// containerd writes host:port as "host_port_".
 func hostOfFolder(name string) string {
-	if m := folderPort.FindStringSubmatch(name); m != nil {
-		return m[1] + ":" + m[2]
+	rest, ok := strings.CutSuffix(name, "_")
+	i := strings.LastIndexByte(rest, '_')
+	if !ok || i <= 0 {
+		return name
 	}
-	return name
+	if _, err := strconv.ParseUint(rest[i+1:], 10, 16); err != nil {
+		return name
+	}
+	return rest[:i] + ":" + rest[i+1:]
 }
 
 // parseHostsFile reads one hosts.toml for the upstream host.

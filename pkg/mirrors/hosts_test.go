@@ -1,12 +1,11 @@
 package mirrors
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 )
 
 // writeHosts writes DIR/<folder>/hosts.toml for each folder.
@@ -64,29 +63,18 @@ func TestLoadDir(t *testing.T) {
 	if table.Len() != 4 {
 		t.Errorf("%d hosts, want docker.io, quay.io, registry.local:5000 and _default", table.Len())
 	}
-	for _, c := range []struct {
-		host string
-		want Mirror
-	}{
-		{"index.docker.io", Mirror{Fallback: true, Endpoints: []Endpoint{
+	checkMirrors(t, table, map[string]Mirror{
+		"index.docker.io": {Fallback: true, Endpoints: []Endpoint{
 			{Scheme: "https", Host: "zz-mirror.example:5000", Resolve: true},
 			{Scheme: "http", Host: "10.0.0.5:5000"},
-		}}},
-		{"quay.io", Mirror{Endpoints: []Endpoint{
+		}},
+		"quay.io": {Endpoints: []Endpoint{
 			{Scheme: "https", Host: "harbor.example", Prefix: "quay-proxy", Resolve: true},
 			{Scheme: "https", Host: "harbor.example", Resolve: true},
-		}}},
-		{"registry.local:5000", Mirror{Fallback: true, Endpoints: []Endpoint{{Scheme: "https", Host: "mirror.local", Resolve: true}}}},
-		{"ghcr.io", Mirror{Fallback: true, Endpoints: []Endpoint{{Scheme: "https", Host: "catch-all.example", Resolve: true}}}},
-	} {
-		got, ok := table.For(c.host)
-		if !ok {
-			t.Errorf("%s: no mirror", c.host)
-		}
-		if diff := cmp.Diff(c.want, got); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", c.host, diff)
-		}
-	}
+		}},
+		"registry.local:5000": {Fallback: true, Endpoints: []Endpoint{{Scheme: "https", Host: "mirror.local", Resolve: true}}},
+		"ghcr.io":             {Fallback: true, Endpoints: []Endpoint{{Scheme: "https", Host: "catch-all.example", Resolve: true}}},
+	})
 }
 
 func TestLoadDirRefuses(t *testing.T) {
@@ -121,6 +109,13 @@ ca = "ca.crt"
 				t.Errorf("error %v, want one containing %q", err, c.want)
 			}
 		})
+	}
+	many := map[string]string{}
+	for i := range MaxHosts + 1 {
+		many[fmt.Sprintf("r%d.example", i)] = `[host."https://m"]`
+	}
+	if _, err := LoadDir(writeHosts(t, many)); err == nil || !strings.Contains(err.Error(), "more than the 64 hosts allowed") {
+		t.Errorf("65 hosts: %v", err)
 	}
 	if _, err := LoadDir(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("a missing folder loaded")

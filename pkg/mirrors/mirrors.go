@@ -147,18 +147,31 @@ func Parse(data []byte) (*Table, error) {
 	if len(raw) > MaxHosts {
 		return nil, fmt.Errorf("the mirror configuration names %d hosts, more than the %d allowed", len(raw), MaxHosts)
 	}
-	t := &Table{hosts: make(map[string]Mirror, len(raw))}
-	var errs []error
-	for _, host := range slices.Sorted(maps.Keys(raw)) {
+	return collect(slices.Sorted(maps.Keys(raw)), func(host string) (string, Mirror, error) {
 		e := raw[host]
 		m := Mirror{Fallback: e.Fallback == nil || *e.Fallback}
 		var err error
-		if m.Endpoints, err = endpoints(e.Endpoints); err == nil {
-			err = t.add(host, m)
+		if m.Endpoints, err = endpoints(e.Endpoints); err != nil {
+			return "", Mirror{}, fmt.Errorf("%s: %w", host, err)
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", host, err))
+		return host, m, nil
+	})
+}
+
+// collect builds a Table from the entries of a configuration, in order:
+// mirror reads one (an empty upstream host: the entry has no mirror). The
+// problems of every entry are reported together.
+func collect(entries []string, mirror func(entry string) (string, Mirror, error)) (*Table, error) {
+	t := &Table{hosts: map[string]Mirror{}}
+	var errs []error
+	for _, e := range entries {
+		host, m, err := mirror(e)
+		if err == nil && host != "" {
+			if err = t.add(host, m); err != nil {
+				err = fmt.Errorf("%s: %w", e, err)
+			}
 		}
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -202,10 +215,10 @@ func readCapped(file string) ([]byte, error) {
 	}
 	defer fh.Close()
 	data, err := io.ReadAll(io.LimitReader(fh, MaxFileBytes+1))
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("reading %s: %w", file, err)
-	}
-	if len(data) > MaxFileBytes {
+	case len(data) > MaxFileBytes:
 		return nil, fmt.Errorf("%s is larger than %d bytes", file, MaxFileBytes)
 	}
 	return data, nil
@@ -224,7 +237,7 @@ func (t *Table) add(host string, m Mirror) error {
 		return errors.New("no endpoints")
 	}
 	if len(t.hosts) >= MaxHosts {
-		return fmt.Errorf("more than %d hosts", MaxHosts)
+		return fmt.Errorf("more than the %d hosts allowed", MaxHosts)
 	}
 	t.hosts[key] = m
 	return nil

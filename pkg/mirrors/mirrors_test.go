@@ -23,25 +23,14 @@ _default:
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		host string
-		want Mirror
-	}{
-		{"index.docker.io", Mirror{Fallback: true, Endpoints: []Endpoint{
+	checkMirrors(t, table, map[string]Mirror{
+		"index.docker.io": {Fallback: true, Endpoints: []Endpoint{
 			{Scheme: "https", Host: "mirror.example:5000", Resolve: true},
 			{Scheme: "http", Host: "10.0.0.5:5000", Resolve: true},
-		}}},
-		{"QUAY.io", Mirror{Endpoints: []Endpoint{{Scheme: "https", Host: "harbor.example", Prefix: "quay-proxy", Resolve: true}}}},
-		{"ghcr.io", Mirror{Fallback: true, Endpoints: []Endpoint{{Scheme: "https", Host: "catch-all.example", Resolve: true}}}},
-	} {
-		got, ok := table.For(c.host)
-		if !ok {
-			t.Errorf("%s: no mirror", c.host)
-		}
-		if diff := cmp.Diff(c.want, got); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", c.host, diff)
-		}
-	}
+		}},
+		"QUAY.io": {Endpoints: []Endpoint{{Scheme: "https", Host: "harbor.example", Prefix: "quay-proxy", Resolve: true}}},
+		"ghcr.io": {Fallback: true, Endpoints: []Endpoint{{Scheme: "https", Host: "catch-all.example", Resolve: true}}},
+	})
 	want := []string{"10.0.0.5:5000", "catch-all.example", "harbor.example", "mirror.example:5000"}
 	if diff := cmp.Diff(want, table.EndpointHosts()); diff != "" {
 		t.Errorf("endpoint hosts (-want +got):\n%s", diff)
@@ -52,6 +41,20 @@ _default:
 	var none *Table
 	if _, ok := none.For("docker.io"); ok || none.Len() != 0 || none.EndpointHosts() != nil {
 		t.Error("a nil table has mirrors")
+	}
+}
+
+// checkMirrors checks the mirror table gives for each upstream host.
+func checkMirrors(t *testing.T, table *Table, want map[string]Mirror) {
+	t.Helper()
+	for host, w := range want {
+		got, ok := table.For(host)
+		if !ok {
+			t.Errorf("%s: no mirror", host)
+		}
+		if diff := cmp.Diff(w, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", host, diff)
+		}
 	}
 }
 

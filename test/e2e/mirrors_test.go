@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,9 +25,8 @@ import (
 // on the mirror) and "quay.io/org/app" (the multi-stage one) is denied for
 // nginx alone; a Pod naming only the slim one is admitted.
 func TestImagesAreJudgedFromTheNodesMirror(t *testing.T) {
-	srv := httptest.NewServer(devcluster.NewRegistry())
-	t.Cleanup(srv.Close)
-	mirror := strings.TrimPrefix(srv.URL, "http://")
+	// The mirror is the suite's open registry (loopback, plain HTTP).
+	mirror := e2e.reg.Open
 	for ref, spec := range map[string]devcluster.ImageSpec{
 		mirror + "/library/nginx:latest": devcluster.GoSDKApp(),
 		mirror + "/org/app:1":            devcluster.StaticApp(),
@@ -54,11 +52,9 @@ func TestImagesAreJudgedFromTheNodesMirror(t *testing.T) {
 	replaceWebhook(t, withMirrors)
 
 	ns := namespace(t, caseLabels(t))
-	s := spec(v1alpha1.ModeEnforce, caseLabels(t))
-	// The mirror is a loopback registry over plain HTTP: the same rules
-	// as any registry (allowPrivateNetworks, insecure) let it be read.
-	s.Registries.Insecure = append(s.Registries.Insecure, mirror)
-	p := policy(t, s)
+	// The mirror is read under the same rules as any registry: spec's
+	// allowPrivateNetworks and insecure list let the loopback one in.
+	p := policy(t, spec(v1alpha1.ModeEnforce, caseLabels(t)))
 
 	mixed := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mixed"}, Spec: corev1.PodSpec{Containers: []corev1.Container{
 		{Name: "web", Image: "nginx"},
