@@ -14,6 +14,7 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/pkg/inspection"
+	"slimgate.dev/slimgate/pkg/mirrors"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
 	"slimgate.dev/slimgate/pkg/registry/local"
@@ -30,8 +31,11 @@ type options struct {
 	platform    string
 	insecure    hostList
 	egressGuard bool
-	timeout     time.Duration
-	images      []string
+	// mirrorsFile and mirrorsDir name the registry mirrors, as the
+	// webhook's flags do.
+	mirrorsFile, mirrorsDir string
+	timeout                 time.Duration
+	images                  []string
 }
 
 // hostList is a repeatable string flag.
@@ -76,6 +80,8 @@ func parseCheck(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.platform, "platform", "", "judge only this `os/arch[/variant]` of a multi-platform image (default: every linux platform)")
 	fs.Var(&o.insecure, "insecure-registry", "speak plain HTTP to this registry `host[:port]` (repeatable)")
 	fs.BoolVar(&o.egressGuard, "egress-guard", false, "apply the policy's registries rules (allow list, private networks) before connecting")
+	fs.StringVar(&o.mirrorsFile, "registry-mirrors", "", "YAML `file` of registry mirrors, as the webhook's flag: images are read where the cluster's nodes pull them")
+	fs.StringVar(&o.mirrorsDir, "registry-config-path", "", "containerd hosts `folder` (DIR/<host>/hosts.toml) to read the registry mirrors from instead")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "time allowed to inspect each image")
 
 	rest := args
@@ -153,6 +159,7 @@ type checker struct {
 	opts     options
 	spec     *v1alpha1.SlimImagePolicySpec
 	compiled *policy.Compiled
+	mirrors  *mirrors.Table
 	remote   registry.Inspector // created on first use
 }
 
@@ -175,7 +182,12 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "slimgate check: --policy: %v\n", err)
 		return exitError
 	}
-	c := &checker{opts: opts, spec: &pol.Spec, compiled: compiled}
+	table, err := mirrors.LoadConfig(opts.mirrorsFile, opts.mirrorsDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "slimgate check: registry mirrors: %v\n", err)
+		return exitError
+	}
+	c := &checker{opts: opts, spec: &pol.Spec, compiled: compiled, mirrors: table}
 
 	var reports []imageReport
 	code := exitAllowed
@@ -253,7 +265,7 @@ func (c *checker) inspect(ctx context.Context, ref string) (*registry.Inspection
 		if c.remote == nil {
 			// Zero options are the registry package's safe defaults; the
 			// per-image timeout reaches it through the context.
-			r, err := registry.NewRemote(registry.Options{Timeout: c.opts.timeout})
+			r, err := registry.NewRemote(registry.Options{Timeout: c.opts.timeout, Mirrors: c.mirrors})
 			if err != nil {
 				return nil, fmt.Errorf("setting up the registry client: %w", err)
 			}

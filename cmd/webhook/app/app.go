@@ -34,6 +34,7 @@ import (
 	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/pkg/admission"
 	"slimgate.dev/slimgate/pkg/events"
+	"slimgate.dev/slimgate/pkg/mirrors"
 	"slimgate.dev/slimgate/pkg/pullsecret"
 	"slimgate.dev/slimgate/pkg/registry"
 )
@@ -115,6 +116,12 @@ type Options struct {
 	// unregisters them when it returns, so a later Run can register anew.
 	Registerer prometheus.Registerer
 
+	// RegistryMirrors is a YAML file of registry mirrors (package
+	// mirrors): where the nodes' container runtime pulls each registry's
+	// images from, read once at start. RegistryConfigPath is a containerd
+	// hosts folder (DIR/<host>/hosts.toml) read instead. Empty: none.
+	RegistryMirrors, RegistryConfigPath string
+
 	// EgressExempt lists exact "ip:port" registry addresses the egress
 	// guard lets through even where a policy refuses private networks
 	// (registry.Options.EgressExempt); hack/demo uses it for its loopback
@@ -140,6 +147,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 disables them")
 	fs.BoolVar(&o.PullSecretAuth, "pull-secret-auth", true, "authenticate to registries with the Pod's imagePullSecrets and service account")
 	fs.IntVar(&o.Concurrency, "inspect-concurrency", 16, "registry inspections run at once per review")
+	fs.StringVar(&o.RegistryMirrors, "registry-mirrors", "", "YAML `file` of the nodes' registry mirrors ({docker.io: {endpoints: [https://mirror:5000], fallback: true}}): images are read where the kubelet pulls them")
+	fs.StringVar(&o.RegistryConfigPath, "registry-config-path", "", "containerd hosts `folder` (DIR/<host>/hosts.toml, as the nodes' config_path) to read the registry mirrors from instead")
 	fs.BoolVar(&o.PinDigests, "pin-digests", false, "serve "+PinPath+": pin the image tags of created Pods to the digests judged (needs the MutatingWebhookConfiguration)")
 	fs.IntVar(&o.MaxImages, "max-images-per-review", admission.DefaultMaxImages, "distinct images one review inspects; a request naming more is denied under Enforce")
 	fs.IntVar(&o.MaxRegistries, "max-registries-per-review", admission.DefaultMaxRegistries, "distinct registries one review contacts; a request naming more is denied under Enforce")
@@ -179,6 +188,12 @@ func (o Options) withDefaults() Options {
 // Run serves until ctx ends, then lets in-flight reviews finish.
 func Run(ctx context.Context, o Options) (err error) {
 	o = o.withDefaults()
+	// The mirrors are read first: a configuration that cannot be honoured
+	// stops the webhook before it serves anything.
+	mirrorTable, err := mirrors.LoadConfig(o.RegistryMirrors, o.RegistryConfigPath)
+	if err != nil {
+		return fmt.Errorf("registry mirrors: %w", err)
+	}
 	cfg := o.Config
 	if cfg == nil {
 		if cfg, err = ctrl.GetConfig(); err != nil {
@@ -253,7 +268,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		return fmt.Errorf("setting up the policy status controller: %w", err)
 	}
 
-	inspector, err := registry.NewRemote(registry.Options{Registerer: reg, EgressExempt: o.EgressExempt})
+	inspector, err := registry.NewRemote(registry.Options{Registerer: reg, EgressExempt: o.EgressExempt, Mirrors: mirrorTable})
 	if err != nil {
 		return fmt.Errorf("creating the registry client: %w", err)
 	}
