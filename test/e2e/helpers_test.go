@@ -81,6 +81,20 @@ func policy(t *testing.T, s v1alpha1.SlimImagePolicySpec) *v1alpha1.SlimImagePol
 	return p
 }
 
+// mustRefuse creates p, which the API server must refuse with an error
+// naming field.
+func mustRefuse(t *testing.T, p *v1alpha1.SlimImagePolicy, field string) {
+	t.Helper()
+	err := e2e.client.Create(context.Background(), p)
+	if err == nil {
+		_ = e2e.client.Delete(context.Background(), p)
+		t.Fatal("invalid policy accepted")
+	}
+	if !strings.Contains(err.Error(), field) {
+		t.Errorf("error does not name %s: %v", field, err)
+	}
+}
+
 // pod returns a Pod running one container named "app".
 func pod(ns, name, image string) *corev1.Pod {
 	return &corev1.Pod{
