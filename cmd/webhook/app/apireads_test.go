@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
@@ -94,15 +93,7 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 		Mode: v1alpha1.ModeAudit, NamespaceSelector: &metav1.LabelSelector{MatchLabels: labels},
 		Registries: v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{reg.Open, reg.Private}},
 	}}
-	for _, obj := range []client.Object{ns, pull, saPull, sa, plain, p} {
-		if err := kube.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		_ = kube.Delete(ctx, p)
-		_ = kube.Delete(ctx, ns)
-	})
+	createAll(t, ns, pull, saPull, sa, plain, p)
 
 	counter := &requestCounter{}
 	o := options(t)

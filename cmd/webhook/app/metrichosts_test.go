@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 
@@ -38,17 +37,7 @@ func TestRegistryLabelsFollowPolicies(t *testing.T) {
 	o.Registerer = metrics
 	writeSelfSigned(t, o.CertDir)
 	waitReady(t, o, webhooktest.Start(t, o))
-	p := &v1alpha1.SlimImagePolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "labels-" + rand.String(5)},
-		Spec: v1alpha1.SlimImagePolicySpec{
-			Mode:       v1alpha1.ModeAudit,
-			Registries: v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{named}},
-		},
-	}
-	if err := kube.Create(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kube.Delete(ctx, p) })
+	createPolicy(t, v1alpha1.ModeAudit, named)
 
 	addr := "https://" + net.JoinHostPort(o.Host, fmt.Sprint(o.Port)) + app.PodsPath + "?timeout=10s"
 	hc := tlsClient(t, filepath.Join(o.CertDir, "tls.crt"))

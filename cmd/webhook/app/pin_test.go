@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/cmd/webhook/app"
@@ -50,18 +49,9 @@ func mutatingConfiguration(t *testing.T, ns string) *admissionregistrationv1.Mut
 func TestPinDigestsWithCertRotation(t *testing.T) {
 	needAPIServer(t)
 	ctx := context.Background()
-	ns := "slimgate-" + rand.String(5)
-	if err := kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kube.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}) })
-	vwc, mwc := webhookConfiguration(t, ns), mutatingConfiguration(t, ns)
-	for _, obj := range []client.Object{vwc, mwc} {
-		if err := kube.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = kube.Delete(ctx, obj) })
-	}
+	ns := releaseNamespace(t)
+	mwc := mutatingConfiguration(t, ns)
+	createAll(t, webhookConfiguration(t, ns), mwc)
 
 	o := options(t)
 	o.Config = installRBAC(t, ns)

@@ -113,17 +113,7 @@ func TestShutdownFinishesInFlightReview(t *testing.T) {
 	run := webhooktest.Start(t, o)
 	waitReady(t, o, run)
 
-	p := &v1alpha1.SlimImagePolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "shutdown-" + rand.String(5)},
-		Spec: v1alpha1.SlimImagePolicySpec{
-			Mode:       v1alpha1.ModeEnforce,
-			Registries: v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{host}},
-		},
-	}
-	if err := kube.Create(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kube.Delete(ctx, p) })
+	p := createPolicy(t, v1alpha1.ModeEnforce, host)
 	// Ready means the webhook's own cache has the policy.
 	if err := devcluster.WaitPolicyReady(ctx, kube, p.Name, controller.ConditionReady, 15*time.Second); err != nil {
 		t.Fatal(err)
