@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"slimgate.dev/slimgate/internal/devcluster"
 )
@@ -317,26 +315,14 @@ func TestRegistryLabelsAreBounded(t *testing.T) {
 			t.Fatalf("%s answered", host)
 		}
 	}
-	values := registryLabels(t, metrics)
+	values, err := devcluster.LabelValues(metrics, "slimgate_registry_requests_total", "registry")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(values) > len(wellKnownRegistries)+1 {
 		t.Errorf("1000 attacker hosts made %d registry label values, want at most %d", len(values), len(wellKnownRegistries)+1)
 	}
 }
-
-// registryLabels returns the values of the registry label in
-// slimgate_registry_requests_total.
-func registryLabels(t *testing.T, reg *prometheus.Registry) map[string]bool {
-	t.Helper()
-	out := map[string]bool{}
-	for series := range gatherCounters(t, reg) {
-		if m := registryLabel.FindStringSubmatch(series); m != nil && strings.HasPrefix(series, "slimgate_registry_requests_total{") {
-			out[m[1]] = true
-		}
-	}
-	return out
-}
-
-var registryLabel = regexp.MustCompile(`registry="([^"]*)"`)
 
 // An image reference of a mebibyte is refused before anything is parsed,
 // cached or fetched, and refusing it costs no copy of it.

@@ -31,6 +31,7 @@ import (
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
 
 // clientCAName is where the webhook finds the CA of its callers, inside
@@ -48,14 +49,7 @@ const clientCAName = "client-ca/ca.crt"
 // answered and recorded, so the refusal is the certificate's doing.
 func TestClientCertificateRequired(t *testing.T) {
 	ctx := context.Background()
-	ca, err := devcluster.NewCA("slimgate-e2e-webhook-callers")
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiCert, apiKey, err := ca.ClientCert("kube-apiserver")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, apiCert, apiKey := clientCert(t, "slimgate-e2e-webhook-callers")
 	port, err := devcluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -84,26 +78,13 @@ func TestClientCertificateRequired(t *testing.T) {
 	if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	probe, err := devcluster.FreeAddr()
+	o, err := webhooktest.Options(cfg, wio.LocalServingHost, wio.LocalServingPort, wio.LocalServingCertDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	webhook := devcluster.Go(ctx, func(ctx context.Context) error {
-		return app.Run(ctx, app.Options{
-			Config: cfg, Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir,
-			ClientCAName: clientCAName,
-			MetricsAddr:  "0", ProbeAddr: probe, Concurrency: 4,
-			DefaultTimeout: webhookTimeout, TimeoutMargin: time.Second, ShutdownTimeout: 5 * time.Second,
-			// The suite's webhook runs in this process too.
-			Registerer: prometheus.NewRegistry(),
-		})
-	})
-	t.Cleanup(func() {
-		if err := webhook.Stop(15 * time.Second); err != nil {
-			t.Errorf("webhook: %v", err)
-		}
-	})
-	if err := devcluster.WaitReady(ctx, "http://"+probe+"/readyz", time.Minute, webhook); err != nil {
+	o.ClientCAName, o.DefaultTimeout = clientCAName, webhookTimeout
+	o.Registerer = prometheus.NewRegistry() // the suite's webhook runs in this process too
+	if err := webhooktest.WaitReady(ctx, o, webhooktest.Start(t, o)); err != nil {
 		t.Fatalf("webhook: %v", err)
 	}
 	c, err := devcluster.NewClient(cfg, nil)
@@ -119,14 +100,7 @@ func TestClientCertificateRequired(t *testing.T) {
 	// (1) Strangers: a plain HTTPS client, and one whose certificate
 	// another CA signed. The server's certificate is trusted, so only the
 	// client's identity is wrong.
-	stranger, err := devcluster.NewCA("stranger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	strangerCert, strangerKey, err := stranger.ClientCert("kube-apiserver")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, strangerCert, strangerKey := clientCert(t, "stranger")
 	url := "https://" + webhookAddr + app.PodsPath
 	review := reviewBody(t, ns, "probe", e2e.reg.GoSDKApp())
 	for _, caller := range []struct {
@@ -214,6 +188,20 @@ func hasEvent(evs []eventsv1.Event, name, reason string) bool {
 		}
 	}
 	return false
+}
+
+// clientCert makes a CA named caName and a client certificate for
+// kube-apiserver that it signs (PEM).
+func clientCert(t *testing.T, caName string) (ca *devcluster.CA, certPEM, keyPEM []byte) {
+	t.Helper()
+	ca, err := devcluster.NewCA(caName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certPEM, keyPEM, err = ca.ClientCert("kube-apiserver"); err != nil {
+		t.Fatal(err)
+	}
+	return ca, certPEM, keyPEM
 }
 
 // reviewClient trusts the webhook's serving CA and presents cert (PEM

@@ -53,7 +53,10 @@ func TestRegistryLabelsFollowPolicies(t *testing.T) {
 				return r.err
 			}
 		}
-		got = registryLabels(t, metrics)
+		var err error
+		if got, err = devcluster.LabelValues(metrics, "slimgate_registry_requests_total", "registry"); err != nil {
+			return err
+		}
 		if !got[named] || !got["other"] {
 			return fmt.Errorf("registry labels %v, want %s and other", slices.Sorted(maps.Keys(got)), named)
 		}
@@ -67,28 +70,4 @@ func TestRegistryLabelsFollowPolicies(t *testing.T) {
 			t.Errorf("registry label %q: neither named by a policy nor other", l)
 		}
 	}
-}
-
-// registryLabels returns the values of the registry label in
-// slimgate_registry_requests_total.
-func registryLabels(t *testing.T, reg *prometheus.Registry) map[string]bool {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]bool{}
-	for _, mf := range mfs {
-		if mf.GetName() != "slimgate_registry_requests_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "registry" {
-					out[l.GetValue()] = true
-				}
-			}
-		}
-	}
-	return out
 }
