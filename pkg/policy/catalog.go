@@ -3,6 +3,7 @@ package policy
 import (
 	_ "embed"
 	"fmt"
+	"maps"
 	"path"
 	"regexp"
 	"regexp/syntax"
@@ -143,21 +144,11 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 	var dlLits, pkgLits []literal
 	if base != nil {
 		d.rules = slices.Clone(base.rules[:len(base.rules)-len(fixedRules)])
-		for k, v := range base.requires {
-			d.requires[k] = v
-		}
-		for k, v := range base.versions {
-			d.versions[k] = v
-		}
-		for k, v := range base.pkgNames {
-			d.pkgNames[k] = slices.Clone(v)
-		}
-		for k, v := range base.commands {
-			d.commands[k] = slices.Clone(v)
-		}
-		for k, v := range base.defaults {
-			d.defaults[k] = slices.Clone(v)
-		}
+		maps.Copy(d.requires, base.requires)
+		maps.Copy(d.versions, base.versions)
+		copyLists(d.pkgNames, base.pkgNames)
+		copyLists(d.commands, base.commands)
+		copyLists(d.defaults, base.defaults)
 		d.pkgPatterns = slices.Clone(base.pkgPatterns)
 		d.downloads = slices.Clone(base.downloads)
 		d.paths = slices.Clone(base.paths)
@@ -239,9 +230,7 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 					errs = append(errs, field.Invalid(p.Child("pattern"), s.Pattern, err.Error()))
 				} else {
 					sig.re = re
-					for _, l := range lits {
-						pkgLits = append(pkgLits, literal{text: l, id: len(d.pkgPatterns)})
-					}
+					pkgLits = appendLiterals(pkgLits, lits, len(d.pkgPatterns))
 					d.pkgPatterns = append(d.pkgPatterns, sig)
 				}
 			}
@@ -260,9 +249,7 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 					errs = append(errs, field.Invalid(p.Child("runtime"), s.Runtime, err.Error()))
 				}
 			}
-			for _, l := range lits {
-				dlLits = append(dlLits, literal{text: l, id: len(d.downloads)})
-			}
+			dlLits = appendLiterals(dlLits, lits, len(d.downloads))
 			d.downloads = append(d.downloads, sig)
 			n++
 		}
@@ -309,7 +296,7 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 				errs = append(errs, field.Required(p.Child("names"), ""))
 			}
 			for k, a := range s.Args {
-				re, err := regexp.Compile(`^(?:` + a + `)$`)
+				re, err := compileWhole(a)
 				if err != nil {
 					errs = append(errs, field.Invalid(p.Child("args").Index(k), a, err.Error()))
 					ok = false
@@ -317,7 +304,7 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 				sig.args = append(sig.args, re)
 			}
 			if s.AnyArg != "" {
-				re, err := regexp.Compile(`^(?:` + s.AnyArg + `)$`)
+				re, err := compileWhole(s.AnyArg)
 				if err != nil {
 					errs = append(errs, field.Invalid(p.Child("anyArg"), s.AnyArg, err.Error()))
 					ok = false
@@ -351,6 +338,27 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 	d.dlIndex = newLiteralIndex(dlLits)
 	d.pkgIndex = newLiteralIndex(pkgLits)
 	return d, errs
+}
+
+// copyLists copies the lists of src into dst, each list cloned: appending
+// to dst's never writes into src's.
+func copyLists[V any](dst, src map[string][]V) {
+	for k, v := range src {
+		dst[k] = slices.Clone(v)
+	}
+}
+
+// appendLiterals indexes the literals lits of pattern id.
+func appendLiterals(index []literal, lits []string, id int) []literal {
+	for _, l := range lits {
+		index = append(index, literal{text: l, id: id})
+	}
+	return index
+}
+
+// compileWhole compiles a command argument pattern, anchored at both ends.
+func compileWhole(p string) (*regexp.Regexp, error) {
+	return regexp.Compile(`^(?:` + p + `)$`)
 }
 
 // compileSignalPattern compiles a catalog pattern, case-insensitive, anchored
