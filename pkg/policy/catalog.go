@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"path"
+	"reflect"
 	"regexp"
 	"regexp/syntax"
 	"slices"
@@ -647,77 +648,40 @@ var customLimits = map[string]int{
 }
 
 // checkCustomLimits reports the fields of custom entries past their
-// bounds.
+// bounds: every list and string whose schema path customLimits names.
 func checkCustomLimits(fp *field.Path, entries []v1alpha1.Toolchain) field.ErrorList {
 	var errs field.ErrorList
-	items := func(p *field.Path, n int, key string) {
-		if limit := customLimits[key]; n > limit {
-			errs = append(errs, field.TooMany(p, n, limit))
-		}
-	}
-	str := func(p *field.Path, s, key string) {
-		if limit := customLimits[key]; len(s) > limit {
-			errs = append(errs, field.TooLong(p, "", limit))
-		}
-	}
-	strs := func(p *field.Path, ss []string, key string) {
-		items(p, len(ss), key+" maxItems")
-		for i, s := range ss {
-			str(p.Index(i), s, key+"[] maxLength")
-		}
-	}
-	items(fp, len(entries), "custom maxItems")
-	for i, e := range entries {
-		ep := fp.Index(i)
-		str(ep.Child("id"), e.ID, "custom[].id maxLength")
-		str(ep.Child("title"), e.Title, "custom[].title maxLength")
-		str(ep.Child("description"), e.Description, "custom[].description maxLength")
-		str(ep.Child("remedy"), e.Remedy, "custom[].remedy maxLength")
-		strs(ep.Child("requires"), e.Requires, "custom[].requires")
-		if v := e.Version; v != nil {
-			strs(ep.Child("version", "env"), v.Env, "custom[].version.env")
-			str(ep.Child("version", "fallback"), v.Fallback, "custom[].version.fallback maxLength")
-		}
-		sp, sk := ep.Child("signals"), "custom[].signals."
-		items(sp.Child("packages"), len(e.Signals.Packages), sk+"packages maxItems")
-		for j, s := range e.Signals.Packages {
-			p := sp.Child("packages").Index(j)
-			strs(p.Child("names"), s.Names, sk+"packages[].names")
-			str(p.Child("pattern"), s.Pattern, sk+"packages[].pattern maxLength")
-		}
-		items(sp.Child("downloads"), len(e.Signals.Downloads), sk+"downloads maxItems")
-		for j, s := range e.Signals.Downloads {
-			p := sp.Child("downloads").Index(j)
-			str(p.Child("pattern"), s.Pattern, sk+"downloads[].pattern maxLength")
-			str(p.Child("unless"), s.Unless, sk+"downloads[].unless maxLength")
-			strs(p.Child("homes"), s.Homes, sk+"downloads[].homes")
-			str(p.Child("runtime"), s.Runtime, sk+"downloads[].runtime maxLength")
-		}
-		items(sp.Child("paths"), len(e.Signals.Paths), sk+"paths maxItems")
-		for j, s := range e.Signals.Paths {
-			str(sp.Child("paths").Index(j).Child("path"), s.Path, sk+"paths[].path maxLength")
-		}
-		for _, kind := range []string{"env", "labels"} {
-			list := e.Signals.Env
-			if kind == "labels" {
-				list = e.Signals.Labels
-			}
-			items(sp.Child(kind), len(list), sk+kind+" maxItems")
-			for j, s := range list {
-				p := sp.Child(kind).Index(j)
-				str(p.Child("key"), s.Key, sk+kind+"[].key maxLength")
-				str(p.Child("value"), s.Value, sk+kind+"[].value maxLength")
-			}
-		}
-		items(sp.Child("commands"), len(e.Signals.Commands), sk+"commands maxItems")
-		for j, s := range e.Signals.Commands {
-			p := sp.Child("commands").Index(j)
-			strs(p.Child("names"), s.Names, sk+"commands[].names")
-			strs(p.Child("args"), s.Args, sk+"commands[].args")
-			str(p.Child("anyArg"), s.AnyArg, sk+"commands[].anyArg maxLength")
-		}
-	}
+	checkLimits(&errs, fp, "custom", reflect.ValueOf(entries))
 	return errs
+}
+
+// checkLimits checks v, found at p, against the customLimits of its schema
+// path key ("custom[].signals.env[].key"), and then what v holds. Fields
+// are found by their JSON names.
+func checkLimits(errs *field.ErrorList, p *field.Path, key string, v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			checkLimits(errs, p, key, v.Elem())
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+				checkLimits(errs, p.Child(name), key+"."+name, v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		if limit, ok := customLimits[key+" maxItems"]; ok && v.Len() > limit {
+			*errs = append(*errs, field.TooMany(p, v.Len(), limit))
+		}
+		for i := range v.Len() {
+			checkLimits(errs, p.Index(i), key+"[]", v.Index(i))
+		}
+	case reflect.String:
+		if limit, ok := customLimits[key+" maxLength"]; ok && v.Len() > limit {
+			*errs = append(*errs, field.TooLong(p, "", limit))
+		}
+	}
 }
 
 // customRules compiles a policy's custom toolchains on top of the
