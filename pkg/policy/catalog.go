@@ -19,8 +19,9 @@ import (
 	"slimgate.dev/slimgate/pkg/glob"
 )
 
-// catalogYAML is slimgate's toolchain catalog: what each toolchain and
-// build step looks like in an image, as data. See catalog.yaml.
+// catalogYAML is slimgate's rule catalog: what each toolchain and build
+// step looks like in an image, and the rules without signals, as data.
+// See catalog.yaml.
 //
 //go:embed catalog.yaml
 var catalogYAML []byte
@@ -29,9 +30,15 @@ var catalogYAML []byte
 type catalogFile struct {
 	// Remedies are texts the entries share, by YAML anchor.
 	Remedies []string `json:"remedies"`
+	// Fixed are the rules without signals (size, inspection, reference,
+	// bloat), reported after the toolchains.
+	Fixed []Rule `json:"fixed"`
 	// Toolchains are the entries, in reporting order.
 	Toolchains []v1alpha1.Toolchain `json:"toolchains"`
 }
+
+// fixedCategories are the categories of rules without signals.
+var fixedCategories = []string{string(CategorySize), string(CategoryInspection), string(CategoryReference), string(CategoryBloat)}
 
 // minLiteral is the shortest literal a pattern must contain: the text of
 // a step is searched for these literals first, so that however many
@@ -55,11 +62,39 @@ func loadCatalog(data []byte) (*detector, error) {
 	if err := yaml.UnmarshalStrict(data, &cf); err != nil {
 		return nil, fmt.Errorf("decode catalog: %w", err)
 	}
-	d, errs := compileDetector(nil, cf.Toolchains, field.NewPath("toolchains"), true)
-	if len(errs) > 0 {
+	errs := checkFixed(field.NewPath("fixed"), cf.Fixed)
+	d, compileErrs := compileDetector(&detector{rules: cf.Fixed, fixed: cf.Fixed}, cf.Toolchains, field.NewPath("toolchains"), true)
+	if errs = append(errs, compileErrs...); len(errs) > 0 {
 		return nil, errs.ToAggregate()
 	}
 	return d, nil
+}
+
+// checkFixed checks the rules without signals: each has an id of its own,
+// a category of their kinds, a title and a remedy.
+func checkFixed(fp *field.Path, fixed []Rule) field.ErrorList {
+	var errs field.ErrorList
+	seen := map[string]bool{}
+	for i, r := range fixed {
+		p := fp.Index(i)
+		switch {
+		case r.ID == "":
+			errs = append(errs, field.Required(p.Child("id"), ""))
+		case seen[r.ID]:
+			errs = append(errs, field.Duplicate(p.Child("id"), r.ID))
+		}
+		seen[r.ID] = true
+		if !slices.Contains(fixedCategories, string(r.Category)) {
+			errs = append(errs, field.NotSupported(p.Child("category"), r.Category, fixedCategories))
+		}
+		if strings.TrimSpace(r.Title) == "" {
+			errs = append(errs, field.Required(p.Child("title"), ""))
+		}
+		if strings.TrimSpace(r.Remedy) == "" {
+			errs = append(errs, field.Required(p.Child("remedy"), ""))
+		}
+	}
+	return errs
 }
 
 // signal is one compiled signal of any kind.
@@ -107,7 +142,9 @@ type versionSpec struct {
 // detector is a compiled catalog: the rules in reporting order and their
 // signals indexed for one pass over an image. It is immutable.
 type detector struct {
-	rules    []Rule
+	rules []Rule
+	// fixed are the rules without signals, the last ones of rules.
+	fixed    []Rule
 	requires map[string][]string
 	versions map[string]versionSpec
 
@@ -130,40 +167,38 @@ var strengths = map[v1alpha1.Strength]int{v1alpha1.StrengthStrong: strong, v1alp
 // toolchain.<name> only.
 var idForm = regexp.MustCompile(`^(toolchain|build)\.[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 
-// compileDetector compiles entries on top of base (nil: none), reporting
-// every problem with its field path. builtinIDs allows the build.* ids of
-// slimgate's own catalog. Catalog rules that are not toolchains or
-// build steps (size, inspection, reference, bloat) follow the entries.
+// compileDetector compiles entries on top of base (for the built-in
+// catalog, one of only the rules without signals), reporting every
+// problem with its field path. builtinIDs allows the build.* ids of
+// slimgate's own catalog. Base's rules without signals (size,
+// inspection, reference, bloat) follow the entries.
 func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Path, builtinIDs bool) (*detector, field.ErrorList) {
 	d := &detector{
+		fixed:    base.fixed,
 		requires: map[string][]string{},
 		versions: map[string]versionSpec{},
 		pkgNames: map[string][]*pkgSignal{},
 		commands: map[string][]*cmdSignal{},
 		defaults: map[string][]*cmdSignal{},
 	}
-	var dlLits, pkgLits []literal
-	if base != nil {
-		d.rules = slices.Clone(base.rules[:len(base.rules)-len(fixedRules)])
-		maps.Copy(d.requires, base.requires)
-		maps.Copy(d.versions, base.versions)
-		copyLists(d.pkgNames, base.pkgNames)
-		copyLists(d.commands, base.commands)
-		copyLists(d.defaults, base.defaults)
-		d.pkgPatterns = slices.Clone(base.pkgPatterns)
-		d.downloads = slices.Clone(base.downloads)
-		d.paths = slices.Clone(base.paths)
-		d.env = slices.Clone(base.env)
-		d.labels = slices.Clone(base.labels)
-		dlLits = slices.Clone(base.dlIndex.lits)
-		pkgLits = slices.Clone(base.pkgIndex.lits)
-	}
+	d.rules = slices.Clone(base.rules[:len(base.rules)-len(base.fixed)])
+	maps.Copy(d.requires, base.requires)
+	maps.Copy(d.versions, base.versions)
+	copyLists(d.pkgNames, base.pkgNames)
+	copyLists(d.commands, base.commands)
+	copyLists(d.defaults, base.defaults)
+	d.pkgPatterns = slices.Clone(base.pkgPatterns)
+	d.downloads = slices.Clone(base.downloads)
+	d.paths = slices.Clone(base.paths)
+	d.env = slices.Clone(base.env)
+	d.labels = slices.Clone(base.labels)
+	dlLits, pkgLits := slices.Clone(base.dlIndex.lits), slices.Clone(base.pkgIndex.lits)
 	var errs field.ErrorList
 	seen := map[string]bool{}
 	for _, r := range d.rules {
 		seen[r.ID] = true
 	}
-	for _, r := range fixedRules {
+	for _, r := range d.fixed {
 		seen[r.ID] = true
 	}
 	for i, e := range entries {
@@ -335,7 +370,7 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 			}
 		}
 	}
-	d.rules = append(d.rules, fixedRules...)
+	d.rules = append(d.rules, d.fixed...)
 	d.dlIndex = newLiteralIndex(dlLits)
 	d.pkgIndex = newLiteralIndex(pkgLits)
 	return d, errs
