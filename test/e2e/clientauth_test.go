@@ -3,13 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,12 +16,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -102,16 +96,17 @@ func TestClientCertificateRequired(t *testing.T) {
 	// client's identity is wrong.
 	_, strangerCert, strangerKey := clientCert(t, "stranger")
 	url := "https://" + webhookAddr + app.PodsPath
-	review := reviewBody(t, ns, "probe", e2e.reg.GoSDKApp())
+	review := webhooktest.PodReview(t, "review-probe", pod(ns, "probe", e2e.reg.GoSDKApp()))
 	for _, caller := range []struct {
-		name  string
-		cert  [][]byte
-		alert string
+		name      string
+		cert, key []byte
+		alert     string
 	}{
-		{"no certificate", nil, "tls: certificate required"},
-		{"certificate of another CA", [][]byte{strangerCert, strangerKey}, "tls: unknown certificate authority"},
+		{"no certificate", nil, nil, "tls: certificate required"},
+		{"certificate of another CA", strangerCert, strangerKey, "tls: unknown certificate authority"},
 	} {
-		resp, err := reviewClient(t, wio.LocalServingCAData, caller.cert).Post(url, "application/json", bytes.NewReader(review))
+		hc := webhooktest.Client(t, webhooktest.ClientTLS{CA: wio.LocalServingCAData, CertPEM: caller.cert, KeyPEM: caller.key})
+		resp, err := hc.Post(url, "application/json", bytes.NewReader(review))
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -145,8 +140,8 @@ func TestClientCertificateRequired(t *testing.T) {
 
 	// (3) The positive control: the stranger's review, posted with the
 	// API server's certificate, is answered and records an Event.
-	resp, err := reviewClient(t, wio.LocalServingCAData, [][]byte{apiCert, apiKey}).
-		Post(url, "application/json", bytes.NewReader(reviewBody(t, ns, "control", e2e.reg.GoSDKApp())))
+	resp, err := webhooktest.Client(t, webhooktest.ClientTLS{CA: wio.LocalServingCAData, CertPEM: apiCert, KeyPEM: apiKey}).
+		Post(url, "application/json", bytes.NewReader(webhooktest.PodReview(t, "review-control", pod(ns, "control", e2e.reg.GoSDKApp()))))
 	if err != nil {
 		t.Fatalf("posting with the API server's certificate: %v", err)
 	}
@@ -202,52 +197,4 @@ func clientCert(t *testing.T, caName string) (ca *devcluster.CA, certPEM, keyPEM
 		t.Fatal(err)
 	}
 	return ca, certPEM, keyPEM
-}
-
-// reviewClient trusts the webhook's serving CA and presents cert (PEM
-// certificate and key) when given.
-func reviewClient(t *testing.T, servingCA []byte, cert [][]byte) *http.Client {
-	t.Helper()
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(servingCA) {
-		t.Fatal("no serving CA to trust")
-	}
-	conf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	if cert != nil {
-		pair, err := tls.X509KeyPair(cert[0], cert[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Sent whatever CAs the server asks for: Go's client would
-		// otherwise keep back a certificate the server does not trust.
-		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
-	}
-	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: conf, DisableKeepAlives: true}}
-}
-
-// reviewBody is an AdmissionReview of a Pod CREATE in ns, as the API
-// server would send it, claiming a cluster administrator as the user.
-func reviewBody(t *testing.T, ns, name, image string) []byte {
-	t.Helper()
-	obj := pod(ns, name, image)
-	obj.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
-	raw, err := json.Marshal(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid := types.UID("review-" + name)
-	body, err := json.Marshal(admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID: uid, Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-			Namespace: ns, Name: name, Operation: admissionv1.Create,
-			UserInfo: authenticationv1.UserInfo{Username: "kubernetes-admin", Groups: []string{"system:masters"}},
-			Object:   runtime.RawExtension{Raw: raw},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return body
 }

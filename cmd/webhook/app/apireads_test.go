@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,11 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	admissionv1 "k8s.io/api/admission/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/rest"
@@ -122,7 +118,7 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 			pod.Spec.ServiceAccountName, pod.Spec.ImagePullSecrets = "", nil
 			pod.Spec.Containers[0].Image = reg.GoSDKApp()
 		}
-		r := postReview(hc, url, admissionReview(t, pod))
+		r := postReview(hc, url, webhooktest.PodReview(t, types.UID(rand.String(12)), pod))
 		if r.err != nil || r.review.Response == nil || !r.review.Response.Allowed {
 			t.Fatalf("review %d: %v %+v", i, r.err, r.review.Response)
 		}
@@ -168,26 +164,4 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 			t.Errorf("%d reads of %s in %d reviews without pull secrets, want none", n, strings.TrimPrefix(req, "GET "), reviews)
 		}
 	}
-}
-
-// admissionReview is the API server's review of pod's CREATE.
-func admissionReview(t *testing.T, pod *corev1.Pod) []byte {
-	t.Helper()
-	raw, err := json.Marshal(pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID: types.UID(rand.String(12)), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: pod.Namespace, Name: pod.Name,
-			Operation: admissionv1.Create, UserInfo: authenticationv1.UserInfo{Username: "kubernetes-admin", Groups: []string{"system:masters"}},
-			Object: runtime.RawExtension{Raw: raw},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
