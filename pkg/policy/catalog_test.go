@@ -346,6 +346,10 @@ func TestCatalogLoading(t *testing.T) {
 	entry := func(body string) string {
 		return "toolchains:\n  - id: toolchain.x\n    title: X\n    remedy: use y\n" + body
 	}
+	// fixed is a fixed section of a valid rule and one with these fields.
+	fixed := func(fields string) string {
+		return "fixed:\n  - {id: size.x, category: size, title: X, remedy: y}\n  - {" + fields + "}\ntoolchains: []\n"
+	}
 	tests := []struct {
 		name, yaml, want string
 	}{
@@ -360,6 +364,14 @@ func TestCatalogLoading(t *testing.T) {
 		{"duplicate id", "toolchains:\n  - {id: toolchain.x, title: X, remedy: y, signals: {env: [{key: X}]}}\n  - {id: toolchain.x, title: X, remedy: y, signals: {env: [{key: Y}]}}\n", "Duplicate"},
 		{"requires an unknown rule", entry("    requires: [toolchain.nope]\n    signals: {env: [{key: X}]}\n"), "names no other rule"},
 		{"relative path", entry("    signals:\n      paths:\n        - path: usr/local/x\n"), "absolute path"},
+		{"unknown fixed rule field", fixed("id: size.y, category: size, title: Y, remedy: z, weight: 1"), "unknown field"},
+		{"fixed rule of a toolchain category", fixed("id: size.y, category: toolchain, title: Y, remedy: z"), "fixed[1].category: Unsupported value"},
+		{"fixed rule without a category", fixed("id: size.y, title: Y, remedy: z"), "fixed[1].category: Unsupported value"},
+		{"fixed rule without an id", fixed("category: size, title: Y, remedy: z"), "fixed[1].id: Required value"},
+		{"duplicate fixed rule", fixed("id: size.x, category: size, title: Y, remedy: z"), `fixed[1].id: Duplicate value: "size.x"`},
+		{"fixed rule without a title", fixed("id: size.y, category: size, remedy: z"), "fixed[1].title: Required value"},
+		{"fixed rule without a remedy", fixed("id: size.y, category: size, title: Y"), "fixed[1].remedy: Required value"},
+		{"a toolchain with a fixed rule's id", "fixed:\n  - {id: toolchain.x, category: size, title: X, remedy: y}\n" + entry("    signals: {env: [{key: X}]}\n"), `toolchains[0].id: Duplicate value: "toolchain.x"`},
 	}
 	for _, tc := range tests {
 		_, err := loadCatalog([]byte(tc.yaml))
