@@ -36,13 +36,13 @@ func TestMirrorGetsItsOwnCredentials(t *testing.T) {
 	img := linuxImage(t, "COPY app /app")
 	ref := upstream.push(t, "team/app:v1", img, remote.WithAuth(&authn.Basic{Username: "bob", Password: "upstream-pass"}))
 	mirror.push(t, "team/app:v1", img, remote.WithAuth(&authn.Basic{Username: "alice", Password: "mirror-pass"}))
-	table := mirrorTable(t, `%s: {endpoints: ["http://%s"], fallback: false}`, upstream.host, mirror.host)
+	table := mirrorTable(t, `%s: {endpoints: ["http://%s"], fallback: false}`, upstream.Host, mirror.Host)
 	bob := &authn.Basic{Username: "bob", Password: "upstream-pass"}
 	bobHeader := "Basic " + base64.StdEncoding.EncodeToString([]byte("bob:upstream-pass"))
 
 	r, _ := newTestRemote(t, Options{Mirrors: table})
-	req := plainRequest(ref, upstream.host, mirror.host)
-	req.Keychain = hostKeychain{upstream.host: bob, mirror.host: &authn.Basic{Username: "alice", Password: "mirror-pass"}}
+	req := plainRequest(ref, upstream.Host, mirror.Host)
+	req.Keychain = hostKeychain{upstream.Host: bob, mirror.Host: &authn.Basic{Username: "alice", Password: "mirror-pass"}}
 	req.CredentialScope = "ns/both"
 	insp, err := inspectWithin(r, 10*time.Second, req)
 	if err != nil {
@@ -52,15 +52,14 @@ func TestMirrorGetsItsOwnCredentials(t *testing.T) {
 
 	// Only the upstream's credentials: the mirror refuses, and never
 	// sees them.
-	req.Keychain, req.CredentialScope = hostKeychain{upstream.host: bob}, "ns/upstream-only"
+	req.Keychain, req.CredentialScope = hostKeychain{upstream.Host: bob}, "ns/upstream-only"
 	_, err = inspectWithin(r, 10*time.Second, req)
 	wantReason(t, err, ReasonUnauthorized)
-	mirror.log.mu.Lock()
-	defer mirror.log.mu.Unlock()
-	if len(mirror.log.auth) == 0 {
+	seen := mirror.Authorizations()
+	if len(seen) == 0 {
 		t.Fatal("the mirror saw no credentials at all")
 	}
-	for _, a := range mirror.log.auth {
+	for _, a := range seen {
 		if a == bobHeader {
 			t.Errorf("the mirror was sent the upstream's credentials")
 		}
@@ -87,9 +86,9 @@ func TestMirrorCannotSubstituteADigest(t *testing.T) {
 		})
 	})
 	liar.push(t, "team/app:v1", slim)
-	r, _ := newTestRemote(t, Options{Mirrors: mirrorTable(t, `%s: {endpoints: ["http://%s"], fallback: true}`, upstream.host, liar.host)})
+	r, _ := newTestRemote(t, Options{Mirrors: mirrorTable(t, `%s: {endpoints: ["http://%s"], fallback: true}`, upstream.Host, liar.Host)})
 	byDigest := strings.TrimSuffix(ref, ":v1") + "@" + expectedFacts(t, fat, ref).Digest
-	_, err := inspectWithin(r, 10*time.Second, plainRequest(byDigest, upstream.host, liar.host))
+	_, err := inspectWithin(r, 10*time.Second, plainRequest(byDigest, upstream.Host, liar.Host))
 	wantReason(t, err, ReasonInvalid)
 	if n := upstream.requests(); n != 0 {
 		t.Errorf("the upstream got %d requests after the mirror served other content", n)
@@ -114,8 +113,8 @@ func TestMirrorLackingAnIndexEntryPassesTheTurn(t *testing.T) {
 		})
 	})
 	partial.push(t, "multi:1", idx)
-	r, _ := newTestRemote(t, Options{Mirrors: mirrorTable(t, `%s: {endpoints: ["http://%s"]}`, upstream.host, partial.host)})
-	insp, err := inspectWithin(r, 10*time.Second, plainRequest(ref, upstream.host, partial.host))
+	r, _ := newTestRemote(t, Options{Mirrors: mirrorTable(t, `%s: {endpoints: ["http://%s"]}`, upstream.Host, partial.Host)})
+	insp, err := inspectWithin(r, 10*time.Second, plainRequest(ref, upstream.Host, partial.Host))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ func TestImagesAreJudgedFromTheNodesMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	metrics := prometheus.NewRegistry()
-	withMirrors := e2e.webhookOptions
+	withMirrors := e2e.WebhookOptions
 	withMirrors.RegistryMirrors, withMirrors.Registerer = file, metrics
 	replaceWebhook(t, withMirrors)
 
@@ -96,7 +96,7 @@ func TestImagesAreJudgedFromTheNodesMirror(t *testing.T) {
 func replaceWebhook(t *testing.T, o app.Options) {
 	t.Helper()
 	ctx := context.Background()
-	if err := e2e.webhook.Stop(webhooktest.StopWithin); err != nil {
+	if err := e2e.Webhook.Stop(webhooktest.StopWithin); err != nil {
 		t.Fatalf("stopping the suite's webhook: %v", err)
 	}
 	replacement, err := webhooktest.Run(ctx, o)
@@ -106,7 +106,7 @@ func replaceWebhook(t *testing.T, o app.Options) {
 				t.Errorf("stopping the webhook with mirrors: %v", err)
 			}
 		}
-		if e2e.webhook, err = webhooktest.Run(ctx, e2e.webhookOptions); err != nil {
+		if e2e.Webhook, err = webhooktest.Run(ctx, e2e.WebhookOptions); err != nil {
 			t.Fatalf("restarting the suite's webhook: %v", err)
 		}
 	})
