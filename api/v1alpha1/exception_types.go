@@ -46,6 +46,7 @@ type ExceptionWorkload struct {
 	// CronJob's Jobs and their Pods, the Pods of the other controllers.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
 	Name string `json:"name"`
 }
 
@@ -54,11 +55,13 @@ type ExceptionWorkload struct {
 // +kubebuilder:validation:XValidation:rule="(has(self.images) && size(self.images) > 0) || (has(self.digests) && size(self.digests) > 0)",message="name the images (globs) or the digests the exception is for: at least one of images and digests is required"
 type SlimImageExceptionSpec struct {
 	// Policies names the SlimImagePolicies whose findings are waived;
-	// "*" (or any glob) for all.
+	// "*" (or any glob) for all. Globs are slimgate's one dialect: '*'
+	// and '?' are the only wildcards, printable ASCII only.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[!-Z^-z|~]+$`
 	Policies []string `json:"policies"`
 
 	// Rules names the rule ids waived ("toolchain.go"), or globs of them
@@ -68,6 +71,7 @@ type SlimImageExceptionSpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=128
+	// +kubebuilder:validation:items:Pattern=`^[!-Z^-z|~]+$`
 	Rules []string `json:"rules"`
 
 	// Images are globs of the image references covered
@@ -78,6 +82,7 @@ type SlimImageExceptionSpec struct {
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=512
 	// +optional
+	// +kubebuilder:validation:items:Pattern=`^[!-Z^-z|~]+$`
 	Images []string `json:"images,omitempty"`
 
 	// Digests are the exact digests covered: the image's manifest digest,
@@ -101,6 +106,7 @@ type SlimImageExceptionSpec struct {
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=63
 	// +optional
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Containers []string `json:"containers,omitempty"`
 
 	// Reason says why the exception is needed; it is repeated in the
