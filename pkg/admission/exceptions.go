@@ -84,7 +84,7 @@ func (h *Handler) waive(ctx context.Context, namespace string, w *Workload, js [
 	if len(active) == 0 {
 		return js, nil
 	}
-	nsLabels, err := h.namespaceLabels(ctx, namespace)
+	nsLabels, err := namespaceLabels(ctx, h.opts.Reader, namespace)
 	if err != nil {
 		return nil, err
 	}

@@ -221,7 +221,7 @@ func (h *Handler) policiesFor(ctx context.Context, namespace string) ([]*compile
 	if len(compiled) == 0 {
 		return nil, nil
 	}
-	nsLabels, err := h.namespaceLabels(ctx, namespace)
+	nsLabels, err := namespaceLabels(ctx, h.opts.Reader, namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -236,9 +236,9 @@ func (h *Handler) policiesFor(ctx context.Context, namespace string) ([]*compile
 
 // namespaceLabels returns a namespace's labels; for one the cache does
 // not have (yet), the name label the API server would give it.
-func (h *Handler) namespaceLabels(ctx context.Context, namespace string) (map[string]string, error) {
+func namespaceLabels(ctx context.Context, r client.Reader, namespace string) (map[string]string, error) {
 	var ns corev1.Namespace
-	switch err := h.opts.Reader.Get(ctx, types.NamespacedName{Name: namespace}, &ns); {
+	switch err := r.Get(ctx, types.NamespacedName{Name: namespace}, &ns); {
 	case err == nil:
 		return ns.Labels, nil
 	case apierrors.IsNotFound(err):
