@@ -45,7 +45,9 @@ func loadExceptions(o options, pol *v1alpha1.SlimImagePolicy, now time.Time, std
 			e.CreationTimestamp.Time = now
 		}
 		c := exception.Compile(e)
-		skip := func(why string) { fmt.Fprintf(stderr, "slimgate check: exception %s/%s not applied: %s\n", e.Namespace, e.Name, why) }
+		skip := func(why string) {
+			fmt.Fprintf(stderr, "slimgate check: exception %s/%s not applied: %s\n", e.Namespace, e.Name, why)
+		}
 		switch {
 		case e.Namespace != o.namespace:
 			skip("it is not in --namespace " + o.namespace)
