@@ -50,40 +50,37 @@ type ExceptionWorkload struct {
 	Name string `json:"name"`
 }
 
+// Globs are patterns in slimgate's one glob dialect: printable ASCII,
+// '*' any run of characters, '?' one, '[', ']', '{', '}' and '\\' refused.
+// +kubebuilder:validation:items:MinLength=1
+// +kubebuilder:validation:items:MaxLength=512
+// +kubebuilder:validation:items:Pattern=`^[!-Z^-z|~]+$`
+type Globs []string
+
 // SlimImageExceptionSpec says which findings an exception waives, where,
 // why and until when.
 // +kubebuilder:validation:XValidation:rule="(has(self.images) && size(self.images) > 0) || (has(self.digests) && size(self.digests) > 0)",message="name the images (globs) or the digests the exception is for: at least one of images and digests is required"
 type SlimImageExceptionSpec struct {
 	// Policies names the SlimImagePolicies whose findings are waived;
-	// "*" (or any glob) for all. Globs are slimgate's one dialect: '*'
-	// and '?' are the only wildcards, printable ASCII only.
+	// "*" (or any glob) for all.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:items:MinLength=1
-	// +kubebuilder:validation:items:MaxLength=253
-	// +kubebuilder:validation:items:Pattern=`^[!-Z^-z|~]+$`
-	Policies []string `json:"policies"`
+	Policies Globs `json:"policies"`
 
 	// Rules names the rule ids waived ("toolchain.go"), or globs of them
 	// ("toolchain.*", "*"). The inspection.* rules are never waived: an
 	// image that could not be read was not judged.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:items:MinLength=1
-	// +kubebuilder:validation:items:MaxLength=128
-	// +kubebuilder:validation:items:Pattern=`^[!-Z^-z|~]+$`
-	Rules []string `json:"rules"`
+	Rules Globs `json:"rules"`
 
 	// Images are globs of the image references covered
 	// ("ghcr.io/org/ci-runner:*"), matched as written and normalised
 	// ("golang:1" is also "docker.io/library/golang:1"). With Digests,
 	// an image must match both.
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:items:MinLength=1
-	// +kubebuilder:validation:items:MaxLength=512
 	// +optional
-	// +kubebuilder:validation:items:Pattern=`^[!-Z^-z|~]+$`
-	Images []string `json:"images,omitempty"`
+	Images Globs `json:"images,omitempty"`
 
 	// Digests are the exact digests covered: the image's manifest digest,
 	// or the digest of its multi-platform index. The digest judged must
@@ -133,33 +130,33 @@ const (
 
 // SlimImageExceptionStatus reports whether an exception still applies.
 type SlimImageExceptionStatus struct {
+	// Conditions: "Active" while the exception applies, "Expired" once it
+	// no longer does.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
 	// ObservedGeneration is the generation the conditions describe.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-
-	// Conditions: "Active" while the exception applies, "Expired" once it
-	// no longer does.
-	// +listType=map
-	// +listMapKey=type
-	// +kubebuilder:validation:MaxItems=8
-	// +optional
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // SlimImageException waives the findings of SlimImagePolicies for some
 // images of its namespace, for a stated reason, until it expires.
-// +kubebuilder:object:root=true
-// +kubebuilder:resource:scope=Namespaced,shortName=sie
-// +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Expires",type=string,format=date-time,JSONPath=`.spec.expires`
 // +kubebuilder:printcolumn:name="Active",type=string,JSONPath=`.status.conditions[?(@.type=="Active")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.spec.reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=sie
+// +kubebuilder:object:root=true
 type SlimImageException struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// Spec is the exception.
+	// Spec is the exception: what it waives, where, why, until when.
 	Spec SlimImageExceptionSpec `json:"spec"`
 
 	// Status reports whether the exception still applies.
@@ -172,5 +169,7 @@ type SlimImageException struct {
 type SlimImageExceptionList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
-	Items           []SlimImageException `json:"items"`
+
+	// Items are the exceptions.
+	Items []SlimImageException `json:"items"`
 }

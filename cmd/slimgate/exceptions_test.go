@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,15 +14,6 @@ import (
 func exceptionDoc(metadata, spec string) string {
 	return "apiVersion: slimgate.dev/v1alpha1\nkind: SlimImageException\nmetadata: " + metadata +
 		"\nspec:\n  policies: [\"*\"]\n  rules: [\"*\"]\n  reason: the SDK image runs the CI builds\n" + spec
-}
-
-func writeFile(t *testing.T, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "exceptions.yaml")
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // --exceptions waives findings as the webhook would in --namespace: the
@@ -59,7 +48,7 @@ func TestCheckHonoursExceptions(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			args := []string{"check", "--output", "json", "--exceptions", writeFile(t, tc.doc), ref}
+			args := []string{"check", "--output", "json", "--exceptions", writePolicy(t, tc.doc), ref}
 			if tc.namespace != "" {
 				args = append(args, "--namespace", tc.namespace)
 			}
@@ -102,7 +91,7 @@ func TestCheckHonoursExceptions(t *testing.T) {
 	}
 
 	// The text output says so too.
-	path := writeFile(t, exceptionDoc("{name: ci-sdk}", "  digests: [\""+digest.String()+"\"]\n"+expires))
+	path := writePolicy(t, exceptionDoc("{name: ci-sdk}", "  digests: [\""+digest.String()+"\"]\n"+expires))
 	code, out, errOut := runCLI(t, "check", "--exceptions", path, ref)
 	if code != exitAllowed || !strings.Contains(out, "ALLOW "+ref) || !strings.Contains(out, "[excepted] ") ||
 		!strings.Contains(out, "exception: default/ci-sdk until "+soon+": the SDK image runs the CI builds") {
@@ -113,7 +102,7 @@ func TestCheckHonoursExceptions(t *testing.T) {
 // A malformed exceptions file is a usage error (exit 2) naming the field.
 func TestCheckRefusesBadExceptions(t *testing.T) {
 	dir := writeLayout(t, map[string]v1.Image{"sdk": buildImage(t, goSDKEnv, goSDKSteps...)})
-	path := writeFile(t, exceptionDoc("{name: e}", "  images: [\"*\"]\n"))
+	path := writePolicy(t, exceptionDoc("{name: e}", "  images: [\"*\"]\n"))
 	code, _, errOut := runCLI(t, "check", "--exceptions", path, "oci:"+dir+":sdk")
 	if code != exitError || !strings.Contains(errOut, "--exceptions") || !strings.Contains(errOut, "spec.expires") {
 		t.Errorf("exit %d, stderr %s; want 2 naming spec.expires", code, errOut)

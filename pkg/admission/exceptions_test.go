@@ -36,12 +36,18 @@ type exceptionCase struct {
 	recs *decisions
 }
 
-func newExceptionCase(t *testing.T, rules v1alpha1.ExceptionRules, objs ...client.Object) *exceptionCase {
+// objectReader is a fake client holding objs.
+func objectReader(t *testing.T, objs ...client.Object) client.Reader {
 	t.Helper()
 	s, err := devcluster.NewScheme()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).Build()
+}
+
+func newExceptionCase(t *testing.T, rules v1alpha1.ExceptionRules, objs ...client.Object) *exceptionCase {
+	t.Helper()
 	pol := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "pinned"},
 		Spec: v1alpha1.SlimImagePolicySpec{Mode: v1alpha1.ModeEnforce, RequireDigests: true, Exceptions: rules}}
 	objs = append(objs, pol,
@@ -51,8 +57,7 @@ func newExceptionCase(t *testing.T, rules v1alpha1.ExceptionRules, objs ...clien
 	ins := inspectFunc(func(_ context.Context, r registry.Request) (*registry.Inspection, error) {
 		return &registry.Inspection{Reference: r.Reference, Images: []*image.Facts{{Reference: r.Reference, Digest: judgedDigest}}}, nil
 	})
-	h, err := NewHandler(Options{Reader: fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).Build(),
-		Inspector: ins, Recorder: c.recs, Now: func() time.Time { return c.now }})
+	h, err := NewHandler(Options{Reader: objectReader(t, objs...), Inspector: ins, Recorder: c.recs, Now: func() time.Time { return c.now }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,17 +10,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
-	"slimgate.dev/slimgate/internal/devcluster"
 )
 
 func TestExceptionValidator(t *testing.T) {
-	s, err := devcluster.NewScheme()
-	if err != nil {
-		t.Fatal(err)
-	}
 	month := &metav1.Duration{Duration: 30 * 24 * time.Hour}
 	no := false
 	objs := []client.Object{
@@ -31,8 +25,7 @@ func TestExceptionValidator(t *testing.T) {
 		&v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "closed"}, Spec: v1alpha1.SlimImagePolicySpec{
 			Exceptions: v1alpha1.ExceptionRules{Allowed: &no, MaxDuration: &metav1.Duration{Duration: time.Hour}}}},
 	}
-	v := &ExceptionValidator{Reader: fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).Build(),
-		Now: func() time.Time { return created.Add(time.Minute) }}
+	v := &ExceptionValidator{Reader: objectReader(t, objs...), Now: func() time.Time { return created.Add(time.Minute) }}
 	day := 24 * time.Hour
 	cases := []struct {
 		name     string
@@ -78,11 +71,7 @@ func TestExceptionValidator(t *testing.T) {
 // An update that leaves the spec alone passes whatever the policies say
 // now (finalizers, labels); one that moves expires is checked again.
 func TestExceptionValidatorUpdate(t *testing.T) {
-	s, err := devcluster.NewScheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := &ExceptionValidator{Reader: fake.NewClientBuilder().WithScheme(s).Build(), Now: func() time.Time { return created.Add(200 * 24 * time.Hour) }}
+	v := &ExceptionValidator{Reader: objectReader(t), Now: func() time.Time { return created.Add(200 * 24 * time.Hour) }}
 	old := sie("team", "e", 30*24*time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}})
 	labelled := old.DeepCopy()
 	labelled.Labels = map[string]string{"a": "b"}

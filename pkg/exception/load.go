@@ -26,11 +26,9 @@ const Kind = "SlimImageException"
 // Limits that mirror the CRD's OpenAPI validation.
 const (
 	maxPolicies   = 16
-	maxPolicyName = 253
 	maxRules      = 64
-	maxRule       = 128
 	maxImages     = 64
-	maxImage      = 512
+	maxGlob       = 512
 	maxDigests    = 64
 	maxWorkloads  = 32
 	maxWorkload   = 253
@@ -115,9 +113,9 @@ func loadOne(doc []byte) (*v1alpha1.SlimImageException, error) {
 func Validate(s *v1alpha1.SlimImageExceptionSpec) field.ErrorList {
 	p := field.NewPath("spec")
 	var errs field.ErrorList
-	errs = append(errs, validateList(p.Child("policies"), s.Policies, 1, maxPolicies, maxPolicyName, checkGlob)...)
-	errs = append(errs, validateList(p.Child("rules"), s.Rules, 1, maxRules, maxRule, checkGlob)...)
-	errs = append(errs, validateList(p.Child("images"), s.Images, 0, maxImages, maxImage, checkGlob)...)
+	errs = append(errs, validateList(p.Child("policies"), s.Policies, 1, maxPolicies, maxGlob, checkGlob)...)
+	errs = append(errs, validateList(p.Child("rules"), s.Rules, 1, maxRules, maxGlob, checkGlob)...)
+	errs = append(errs, validateList(p.Child("images"), s.Images, 0, maxImages, maxGlob, checkGlob)...)
 	errs = append(errs, validateList(p.Child("digests"), s.Digests, 0, maxDigests, len("sha256:")+64, func(d string) string {
 		if !digestPattern.MatchString(d) {
 			return `must be "sha256:" and 64 lower-case hex digits`
