@@ -68,10 +68,12 @@ func newExceptionCase(t *testing.T, rules v1alpha1.ExceptionRules, objs ...clien
 // created is when the tests' exceptions were created.
 var created = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
-func sie(ns, name string, lasts time.Duration, spec v1alpha1.SlimImageExceptionSpec) *v1alpha1.SlimImageException {
+// sie is an exception in namespace "team", created at created and
+// lasting lasts, of every policy, for the reference.* rules.
+func sie(name string, lasts time.Duration, spec v1alpha1.SlimImageExceptionSpec) *v1alpha1.SlimImageException {
 	spec.Policies, spec.Rules = []string{"*"}, []string{"reference.*"}
 	spec.Reason, spec.Expires = "vendor image, fixed next quarter", metav1.NewTime(created.Add(lasts))
-	return &v1alpha1.SlimImageException{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+	return &v1alpha1.SlimImageException{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name,
 		CreationTimestamp: metav1.NewTime(created)}, Spec: spec}
 }
 
@@ -100,7 +102,7 @@ func (c *exceptionCase) review(t *testing.T, ns string) (allowed bool, warnings 
 // stops the moment the clock passes its expires.
 func TestExceptionAdmitsUntilExpiry(t *testing.T) {
 	c := newExceptionCase(t, v1alpha1.ExceptionRules{},
-		sie("team", "vendor", 2*24*time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"docker.io/library/vendor:*"}}))
+		sie("vendor", 2*24*time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"docker.io/library/vendor:*"}}))
 
 	allowed, warnings, msg := c.review(t, "team")
 	if !allowed {
@@ -139,7 +141,7 @@ func TestExceptionAdmitsUntilExpiry(t *testing.T) {
 // No warning for an exception with more than a week left.
 func TestExceptionNotExpiringHasNoWarning(t *testing.T) {
 	c := newExceptionCase(t, v1alpha1.ExceptionRules{},
-		sie("team", "vendor", 30*24*time.Hour, v1alpha1.SlimImageExceptionSpec{Digests: []string{judgedDigest}}))
+		sie("vendor", 30*24*time.Hour, v1alpha1.SlimImageExceptionSpec{Digests: []string{judgedDigest}}))
 	if allowed, warnings, msg := c.review(t, "team"); !allowed || len(warnings) != 0 {
 		t.Fatalf("allowed %v (%s), warnings %q; want admitted without warnings", allowed, msg, warnings)
 	}
@@ -160,21 +162,21 @@ func TestExceptionScope(t *testing.T) {
 		ns    string
 		want  bool
 	}{
-		{"control: digest in the namespace", v1alpha1.ExceptionRules{}, sie("team", "e", time.Hour, v1alpha1.SlimImageExceptionSpec{Digests: []string{judgedDigest}}), "team", true},
-		{"another namespace", v1alpha1.ExceptionRules{}, sie("team", "e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all}), "other", false},
-		{"another digest", v1alpha1.ExceptionRules{}, sie("team", "e", time.Hour, v1alpha1.SlimImageExceptionSpec{Digests: []string{otherDigest}}), "team", false},
-		{"control: the workload", v1alpha1.ExceptionRules{}, sie("team", "e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all,
+		{"control: digest in the namespace", v1alpha1.ExceptionRules{}, sie("e", time.Hour, v1alpha1.SlimImageExceptionSpec{Digests: []string{judgedDigest}}), "team", true},
+		{"another namespace", v1alpha1.ExceptionRules{}, sie("e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all}), "other", false},
+		{"another digest", v1alpha1.ExceptionRules{}, sie("e", time.Hour, v1alpha1.SlimImageExceptionSpec{Digests: []string{otherDigest}}), "team", false},
+		{"control: the workload", v1alpha1.ExceptionRules{}, sie("e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all,
 			Workloads: []v1alpha1.ExceptionWorkload{{Kind: "Deployment", Name: "web"}}}), "team", true},
-		{"another workload", v1alpha1.ExceptionRules{}, sie("team", "e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all,
+		{"another workload", v1alpha1.ExceptionRules{}, sie("e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all,
 			Workloads: []v1alpha1.ExceptionWorkload{{Kind: "Deployment", Name: "api"}}}), "team", false},
-		{"another container", v1alpha1.ExceptionRules{}, sie("team", "e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all,
+		{"another container", v1alpha1.ExceptionRules{}, sie("e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all,
 			Containers: []string{"sidecar"}}), "team", false},
-		{"policy allows none", v1alpha1.ExceptionRules{Allowed: &no}, sie("team", "e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all}), "team", false},
+		{"policy allows none", v1alpha1.ExceptionRules{Allowed: &no}, sie("e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all}), "team", false},
 		{"control: namespace selected for exceptions", v1alpha1.ExceptionRules{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"exceptions": "yes"}}},
-			sie("team", "e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all}), "team", true},
+			sie("e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all}), "team", true},
 		{"namespace not selected for exceptions", v1alpha1.ExceptionRules{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"exceptions": "no"}}},
-			sie("team", "e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all}), "team", false},
-		{"longer than maxDuration", v1alpha1.ExceptionRules{MaxDuration: day}, sie("team", "e", 25*time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all}), "team", false},
+			sie("e", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all}), "team", false},
+		{"longer than maxDuration", v1alpha1.ExceptionRules{MaxDuration: day}, sie("e", 25*time.Hour, v1alpha1.SlimImageExceptionSpec{Images: all}), "team", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -192,9 +194,9 @@ func TestExceptionScope(t *testing.T) {
 func TestExceptionsPerNamespaceBounded(t *testing.T) {
 	var objs []client.Object
 	for i := range 64 {
-		objs = append(objs, sie("team", fmt.Sprintf("a%02d", i), time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"nothing/*"}}))
+		objs = append(objs, sie(fmt.Sprintf("a%02d", i), time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"nothing/*"}}))
 	}
-	objs = append(objs, sie("team", "zz-vendor", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}}))
+	objs = append(objs, sie("zz-vendor", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}}))
 	if allowed, _, _ := newExceptionCase(t, v1alpha1.ExceptionRules{}, objs...).review(t, "team"); allowed {
 		t.Error("the 65th exception by name applied")
 	}

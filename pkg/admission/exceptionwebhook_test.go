@@ -45,7 +45,7 @@ func TestExceptionValidator(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := sie("team", "e", tc.lasts, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}})
+			e := sie("e", tc.lasts, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}})
 			e.Spec.Policies = tc.policies
 			warnings, err := v.ValidateCreate(context.Background(), e)
 			if len(tc.refused) == 0 && err != nil {
@@ -72,7 +72,7 @@ func TestExceptionValidator(t *testing.T) {
 // now (finalizers, labels); one that moves expires is checked again.
 func TestExceptionValidatorUpdate(t *testing.T) {
 	v := &ExceptionValidator{Reader: objectReader(t), Now: func() time.Time { return created.Add(200 * 24 * time.Hour) }}
-	old := sie("team", "e", 30*24*time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}})
+	old := sie("e", 30*24*time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}})
 	labelled := old.DeepCopy()
 	labelled.Labels = map[string]string{"a": "b"}
 	if _, err := v.ValidateUpdate(context.Background(), old, labelled); err != nil {
