@@ -27,17 +27,18 @@ var crdFile = filepath.Join("..", "..", "config", "crd", "bases", "slimgate.dev_
 // either side alone fails here.
 func TestLimitsMatchCRD(t *testing.T) {
 	want := map[string]int64{
-		"spec.toolchains.deny maxItems":        maxRuleRefs,
-		"spec.toolchains.deny[] maxLength":     maxRuleRefLen,
-		"spec.toolchains.allow maxItems":       maxRuleRefs,
-		"spec.toolchains.allow[] maxLength":    maxRuleRefLen,
-		"spec.exclude.images maxItems":         maxExcludeImages,
-		"spec.exclude.images[] maxLength":      maxImagePattern,
-		"spec.registries.allow maxItems":       maxRegistries,
-		"spec.registries.allow[] maxLength":    maxHostLen,
-		"spec.registries.insecure maxItems":    maxInsecure,
-		"spec.registries.insecure[] maxLength": maxHostLen,
-		"spec.platforms maxItems":              maxPlatforms,
+		"spec.toolchains.deny maxItems":         maxRuleRefs,
+		"spec.toolchains.deny[] maxLength":      maxRuleRefLen,
+		"spec.toolchains.allow maxItems":        maxRuleRefs,
+		"spec.toolchains.allow[] maxLength":     maxRuleRefLen,
+		"spec.exclude.images maxItems":          maxExcludeImages,
+		"spec.exclude.images[] maxLength":       maxImagePattern,
+		"spec.registries.allow maxItems":        maxRegistries,
+		"spec.registries.allow[] maxLength":     maxHostLen,
+		"spec.registries.insecure maxItems":     maxInsecure,
+		"spec.registries.insecure[] maxLength":  maxHostLen,
+		"spec.platforms maxItems":               maxPlatforms,
+		"spec.exceptions.maxDuration maxLength": maxDurationLen,
 	}
 	for k, v := range customLimits {
 		want["spec.toolchains."+k] = int64(v)

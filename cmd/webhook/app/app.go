@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/controller"
@@ -50,6 +51,9 @@ const (
 	// PinPath is the mutating webhook that pins Pods' image tags to
 	// digests, served with PinDigests only.
 	PinPath = "/mutate-pods"
+	// ExceptionsPath validates SlimImageExceptions against the policies'
+	// spec.exceptions.maxDuration.
+	ExceptionsPath = "/validate-exceptions"
 )
 
 // Options is everything the server is configured with.
@@ -267,6 +271,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := (&controller.PolicyStatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the policy status controller: %w", err)
 	}
+	// The same holds for the exceptions' status; it also starts the
+	// exceptions' informer, which reviews read.
+	if err := (&controller.ExceptionReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, reg); err != nil {
+		return fmt.Errorf("setting up the exception status controller: %w", err)
+	}
 
 	inspector, err := registry.NewRemote(registry.Options{Registerer: reg, EgressExempt: o.EgressExempt, Mirrors: mirrorTable})
 	if err != nil {
@@ -313,6 +322,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	review := finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: h}))
 	hooks.Register(PodsPath, review)
 	hooks.Register(WorkloadsPath, review)
+	hooks.Register(ExceptionsPath, finishOnShutdown(ctx.Done(), budget.Wrap(
+		cradmission.WithValidator(scheme, &admission.ExceptionValidator{Reader: mgr.GetClient()}))))
 	if o.PinDigests {
 		hooks.Register(PinPath, finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: admission.NewPinner(h)})))
 	}
