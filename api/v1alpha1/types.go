@@ -82,6 +82,11 @@ type SlimImagePolicySpec struct {
 	// the judged digest to Pods' tags before this check sees them.
 	// +optional
 	RequireDigests bool `json:"requireDigests,omitempty"`
+
+	// Exceptions says whether and where SlimImageExceptions may waive this
+	// policy's findings, and for how long at most.
+	// +optional
+	Exceptions ExceptionRules `json:"exceptions,omitempty"`
 }
 
 // ToolchainRules selects rules by their catalog id.

@@ -37,13 +37,13 @@ func rank(a policy.Action) int {
 	return 0
 }
 
-// strictest returns the strictest action of a judgment's findings, or ""
-// when it has none.
+// strictest returns the strictest action of a judgment's findings that
+// no exception waives, or "" when it has none.
 func (j judgment) strictest() policy.Action {
 	var top policy.Action
 	for _, r := range j.results {
 		for _, f := range r.Findings {
-			if rank(f.Action) > rank(top) {
+			if f.Excepted == nil && rank(f.Action) > rank(top) {
 				top = f.Action
 			}
 		}
@@ -64,15 +64,15 @@ func (j judgment) unjudged() int {
 	return 1
 }
 
-// findings returns the judgment's findings with the given action, without
-// repeats across platforms.
+// findings returns the judgment's findings with the given action that no
+// exception waives, without repeats across platforms.
 func (j judgment) findings(a policy.Action) []policy.Finding {
 	seen := map[string]bool{}
 	var out []policy.Finding
 	for _, r := range j.results {
 		for _, f := range r.Findings {
 			key := f.Rule + "\x00" + f.Message + "\x00" + f.Evidence.Line
-			if f.Action != a || seen[key] {
+			if f.Action != a || f.Excepted != nil || seen[key] {
 				continue
 			}
 			seen[key] = true
@@ -242,12 +242,13 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 		action = events.ActionDeny
 	}
 	type acc struct {
-		p      *v1alpha1.SlimImagePolicy
-		top    policy.Action
-		failed bool
-		lines  []string
-		listed int // judgments in lines; the rest are counted
-		images imageNotes
+		p        *v1alpha1.SlimImagePolicy
+		top      policy.Action
+		failed   bool
+		excepted bool
+		lines    []string
+		listed   int // judgments in lines; the rest are counted
+		images   imageNotes
 	}
 	var order []string
 	byPolicy := map[string]*acc{}
@@ -262,19 +263,28 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 		if rank(s) > rank(a.top) {
 			a.top = s
 		}
-		if s == "" && j.failure == nil {
+		waived := s == "" && j.failure == nil && len(j.excepted()) > 0
+		if s == "" && j.failure == nil && !waived {
 			continue
 		}
 		a.failed = a.failed || (s == "" && j.failure != nil)
+		a.excepted = a.excepted || waived
 		a.listed++
-		listed, kept := a.listed <= maxListed, a.images.add(j.image.Reference, reasonOf(s))
+		reason := reasonOf(s)
+		if waived {
+			reason = events.ReasonExcepted
+		}
+		listed, kept := a.listed <= maxListed, a.images.add(j.image.Reference, reason)
 		if !listed && !kept {
 			continue
 		}
 		var lines []string
-		if s != "" {
+		switch {
+		case s != "":
 			lines = explain(j, s, true)
-		} else {
+		case waived:
+			lines = waivedLines(j)
+		default:
 			f := policy.Failure{Reason: j.failure.reason, Detail: j.failure.detail}
 			lines = []string{fmt.Sprintf("%s: %s; admitted because onInspectionError is %s",
 				j.subject(), f, j.policy.Spec.OnInspectionError)}
@@ -294,8 +304,11 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 		}
 		d := events.Decision{Object: w.Object, Kind: w.Kind, Policy: a.p, Verdict: string(policy.VerdictAllow),
 			Action: action, Note: strings.Join(a.lines, "\n"), Images: a.images.notes()}
-		if a.top != "" || a.failed {
+		switch {
+		case a.top != "" || a.failed:
 			d.Reason = reasonOf(a.top)
+		case a.excepted:
+			d.Reason = events.ReasonExcepted
 		}
 		if a.top == policy.ActionDeny {
 			d.Verdict = string(policy.VerdictDeny)

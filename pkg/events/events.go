@@ -30,6 +30,9 @@ const (
 	// ReasonInspectionFailed: an image could not be inspected and
 	// onInspectionError Allow admitted it.
 	ReasonInspectionFailed = "InspectionFailed"
+	// ReasonExcepted: a SlimImageException waived what a policy found in
+	// an image, and it was admitted.
+	ReasonExcepted = "ImageExcepted"
 )
 
 // Event actions.

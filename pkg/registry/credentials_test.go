@@ -26,7 +26,7 @@ func TestKeychainFailureIsCredentialsUnavailable(t *testing.T) {
 	reg := newTestRegistry(t, nil)
 	ref := reg.push(t, "app:v1", buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN x"))
 	r, _ := newTestRemote(t, Options{})
-	req := plainRequest(ref, reg.host)
+	req := plainRequest(ref, reg.Host)
 	req.Keychain, req.CredentialScope = failingKeychain{errors.New("token endpoint answered 503")}, "cloud"
 	_, err := r.Inspect(context.Background(), req)
 	ie := wantReason(t, err, ReasonCredentials)
@@ -36,7 +36,7 @@ func TestKeychainFailureIsCredentialsUnavailable(t *testing.T) {
 	if !strings.Contains(err.Error(), "token endpoint answered 503") {
 		t.Errorf("error %q does not say what the keychain said", err)
 	}
-	if got := reg.log.snapshot(); len(got) != 0 {
+	if got := reg.Counts(); len(got) != 0 {
 		t.Errorf("the registry was contacted without credentials: %v", got)
 	}
 }

@@ -1,14 +1,13 @@
 package e2e
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,41 +15,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
-	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/devcluster"
-	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 	"slimgate.dev/slimgate/pkg/cloudauth"
 )
-
-// authLog records the Authorization header of every request a registry
-// receives.
-type authLog struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-func (l *authLog) wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.mu.Lock()
-		l.seen = append(l.seen, r.Header.Get("Authorization"))
-		l.mu.Unlock()
-		next.ServeHTTP(w, r)
-	})
-}
-
-// credentials returns the non-empty Authorization headers seen, and how
-// many requests there were.
-func (l *authLog) credentials() ([]string, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, a := range l.seen {
-		if a != "" {
-			out = append(out, a)
-		}
-	}
-	return out, len(l.seen)
-}
 
 // TestCloudIdentityReadsECR runs the webhook with
 // --registry-auth-providers=ecr against a fake of ECR's API (the AWS SDK
@@ -72,8 +39,9 @@ func TestCloudIdentityReadsECR(t *testing.T) {
 	)
 	ecrHost := func(region string) string { return account + ".dkr.ecr." + region + ".amazonaws.com" }
 
-	var apiLog authLog // the signatures of the calls to ECR's API
-	api := httptest.NewServer(apiLog.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var apiCalls atomic.Int64
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		apiCalls.Add(1)
 		// The request is signed for the region of the registry's host.
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 		if a := r.Header.Get("Authorization"); !strings.Contains(a, "Credential=AKIDSLIMGATEE2E/") || !strings.Contains(a, "/"+granted+"/ecr/") {
@@ -86,7 +54,7 @@ func TestCloudIdentityReadsECR(t *testing.T) {
 			"expiresAt":          float64(time.Now().Add(12 * time.Hour).Unix()),
 			"proxyEndpoint":      "https://" + ecrHost(granted),
 		}}})
-	})))
+	}))
 	t.Cleanup(api.Close)
 	home := t.TempDir()
 	for k, v := range map[string]string{
@@ -97,22 +65,23 @@ func TestCloudIdentityReadsECR(t *testing.T) {
 		t.Setenv(k, v)
 	}
 
-	// The ECR registries (both accounts) and the other one, on loopback
-	// over plain HTTP (the policy lists them as insecure).
-	var ecrLog, otherLog authLog
-	ecr := httptest.NewServer(ecrLog.wrap(devcluster.BasicAuth(devcluster.NewRegistry(), "AWS", password, "ecr")))
+	// The ECR registry (standing in for both regions) and the other one,
+	// on loopback over plain HTTP (the policy lists them as insecure). The
+	// other asks for credentials at the ping and serves anyone.
+	ecrAuth := remote.WithAuth(&authn.Basic{Username: "AWS", Password: password})
+	ecr := devcluster.StartCountingRegistry(func(h http.Handler) http.Handler { return devcluster.BasicAuth(h, "AWS", password, "ecr") }, 0)
 	t.Cleanup(ecr.Close)
-	otherStore := devcluster.NewRegistry()
-	other := httptest.NewServer(otherLog.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v2/" && r.Header.Get("Authorization") == "" {
-			w.Header().Set("WWW-Authenticate", `Basic realm="other"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		otherStore.ServeHTTP(w, r)
-	})))
+	other := devcluster.StartCountingRegistry(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v2/" && r.Header.Get("Authorization") == "" {
+				w.Header().Set("WWW-Authenticate", `Basic realm="other"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}, 0)
 	t.Cleanup(other.Close)
-	ecrAddr, otherAddr := strings.TrimPrefix(ecr.URL, "http://"), strings.TrimPrefix(other.URL, "http://")
 	sdk, err := devcluster.GoSDKApp().Build(512, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -121,43 +90,44 @@ func TestCloudIdentityReadsECR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := devcluster.Push(ecrAddr+"/team/golang-app:1", sdk); err == nil {
+	if _, err := ecr.Push("team/golang-app:1", sdk); err == nil {
 		t.Fatal("the fake ECR registry took a push without ECR's token")
 	}
-	if err := devcluster.Push(ecrAddr+"/team/golang-app:1", sdk, remote.WithAuth(&authn.Basic{Username: "AWS", Password: password})); err != nil {
+	if _, err := ecr.Push("team/golang-app:1", sdk, ecrAuth); err != nil {
 		t.Fatal(err)
 	}
-	if err := devcluster.Push(otherAddr+"/slim-app:1", static); err != nil {
+	otherImage, err := other.Push("slim-app:1", static)
+	if err != nil {
 		t.Fatal(err)
 	}
 
 	// This test's webhook: the suite's options plus the provider, with the
 	// ECR names dialled at the loopback registry.
-	o := e2e.webhookOptions
+	o := e2e.WebhookOptions
 	o.RegistryAuthProviders = []string{cloudauth.ECR}
-	o.RegistryHostAliases = map[string]string{ecrHost(granted) + ":80": ecrAddr, ecrHost(refused) + ":80": ecrAddr}
-	restartWebhook(t, o)
+	o.RegistryHostAliases = map[string]string{ecrHost(granted) + ":80": ecr.Host, ecrHost(refused) + ":80": ecr.Host}
+	replaceWebhook(t, o)
 
 	ns := namespace(t, caseLabels(t))
 	s := spec(v1alpha1.ModeEnforce, caseLabels(t))
-	s.Registries.Insecure = append(s.Registries.Insecure, ecrHost(granted), ecrHost(refused), otherAddr)
+	s.Registries.Insecure = append(s.Registries.Insecure, ecrHost(granted), ecrHost(refused), other.Host)
 	policy(t, s)
 
 	_, err = create(t, pod(ns, "ecr-sdk", ecrHost(granted)+"/team/golang-app:1"))
 	mustDeny(t, err, "toolchain.go")
 	mentionsGoSDK(t, err.Error())
-	if _, n := apiLog.credentials(); n != 1 {
+	if n := apiCalls.Load(); n != 1 {
 		t.Errorf("ECR's API was called %d times, want once", n)
 	}
-	if creds, n := ecrLog.credentials(); len(creds) == 0 || n == 0 {
-		t.Errorf("the ECR registry saw %d requests, %d with credentials", n, len(creds))
+	if creds := ecr.Authorizations(); len(creds) == 0 {
+		t.Errorf("the ECR registry saw no credentials in %v", ecr.Counts())
 	}
 
-	if _, err := create(t, pod(ns, "other-static", otherAddr+"/slim-app:1")); err != nil {
+	if _, err := create(t, pod(ns, "other-static", otherImage)); err != nil {
 		t.Errorf("image on another registry: %v", err)
 	}
-	if creds, n := otherLog.credentials(); len(creds) != 0 || n == 0 {
-		t.Errorf("the other registry saw credentials %q in %d requests, want none", creds, n)
+	if creds, counts := other.Authorizations(), other.Counts(); len(creds) != 0 || counts["manifest GET"]+counts["manifest HEAD"] == 0 {
+		t.Errorf("the other registry saw credentials %q in %v, want none", creds, counts)
 	}
 
 	refusedImage := ecrHost(refused) + "/team/golang-app:1"
@@ -178,26 +148,4 @@ func TestCloudIdentityReadsECR(t *testing.T) {
 	policy(t, d)
 	_, err = create(t, pod(denyNS, "ecr-refused", refusedImage))
 	mustDeny(t, err, refusedImage, "inspection.failed")
-}
-
-// restartWebhook replaces the suite's webhook with one run with o, and
-// puts the suite's back when the test ends.
-func restartWebhook(t *testing.T, o app.Options) {
-	t.Helper()
-	ctx := context.Background()
-	if err := e2e.webhook.Stop(webhooktest.StopWithin); err != nil {
-		t.Fatalf("stopping the suite's webhook: %v", err)
-	}
-	mine, err := webhooktest.Run(ctx, o)
-	if err != nil {
-		t.Fatalf("starting the webhook: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := mine.Stop(webhooktest.StopWithin); err != nil {
-			t.Errorf("stopping the test's webhook: %v", err)
-		}
-		if e2e.webhook, err = webhooktest.Run(ctx, e2e.webhookOptions); err != nil {
-			t.Errorf("restarting the suite's webhook: %v", err)
-		}
-	})
 }

@@ -9,39 +9,27 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
 
 // converge is how long a Deployment gets to reach a state.
 const converge = time.Minute
 
-// eventually polls f until it succeeds or within passes.
-func eventually(t *testing.T, within time.Duration, f func() error) {
-	t.Helper()
-	if err := devcluster.Poll(t.Context(), within, f); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // namespace creates a namespace with these labels, where a stand-in
 // kubelet reports every Pod Ready; both end with the test.
 func namespace(t *testing.T, labels map[string]string) string {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6), Labels: labels}}
-	if err := e2e.client.Create(t.Context(), ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e2e.client.Delete(context.Background(), ns) })
-	kubelet := devcluster.Go(context.Background(), devcluster.Kubelet{Client: e2e.client, Namespace: ns.Name}.Run)
+	ns := e2e.Namespace(t, labels)
+	kubelet := devcluster.Go(context.Background(), devcluster.Kubelet{Client: e2e.client, Namespace: ns}.Run)
 	t.Cleanup(func() {
 		if err := kubelet.Stop(5 * time.Second); err != nil {
 			t.Errorf("stand-in kubelet: %v", err)
 		}
 	})
-	return ns.Name
+	return ns
 }
 
 // deployment returns a Deployment of replicas Pods running image in a
@@ -96,7 +84,7 @@ func conditions(d *appsv1.Deployment) []string {
 // waitRolledOut waits until the Deployment is rolled out (rolledOut).
 func waitRolledOut(t *testing.T, d *appsv1.Deployment) {
 	t.Helper()
-	eventually(t, converge, func() error {
+	webhooktest.Eventually(t, converge, func() error {
 		if err := e2e.client.Get(t.Context(), client.ObjectKeyFromObject(d), d); err != nil {
 			return err
 		}

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
@@ -20,70 +18,48 @@ import (
 
 // suite is what TestMain sets up once for every test.
 type suite struct {
+	// Suite is the control plane and the webhook serving it.
+	*webhooktest.Suite
+	// client and reg are the Suite's Client and Registries (the images
+	// of devcluster.Registries.PushApps).
 	client client.Client
+	reg    *devcluster.Registries
 	kcm    *devcluster.ControllerManagerProcess
-	// reg holds the images of devcluster.Registries.PushApps.
-	reg *devcluster.Registries
 }
 
 var e2e suite
 
-func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
-
-func runSuite(m *testing.M) int {
-	logf.SetLogger(devcluster.NewLogger(io.Discard, "E2E_WEBHOOK_LOGS"))
-	ctx := context.Background()
-	env, _, err := devcluster.Env{Root: filepath.Join("..", "..", ".."), Webhooks: true}.Start(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	code, err := withControllers(ctx, m, env)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return code
+func TestMain(m *testing.M) {
+	os.Exit(webhooktest.Main(webhooktest.Setup{
+		Env:     devcluster.Env{Root: filepath.Join("..", "..", "..")},
+		LogsEnv: "E2E_WEBHOOK_LOGS",
+	}, func(s *webhooktest.Suite) int {
+		code, err := withControllers(m, s)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return code
+	}))
 }
 
-func withControllers(ctx context.Context, m *testing.M, env *envtest.Environment) (int, error) {
+// withControllers runs kube-controller-manager against the suite's
+// control plane while the tests run.
+func withControllers(m *testing.M, s *webhooktest.Suite) (int, error) {
 	var out io.Writer
 	if os.Getenv("E2E_KCM_LOGS") != "" {
 		out = os.Stderr
 	}
-	kcm, err := devcluster.ControllerManager{ServiceAccountCredentials: true, QPS: 200, Burst: 400, Output: out}.Start(ctx, env, time.Minute)
+	kcm, err := devcluster.ControllerManager{ServiceAccountCredentials: true, QPS: 200, Burst: 400, Output: out}.Start(context.Background(), s.Env, time.Minute)
 	if err != nil {
 		return 0, err
 	}
-	e2e.kcm = kcm
 	defer func() {
 		if err := kcm.Stop(10 * time.Second); errors.Is(err, devcluster.ErrNotStopped) {
 			fmt.Fprintln(os.Stderr, "kube-controller-manager did not stop in time")
 		}
 	}()
-	wio := &env.WebhookInstallOptions
-	o, err := webhooktest.Options(env.Config, wio.LocalServingHost, wio.LocalServingPort, wio.LocalServingCertDir)
-	if err != nil {
-		return 0, err
-	}
-	webhook, err := webhooktest.Run(ctx, o)
-	if err != nil {
-		return 0, err
-	}
-	defer func() {
-		if err := webhook.Stop(webhooktest.StopWithin); errors.Is(err, devcluster.ErrNotStopped) {
-			fmt.Fprintln(os.Stderr, "webhook did not stop in time")
-		}
-	}()
-	e2e.reg = devcluster.StartRegistries("puller", "s3cret-pull")
-	defer e2e.reg.Close()
-	if err := e2e.reg.PushApps(); err != nil {
-		return 0, err
-	}
-	if e2e.client, err = devcluster.NewClient(env.Config, nil); err != nil {
-		return 0, err
-	}
+	e2e = suite{Suite: s, client: s.Client, kcm: kcm, reg: s.Registries}
 	code := m.Run()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "kube-controller-manager's last lines:\n%s\n", kcm.LogTail(60))
