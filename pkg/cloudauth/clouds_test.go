@@ -2,28 +2,17 @@ package cloudauth
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	certutil "k8s.io/client-go/util/cert"
-
 	"slimgate.dev/slimgate/api/v1alpha1"
-	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/inspection"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
@@ -73,12 +62,11 @@ func newECRCloud(t *testing.T, w *world) cloud {
 			e.problem("asked with %v (%v), want no parameters: a token serves every registry of the region", in, err)
 		}
 		rw.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		if e.failing.Load() {
+		if !e.issue() {
 			rw.WriteHeader(http.StatusBadRequest)
 			_, _ = rw.Write([]byte(`{"__type":"AccessDeniedException","message":"not authorized to perform ecr:GetAuthorizationToken"}`))
 			return
 		}
-		e.issued.Add(1)
 		writeJSON(rw, map[string]any{"authorizationData": []map[string]any{{
 			"authorizationToken": base64.StdEncoding.EncodeToString([]byte("AWS:" + password)),
 			"expiresAt":          float64(time.Now().Add(12 * time.Hour).Unix()),
@@ -107,11 +95,10 @@ func newGoogleCloud(t *testing.T, w *world) cloud {
 			if !strings.Contains(r.URL.Query().Get("scopes"), cloudPlatformScope) {
 				e.problem("token asked for scopes %q", r.URL.Query().Get("scopes"))
 			}
-			if e.failing.Load() {
+			if !e.issue() {
 				http.Error(rw, "the Kubernetes service account is not bound to a Google service account", http.StatusForbidden)
 				return
 			}
-			e.issued.Add(1)
 			writeJSON(rw, map[string]any{"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
 		case "/computeMetadata/v1/project/project-id":
 			_, _ = rw.Write([]byte("slimgate-test"))
@@ -153,13 +140,12 @@ func newAzureCloud(t *testing.T, w *world) cloud {
 			if !strings.Contains(r.PostForm.Get("scope"), "https://management.azure.com/.default") {
 				e.problem("token asked for scope %q", r.PostForm.Get("scope"))
 			}
-			if e.failing.Load() {
+			if !e.issue() {
 				rw.Header().Set("Content-Type", "application/json")
 				rw.WriteHeader(http.StatusUnauthorized)
 				_, _ = rw.Write([]byte(`{"error":"invalid_client","error_description":"AADSTS700213: No matching federated identity record found"}`))
 				return
 			}
-			e.issued.Add(1)
 			writeJSON(rw, map[string]any{"access_token": entraToken, "expires_in": 3599, "token_type": "Bearer"})
 		default:
 			e.problem("unexpected request %s %s", r.Method, r.URL)
@@ -222,7 +208,7 @@ func TestCloudRegistries(t *testing.T) {
 					t.Errorf("%s: digest %s, want %s", want.ref, insp.Digest, want.digest)
 				}
 			}
-			if n := c.endpoint.issued.Load(); n != 1 {
+			if n := c.endpoint.issued(); n != 1 {
 				t.Errorf("the token endpoint issued %d tokens, want 1 (cached for the second repository)", n)
 			}
 			if got := c.registry.authorized(); len(got) == 0 {
@@ -234,7 +220,7 @@ func TestCloudRegistries(t *testing.T) {
 
 			// The identity stops working: that image alone is not judged,
 			// as an availability failure.
-			c.endpoint.failing.Store(true)
+			c.endpoint.fail()
 			broken, err := New(context.Background(), []string{c.provider}, Options{Transport: w.transport()})
 			if err != nil {
 				t.Fatal(err)
@@ -273,229 +259,4 @@ func newInspector(t *testing.T, w *world) func(ref string, kc *Keychain) (*regis
 		defer cancel()
 		return r.Inspect(ctx, registry.Request{Reference: ref, Keychain: kc, CredentialScope: kc.Scope()})
 	}
-}
-
-// world stands loopback servers in for the clouds' host names: one
-// certificate names every host, and routes maps each "host:443" to the
-// server that plays it.
-type world struct {
-	cert   tls.Certificate
-	pool   *x509.CertPool
-	routes map[string]string
-}
-
-// hostNames are the names the test certificate is valid for.
-var hostNames = []string{
-	"123456789012.dkr.ecr.us-west-2.amazonaws.com", "europe-docker.pkg.dev", "slimtest.azurecr.io",
-	"registry.example.test", "entra.test", "login.microsoftonline.com",
-}
-
-func newWorld(t *testing.T) *world {
-	t.Helper()
-	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("cloudauth-test", nil, hostNames)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	return &world{cert: cert, pool: pool, routes: map[string]string{}}
-}
-
-// serve starts a TLS server for h and routes the names to it.
-func (w *world) serve(t *testing.T, h http.Handler, names ...string) {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(h)
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{w.cert}, MinVersion: tls.VersionTLS12}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	for _, n := range names {
-		w.routes[n+":443"] = srv.Listener.Addr().String()
-	}
-}
-
-// transport routes the world's names to their servers and trusts its
-// certificate: what the providers' token requests go through. Any other
-// name fails, so nothing leaves the machine.
-func (w *world) transport() http.RoundTripper {
-	d := &net.Dialer{Timeout: 2 * time.Second}
-	return &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if to, ok := w.routes[addr]; ok {
-				return d.DialContext(ctx, network, to)
-			}
-			if host, _, _ := net.SplitHostPort(addr); host == "127.0.0.1" {
-				return d.DialContext(ctx, network, addr)
-			}
-			return nil, fmt.Errorf("the test world has no %s", addr)
-		},
-		TLSClientConfig: &tls.Config{RootCAs: w.pool, MinVersion: tls.VersionTLS12},
-	}
-}
-
-// fakeRegistry is go-containerregistry's registry behind the
-// authentication a cloud registry asks for, recording what each request
-// presented.
-type fakeRegistry struct {
-	host  string
-	store http.Handler // the registry without authentication, to push to
-
-	mu   sync.Mutex
-	seen []string // "path authorization" of each registry request
-}
-
-func (r *fakeRegistry) record(req *http.Request) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.seen = append(r.seen, req.URL.Path+" "+req.Header.Get("Authorization"))
-}
-
-func (r *fakeRegistry) requests() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.seen...)
-}
-
-// authorized reports whether any request presented credentials.
-func (r *fakeRegistry) authorized() []string {
-	var out []string
-	for _, s := range r.requests() {
-		if path, auth, _ := strings.Cut(s, " "); auth != "" {
-			out = append(out, path+" "+auth)
-		}
-	}
-	return out
-}
-
-// push writes a small image as repoTag and returns its digest.
-func (r *fakeRegistry) push(t *testing.T, repoTag string) v1.Hash {
-	t.Helper()
-	img, err := random.Image(256, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(r.store)
-	defer srv.Close()
-	if err := devcluster.Push(strings.TrimPrefix(srv.URL, "http://")+"/"+repoTag, img); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-// registryAuth is how a fake registry checks credentials. extra serves
-// the paths besides /v2/ (token endpoints); check says whether a
-// registry request may pass, and challenge is the WWW-Authenticate
-// answer when not.
-type registryAuth struct {
-	extra     map[string]http.HandlerFunc
-	check     func(*http.Request) bool
-	challenge string
-}
-
-// askingButOpen asks for credentials at the ping and serves every other
-// request without: a client with credentials for it presents them, one
-// without reads anonymously.
-func askingButOpen() registryAuth {
-	return registryAuth{check: func(r *http.Request) bool { return r.URL.Path != "/v2/" }, challenge: `Basic realm="registry"`}
-}
-
-// basic asks for one user and password, as ECR does.
-func basic(user, password string) registryAuth {
-	return registryAuth{
-		check: func(r *http.Request) bool {
-			u, p, ok := r.BasicAuth()
-			return ok && u == user && p == password
-		},
-		challenge: `Basic realm="registry"`,
-	}
-}
-
-// bearer serves a token endpoint at realm on host that takes user and
-// password (basic) and issues registry tokens that the registry then
-// asks for, as Google's registries and ACR do.
-func bearer(host, realm, user, password string) registryAuth {
-	var issued sync.Map
-	var n atomic.Int64
-	return registryAuth{
-		extra: map[string]http.HandlerFunc{realm: func(w http.ResponseWriter, r *http.Request) {
-			u, p, ok := r.BasicAuth()
-			if !ok || u != user || p != password {
-				http.Error(w, "bad credentials", http.StatusUnauthorized)
-				return
-			}
-			tok := fmt.Sprintf("registry-token-%d", n.Add(1))
-			issued.Store(tok, true)
-			writeJSON(w, map[string]any{"token": tok, "access_token": tok, "expires_in": 300})
-		}},
-		check: func(r *http.Request) bool {
-			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			_, known := issued.Load(tok)
-			return ok && known
-		},
-		challenge: fmt.Sprintf(`Bearer realm="https://%s%s",service="%s"`, host, realm, host),
-	}
-}
-
-// newFakeRegistry serves a registry for host in w.
-func newFakeRegistry(t *testing.T, w *world, host string, auth registryAuth) *fakeRegistry {
-	t.Helper()
-	r := &fakeRegistry{host: host, store: devcluster.NewRegistry()}
-	w.serve(t, http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
-		if h, ok := auth.extra[req.URL.Path]; ok {
-			h(rw, req)
-			return
-		}
-		r.record(req)
-		if !auth.check(req) {
-			rw.Header().Set("WWW-Authenticate", auth.challenge)
-			http.Error(rw, `{"errors":[{"code":"UNAUTHORIZED"}]}`, http.StatusUnauthorized)
-			return
-		}
-		r.store.ServeHTTP(rw, req)
-	}), host)
-	return r
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// tokenEndpoint counts the tokens a fake cloud endpoint issued and can be
-// made to fail.
-type tokenEndpoint struct {
-	issued  atomic.Int64
-	failing atomic.Bool
-	// problems lists what the endpoint found wrong in requests.
-	mu       sync.Mutex
-	problems []string
-}
-
-func (e *tokenEndpoint) problem(format string, args ...any) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.problems = append(e.problems, fmt.Sprintf(format, args...))
-}
-
-func (e *tokenEndpoint) checkNoProblems(t *testing.T) {
-	t.Helper()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, p := range e.problems {
-		t.Errorf("token endpoint: %s", p)
-	}
-}
-
-// fakeJWT is a token shaped as a JWT with the given claims, unsigned.
-func fakeJWT(claims map[string]any) string {
-	b, _ := json.Marshal(claims)
-	enc := base64.RawURLEncoding
-	return enc.EncodeToString([]byte(`{"alg":"none"}`)) + "." + enc.EncodeToString(b) + ".c2ln"
 }

@@ -139,6 +139,10 @@ func TestChartRefusesBadValues(t *testing.T) {
 		// minAvailable defaults to 1: setting maxUnavailable alone sets both.
 		{[]string{"podDisruptionBudget.maxUnavailable=1"}, "at '/podDisruptionBudget/minAvailable': value must be one of '', <nil>"},
 		{[]string{"podDisruptionBudget.minAvailable=half"}, "at '/podDisruptionBudget/minAvailable'"},
+		{[]string{"registryAuth.providers={quay}"}, "at '/registryAuth/providers/0': value must be one of 'ecr', 'gcr', 'acr'"},
+		{[]string{"registryAuth.providers={ecr,ecr}"}, "at '/registryAuth/providers'"},
+		{[]string{"registryAuth.providers={ecr}", "registryAuth.awsRoleArn=slimgate"}, "at '/registryAuth/awsRoleArn'"},
+		{[]string{"registryAuth.providers={acr}", "registryAuth.azureClientId=slimgate"}, "at '/registryAuth/azureClientId'"},
 		// A misspelt key would otherwise be ignored silently.
 		{[]string{"webook.failurePolicy=Fail"}, "at '': additional properties 'webook' not allowed"},
 		{[]string{"policy.exclude.image[0]=foo"}, "at '/policy/exclude': additional properties 'image' not allowed"},

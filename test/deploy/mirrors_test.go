@@ -1,8 +1,6 @@
 package deploy
 
 import (
-	"flag"
-	"io"
 	"strings"
 	"testing"
 
@@ -10,7 +8,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/pkg/mirrors"
 )
 
@@ -36,13 +33,7 @@ func TestChartRegistryMirrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod, c := d.Spec.Template.Spec, d.Spec.Template.Spec.Containers[0]
-	var o app.Options
-	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	o.AddFlags(fs)
-	if err := fs.Parse(c.Args); err != nil {
-		t.Fatalf("the webhook refuses the chart's args %q: %v", c.Args, err)
-	}
+	o := webhookFlags(t, c.Args)
 	if got := mountedFile(pod, c, o.RegistryMirrors); got != "ConfigMap/slimgate-registry-mirrors:mirrors.yaml" {
 		t.Fatalf("--registry-mirrors=%q reads %q", o.RegistryMirrors, got)
 	}
