@@ -3,6 +3,7 @@ package cloudauth
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -68,10 +69,12 @@ func (o *Options) client() *http.Client {
 type provider interface {
 	// name is the provider's name (ECR, Google, ACR).
 	name() string
-	// key names the credential that serves host, "" when host is not one
-	// of the provider's registries. Hosts with the same key share it.
-	key(host string) string
-	// fetch asks the cloud for a credential for host.
+	// key names the credential that serves the registry host name (no
+	// port), "" when it is not one of the provider's registries. Hosts with
+	// the same key share the credential.
+	key(hostname string) string
+	// fetch asks the cloud for a credential for host (with its port, if
+	// the reference names one).
 	fetch(ctx context.Context, host string) (credential, error)
 }
 
@@ -206,8 +209,12 @@ func (k *Keychain) Resolve(target authn.Resource) (authn.Authenticator, error) {
 // token gets the next one.
 func (k *Keychain) ResolveContext(ctx context.Context, target authn.Resource) (authn.Authenticator, error) {
 	host := target.RegistryStr()
+	name := host // the providers match host names; a port changes no owner
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
 	for _, p := range k.providers {
-		key := p.key(host)
+		key := p.key(name)
 		if key == "" {
 			continue
 		}

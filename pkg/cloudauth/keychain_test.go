@@ -135,6 +135,14 @@ func TestOtherHostsAreAnonymous(t *testing.T) {
 	if got, err := password(t, k, "r1.cloud.test"); err != nil || got != "token-1" {
 		t.Errorf("own host: got %q, %v; want token-1", got, err)
 	}
+	// A port changes no owner: the same registry's credential, and a
+	// registry first seen with a port is asked for at that port.
+	if got, err := password(t, k, "r1.cloud.test:443"); err != nil || got != "token-1" {
+		t.Errorf("own host with a port: got %q, %v; want its token-1", got, err)
+	}
+	if got, err := password(t, k, "r2.cloud.test:5000"); err != nil || got != "token-2" || p.fetches[1] != "r2.cloud.test:5000" {
+		t.Errorf("another host with a port: got %q, %v after fetches %q", got, err, p.fetches)
+	}
 }
 
 func TestTokensAreCachedUntilShortlyBeforeExpiry(t *testing.T) {
