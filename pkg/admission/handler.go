@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"golang.org/x/sync/singleflight"
@@ -54,7 +55,8 @@ type CachedInspector interface {
 
 // Options configures a Handler.
 type Options struct {
-	// Reader reads SlimImagePolicies and Namespaces (the manager's cache).
+	// Reader reads SlimImagePolicies and Namespaces, and the owners of
+	// controllers' children (OwnerObjects): the manager's cache.
 	Reader client.Reader
 	// Inspector fetches image facts.
 	Inspector registry.Inspector
@@ -77,6 +79,13 @@ type Options struct {
 	// wait for a slot, and an image that never gets one is a violation
 	// (ReasonBudgetExhausted), never an admission.
 	MaxRegistries int
+	// ControllerIdentities are the user names of the built-in controllers
+	// whose children may inherit their owner's standing (see standing.go);
+	// nil: DefaultControllerIdentities, empty: none.
+	ControllerIdentities []string
+	// OwnerWait bounds how long the review of a controller's child waits
+	// for its owner in Reader's cache; 0: DefaultOwnerWait.
+	OwnerWait time.Duration
 }
 
 // Handler is the validating admission handler for Pods, the workload kinds
@@ -91,6 +100,8 @@ type Handler struct {
 	// evaluations run, for tests.
 	evalFlight singleflight.Group
 	evaluated  atomic.Int64
+	// controllers is the set of Options.ControllerIdentities.
+	controllers map[string]bool
 }
 
 // NewHandler returns a Handler.
@@ -107,11 +118,14 @@ func NewHandler(o Options) (*Handler, error) {
 	if o.MaxRegistries <= 0 {
 		o.MaxRegistries = DefaultMaxRegistries
 	}
+	if o.OwnerWait <= 0 {
+		o.OwnerWait = DefaultOwnerWait
+	}
 	d, err := NewDecoder()
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{opts: o, decoder: d}, nil
+	return &Handler{opts: o, decoder: d, controllers: identitySet(o.ControllerIdentities)}, nil
 }
 
 // Handle implements admission.Handler.
@@ -159,9 +173,15 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Allowed("no SlimImagePolicy applies")
 	}
 	judgments := h.judge(ctx, namespace, w.Spec, imgs, policies, rechecksTags(req))
+	record := !isTrue(req.DryRun) && h.opts.Recorder != nil
+	var st standing
+	if want := inheritable(judgments); len(want) > 0 || (record && recordable(judgments)) {
+		st = h.standingOf(ctx, req, w, want)
+		grandfather(judgments, st)
+	}
 	out := decide(judgments)
-	if !isTrue(req.DryRun) && h.opts.Recorder != nil {
-		for _, d := range out.decisions(w) {
+	if record {
+		for _, d := range out.decisions(w, st) {
 			h.opts.Recorder.Record(ctx, d)
 		}
 	}
@@ -228,6 +248,10 @@ type judgment struct {
 	results []policy.Result
 	// failure is set when the image could not be inspected.
 	failure *failure
+	// grandfathered is set when the object inherits its owner's standing
+	// under this policy (see standing.go): its findings are recorded and
+	// neither deny nor warn.
+	grandfathered bool
 }
 
 type failure struct {
