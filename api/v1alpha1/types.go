@@ -36,12 +36,12 @@ const (
 type ExistingWorkloads string
 
 const (
-	// ExistingWorkloadsKeep lets a ReplicaSet, Job or Pod that a built-in
-	// controller creates from its owner's template, with exactly the
-	// template's images, inherit the owner's standing: it is admitted,
-	// and a violation is recorded (Event ImageGrandfathered on the owner).
-	// New or changed images are judged where people write them, at the
-	// workload's CREATE or UPDATE.
+	// ExistingWorkloadsKeep lets the images of a ReplicaSet, Job or Pod
+	// that a built-in controller creates from its owner's template, where
+	// they are the template's, inherit the owner's standing: they are
+	// admitted, and a violation is recorded (Event ImageGrandfathered on
+	// the owner). New or changed images are judged where people write
+	// them, at the workload's CREATE or UPDATE.
 	ExistingWorkloadsKeep ExistingWorkloads = "Keep"
 	// ExistingWorkloadsJudge judges every object on its own, controllers'
 	// children included: under Enforce a workload admitted before the
@@ -104,12 +104,14 @@ type SlimImagePolicySpec struct {
 
 	// ExistingWorkloads says how the ReplicaSets, Jobs and Pods that the
 	// built-in controllers create from a workload's template are judged.
-	// Keep: a child whose images are exactly those of its live owner's
-	// template (per container) inherits the owner's standing; it is
-	// admitted and a violation is recorded as ImageGrandfathered, so a
-	// workload admitted before Enforce keeps scaling, replacing Pods and
-	// rolling out. Only requests from the controllers' own identities
-	// qualify. Judge: every child is judged on its own.
+	// Keep: an image of such a child that its live owner's template has
+	// in the same container (or image volume) inherits the owner's
+	// standing; it is admitted and a violation is recorded as
+	// ImageGrandfathered, so a workload admitted before Enforce keeps
+	// scaling, replacing Pods and rolling out. Only requests from the
+	// controllers' own identities qualify; any other image (a changed one,
+	// an injected sidecar) is judged. Judge: every child is judged on its
+	// own.
 	// +kubebuilder:default=Keep
 	// +optional
 	ExistingWorkloads ExistingWorkloads `json:"existingWorkloads,omitempty"`
