@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
+	"slimgate.dev/slimgate/pkg/admission"
 )
 
 // suite is what TestMain sets up once for every test.
@@ -67,6 +69,12 @@ func withControllers(ctx context.Context, m *testing.M, env *envtest.Environment
 	if err != nil {
 		return 0, err
 	}
+	// Only the controllers' service accounts are trusted, not the
+	// controller manager's own user: the controllers' children are kept
+	// only if their requests carry those identities.
+	o.ControllerIdentities = slices.DeleteFunc(admission.DefaultControllerIdentities(), func(id string) bool {
+		return id == devcluster.ControllerManagerUser
+	})
 	webhook, err := webhooktest.Run(ctx, o)
 	if err != nil {
 		return 0, err
