@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/controller"
@@ -264,23 +263,5 @@ func eventsWith(t *testing.T, ns, reason string) []eventsv1.Event {
 // verdict="grandfathered"} from the in-process webhook's registry.
 func grandfathered(t *testing.T, policy string) float64 {
 	t.Helper()
-	families, err := metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != "slimgate_decisions_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["policy"] == policy && labels["mode"] == "Enforce" && labels["verdict"] == "grandfathered" {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return metricValue(t, "slimgate_decisions_total", map[string]string{"policy": policy, "mode": "Enforce", "verdict": "grandfathered"})
 }

@@ -11,10 +11,15 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 	"slimgate.dev/slimgate/pkg/admission"
@@ -26,6 +31,11 @@ type suite struct {
 	kcm    *devcluster.ControllerManagerProcess
 	// reg holds the images of devcluster.Registries.PushApps.
 	reg *devcluster.Registries
+	// webhook runs with webhookOptions; a test may stop it and run it
+	// again. webhookRequests counts the API requests it makes.
+	webhook         *devcluster.Process
+	webhookOptions  app.Options
+	webhookRequests *devcluster.Requests
 }
 
 var e2e suite
@@ -75,21 +85,33 @@ func withControllers(ctx context.Context, m *testing.M, env *envtest.Environment
 	o.ControllerIdentities = slices.DeleteFunc(admission.DefaultControllerIdentities(), func(id string) bool {
 		return id == devcluster.ControllerManagerUser
 	})
-	webhook, err := webhooktest.Run(ctx, o)
-	if err != nil {
+	// A stop takes at most a second, so that an outage is as short as a
+	// test makes it.
+	o.ShutdownTimeout = time.Second
+	e2e.webhookRequests = &devcluster.Requests{}
+	o.Config = rest.CopyConfig(env.Config)
+	o.Config.Wrap(e2e.webhookRequests.Wrap)
+	e2e.webhookOptions = o
+	if e2e.client, err = devcluster.NewClient(env.Config, nil); err != nil {
+		return 0, err
+	}
+	// The release namespace, where the webhook publishes the Pod
+	// creations it reviewed (for telling unreviewed ones apart).
+	release := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: app.DefaultNamespace}}
+	if err := e2e.client.Create(ctx, release); err != nil && !apierrors.IsAlreadyExists(err) {
+		return 0, err
+	}
+	if e2e.webhook, err = webhooktest.Run(ctx, o); err != nil {
 		return 0, err
 	}
 	defer func() {
-		if err := webhook.Stop(webhooktest.StopWithin); errors.Is(err, devcluster.ErrNotStopped) {
+		if err := e2e.webhook.Stop(webhooktest.StopWithin); errors.Is(err, devcluster.ErrNotStopped) {
 			fmt.Fprintln(os.Stderr, "webhook did not stop in time")
 		}
 	}()
 	e2e.reg = devcluster.StartRegistries("puller", "s3cret-pull")
 	defer e2e.reg.Close()
 	if err := e2e.reg.PushApps(); err != nil {
-		return 0, err
-	}
-	if e2e.client, err = devcluster.NewClient(env.Config, nil); err != nil {
 		return 0, err
 	}
 	code := m.Run()
