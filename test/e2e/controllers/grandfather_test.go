@@ -24,7 +24,7 @@ import (
 // policy creates a policy in mode with existingWorkloads e selecting the
 // namespaces labelled sel, allowed to reach the loopback registries,
 // waits until it is Ready and deletes it after the test.
-func policy(t *testing.T, mode v1alpha1.Mode, e v1alpha1.ExistingWorkloads, sel map[string]string) *v1alpha1.SlimImagePolicy {
+func policy(t testing.TB, mode v1alpha1.Mode, e v1alpha1.ExistingWorkloads, sel map[string]string) *v1alpha1.SlimImagePolicy {
 	t.Helper()
 	p := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6)}, Spec: v1alpha1.SlimImagePolicySpec{
 		Mode:              mode,
@@ -41,7 +41,7 @@ func policy(t *testing.T, mode v1alpha1.Mode, e v1alpha1.ExistingWorkloads, sel 
 }
 
 // waitPolicy waits until the webhook applies the policy's latest generation.
-func waitPolicy(t *testing.T, p *v1alpha1.SlimImagePolicy) {
+func waitPolicy(t testing.TB, p *v1alpha1.SlimImagePolicy) {
 	t.Helper()
 	if err := devcluster.WaitPolicyReady(t.Context(), e2e.client, p.Name, controller.ConditionReady, 10*time.Second); err != nil {
 		t.Fatal(err)
