@@ -172,11 +172,21 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if len(policies) == 0 {
 		return admission.Allowed("no SlimImagePolicy applies")
 	}
-	judgments := h.judge(ctx, namespace, w.Spec, imgs, policies, rechecksTags(req))
-	record := !isTrue(req.DryRun) && h.opts.Recorder != nil
+	recheck := rechecksTags(req)
+	// A controller's child that inherits every image is admitted whatever
+	// its tags name now: the tag cache serves its review (standing.go).
 	var st standing
+	if recheck && allKeep(policies) {
+		if st = h.standingOf(ctx, req, w, nil); st.inheritsAll(imgs) {
+			recheck = false
+		}
+	}
+	judgments := h.judge(ctx, namespace, w.Spec, imgs, policies, recheck)
+	record := !isTrue(req.DryRun) && h.opts.Recorder != nil
 	if want := inheritable(judgments); len(want) > 0 || (record && recordable(judgments)) {
-		st = h.standingOf(ctx, req, w, want)
+		if st.template == nil || st.stale(want) {
+			st = h.standingOf(ctx, req, w, want)
+		}
 		grandfather(judgments, st)
 	}
 	out := decide(judgments)

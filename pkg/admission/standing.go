@@ -51,6 +51,13 @@ import (
 // slot the template does not have (a sidecar a mutating webhook injects):
 // the owner's template is the authority, and whoever changes it is judged
 // at that UPDATE.
+//
+// A Pod CREATE resolves its tags anew (rechecksTags), but a controller's
+// Pod whose every image inherits, under policies that all keep existing
+// workloads, is admitted whatever its tags name now: its review takes the
+// registry client's cached resolution of each tag (minutes old at most)
+// for the record instead of asking each registry again for every Pod of
+// a rollout.
 
 // DefaultControllerIdentities returns the user names of
 // kube-controller-manager's workload controllers: each one's service
@@ -224,6 +231,16 @@ func (st standing) inherits(img Image) bool {
 	return ok && sameReference(ref, img.Reference)
 }
 
+// inheritsAll reports whether every image of imgs inherits (inherits).
+func (st standing) inheritsAll(imgs []Image) bool {
+	for _, img := range imgs {
+		if !st.inherits(img) {
+			return false
+		}
+	}
+	return len(imgs) > 0
+}
+
 // stale reports whether an image of want sits in a slot that the
 // template fills with another image: the cache may not have the owner's
 // latest template yet. A slot the template lacks (a sidecar a mutating
@@ -388,6 +405,16 @@ func grandfather(js []judgment, st standing) {
 			js[i].grandfathered = true
 		}
 	}
+}
+
+// allKeep reports whether every policy keeps existing workloads.
+func allKeep(policies []*compiledPolicy) bool {
+	for _, p := range policies {
+		if !keeps(p.object) {
+			return false
+		}
+	}
+	return true
 }
 
 // keeps reports whether a policy lets controllers' children inherit their

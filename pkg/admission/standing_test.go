@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -669,5 +670,64 @@ func TestDefaultControllerIdentities(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, DefaultControllerIdentities()); diff != "" {
 		t.Errorf("DefaultControllerIdentities (-want +got):\n%s", diff)
+	}
+}
+
+// A Pod CREATE resolves its tags anew (rechecksTags), so that what the
+// kubelet pulls is what was judged. A controller's Pod whose every image
+// its verified owner's template has in the same slot, under policies
+// that all keep existing workloads, is admitted whatever its tags name
+// now: its review trusts the tag cache instead of asking each registry
+// once per Pod of a rollout. Any other Pod CREATE still resolves its tags.
+func TestStandingSkipsTagRecheckOfInheritedPods(t *testing.T) {
+	dep, rs, pod := webObjects()
+	changed := pod.DeepCopy()
+	changed.Spec.Containers[0].Image = "app:2"
+	sidecar := pod.DeepCopy()
+	sidecar.Spec.Containers = append(sidecar.Spec.Containers, corev1.Container{Name: "proxy", Image: "slim-proxy:1"})
+	keep := keepOrJudge("keep", v1alpha1.ModeEnforce, v1alpha1.ExistingWorkloadsKeep)
+	judge := keepOrJudge("judge", v1alpha1.ModeAudit, v1alpha1.ExistingWorkloadsJudge)
+	for _, c := range []struct {
+		name     string
+		policies []*v1alpha1.SlimImagePolicy
+		user     string
+		pod      *corev1.Pod
+		recheck  bool
+		allowed  bool
+	}{
+		{"inherited", []*v1alpha1.SlimImagePolicy{keep}, replicaSetController, pod, false, true},
+		{"a user's Pod", []*v1alpha1.SlimImagePolicy{keep}, "alice", pod, true, false},
+		{"a changed image", []*v1alpha1.SlimImagePolicy{keep}, replicaSetController, changed, true, false},
+		{"a sidecar the template lacks", []*v1alpha1.SlimImagePolicy{keep}, replicaSetController, sidecar, true, true},
+		{"a policy that judges children too", []*v1alpha1.SlimImagePolicy{keep, judge}, replicaSetController, pod, true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var mu sync.Mutex
+			rechecked := map[string]bool{}
+			fat := fatInspector()
+			ins := inspectFunc(func(ctx context.Context, r registry.Request) (*registry.Inspection, error) {
+				mu.Lock()
+				rechecked[r.Reference] = rechecked[r.Reference] || r.Revalidate
+				mu.Unlock()
+				return fat(ctx, r)
+			})
+			rec := &decisions{}
+			h := hostileHandler(t, withObjects(t, c.policies, dep, rs), ins, Options{Recorder: rec, OwnerWait: time.Millisecond})
+			resp := h.Handle(context.Background(), asUser(t, c.user, "", "Pod", c.pod))
+			if resp.Allowed != c.allowed {
+				t.Fatalf("allowed = %v, want %v (%v)", resp.Allowed, c.allowed, resp.Result)
+			}
+			if len(rechecked) == 0 {
+				t.Fatal("no image inspected")
+			}
+			for ref, got := range rechecked {
+				if got != c.recheck {
+					t.Errorf("%s resolved anew = %v, want %v", ref, got, c.recheck)
+				}
+			}
+			if !slices.ContainsFunc(rec.all, func(d events.Decision) bool { return d.Reason != "" }) {
+				t.Errorf("nothing recorded: %+v", rec.all)
+			}
+		})
 	}
 }
