@@ -118,9 +118,6 @@ func NewHandler(o Options) (*Handler, error) {
 	if o.MaxRegistries <= 0 {
 		o.MaxRegistries = DefaultMaxRegistries
 	}
-	if o.OwnerWait <= 0 {
-		o.OwnerWait = DefaultOwnerWait
-	}
 	d, err := NewDecoder()
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"reflect"
@@ -275,7 +276,7 @@ func (h *Handler) standingOf(ctx context.Context, req admission.Request, w *Work
 		namespace = req.Namespace
 	}
 	key := types.NamespacedName{Namespace: namespace, Name: ref.Name}
-	wait := h.opts.OwnerWait
+	wait := cmp.Or(max(h.opts.OwnerWait, 0), DefaultOwnerWait)
 	if deadline, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(deadline))
 	}

@@ -58,7 +58,7 @@ func newRollouts(tb testing.TB) *rollouts {
 	}
 	sel := map[string]string{"e2e.slimgate.dev/case": rand.String(8)}
 	r := &rollouts{watch: wc, ways: []struct{ name, ns string }{
-		{"no-webhook", webhookFree.Name}, {"no-policy", benchNamespace(tb, nil)}, {"audit", benchNamespace(tb, sel)}}}
+		{"no-webhook", webhookFree.Name}, {"no-policy", bareNamespace(tb, nil)}, {"audit", bareNamespace(tb, sel)}}}
 	policy(tb, v1alpha1.ModeAudit, v1alpha1.ExistingWorkloadsKeep, sel)
 	for _, w := range r.ways {
 		timeRollout(tb, wc, w.ns)
@@ -130,18 +130,6 @@ func TestRolloutRatio(t *testing.T) {
 	if audit > rolloutTarget {
 		t.Errorf("the Audit rollout took %.2fx the webhook-free one, over the %.1fx target", audit, rolloutTarget)
 	}
-}
-
-// benchNamespace creates a namespace with these labels, deleted after the
-// benchmark.
-func benchNamespace(tb testing.TB, labels map[string]string) string {
-	tb.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench-" + rand.String(6), Labels: labels}}
-	if err := e2e.client.Create(context.Background(), ns); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = e2e.client.Delete(context.Background(), ns) })
-	return ns.Name
 }
 
 // timeRollout creates a Deployment of rolloutReplicas fat Pods in ns and

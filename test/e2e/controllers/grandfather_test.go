@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,51 +9,14 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
-	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/internal/devcluster"
 )
-
-// policy creates a policy in mode with existingWorkloads e selecting the
-// namespaces labelled sel, allowed to reach the loopback registries,
-// waits until it is Ready and deletes it after the test.
-func policy(t testing.TB, mode v1alpha1.Mode, e v1alpha1.ExistingWorkloads, sel map[string]string) *v1alpha1.SlimImagePolicy {
-	t.Helper()
-	p := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6)}, Spec: v1alpha1.SlimImagePolicySpec{
-		Mode:              mode,
-		ExistingWorkloads: e,
-		NamespaceSelector: &metav1.LabelSelector{MatchLabels: sel},
-		Registries:        v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{e2e.reg.Open, e2e.reg.Private}},
-	}}
-	if err := e2e.client.Create(t.Context(), p); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e2e.client.Delete(context.Background(), p) })
-	waitPolicy(t, p)
-	return p
-}
-
-// waitPolicy waits until the webhook applies the policy's latest generation.
-func waitPolicy(t testing.TB, p *v1alpha1.SlimImagePolicy) {
-	t.Helper()
-	if err := devcluster.WaitPolicyReady(t.Context(), e2e.client, p.Name, controller.ConditionReady, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// patch applies change to obj as a merge patch.
-func patch[T client.Object](t *testing.T, obj T, change func(T)) error {
-	t.Helper()
-	base := client.MergeFrom(obj.DeepCopyObject().(T))
-	change(obj)
-	return e2e.client.Patch(t.Context(), obj, base)
-}
 
 // admittedUnderAudit creates a Deployment of three Pods running the Go
 // SDK image under an Audit policy with existingWorkloads e, waits until it
@@ -74,14 +36,6 @@ func admittedUnderAudit(t *testing.T, e v1alpha1.ExistingWorkloads) (*appsv1.Dep
 	}
 	waitPolicy(t, p)
 	return d, p
-}
-
-// scale sets the Deployment's replicas.
-func scale(t *testing.T, d *appsv1.Deployment, n int32) {
-	t.Helper()
-	if err := patch(t, d, func(d *appsv1.Deployment) { d.Spec.Replicas = &n }); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // A fat Deployment admitted under Audit keeps working once the policy
@@ -206,16 +160,6 @@ func TestEnforceJudgeBreaksAdmittedDeployment(t *testing.T) {
 	}
 }
 
-// podsOf lists the Deployment's Pods that are not being deleted.
-func podsOf(t *testing.T, d *appsv1.Deployment) []corev1.Pod {
-	t.Helper()
-	var list corev1.PodList
-	if err := e2e.client.List(t.Context(), &list, client.InNamespace(d.Namespace), client.MatchingLabels(d.Spec.Selector.MatchLabels)); err != nil {
-		t.Fatal(err)
-	}
-	return slices.DeleteFunc(list.Items, func(p corev1.Pod) bool { return p.DeletionTimestamp != nil })
-}
-
 // currentReplicaSet returns the Deployment's ReplicaSet with replicas.
 func currentReplicaSet(t *testing.T, d *appsv1.Deployment) *appsv1.ReplicaSet {
 	t.Helper()
@@ -230,33 +174,6 @@ func currentReplicaSet(t *testing.T, d *appsv1.Deployment) *appsv1.ReplicaSet {
 	}
 	t.Fatalf("no ReplicaSet of %s with replicas among %d", d.Name, len(list.Items))
 	return nil
-}
-
-// waitEvent waits for an Event with this reason regarding name and
-// returns it.
-func waitEvent(t *testing.T, ns, name, reason string) eventsv1.Event {
-	t.Helper()
-	var found eventsv1.Event
-	eventually(t, 15*time.Second, func() error {
-		for _, e := range eventsWith(t, ns, reason) {
-			if e.Regarding.Name == name {
-				found = e
-				return nil
-			}
-		}
-		return fmt.Errorf("no %s event regarding %s/%s", reason, ns, name)
-	})
-	return found
-}
-
-// eventsWith lists the namespace's Events with this reason.
-func eventsWith(t *testing.T, ns, reason string) []eventsv1.Event {
-	t.Helper()
-	var list eventsv1.EventList
-	if err := e2e.client.List(t.Context(), &list, client.InNamespace(ns)); err != nil {
-		t.Fatal(err)
-	}
-	return slices.DeleteFunc(list.Items, func(e eventsv1.Event) bool { return e.Reason != reason })
 }
 
 // grandfathered reads slimgate_decisions_total{policy,mode="Enforce",

@@ -4,16 +4,20 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/internal/devcluster"
 )
 
@@ -32,17 +36,25 @@ func eventually(t *testing.T, within time.Duration, f func() error) {
 // kubelet reports every Pod Ready; both end with the test.
 func namespace(t *testing.T, labels map[string]string) string {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6), Labels: labels}}
-	if err := e2e.client.Create(t.Context(), ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e2e.client.Delete(context.Background(), ns) })
-	kubelet := devcluster.Go(context.Background(), devcluster.Kubelet{Client: e2e.client, Namespace: ns.Name}.Run)
+	ns := bareNamespace(t, labels)
+	kubelet := devcluster.Go(context.Background(), devcluster.Kubelet{Client: e2e.client, Namespace: ns}.Run)
 	t.Cleanup(func() {
 		if err := kubelet.Stop(5 * time.Second); err != nil {
 			t.Errorf("stand-in kubelet: %v", err)
 		}
 	})
+	return ns
+}
+
+// bareNamespace creates a namespace with these labels, and no kubelet,
+// deleted when tb ends.
+func bareNamespace(tb testing.TB, labels map[string]string) string {
+	tb.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6), Labels: labels}}
+	if err := e2e.client.Create(context.Background(), ns); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = e2e.client.Delete(context.Background(), ns) })
 	return ns.Name
 }
 
@@ -130,4 +142,84 @@ func metricValue(t *testing.T, name string, labels map[string]string) float64 {
 		}
 	}
 	return 0
+}
+
+// policy creates a policy in mode with existingWorkloads e selecting the
+// namespaces labelled sel, allowed to reach the loopback registries,
+// waits until it is Ready and deletes it after the test.
+func policy(t testing.TB, mode v1alpha1.Mode, e v1alpha1.ExistingWorkloads, sel map[string]string) *v1alpha1.SlimImagePolicy {
+	t.Helper()
+	p := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6)}, Spec: v1alpha1.SlimImagePolicySpec{
+		Mode:              mode,
+		ExistingWorkloads: e,
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: sel},
+		Registries:        v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{e2e.reg.Open, e2e.reg.Private}},
+	}}
+	if err := e2e.client.Create(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e2e.client.Delete(context.Background(), p) })
+	waitPolicy(t, p)
+	return p
+}
+
+// waitPolicy waits until the webhook applies the policy's latest generation.
+func waitPolicy(t testing.TB, p *v1alpha1.SlimImagePolicy) {
+	t.Helper()
+	if err := devcluster.WaitPolicyReady(t.Context(), e2e.client, p.Name, controller.ConditionReady, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// patch applies change to obj as a merge patch.
+func patch[T client.Object](t *testing.T, obj T, change func(T)) error {
+	t.Helper()
+	base := client.MergeFrom(obj.DeepCopyObject().(T))
+	change(obj)
+	return e2e.client.Patch(t.Context(), obj, base)
+}
+
+// scale sets the Deployment's replicas.
+func scale(t *testing.T, d *appsv1.Deployment, n int32) {
+	t.Helper()
+	if err := patch(t, d, func(d *appsv1.Deployment) { d.Spec.Replicas = &n }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// podsOf lists the Deployment's Pods that are not being deleted.
+func podsOf(t *testing.T, d *appsv1.Deployment) []corev1.Pod {
+	t.Helper()
+	var list corev1.PodList
+	if err := e2e.client.List(t.Context(), &list, client.InNamespace(d.Namespace), client.MatchingLabels(d.Spec.Selector.MatchLabels)); err != nil {
+		t.Fatal(err)
+	}
+	return slices.DeleteFunc(list.Items, func(p corev1.Pod) bool { return p.DeletionTimestamp != nil })
+}
+
+// waitEvent waits for an Event with this reason regarding name and
+// returns it.
+func waitEvent(t *testing.T, ns, name, reason string) eventsv1.Event {
+	t.Helper()
+	var found eventsv1.Event
+	eventually(t, 15*time.Second, func() error {
+		for _, e := range eventsWith(t, ns, reason) {
+			if e.Regarding.Name == name {
+				found = e
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event regarding %s/%s", reason, ns, name)
+	})
+	return found
+}
+
+// eventsWith lists the namespace's Events with this reason.
+func eventsWith(t *testing.T, ns, reason string) []eventsv1.Event {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := e2e.client.List(t.Context(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	return slices.DeleteFunc(list.Items, func(e eventsv1.Event) bool { return e.Reason != reason })
 }

@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -8,11 +10,15 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
 
 // A 50-replica Deployment of a fat image rolls out under Audit. Every
@@ -112,4 +118,122 @@ func countsOn(t *testing.T, ns, kind, name string) (map[string]int32, error) {
 		}
 	}
 	return out, nil
+}
+
+// outage is how long the webhook stays down.
+const outage = 2500 * time.Millisecond
+
+// The webhook stops for 2.5 s while a Deployment rolls out a restart:
+// failurePolicy Ignore lets the controllers' Pods in unreviewed. Once the
+// webhook is back, it finds every Pod created while it was down and
+// records it (an ImageUnreviewed Event regarding the Pod, saying what the
+// review would have found, and slimgate_unreviewed_total), and none of
+// the Pods it reviewed before or after.
+func TestOutageDuringRolloutIsRecorded(t *testing.T) {
+	sel := map[string]string{"e2e.slimgate.dev/case": rand.String(8)}
+	ns := namespace(t, sel)
+	p := policy(t, v1alpha1.ModeAudit, v1alpha1.ExistingWorkloadsKeep, sel)
+	d := deployment(ns, "fat", e2e.reg.GoSDKApp(), 10)
+	if err := e2e.client.Create(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	waitRolledOut(t, d)
+	reviewed := names(podsOf(t, d))
+
+	stopped := time.Now()
+	switch err := e2e.webhook.Stop(webhooktest.StopWithin); {
+	case errors.Is(err, devcluster.ErrNotStopped):
+		t.Fatalf("stopping the webhook: %v", err)
+	case err != nil:
+		// Its server waited beyond the suite's grace period for
+		// connections the API server opened and has not used yet
+		// (net/http gives them 5 s); Run has returned all the same.
+		t.Logf("the webhook stopped: %v", err)
+	}
+	err := patch(t, d, func(d *appsv1.Deployment) {
+		d.Spec.Template.Annotations = map[string]string{"kubectl.kubernetes.io/restartedAt": time.Now().Format(time.RFC3339)}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(stopped.Add(outage)))
+	// Every Pod there now was created with the webhook down.
+	missed := without(names(podsOf(t, d)), reviewed)
+	// It outlives the test: the suite stops it.
+	if e2e.webhook, err = webhooktest.Run(context.Background(), e2e.webhookOptions); err != nil {
+		t.Fatalf("running the webhook again: %v", err)
+	}
+	t.Logf("webhook down for %s; %d Pods created meanwhile", time.Since(stopped).Round(100*time.Millisecond), len(missed))
+	if len(missed) == 0 {
+		t.Fatal("no Pod was created while the webhook was down")
+	}
+	seen := names(podsOf(t, d))
+	waitRolledOut(t, d)
+	scale(t, d, 13)
+	waitRolledOut(t, d)
+	after := without(names(podsOf(t, d)), seen)
+	if len(after) == 0 {
+		t.Fatal("no Pod created after the webhook was back")
+	}
+
+	for name := range missed {
+		ev := waitUnreviewed(t, ns, name)
+		if ev.Regarding.Kind != "Pod" || ev.Related == nil || ev.Related.Name != p.Name {
+			t.Errorf("event on %s regards %+v, related %+v", name, ev.Regarding, ev.Related)
+		}
+		for _, want := range []string{"without a review", e2e.reg.GoSDKApp(), "toolchain.go"} {
+			if !strings.Contains(ev.Note, want) {
+				t.Errorf("note on %s lacks %q:\n%s", name, want, ev.Note)
+			}
+		}
+	}
+	// The webhook run again counts from 0; Pods created after the list
+	// above and before it was ready count too.
+	if got := metricValue(t, "slimgate_unreviewed_total", map[string]string{"policy": p.Name, "reason": "ImageAudited"}); int(got) < len(missed) {
+		t.Errorf("slimgate_unreviewed_total{policy=%s} = %v, want at least %d", p.Name, got, len(missed))
+	}
+
+	// A reviewed Pod is looked up 15 s after its creation: by then an
+	// Event would be there.
+	time.Sleep(controller.DefaultUnreviewedDelay + 5*time.Second)
+	for _, e := range eventsWith(t, ns, "ImageUnreviewed") {
+		if reviewed[e.Regarding.Name] || after[e.Regarding.Name] {
+			t.Errorf("reviewed Pod %s recorded as unreviewed", e.Regarding.Name)
+		}
+	}
+}
+
+// waitUnreviewed waits for the ImageUnreviewed Event regarding Pod name.
+func waitUnreviewed(t *testing.T, ns, name string) (found eventsv1.Event) {
+	t.Helper()
+	eventually(t, time.Minute, func() error {
+		for _, e := range eventsWith(t, ns, "ImageUnreviewed") {
+			if e.Regarding.Kind == "Pod" && e.Regarding.Name == name {
+				found = e
+				return nil
+			}
+		}
+		return fmt.Errorf("no ImageUnreviewed event regarding Pod %s/%s", ns, name)
+	})
+	return found
+}
+
+// names is the set of the Pods' names.
+func names(pods []corev1.Pod) map[string]bool {
+	out := make(map[string]bool, len(pods))
+	for _, p := range pods {
+		out[p.Name] = true
+	}
+	return out
+}
+
+// without returns the names of a that are not in b.
+func without(a, b map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	for n := range a {
+		if !b[n] {
+			out[n] = true
+		}
+	}
+	return out
 }
