@@ -59,7 +59,7 @@ func newRollouts(tb testing.TB) *rollouts {
 	sel := map[string]string{"e2e.slimgate.dev/case": rand.String(8)}
 	r := &rollouts{watch: wc, ways: []struct{ name, ns string }{
 		{"no-webhook", webhookFree.Name}, {"no-policy", bareNamespace(tb, nil)}, {"audit", bareNamespace(tb, sel)}}}
-	policy(tb, v1alpha1.ModeAudit, v1alpha1.ExistingWorkloadsKeep, sel)
+	auditPolicy(tb, v1alpha1.ExistingWorkloadsKeep, sel)
 	for _, w := range r.ways {
 		timeRollout(tb, wc, w.ns)
 	}

@@ -25,7 +25,7 @@ func admittedUnderAudit(t *testing.T, e v1alpha1.ExistingWorkloads) (*appsv1.Dep
 	t.Helper()
 	sel := map[string]string{"e2e.slimgate.dev/case": rand.String(8)}
 	ns := namespace(t, sel)
-	p := policy(t, v1alpha1.ModeAudit, e, sel)
+	p := auditPolicy(t, e, sel)
 	d := deployment(ns, "fat", e2e.reg.GoSDKApp(), 3)
 	if err := e2e.client.Create(t.Context(), d); err != nil {
 		t.Fatalf("audit refused the Deployment: %v", err)

@@ -144,13 +144,13 @@ func metricValue(t *testing.T, name string, labels map[string]string) float64 {
 	return 0
 }
 
-// policy creates a policy in mode with existingWorkloads e selecting the
-// namespaces labelled sel, allowed to reach the loopback registries,
+// auditPolicy creates an Audit policy with existingWorkloads e selecting
+// the namespaces labelled sel, allowed to reach the loopback registries,
 // waits until it is Ready and deletes it after the test.
-func policy(t testing.TB, mode v1alpha1.Mode, e v1alpha1.ExistingWorkloads, sel map[string]string) *v1alpha1.SlimImagePolicy {
+func auditPolicy(t testing.TB, e v1alpha1.ExistingWorkloads, sel map[string]string) *v1alpha1.SlimImagePolicy {
 	t.Helper()
 	p := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6)}, Spec: v1alpha1.SlimImagePolicySpec{
-		Mode:              mode,
+		Mode:              v1alpha1.ModeAudit,
 		ExistingWorkloads: e,
 		NamespaceSelector: &metav1.LabelSelector{MatchLabels: sel},
 		Registries:        v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{e2e.reg.Open, e2e.reg.Private}},

@@ -42,7 +42,7 @@ func TestAuditRolloutOf50(t *testing.T) {
 		t.Run(string(c.e), func(t *testing.T) {
 			sel := map[string]string{"e2e.slimgate.dev/case": rand.String(8)}
 			ns := namespace(t, sel)
-			policy(t, v1alpha1.ModeAudit, c.e, sel)
+			auditPolicy(t, c.e, sel)
 			// Warm-up: the image's facts, the namespace's service
 			// account and the owner informers.
 			warm := deployment(ns, "warm", e2e.reg.GoSDKApp(), 1)
@@ -132,7 +132,7 @@ const outage = 2500 * time.Millisecond
 func TestOutageDuringRolloutIsRecorded(t *testing.T) {
 	sel := map[string]string{"e2e.slimgate.dev/case": rand.String(8)}
 	ns := namespace(t, sel)
-	p := policy(t, v1alpha1.ModeAudit, v1alpha1.ExistingWorkloadsKeep, sel)
+	p := auditPolicy(t, v1alpha1.ExistingWorkloadsKeep, sel)
 	d := deployment(ns, "fat", e2e.reg.GoSDKApp(), 10)
 	if err := e2e.client.Create(t.Context(), d); err != nil {
 		t.Fatal(err)
