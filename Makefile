@@ -120,7 +120,7 @@ bench: ## Run the benchmarks and measurements of docs/benchmarks.md (about 5 min
 manifests: $(CONTROLLER_GEN) ## Generate deepcopy code, the CRD (and the chart's copy) and RBAC with controller-gen.
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-	cp config/crd/bases/slimgate.dev_slimimagepolicies.yaml charts/slimgate/crds/
+	cp config/crd/bases/slimgate.dev_*.yaml charts/slimgate/crds/
 	@if [ -d pkg/admission ]; then $(CONTROLLER_GEN) rbac:roleName=slimgate paths=./cmd/... paths=./pkg/... paths=./internal/... output:rbac:artifacts:config=config/rbac; fi
 
 .PHONY: lint

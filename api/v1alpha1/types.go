@@ -115,6 +115,11 @@ type SlimImagePolicySpec struct {
 	// +kubebuilder:default=Keep
 	// +optional
 	ExistingWorkloads ExistingWorkloads `json:"existingWorkloads,omitempty"`
+
+	// Exceptions says whether and where SlimImageExceptions may waive this
+	// policy's findings, and for how long at most.
+	// +optional
+	Exceptions ExceptionRules `json:"exceptions,omitempty"`
 }
 
 // ToolchainRules selects rules by their catalog id.

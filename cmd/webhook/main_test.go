@@ -84,6 +84,13 @@ func TestFlagsToOptions(t *testing.T) {
 			change: func(o *app.Options) { o.ControllerIdentities = []string{} },
 		},
 		{
+			name: "registry mirrors",
+			args: []string{"--registry-mirrors=/etc/slimgate/mirrors.yaml", "--registry-config-path=/etc/containerd/certs.d"},
+			change: func(o *app.Options) {
+				o.RegistryMirrors, o.RegistryConfigPath = "/etc/slimgate/mirrors.yaml", "/etc/containerd/certs.d"
+			},
+		},
+		{
 			name:   "client certificates required",
 			args:   []string{"--cert-dir=/certs", "--client-ca-name=client-ca/ca.crt"},
 			change: func(o *app.Options) { o.CertDir, o.ClientCAName = "/certs", "client-ca/ca.crt" },

@@ -409,7 +409,7 @@ func TestFanInFetchesOnce(t *testing.T) {
 	const reviews = 200
 	reg := newBenchRegistry(t, 50*time.Millisecond)
 	ref := reg.push(t, "shared/app:1.0", fixtureImage(t, "nginx-1.17.0.json", "fan-in"))
-	h, _ := benchHandler(t, benchReader(t, benchPolicy(reg.host), false), 0)
+	h, _ := benchHandler(t, benchReader(t, benchPolicy(reg.Host), false), 0)
 	srv := serving(h, true)
 	bodies := make([][]byte, reviews)
 	for i := range bodies {

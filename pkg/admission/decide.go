@@ -37,13 +37,13 @@ func rank(a policy.Action) int {
 	return 0
 }
 
-// strictest returns the strictest action of a judgment's findings, or ""
-// when it has none.
+// strictest returns the strictest action of a judgment's findings that
+// no exception waives, or "" when it has none.
 func (j judgment) strictest() policy.Action {
 	var top policy.Action
 	for _, r := range j.results {
 		for _, f := range r.Findings {
-			if rank(f.Action) > rank(top) {
+			if f.Excepted == nil && rank(f.Action) > rank(top) {
 				top = f.Action
 			}
 		}
@@ -64,15 +64,15 @@ func (j judgment) unjudged() int {
 	return 1
 }
 
-// findings returns the judgment's findings with the given action, without
-// repeats across platforms.
+// findings returns the judgment's findings with the given action that no
+// exception waives, without repeats across platforms.
 func (j judgment) findings(a policy.Action) []policy.Finding {
 	seen := map[string]bool{}
 	var out []policy.Finding
 	for _, r := range j.results {
 		for _, f := range r.Findings {
 			key := f.Rule + "\x00" + f.Message + "\x00" + f.Evidence.Line
-			if f.Action != a || seen[key] {
+			if f.Action != a || f.Excepted != nil || seen[key] {
 				continue
 			}
 			seen[key] = true
@@ -249,6 +249,7 @@ func (o outcome) decisions(w *Workload, st standing) []events.Decision {
 		p         *v1alpha1.SlimImagePolicy
 		top       policy.Action
 		failed    bool
+		excepted  bool
 		kept      bool     // some judgment grandfathered
 		lines     []string // about the judgments judged on their own
 		inherited []string // about the grandfathered ones
@@ -269,23 +270,31 @@ func (o outcome) decisions(w *Workload, st standing) []events.Decision {
 			a.top = s
 		}
 		a.kept = a.kept || j.grandfathered
-		if s == "" && j.failure == nil {
+		waived := s == "" && j.failure == nil && len(j.excepted()) > 0
+		if s == "" && j.failure == nil && !waived {
 			continue
 		}
 		a.failed = a.failed || (s == "" && j.failure != nil)
+		a.excepted = a.excepted || waived
 		a.listed++
 		reason := reasonOf(s)
-		if j.grandfathered {
+		switch {
+		case j.grandfathered:
 			reason = events.ReasonGrandfathered
+		case waived:
+			reason = events.ReasonExcepted
 		}
 		listed, kept := a.listed <= maxListed, a.images.add(j.image.Reference, reason)
 		if !listed && !kept {
 			continue
 		}
 		var lines []string
-		if s != "" {
+		switch {
+		case s != "":
 			lines = explain(j, s, true)
-		} else {
+		case waived:
+			lines = waivedLines(j)
+		default:
 			f := policy.Failure{Reason: j.failure.reason, Detail: j.failure.detail}
 			lines = []string{fmt.Sprintf("%s: %s; admitted because onInspectionError is %s",
 				j.subject(), f, j.policy.Spec.OnInspectionError)}
@@ -320,6 +329,8 @@ func (o outcome) decisions(w *Workload, st standing) []events.Decision {
 			d.Reason, d.Verdict = events.ReasonGrandfathered, events.VerdictGrandfathered
 		case a.failed:
 			d.Reason = events.ReasonInspectionFailed
+		case a.excepted:
+			d.Reason = events.ReasonExcepted
 		}
 		if a.top == policy.ActionDeny {
 			d.Verdict = string(policy.VerdictDeny)
@@ -399,8 +410,8 @@ func (n *imageNotes) notes(inherited string) []events.ImageNote {
 }
 
 // reasonRank orders Event reasons as rank orders actions; an image judged
-// on its own in one place and grandfathered in another is recorded as
-// judged (ReasonGrandfathered ranks lowest).
+// on its own in one place and grandfathered (or excepted) in another is
+// recorded as judged.
 func reasonRank(reason string) int {
 	switch reason {
 	case events.ReasonRejected:

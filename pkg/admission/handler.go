@@ -23,6 +23,7 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/pkg/events"
+	"slimgate.dev/slimgate/pkg/exception"
 	"slimgate.dev/slimgate/pkg/inspection"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
@@ -86,6 +87,9 @@ type Options struct {
 	// OwnerWait bounds how long the review of a controller's child waits
 	// for its owner in Reader's cache; 0: DefaultOwnerWait.
 	OwnerWait time.Duration
+	// Now is the clock exceptions are judged by (their expires); nil:
+	// time.Now.
+	Now func() time.Time
 }
 
 // Handler is the validating admission handler for Pods, the workload kinds
@@ -102,6 +106,9 @@ type Handler struct {
 	evaluated  atomic.Int64
 	// controllers is the set of Options.ControllerIdentities.
 	controllers map[string]bool
+	// exceptions holds the compiled SlimImageExceptions, per object
+	// generation.
+	exceptions memo[exceptionKey, *exception.Exception]
 }
 
 // NewHandler returns a Handler.
@@ -117,6 +124,9 @@ func NewHandler(o Options) (*Handler, error) {
 	}
 	if o.MaxRegistries <= 0 {
 		o.MaxRegistries = DefaultMaxRegistries
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	d, err := NewDecoder()
 	if err != nil {
@@ -179,6 +189,13 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		}
 	}
 	judgments := h.judge(ctx, namespace, w.Spec, imgs, policies, recheck)
+	// Exceptions are judged by the clock at the time of decision: one
+	// that expired a moment ago no longer applies.
+	now := h.opts.Now()
+	if judgments, err = h.waive(ctx, namespace, w, judgments, now); err != nil {
+		log.Error(err, "reading the namespace for exceptions")
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
 	record := !isTrue(req.DryRun) && h.opts.Recorder != nil
 	if want := inheritable(judgments); len(want) > 0 || (record && recordable(judgments)) {
 		if st.template == nil || st.stale(want) {
@@ -187,6 +204,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		grandfather(judgments, st)
 	}
 	out := decide(judgments)
+	out.warnings = append(out.warnings, expiringWarnings(judgments, now)...)
 	if record {
 		for _, d := range out.decisions(w, st) {
 			h.opts.Recorder.Record(ctx, d)
@@ -229,15 +247,9 @@ func (h *Handler) policiesFor(ctx context.Context, namespace string) ([]*compile
 	if len(compiled) == 0 {
 		return nil, nil
 	}
-	var nsLabels map[string]string
-	var ns corev1.Namespace
-	switch err := h.opts.Reader.Get(ctx, types.NamespacedName{Name: namespace}, &ns); {
-	case err == nil:
-		nsLabels = ns.Labels
-	case apierrors.IsNotFound(err):
-		nsLabels = map[string]string{corev1.LabelMetadataName: namespace}
-	default:
-		return nil, fmt.Errorf("reading namespace %s: %w", namespace, err)
+	nsLabels, err := namespaceLabels(ctx, h.opts.Reader, namespace)
+	if err != nil {
+		return nil, err
 	}
 	var out []*compiledPolicy
 	for _, c := range compiled {
@@ -246,6 +258,20 @@ func (h *Handler) policiesFor(ctx context.Context, namespace string) ([]*compile
 		}
 	}
 	return out, nil
+}
+
+// namespaceLabels returns a namespace's labels; for one the cache does
+// not have (yet), the name label the API server would give it.
+func namespaceLabels(ctx context.Context, r client.Reader, namespace string) (map[string]string, error) {
+	var ns corev1.Namespace
+	switch err := r.Get(ctx, types.NamespacedName{Name: namespace}, &ns); {
+	case err == nil:
+		return ns.Labels, nil
+	case apierrors.IsNotFound(err):
+		return map[string]string{corev1.LabelMetadataName: namespace}, nil
+	default:
+		return nil, fmt.Errorf("reading namespace %s: %w", namespace, err)
+	}
 }
 
 // judgment is what one policy made of one image.
@@ -259,6 +285,10 @@ type judgment struct {
 	// under this policy (see standing.go): its findings are recorded and
 	// neither deny nor warn.
 	grandfathered bool
+	// gate is the policy's spec.exceptions; waivers the exceptions that
+	// waived findings of results.
+	gate    *exception.Gate
+	waivers []*exception.Exception
 }
 
 type failure struct {
@@ -331,7 +361,7 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 				at = len(f.policies)
 				f.policies = append(f.policies, p)
 			}
-			todo = append(todo, pending{fetch: f, policy: at, j: judgment{image: img, policy: p.object}})
+			todo = append(todo, pending{fetch: f, policy: at, j: judgment{image: img, policy: p.object, gate: &p.gate}})
 		}
 	}
 	if len(todo) == 0 {

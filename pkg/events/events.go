@@ -35,6 +35,9 @@ const (
 	// template's images, breaks a policy's rules and was admitted as its
 	// owner was (spec.existingWorkloads Keep).
 	ReasonGrandfathered = "ImageGrandfathered"
+	// ReasonExcepted: a SlimImageException waived what a policy found in
+	// an image, and it was admitted.
+	ReasonExcepted = "ImageExcepted"
 )
 
 // VerdictGrandfathered is the verdict of a ReasonGrandfathered decision in

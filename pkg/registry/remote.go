@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"slimgate.dev/slimgate/pkg/egress"
 	"slimgate.dev/slimgate/pkg/image"
+	"slimgate.dev/slimgate/pkg/mirrors"
 	"slimgate.dev/slimgate/pkg/policy"
 )
 
@@ -88,6 +90,16 @@ type Options struct {
 	// through even when private networks are refused, such as an
 	// in-cluster registry mirror.
 	EgressExempt []string
+
+	// Mirrors are the registry mirrors of the nodes' container runtime
+	// (package mirrors): a reference to a mirrored registry is read from
+	// its mirror endpoints in order, then from the registry unless
+	// fallback is off. Each endpoint is contacted with the credentials
+	// Request.Keychain holds for its own host, under the request's egress
+	// rules, behind its own circuit breaker; documents stay keyed by the
+	// upstream repository and digest. Mirror hosts get their own value of
+	// the registry metric label. Nil: no mirrors.
+	Mirrors *mirrors.Table
 
 	// RootCAs verifies registry certificates; nil means the system pool.
 	RootCAs *x509.CertPool
@@ -205,7 +217,7 @@ type document struct {
 // NewRemote returns a Remote configured by opts.
 func NewRemote(opts Options) (*Remote, error) {
 	opts.defaults()
-	m, err := newMetrics(opts.Registerer, opts.MetricHosts)
+	m, err := newMetrics(opts.Registerer, slices.Concat(opts.MetricHosts, opts.Mirrors.EndpointHosts()))
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +268,10 @@ func (r *Remote) newTransport(guard bool) *http.Transport {
 // SetMetricHosts replaces Options.MetricHosts: the registry hosts that,
 // besides well-known public registries, get their own value of the
 // registry label. The webhook names the hosts its policies name.
-func (r *Remote) SetMetricHosts(hosts []string) { r.metrics.setHosts(hosts) }
+// The hosts of mirror endpoints (Options.Mirrors) stay named.
+func (r *Remote) SetMetricHosts(hosts []string) {
+	r.metrics.setHosts(slices.Concat(hosts, r.opts.Mirrors.EndpointHosts()))
+}
 
 // Close releases idle connections.
 func (r *Remote) Close() {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -71,7 +72,7 @@ var variants = []variant{
 // objectsOf lists the objects a variant renders, as Kind/name, sorted.
 func (v variant) objectsOf() []string {
 	out := []string{
-		"ClusterRole/slimgate", "ClusterRoleBinding/slimgate", "Deployment/slimgate-webhook",
+		"ClusterRole/slimgate", "ClusterRole/" + exceptionEditorRole, "ClusterRoleBinding/slimgate", "Deployment/slimgate-webhook",
 		"PodDisruptionBudget/slimgate-webhook", "Role/slimgate-reviews", "RoleBinding/slimgate-reviews", "Service/slimgate-metrics",
 		"Service/slimgate-webhook", "ServiceAccount/slimgate", "SlimImagePolicy/default", "ValidatingWebhookConfiguration/slimgate",
 	}
@@ -328,8 +329,9 @@ func checkWebhookConfig(t *testing.T, v variant, objs []*unstructured.Unstructur
 		checkExcluded(t, w.Name, w.NamespaceSelector)
 	}
 	want := map[string]string{
-		"pods.slimgate.dev":      "slimgate-webhook." + releaseNamespace + "/validate-pods",
-		"workloads.slimgate.dev": "slimgate-webhook." + releaseNamespace + "/validate-workloads",
+		"pods.slimgate.dev":       "slimgate-webhook." + releaseNamespace + "/validate-pods",
+		"workloads.slimgate.dev":  "slimgate-webhook." + releaseNamespace + "/validate-workloads",
+		"exceptions.slimgate.dev": "slimgate-webhook." + releaseNamespace + "/validate-exceptions",
 	}
 	if diff := cmp.Diff(want, paths); diff != "" {
 		t.Errorf("webhooks (-want +got):\n%s", diff)
@@ -475,18 +477,25 @@ func tuples(rules []rbacv1.PolicyRule) []string {
 // The chart ships a copy of the generated CRD (helm installs crds/ before
 // the templates); it must not drift from `make manifests`.
 func TestChartCRDIsTheGeneratedOne(t *testing.T) {
-	want, err := os.ReadFile(generatedCRD)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(chartCRD)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Fatalf("%s differs from %s: copy it after make manifests\n%s", chartCRD, generatedCRD, cmp.Diff(string(want), string(got)))
+	for _, base := range []string{filepath.Base(generatedCRD), "slimgate.dev_slimimageexceptions.yaml"} {
+		generated, copied := filepath.Join(filepath.Dir(generatedCRD), base), filepath.Join(filepath.Dir(chartCRD), base)
+		want, err := os.ReadFile(generated)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(copied)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(want, got) {
+			t.Errorf("%s differs from %s: copy it after make manifests\n%s", copied, generated, cmp.Diff(string(want), string(got)))
+		}
 	}
 }
+
+// exceptionEditorRole is the ClusterRole the chart ships for the users
+// who may write SlimImageExceptions.
+const exceptionEditorRole = "slimgate-exception-editor"
 
 // The chart's hand-written RBAC grants exactly what the +kubebuilder:rbac
 // markers of the code ask for (config/rbac/role.yaml, generated), with
@@ -512,6 +521,9 @@ func TestChartRBACMatchesMarkers(t *testing.T) {
 			want = append(want, r.Rules...)
 		}
 		for _, u := range ofKind(chart, kind) {
+			if u.GetName() == exceptionEditorRole {
+				continue // for users, not the webhook
+			}
 			var r rbacv1.ClusterRole
 			if err := find([]*unstructured.Unstructured{u}, kind, u.GetName(), &r); err != nil {
 				t.Fatal(err)
@@ -534,8 +546,8 @@ func TestChartDryRun(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			// With the CRD copy in crds/, which helm installs first.
 			objs := mustRenderChart(t, append([]string{includeCRDs}, v.set...)...)
-			if len(ofKind(objs, "CustomResourceDefinition")) != 1 {
-				t.Fatalf("objects %v lack the CRD", names(objs))
+			if len(ofKind(objs, "CustomResourceDefinition")) != 2 {
+				t.Fatalf("objects %v lack the CRDs", names(objs))
 			}
 			if w := dryRunWarnings(t, objs); len(w) > 0 {
 				t.Errorf("warnings: %q", w)
@@ -595,7 +607,7 @@ func TestChartPolicyWithValuesRemoved(t *testing.T) {
 	}
 }
 
-// config/webhook (kustomize) and the chart's template write the same two
+// config/webhook (kustomize) and the chart's template write the same three
 // webhooks by hand: they must agree on everything, rules, paths,
 // sideEffects, timeouts, failure policy and the namespaces never judged,
 // for the chart's default values in the namespace config/default uses.
@@ -614,8 +626,8 @@ func TestWebhookConfigurationsMatch(t *testing.T) {
 	if err := find(objs, "ValidatingWebhookConfiguration", want.Name, &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(want.Webhooks) != 2 {
-		t.Fatalf("config/webhook has %d webhooks, want 2", len(want.Webhooks))
+	if len(want.Webhooks) != 3 {
+		t.Fatalf("config/webhook has %d webhooks, want 3", len(want.Webhooks))
 	}
 	if diff := cmp.Diff(want.Webhooks, got.Webhooks); diff != "" {
 		t.Errorf("webhooks of config/webhook (-) and of the chart (+) differ:\n%s", diff)
@@ -627,7 +639,34 @@ func TestWebhookConfigurationsMatch(t *testing.T) {
 			paths = append(paths, *w.ClientConfig.Service.Path)
 		}
 	}
-	if diff := cmp.Diff([]string{app.PodsPath, app.WorkloadsPath}, paths); diff != "" {
+	if diff := cmp.Diff([]string{app.PodsPath, app.WorkloadsPath, app.ExceptionsPath}, paths); diff != "" {
 		t.Errorf("webhook paths, cmd/webhook (-) and config/webhook (+):\n%s", diff)
+	}
+}
+
+// The exception editor role joins the built-in edit and admin roles only
+// when the value asks for it: by default, writing an exception is a
+// permission of its own.
+func TestChartExceptionEditorAggregation(t *testing.T) {
+	needHelm(t)
+	for _, tc := range []struct {
+		set  []string
+		want bool
+	}{{nil, false}, {[]string{"exceptions.editorRole.aggregateToEdit=true"}, true}} {
+		var role rbacv1.ClusterRole
+		if err := find(mustRenderChart(t, tc.set...), "ClusterRole", exceptionEditorRole, &role); err != nil {
+			t.Fatal(err)
+		}
+		for _, label := range []string{"rbac.authorization.k8s.io/aggregate-to-edit", "rbac.authorization.k8s.io/aggregate-to-admin"} {
+			if got := role.Labels[label] == "true"; got != tc.want {
+				t.Errorf("values %v: label %s set %v, want %v", tc.set, label, got, tc.want)
+			}
+		}
+		if len(role.Rules) == 0 || !slices.Contains(role.Rules[0].Verbs, "create") || !slices.Contains(role.Rules[0].Resources, "slimimageexceptions") {
+			t.Errorf("rules %+v, want create on slimimageexceptions", role.Rules)
+		}
+	}
+	if err := find(mustRenderChart(t, "exceptions.editorRole.create=false"), "ClusterRole", exceptionEditorRole, &rbacv1.ClusterRole{}); err == nil {
+		t.Error("the editor role is rendered with exceptions.editorRole.create=false")
 	}
 }

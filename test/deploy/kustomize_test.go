@@ -23,7 +23,8 @@ func renderDefault(t *testing.T) []*unstructured.Unstructured {
 func TestKustomizeDefault(t *testing.T) {
 	objs := renderDefault(t)
 	want := []string{
-		"Certificate/slimgate-serving-cert", "ClusterRole/slimgate", "ClusterRoleBinding/slimgate",
+		"Certificate/slimgate-serving-cert", "ClusterRole/slimgate", "ClusterRole/" + exceptionEditorRole, "ClusterRoleBinding/slimgate",
+		"CustomResourceDefinition/slimimageexceptions.slimgate.dev",
 		"CustomResourceDefinition/slimimagepolicies.slimgate.dev", "Deployment/slimgate-webhook",
 		"Issuer/slimgate-selfsigned-issuer", "Namespace/slimgate-system", "Role/slimgate", "RoleBinding/slimgate",
 		"Service/slimgate-webhook", "ServiceAccount/slimgate", "ValidatingWebhookConfiguration/slimgate",

@@ -351,7 +351,7 @@ func mustRefuse(t *testing.T, err error, image string) {
 // waitEvent waits for an ImageRejected Event regarding kind/name.
 func waitEvent(t *testing.T, ns, kind, name string) {
 	t.Helper()
-	eventually(t, 15*time.Second, func() error {
+	webhooktest.Eventually(t, 15*time.Second, func() error {
 		var list eventsv1.EventList
 		if err := s.admin.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
 			return err
@@ -365,13 +365,6 @@ func waitEvent(t *testing.T, ns, kind, name string) {
 		}
 		return fmt.Errorf("no ImageRejected event regarding %s/%s; events: %q", kind, name, seen)
 	})
-}
-
-func eventually(t *testing.T, within time.Duration, f func() error) {
-	t.Helper()
-	if err := devcluster.Poll(context.Background(), within, f); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func podOf(ns, name, image string) *corev1.Pod {

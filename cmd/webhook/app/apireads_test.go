@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -12,15 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	admissionv1 "k8s.io/api/admission/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
@@ -58,15 +53,7 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 		Mode: v1alpha1.ModeAudit, NamespaceSelector: &metav1.LabelSelector{MatchLabels: labels},
 		Registries: v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{reg.Open, reg.Private}},
 	}}
-	for _, obj := range []client.Object{ns, pull, saPull, sa, plain, p} {
-		if err := kube.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		_ = kube.Delete(ctx, p)
-		_ = kube.Delete(ctx, ns)
-	})
+	createAll(t, ns, pull, saPull, sa, plain, p)
 
 	counter := &devcluster.Requests{}
 	o := options(t)
@@ -95,7 +82,7 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 			pod.Spec.ServiceAccountName, pod.Spec.ImagePullSecrets = "", nil
 			pod.Spec.Containers[0].Image = reg.GoSDKApp()
 		}
-		r := postReview(hc, url, admissionReview(t, pod))
+		r := postReview(hc, url, webhooktest.PodReview(t, types.UID(rand.String(12)), pod))
 		if r.err != nil || r.review.Response == nil || !r.review.Response.Allowed {
 			t.Fatalf("review %d: %v %+v", i, r.err, r.review.Response)
 		}
@@ -141,26 +128,4 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 			t.Errorf("%d reads of %s in %d reviews without pull secrets, want none", n, strings.TrimPrefix(req, "GET "), reviews)
 		}
 	}
-}
-
-// admissionReview is the API server's review of pod's CREATE.
-func admissionReview(t *testing.T, pod *corev1.Pod) []byte {
-	t.Helper()
-	raw, err := json.Marshal(pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID: types.UID(rand.String(12)), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: pod.Namespace, Name: pod.Name,
-			Operation: admissionv1.Create, UserInfo: authenticationv1.UserInfo{Username: "kubernetes-admin", Groups: []string{"system:masters"}},
-			Object: runtime.RawExtension{Raw: raw},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

@@ -29,11 +29,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/pkg/admission"
 	"slimgate.dev/slimgate/pkg/events"
+	"slimgate.dev/slimgate/pkg/mirrors"
 	"slimgate.dev/slimgate/pkg/pullsecret"
 	"slimgate.dev/slimgate/pkg/registry"
 )
@@ -49,6 +51,9 @@ const (
 	// PinPath is the mutating webhook that pins Pods' image tags to
 	// digests, served with PinDigests only.
 	PinPath = "/mutate-pods"
+	// ExceptionsPath validates SlimImageExceptions against the policies'
+	// spec.exceptions.maxDuration.
+	ExceptionsPath = "/validate-exceptions"
 )
 
 // Options is everything the server is configured with.
@@ -122,6 +127,12 @@ type Options struct {
 	// unregisters them when it returns, so a later Run can register anew.
 	Registerer prometheus.Registerer
 
+	// RegistryMirrors is a YAML file of registry mirrors (package
+	// mirrors): where the nodes' container runtime pulls each registry's
+	// images from, read once at start. RegistryConfigPath is a containerd
+	// hosts folder (DIR/<host>/hosts.toml) read instead. Empty: none.
+	RegistryMirrors, RegistryConfigPath string
+
 	// EgressExempt lists exact "ip:port" registry addresses the egress
 	// guard lets through even where a policy refuses private networks
 	// (registry.Options.EgressExempt); hack/demo uses it for its loopback
@@ -147,6 +158,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 disables them")
 	fs.BoolVar(&o.PullSecretAuth, "pull-secret-auth", true, "authenticate to registries with the Pod's imagePullSecrets and service account")
 	fs.IntVar(&o.Concurrency, "inspect-concurrency", 16, "registry inspections run at once per review")
+	fs.StringVar(&o.RegistryMirrors, "registry-mirrors", "", "YAML `file` of the nodes' registry mirrors ({docker.io: {endpoints: [https://mirror:5000], fallback: true}}): images are read where the kubelet pulls them")
+	fs.StringVar(&o.RegistryConfigPath, "registry-config-path", "", "containerd hosts `folder` (DIR/<host>/hosts.toml, as the nodes' config_path) to read the registry mirrors from instead")
 	fs.BoolVar(&o.PinDigests, "pin-digests", false, "serve "+PinPath+": pin the image tags of created Pods to the digests judged (needs the MutatingWebhookConfiguration)")
 	fs.IntVar(&o.MaxImages, "max-images-per-review", admission.DefaultMaxImages, "distinct images one review inspects; a request naming more is denied under Enforce")
 	fs.IntVar(&o.MaxRegistries, "max-registries-per-review", admission.DefaultMaxRegistries, "distinct registries one review contacts; a request naming more is denied under Enforce")
@@ -188,6 +201,12 @@ func (o Options) withDefaults() Options {
 // Run serves until ctx ends, then lets in-flight reviews finish.
 func Run(ctx context.Context, o Options) (err error) {
 	o = o.withDefaults()
+	// The mirrors are read first: a configuration that cannot be honoured
+	// stops the webhook before it serves anything.
+	mirrorTable, err := mirrors.LoadConfig(o.RegistryMirrors, o.RegistryConfigPath)
+	if err != nil {
+		return fmt.Errorf("registry mirrors: %w", err)
+	}
 	cfg := o.Config
 	if cfg == nil {
 		if cfg, err = ctrl.GetConfig(); err != nil {
@@ -275,8 +294,13 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := (&controller.PolicyStatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the policy status controller: %w", err)
 	}
+	// The same holds for the exceptions' status; it also starts the
+	// exceptions' informer, which reviews read.
+	if err := (&controller.ExceptionReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, reg); err != nil {
+		return fmt.Errorf("setting up the exception status controller: %w", err)
+	}
 
-	inspector, err := registry.NewRemote(registry.Options{Registerer: reg, EgressExempt: o.EgressExempt})
+	inspector, err := registry.NewRemote(registry.Options{Registerer: reg, EgressExempt: o.EgressExempt, Mirrors: mirrorTable})
 	if err != nil {
 		return fmt.Errorf("creating the registry client: %w", err)
 	}
@@ -323,6 +347,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	review := finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: h}))
 	hooks.Register(PodsPath, review)
 	hooks.Register(WorkloadsPath, review)
+	hooks.Register(ExceptionsPath, finishOnShutdown(ctx.Done(), budget.Wrap(
+		cradmission.WithValidator(scheme, &admission.ExceptionValidator{Reader: mgr.GetClient()}))))
 	if o.PinDigests {
 		hooks.Register(PinPath, finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: admission.NewPinner(h)})))
 	}

@@ -48,7 +48,7 @@ type rollouts struct {
 // ends) and runs each way once, unmeasured, to warm the caches.
 func newRollouts(tb testing.TB) *rollouts {
 	tb.Helper()
-	wc, err := client.NewWithWatch(e2e.cfg, client.Options{Scheme: e2e.client.Scheme()})
+	wc, err := client.NewWithWatch(e2e.Env.Config, client.Options{Scheme: e2e.client.Scheme()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func newRollouts(tb testing.TB) *rollouts {
 	}
 	sel := map[string]string{"e2e.slimgate.dev/case": rand.String(8)}
 	r := &rollouts{watch: wc, ways: []struct{ name, ns string }{
-		{"no-webhook", webhookFree.Name}, {"no-policy", bareNamespace(tb, nil)}, {"audit", bareNamespace(tb, sel)}}}
+		{"no-webhook", webhookFree.Name}, {"no-policy", e2e.Namespace(tb, nil)}, {"audit", e2e.Namespace(tb, sel)}}}
 	auditPolicy(tb, v1alpha1.ExistingWorkloadsKeep, sel)
 	for _, w := range r.ways {
 		timeRollout(tb, wc, w.ns)

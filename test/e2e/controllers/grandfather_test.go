@@ -16,6 +16,7 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
 
 // admittedUnderAudit creates a Deployment of three Pods running the Go
@@ -58,7 +59,7 @@ func TestEnforceKeepsAdmittedDeployment(t *testing.T) {
 		if err := e2e.client.Delete(t.Context(), &gone); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, converge, func() error {
+		webhooktest.Eventually(t, converge, func() error {
 			now := podsOf(t, d)
 			if slices.ContainsFunc(now, func(p corev1.Pod) bool { return p.Name == gone.Name }) || len(now) != 6 {
 				return fmt.Errorf("%d Pods, %s among them: want 6 without it", len(now), gone.Name)
@@ -140,7 +141,7 @@ func TestEnforceKeepsAdmittedDeployment(t *testing.T) {
 func TestEnforceJudgeBreaksAdmittedDeployment(t *testing.T) {
 	d, _ := admittedUnderAudit(t, v1alpha1.ExistingWorkloadsJudge)
 	scale(t, d, 6)
-	eventually(t, converge, func() error {
+	webhooktest.Eventually(t, converge, func() error {
 		if err := e2e.client.Get(t.Context(), client.ObjectKeyFromObject(d), d); err != nil {
 			return err
 		}

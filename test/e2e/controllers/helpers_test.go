@@ -19,24 +19,17 @@ import (
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
 
 // converge is how long a Deployment gets to reach a state.
 const converge = time.Minute
 
-// eventually polls f until it succeeds or within passes.
-func eventually(t *testing.T, within time.Duration, f func() error) {
-	t.Helper()
-	if err := devcluster.Poll(t.Context(), within, f); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // namespace creates a namespace with these labels, where a stand-in
 // kubelet reports every Pod Ready; both end with the test.
 func namespace(t *testing.T, labels map[string]string) string {
 	t.Helper()
-	ns := bareNamespace(t, labels)
+	ns := e2e.Namespace(t, labels)
 	kubelet := devcluster.Go(context.Background(), devcluster.Kubelet{Client: e2e.client, Namespace: ns}.Run)
 	t.Cleanup(func() {
 		if err := kubelet.Stop(5 * time.Second); err != nil {
@@ -44,18 +37,6 @@ func namespace(t *testing.T, labels map[string]string) string {
 		}
 	})
 	return ns
-}
-
-// bareNamespace creates a namespace with these labels, and no kubelet,
-// deleted when tb ends.
-func bareNamespace(tb testing.TB, labels map[string]string) string {
-	tb.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6), Labels: labels}}
-	if err := e2e.client.Create(context.Background(), ns); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = e2e.client.Delete(context.Background(), ns) })
-	return ns.Name
 }
 
 // deployment returns a Deployment of replicas Pods running image in a
@@ -110,7 +91,7 @@ func conditions(d *appsv1.Deployment) []string {
 // waitRolledOut waits until the Deployment is rolled out (rolledOut).
 func waitRolledOut(t *testing.T, d *appsv1.Deployment) {
 	t.Helper()
-	eventually(t, converge, func() error {
+	webhooktest.Eventually(t, converge, func() error {
 		if err := e2e.client.Get(t.Context(), client.ObjectKeyFromObject(d), d); err != nil {
 			return err
 		}
@@ -202,7 +183,7 @@ func podsOf(t *testing.T, d *appsv1.Deployment) []corev1.Pod {
 func waitEvent(t *testing.T, ns, name, reason string) eventsv1.Event {
 	t.Helper()
 	var found eventsv1.Event
-	eventually(t, 15*time.Second, func() error {
+	webhooktest.Eventually(t, 15*time.Second, func() error {
 		for _, e := range eventsWith(t, ns, reason) {
 			if e.Regarding.Name == name {
 				found = e

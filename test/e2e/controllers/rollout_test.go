@@ -57,7 +57,7 @@ func TestAuditRolloutOf50(t *testing.T) {
 			if err := e2e.client.Create(t.Context(), d); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, time.Minute, func() error {
+			webhooktest.Eventually(t, time.Minute, func() error {
 				got, err := countsOn(t, ns, "Deployment", d.Name)
 				if err != nil {
 					return err
@@ -141,7 +141,7 @@ func TestOutageDuringRolloutIsRecorded(t *testing.T) {
 	reviewed := names(podsOf(t, d))
 
 	stopped := time.Now()
-	switch err := e2e.webhook.Stop(webhooktest.StopWithin); {
+	switch err := e2e.Webhook.Stop(webhooktest.StopWithin); {
 	case errors.Is(err, devcluster.ErrNotStopped):
 		t.Fatalf("stopping the webhook: %v", err)
 	case err != nil:
@@ -160,7 +160,7 @@ func TestOutageDuringRolloutIsRecorded(t *testing.T) {
 	// Every Pod there now was created with the webhook down.
 	missed := without(names(podsOf(t, d)), reviewed)
 	// It outlives the test: the suite stops it.
-	if e2e.webhook, err = webhooktest.Run(context.Background(), e2e.webhookOptions); err != nil {
+	if e2e.Webhook, err = webhooktest.Run(context.Background(), e2e.WebhookOptions); err != nil {
 		t.Fatalf("running the webhook again: %v", err)
 	}
 	t.Logf("webhook down for %s; %d Pods created meanwhile", time.Since(stopped).Round(100*time.Millisecond), len(missed))
@@ -206,7 +206,7 @@ func TestOutageDuringRolloutIsRecorded(t *testing.T) {
 // waitUnreviewed waits for the ImageUnreviewed Event regarding Pod name.
 func waitUnreviewed(t *testing.T, ns, name string) (found eventsv1.Event) {
 	t.Helper()
-	eventually(t, time.Minute, func() error {
+	webhooktest.Eventually(t, time.Minute, func() error {
 		for _, e := range eventsWith(t, ns, "ImageUnreviewed") {
 			if e.Regarding.Kind == "Pod" && e.Regarding.Name == name {
 				found = e
