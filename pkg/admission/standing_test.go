@@ -329,38 +329,28 @@ func TestStandingWorkloadKinds(t *testing.T) {
 	no := false
 	noEphemeralExclusion.Spec.Exclude.EphemeralContainers = &no
 
+	jobOfJob := newJob.DeepCopy()
+	controllerOf(jobOfJob, job, "batch/v1", "Job")
+	// by is the CREATE of obj by a kube-system controller's account.
+	by := func(controller, group, kind string, obj client.Object) func(t *testing.T) admission.Request {
+		return func(t *testing.T) admission.Request {
+			return asUser(t, "system:serviceaccount:kube-system:"+controller, group, kind, obj)
+		}
+	}
 	cases := []struct {
 		name      string
 		req       func(t *testing.T) admission.Request
 		kept      bool
 		regarding *corev1.ObjectReference
 	}{
-		{"ReplicaSet of a Deployment", func(t *testing.T) admission.Request {
-			return asUser(t, "system:serviceaccount:kube-system:deployment-controller", "apps", "ReplicaSet", newRS)
-		}, true, ref("apps/v1", "Deployment", "web", "dep-uid")},
-		{"Job of a CronJob", func(t *testing.T) admission.Request {
-			return asUser(t, "system:serviceaccount:kube-system:cronjob-controller", "batch", "Job", newJob)
-		}, true, ref("batch/v1", "CronJob", "nightly", "cron-uid")},
-		{"Pod of a Job of a CronJob", func(t *testing.T) admission.Request {
-			return asUser(t, "system:serviceaccount:kube-system:job-controller", "", "Pod", pod("nightly-1-x", job, "batch/v1", "Job"))
-		}, true, ref("batch/v1", "CronJob", "nightly", "cron-uid")},
-		{"Pod of a StatefulSet", func(t *testing.T) admission.Request {
-			return asUser(t, "system:serviceaccount:kube-system:statefulset-controller", "", "Pod", pod("db-0", sts, "apps/v1", "StatefulSet"))
-		}, true, ref("apps/v1", "StatefulSet", "db", "sts-uid")},
-		{"Pod of a DaemonSet", func(t *testing.T) admission.Request {
-			return asUser(t, "system:serviceaccount:kube-system:daemon-set-controller", "", "Pod", pod("agent-x", ds, "apps/v1", "DaemonSet"))
-		}, true, ref("apps/v1", "DaemonSet", "agent", "ds-uid")},
-		{"Pod of a ReplicationController", func(t *testing.T) admission.Request {
-			return asUser(t, "system:serviceaccount:kube-system:replication-controller", "", "Pod", pod("legacy-x", rc, "v1", "ReplicationController"))
-		}, true, ref("v1", "ReplicationController", "legacy", "rc-uid")},
-		{"Pod of a ReplicaSet whose Deployment is another", func(t *testing.T) admission.Request {
-			return asUser(t, replicaSetController, "", "Pod", pod("web-old-x", stale, "apps/v1", "ReplicaSet"))
-		}, true, ref("apps/v1", "ReplicaSet", "web-old", "old-uid")},
-		{"Job of a Job", func(t *testing.T) admission.Request {
-			j := newJob.DeepCopy()
-			controllerOf(j, job, "batch/v1", "Job")
-			return asUser(t, "system:serviceaccount:kube-system:job-controller", "batch", "Job", j)
-		}, false, ref("batch/v1", "Job", "nightly-2", "")},
+		{"ReplicaSet of a Deployment", by("deployment-controller", "apps", "ReplicaSet", newRS), true, ref("apps/v1", "Deployment", "web", "dep-uid")},
+		{"Job of a CronJob", by("cronjob-controller", "batch", "Job", newJob), true, ref("batch/v1", "CronJob", "nightly", "cron-uid")},
+		{"Pod of a Job of a CronJob", by("job-controller", "", "Pod", pod("nightly-1-x", job, "batch/v1", "Job")), true, ref("batch/v1", "CronJob", "nightly", "cron-uid")},
+		{"Pod of a StatefulSet", by("statefulset-controller", "", "Pod", pod("db-0", sts, "apps/v1", "StatefulSet")), true, ref("apps/v1", "StatefulSet", "db", "sts-uid")},
+		{"Pod of a DaemonSet", by("daemon-set-controller", "", "Pod", pod("agent-x", ds, "apps/v1", "DaemonSet")), true, ref("apps/v1", "DaemonSet", "agent", "ds-uid")},
+		{"Pod of a ReplicationController", by("replication-controller", "", "Pod", pod("legacy-x", rc, "v1", "ReplicationController")), true, ref("v1", "ReplicationController", "legacy", "rc-uid")},
+		{"Pod of a ReplicaSet whose Deployment is another", by("replicaset-controller", "", "Pod", pod("web-old-x", stale, "apps/v1", "ReplicaSet")), true, ref("apps/v1", "ReplicaSet", "web-old", "old-uid")},
+		{"Job of a Job", by("job-controller", "batch", "Job", jobOfJob), false, ref("batch/v1", "Job", "nightly-2", "")},
 		{"Deployment UPDATE with a changed image", func(t *testing.T) admission.Request {
 			req := request(admissionv1.Update, "apps", "Deployment", "", raw(t, changed, "apps/v1", "Deployment"), raw(t, dep, "apps/v1", "Deployment"))
 			req.UserInfo.Username = "system:serviceaccount:kube-system:deployment-controller"
