@@ -31,6 +31,12 @@ func defaults() app.Options {
 		WebhookConfigName: "slimgate",
 		ServiceName:       "slimgate-webhook",
 		Namespace:         "slimgate-system",
+		ControllerIdentities: []string{
+			"system:serviceaccount:kube-system:replicaset-controller", "system:serviceaccount:kube-system:deployment-controller",
+			"system:serviceaccount:kube-system:job-controller", "system:serviceaccount:kube-system:cronjob-controller",
+			"system:serviceaccount:kube-system:statefulset-controller", "system:serviceaccount:kube-system:daemon-set-controller",
+			"system:serviceaccount:kube-system:replication-controller", "system:kube-controller-manager",
+		},
 	}
 }
 
@@ -64,6 +70,18 @@ func TestFlagsToOptions(t *testing.T) {
 			name:   "digest pinning",
 			args:   []string{"--pin-digests"},
 			change: func(o *app.Options) { o.PinDigests = true },
+		},
+		{
+			name: "controller identities of another distribution",
+			args: []string{"--controller-identities=system:serviceaccount:infra:rs-ctrl, system:kcm ,"},
+			change: func(o *app.Options) {
+				o.ControllerIdentities = []string{"system:serviceaccount:infra:rs-ctrl", "system:kcm"}
+			},
+		},
+		{
+			name:   "no controller trusted",
+			args:   []string{"--controller-identities="},
+			change: func(o *app.Options) { o.ControllerIdentities = []string{} },
 		},
 		{
 			name: "registry mirrors",

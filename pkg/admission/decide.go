@@ -104,6 +104,9 @@ func decide(js []judgment) outcome {
 	slices.SortStableFunc(js, func(a, b judgment) int { return cmp.Compare(a.unjudged(), b.unjudged()) })
 	top := map[string]policy.Action{}
 	for _, j := range js {
+		if j.grandfathered {
+			continue // recorded, never refused or warned about
+		}
 		if a := j.strictest(); rank(a) > rank(top[j.image.Path]) {
 			top[j.image.Path] = a
 		}
@@ -114,7 +117,7 @@ func decide(js []judgment) outcome {
 	seenWarning := map[string]bool{}
 	for _, j := range js {
 		a := j.strictest()
-		if a == "" || a != top[j.image.Path] {
+		if a == "" || a != top[j.image.Path] || j.grandfathered {
 			continue
 		}
 		switch a {
@@ -235,20 +238,23 @@ func Warning(policyName string, img Image, f policy.Finding) string {
 	return policy.Truncate(w, MaxWarning-1)
 }
 
-// decisions turns the judgments into one decision per policy.
-func (o outcome) decisions(w *Workload) []events.Decision {
+// decisions turns the judgments into one decision per policy; their
+// Events regard st's verified owner when there is one.
+func (o outcome) decisions(w *Workload, st standing) []events.Decision {
 	action := events.ActionAdmit
 	if o.denied != "" {
 		action = events.ActionDeny
 	}
 	type acc struct {
-		p        *v1alpha1.SlimImagePolicy
-		top      policy.Action
-		failed   bool
-		excepted bool
-		lines    []string
-		listed   int // judgments in lines; the rest are counted
-		images   imageNotes
+		p         *v1alpha1.SlimImagePolicy
+		top       policy.Action
+		failed    bool
+		excepted  bool
+		kept      bool     // some judgment grandfathered
+		lines     []string // about the judgments judged on their own
+		inherited []string // about the grandfathered ones
+		listed    int      // judgments in lines; the rest are counted
+		images    imageNotes
 	}
 	var order []string
 	byPolicy := map[string]*acc{}
@@ -260,9 +266,10 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 			order = append(order, j.policy.Name)
 		}
 		s := j.strictest()
-		if rank(s) > rank(a.top) {
+		if rank(s) > rank(a.top) && !j.grandfathered {
 			a.top = s
 		}
+		a.kept = a.kept || j.grandfathered
 		waived := s == "" && j.failure == nil && len(j.excepted()) > 0
 		if s == "" && j.failure == nil && !waived {
 			continue
@@ -271,7 +278,10 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 		a.excepted = a.excepted || waived
 		a.listed++
 		reason := reasonOf(s)
-		if waived {
+		switch {
+		case j.grandfathered:
+			reason = events.ReasonGrandfathered
+		case waived:
 			reason = events.ReasonExcepted
 		}
 		listed, kept := a.listed <= maxListed, a.images.add(j.image.Reference, reason)
@@ -289,7 +299,10 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 			lines = []string{fmt.Sprintf("%s: %s; admitted because onInspectionError is %s",
 				j.subject(), f, j.policy.Spec.OnInspectionError)}
 		}
-		if listed {
+		switch {
+		case listed && j.grandfathered:
+			a.inherited = append(a.inherited, lines...)
+		case listed:
 			a.lines = append(a.lines, lines...)
 		}
 		if kept {
@@ -299,14 +312,23 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 	var out []events.Decision
 	for _, name := range order {
 		a := byPolicy[name]
+		inherit := ""
+		if a.kept {
+			inherit = st.inheritNote(w)
+			a.lines = append(append(a.lines, inherit), a.inherited...)
+		}
 		if a.listed > maxListed {
 			a.lines = append(a.lines, fmt.Sprintf("... and %d more images", a.listed-maxListed))
 		}
 		d := events.Decision{Object: w.Object, Kind: w.Kind, Policy: a.p, Verdict: string(policy.VerdictAllow),
-			Action: action, Note: strings.Join(a.lines, "\n"), Images: a.images.notes()}
+			Action: action, Note: strings.Join(a.lines, "\n"), Images: a.images.notes(inherit), VerifiedOwner: st.verified}
 		switch {
-		case a.top != "" || a.failed:
+		case a.top != "":
 			d.Reason = reasonOf(a.top)
+		case a.kept:
+			d.Reason, d.Verdict = events.ReasonGrandfathered, events.VerdictGrandfathered
+		case a.failed:
+			d.Reason = events.ReasonInspectionFailed
 		case a.excepted:
 			d.Reason = events.ReasonExcepted
 		}
@@ -369,11 +391,16 @@ func (n *imageNotes) add(ref, reason string) bool {
 	return true
 }
 
-func (n *imageNotes) notes() []events.ImageNote {
+// notes returns the notes of the images in the order first seen; those of
+// grandfathered images start with inherited.
+func (n *imageNotes) notes(inherited string) []events.ImageNote {
 	out := make([]events.ImageNote, 0, len(n.order))
 	for _, ref := range n.order {
 		im := n.by[ref]
 		lines := im.lines
+		if im.reason == events.ReasonGrandfathered {
+			lines = append([]string{inherited}, lines...)
+		}
 		if im.more > 0 {
 			lines = append(lines, fmt.Sprintf("... and %d more places", im.more))
 		}
@@ -382,7 +409,9 @@ func (n *imageNotes) notes() []events.ImageNote {
 	return out
 }
 
-// reasonRank orders Event reasons as rank orders actions.
+// reasonRank orders Event reasons as rank orders actions; an image judged
+// on its own in one place and grandfathered (or excepted) in another is
+// recorded as judged.
 func reasonRank(reason string) int {
 	switch reason {
 	case events.ReasonRejected:

@@ -56,7 +56,8 @@ type CachedInspector interface {
 
 // Options configures a Handler.
 type Options struct {
-	// Reader reads SlimImagePolicies and Namespaces (the manager's cache).
+	// Reader reads SlimImagePolicies and Namespaces, and the owners of
+	// controllers' children (OwnerObjects): the manager's cache.
 	Reader client.Reader
 	// Inspector fetches image facts.
 	Inspector registry.Inspector
@@ -79,6 +80,13 @@ type Options struct {
 	// wait for a slot, and an image that never gets one is a violation
 	// (ReasonBudgetExhausted), never an admission.
 	MaxRegistries int
+	// ControllerIdentities are the user names of the built-in controllers
+	// whose children may inherit their owner's standing (see standing.go);
+	// nil: DefaultControllerIdentities, empty: none.
+	ControllerIdentities []string
+	// OwnerWait bounds how long the review of a controller's child waits
+	// for its owner in Reader's cache; 0: DefaultOwnerWait.
+	OwnerWait time.Duration
 	// Now is the clock exceptions are judged by (their expires); nil:
 	// time.Now.
 	Now func() time.Time
@@ -96,6 +104,8 @@ type Handler struct {
 	// evaluations run, for tests.
 	evalFlight singleflight.Group
 	evaluated  atomic.Int64
+	// controllers is the set of Options.ControllerIdentities.
+	controllers map[string]bool
 	// exceptions holds the compiled SlimImageExceptions, per object
 	// generation.
 	exceptions memo[exceptionKey, *exception.Exception]
@@ -122,7 +132,7 @@ func NewHandler(o Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{opts: o, decoder: d}, nil
+	return &Handler{opts: o, decoder: d, controllers: identitySet(o.ControllerIdentities)}, nil
 }
 
 // Handle implements admission.Handler.
@@ -169,7 +179,16 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if len(policies) == 0 {
 		return admission.Allowed("no SlimImagePolicy applies")
 	}
-	judgments := h.judge(ctx, namespace, w.Spec, imgs, policies, rechecksTags(req))
+	recheck := rechecksTags(req)
+	// A controller's child that inherits every image is admitted whatever
+	// its tags name now: the tag cache serves its review (standing.go).
+	var st standing
+	if recheck && allKeep(policies) {
+		if st = h.standingOf(ctx, req, w, nil); st.inheritsAll(imgs) {
+			recheck = false
+		}
+	}
+	judgments := h.judge(ctx, namespace, w.Spec, imgs, policies, recheck)
 	// Exceptions are judged by the clock at the time of decision: one
 	// that expired a moment ago no longer applies.
 	now := h.opts.Now()
@@ -177,10 +196,17 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		log.Error(err, "reading the namespace for exceptions")
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
+	record := !isTrue(req.DryRun) && h.opts.Recorder != nil
+	if want := inheritable(judgments); len(want) > 0 || (record && recordable(judgments)) {
+		if st.template == nil || st.stale(want) {
+			st = h.standingOf(ctx, req, w, want)
+		}
+		grandfather(judgments, st)
+	}
 	out := decide(judgments)
 	out.warnings = append(out.warnings, expiringWarnings(judgments, now)...)
-	if !isTrue(req.DryRun) && h.opts.Recorder != nil {
-		for _, d := range out.decisions(w) {
+	if record {
+		for _, d := range out.decisions(w, st) {
 			h.opts.Recorder.Record(ctx, d)
 		}
 	}
@@ -255,6 +281,10 @@ type judgment struct {
 	results []policy.Result
 	// failure is set when the image could not be inspected.
 	failure *failure
+	// grandfathered is set when the object inherits its owner's standing
+	// under this policy (see standing.go): its findings are recorded and
+	// neither deny nor warn.
+	grandfathered bool
 	// gate is the policy's spec.exceptions; waivers the exceptions that
 	// waived findings of results.
 	gate    *exception.Gate

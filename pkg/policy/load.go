@@ -126,7 +126,8 @@ func strictError(e error) *field.Error {
 }
 
 // SetDefaults fills what a policy leaves out: mode Enforce,
-// onInspectionError Allow, ephemeral containers excluded.
+// onInspectionError Allow, ephemeral containers excluded, existingWorkloads
+// Keep.
 func SetDefaults(spec *v1alpha1.SlimImagePolicySpec) {
 	if spec == nil {
 		return
@@ -136,6 +137,9 @@ func SetDefaults(spec *v1alpha1.SlimImagePolicySpec) {
 	}
 	if spec.OnInspectionError == "" {
 		spec.OnInspectionError = v1alpha1.InspectionErrorAllow
+	}
+	if spec.ExistingWorkloads == "" {
+		spec.ExistingWorkloads = v1alpha1.ExistingWorkloadsKeep
 	}
 	if spec.Exclude.EphemeralContainers == nil {
 		t := true
@@ -164,8 +168,8 @@ var platformPattern = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
 func ValidPlatform(s string) bool { return platformPattern.MatchString(s) }
 
 // Validate checks a policy spec and reports every problem with its field
-// path under "spec". Empty mode and onInspectionError are accepted as
-// their defaults.
+// path under "spec". Empty mode, onInspectionError and existingWorkloads
+// are accepted as their defaults.
 func Validate(spec *v1alpha1.SlimImagePolicySpec) field.ErrorList {
 	p := field.NewPath("spec")
 	if spec == nil {
@@ -183,6 +187,12 @@ func Validate(spec *v1alpha1.SlimImagePolicySpec) field.ErrorList {
 	default:
 		errs = append(errs, field.NotSupported(p.Child("onInspectionError"), spec.OnInspectionError,
 			[]v1alpha1.InspectionErrorAction{v1alpha1.InspectionErrorAllow, v1alpha1.InspectionErrorDeny}))
+	}
+	switch spec.ExistingWorkloads {
+	case "", v1alpha1.ExistingWorkloadsKeep, v1alpha1.ExistingWorkloadsJudge:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("existingWorkloads"), spec.ExistingWorkloads,
+			[]v1alpha1.ExistingWorkloads{v1alpha1.ExistingWorkloadsKeep, v1alpha1.ExistingWorkloadsJudge}))
 	}
 	errs = append(errs, validateSelector(p.Child("namespaceSelector"), spec.NamespaceSelector)...)
 	det, cerrs := customRules(p.Child("toolchains", "custom"), spec.Toolchains.Custom)

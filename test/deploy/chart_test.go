@@ -24,6 +24,7 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/pkg/admission"
 	"slimgate.dev/slimgate/pkg/policy"
 )
 
@@ -119,6 +120,8 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{[]string{"policy.scope=everywhere"}, "at '/policy/scope': value must be one of 'cluster', 'opt-in'"},
 		{[]string{"policy.mode=Block"}, "at '/policy/mode': value must be one of 'Enforce', 'Warn', 'Audit'"},
 		{[]string{"policy.onInspectionError=allow"}, "at '/policy/onInspectionError': value must be one of 'Allow', 'Deny'"},
+		{[]string{"policy.existingWorkloads=keep"}, "at '/policy/existingWorkloads': value must be one of 'Keep', 'Judge'"},
+		{[]string{`webhook.controllerIdentities[0]=a\,b`}, "at '/webhook/controllerIdentities/0'"},
 		{[]string{"policy.sizeBudget.maxLayers=0"}, "at '/policy/sizeBudget/maxLayers': minimum: got 0, want 1"},
 		{[]string{"policy.sizeBudget.maxCompressed=1 GB"}, "at '/policy/sizeBudget/maxCompressed'"},
 		{[]string{"policy.platforms[0]=linux"}, "at '/policy/platforms/0'"},
@@ -227,7 +230,7 @@ func TestSchemaEnumsMatchCRD(t *testing.T) {
 		t.Fatalf("%d CRD versions", len(crd.Spec.Versions))
 	}
 	spec := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties.Spec.Properties
-	for _, field := range []string{"mode", "onInspectionError"} {
+	for _, field := range []string{"mode", "onInspectionError", "existingWorkloads"} {
 		want, got := spec[field].Enum, schema.Properties.Policy.Properties[field].Enum
 		if len(want) == 0 {
 			t.Errorf("the CRD has no enum for spec.%s", field)
@@ -393,7 +396,8 @@ func checkDeployment(t *testing.T, v variant, objs []*unstructured.Unstructured)
 		t.Errorf("image %q", c.Image)
 	}
 	args := c.Args
-	want := []string{"--cert-dir=/certs", fmt.Sprintf("--pull-secret-auth=%t", v.pullSecrets), "--webhook-port=9443"}
+	want := []string{"--cert-dir=/certs", fmt.Sprintf("--pull-secret-auth=%t", v.pullSecrets), "--webhook-port=9443",
+		"--controller-identities=" + strings.Join(admission.DefaultControllerIdentities(), ",")}
 	if !v.certManager {
 		want = append(want, "--cert-rotation=true", "--cert-secret-name=slimgate-webhook-tls",
 			"--webhook-config-name=slimgate", "--service-name=slimgate-webhook", "--namespace="+releaseNamespace)
@@ -439,6 +443,10 @@ func checkRBAC(t *testing.T, v variant, objs []*unstructured.Unstructured) {
 		{"/secrets/list/*", false},
 		{"admissionregistration.k8s.io/validatingwebhookconfigurations/patch/slimgate", !v.certManager},
 		{"events.k8s.io/events/create/*", true},
+		{"apps/replicasets/watch/*", true},
+		{"apps/deployments/list/*", true},
+		{"batch/cronjobs/watch/*", true},
+		{"/replicationcontrollers/list/*", true},
 		{"slimgate.dev/slimimagepolicies/status/patch/*", true},
 	} {
 		if got := slices.Contains(grants, c.tuple); got != c.want {

@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,40 +23,6 @@ import (
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
-
-// requestCounter counts the API requests made through a rest.Config, by
-// method and path, leaving out the watches informers hold open.
-type requestCounter struct {
-	mu     sync.Mutex
-	counts map[string]int
-}
-
-func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if r.URL.Query().Get("watch") != "true" {
-			c.mu.Lock()
-			if c.counts == nil {
-				c.counts = map[string]int{}
-			}
-			c.counts[r.Method+" "+r.URL.Path]++
-			c.mu.Unlock()
-		}
-		return rt.RoundTrip(r)
-	})
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// take returns the counts so far and starts again.
-func (c *requestCounter) take() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := c.counts
-	c.counts = nil
-	return out
-}
 
 // A review reads nothing from the API server once the webhook is warm:
 // policies, namespaces and service accounts come from informer caches and
@@ -91,10 +55,10 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 	}}
 	createAll(t, ns, pull, saPull, sa, plain, p)
 
-	counter := &requestCounter{}
+	counter := &devcluster.Requests{}
 	o := options(t)
 	o.Config = rest.CopyConfig(restConfig)
-	o.Config.Wrap(counter.wrap)
+	o.Config.Wrap(counter.Wrap)
 	o.Registerer = prometheus.NewRegistry()
 	writeSelfSigned(t, o.CertDir)
 	waitReady(t, o, webhooktest.Start(t, o))
@@ -128,12 +92,12 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 	}
 	review(0, true) // warm-up: registries, tokens, caches
 	review(0, false)
-	counter.take()
+	counter.Take()
 	const reviews = 20
 	for i := 1; i <= reviews; i++ {
 		review(i, true)
 	}
-	counts := counter.take()
+	counts := counter.Take()
 	var lines []string
 	reads, secretReads := 0, 0
 	for req, n := range counts {
@@ -159,7 +123,7 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 	for i := 1; i <= reviews; i++ {
 		review(reviews+i, false)
 	}
-	for req, n := range counter.take() {
+	for req, n := range counter.Take() {
 		if strings.HasPrefix(req, "GET ") {
 			t.Errorf("%d reads of %s in %d reviews without pull secrets, want none", n, strings.TrimPrefix(req, "GET "), reviews)
 		}

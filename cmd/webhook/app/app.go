@@ -100,6 +100,13 @@ type Options struct {
 	// registries they come from, that one review inspects; a request over
 	// either bound is a violation (admission.Options).
 	MaxImages, MaxRegistries int
+	// ControllerIdentities are the user names of the built-in controllers
+	// whose ReplicaSets, Jobs and Pods may inherit their owner's standing
+	// under a policy's existingWorkloads Keep (admission.Options); the
+	// owners they name are then kept in the manager's cache. nil:
+	// admission.DefaultControllerIdentities; empty: none, and no owner is
+	// cached.
+	ControllerIdentities []string
 	// DefaultTimeout is assumed when the API server sends no timeout;
 	// TimeoutMargin is kept back from it for answering.
 	DefaultTimeout time.Duration
@@ -182,6 +189,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.PinDigests, "pin-digests", false, "serve "+PinPath+": pin the image tags of created Pods to the digests judged (needs the MutatingWebhookConfiguration)")
 	fs.IntVar(&o.MaxImages, "max-images-per-review", admission.DefaultMaxImages, "distinct images one review inspects; a request naming more is denied under Enforce")
 	fs.IntVar(&o.MaxRegistries, "max-registries-per-review", admission.DefaultMaxRegistries, "distinct registries one review contacts; a request naming more is denied under Enforce")
+	o.ControllerIdentities = admission.DefaultControllerIdentities()
+	fs.Var((*commaList)(&o.ControllerIdentities), "controller-identities", "comma-separated user names of the built-in controllers whose children inherit their owner's standing (policies' existingWorkloads Keep); empty: none")
 	fs.DurationVar(&o.DefaultTimeout, "default-timeout", 10*time.Second, "review budget when the API server sends no timeout")
 	fs.DurationVar(&o.TimeoutMargin, "timeout-margin", time.Second, "time kept back from the API server's timeout to answer")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "time given to in-flight reviews on shutdown")
@@ -252,6 +261,14 @@ func Run(ctx context.Context, o Options) (err error) {
 		// the API server speaks HTTP/1.1 to webhooks anyway.
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
 	})
+	identities := o.ControllerIdentities
+	if identities == nil {
+		identities = admission.DefaultControllerIdentities()
+	}
+	var owners []client.Object
+	if len(identities) > 0 {
+		owners = admission.OwnerObjects()
+	}
 	shutdown := o.ShutdownTimeout
 	// Controller names are checked for uniqueness across the process, to
 	// keep their metrics apart. The names here are fixed and distinct; the
@@ -269,8 +286,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		// uncached, one by one. Never a cluster-wide Secret informer.
 		// Service accounts are cached with their pull secret names only,
 		// Pods as the metadata that tells whether they were reviewed, and
-		// ConfigMaps only for the replicas' published reviews.
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+		// ConfigMaps only for the replicas' published reviews; the owners
+		// of controllers' children as their names and template images.
+		Cache: cache.Options{ByObject: withOwners(map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {
 				Namespaces: map[string]cache.Config{o.Namespace: {}},
 				Field:      fields.OneTermEqualSelector("metadata.name", o.CertSecretName),
@@ -281,7 +299,7 @@ func Run(ctx context.Context, o Options) (err error) {
 				Namespaces: map[string]cache.Config{o.Namespace: {}},
 				Label:      labels.SelectorFromSet(labels.Set{controller.ReviewsLabel: "true"}),
 			},
-		}},
+		}, owners)},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -290,6 +308,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	// start their informer with the manager instead of on first use.
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}, cache.BlockUntilSynced(false)); err != nil {
 		return fmt.Errorf("watching namespaces: %w", err)
+	}
+	for _, obj := range owners {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
+			return fmt.Errorf("watching %T: %w", obj, err)
+		}
 	}
 	// Every replica runs the status controller: its writes are idempotent
 	// (it updates only when the condition differs, and conflicting updates
@@ -340,6 +363,8 @@ func Run(ctx context.Context, o Options) (err error) {
 		Concurrency:   o.Concurrency,
 		MaxImages:     o.MaxImages,
 		MaxRegistries: o.MaxRegistries,
+		// Never nil here: an empty list trusts no controller.
+		ControllerIdentities: identities,
 	}
 	reviews := controller.NewReviewLog(0)
 	withRecords := judging
@@ -449,6 +474,39 @@ func processName() string {
 	return host + "-" + rand.String(5)
 }
 
+// withOwners adds to the cache's per-object options the owners of
+// controllers' children, each stripped to its names and template images.
+func withOwners(byObject map[client.Object]cache.ByObject, owners []client.Object) map[client.Object]cache.ByObject {
+	for _, obj := range owners {
+		byObject[obj] = cache.ByObject{Transform: admission.StripOwner}
+	}
+	return byObject
+}
+
+// commaList is a flag.Value of comma-separated names; an empty value is
+// an empty, non-nil list.
+type commaList []string
+
+// String implements flag.Value.
+func (l *commaList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+// Set implements flag.Value.
+func (l *commaList) Set(s string) error {
+	out := []string{}
+	for name := range strings.SplitSeq(s, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			out = append(out, name)
+		}
+	}
+	*l = out
+	return nil
+}
+
 // succeedOnce runs check until it first succeeds and reports success
 // without running it from then on.
 func succeedOnce(check healthz.Checker) healthz.Checker {
@@ -489,7 +547,8 @@ func finishOnShutdown(stopping <-chan struct{}, next http.Handler) http.Handler 
 }
 
 // cachesSynced is ready once every informer started has synced: policies,
-// namespaces, service accounts, review records and Pod metadata.
+// namespaces, service accounts, review records, Pod metadata and the
+// owners of controllers' children.
 func cachesSynced(c cache.Cache) healthz.Checker {
 	return func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)

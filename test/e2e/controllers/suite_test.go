@@ -7,13 +7,19 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
+	"slimgate.dev/slimgate/pkg/admission"
 )
 
 // suite is what TestMain sets up once for every test.
@@ -25,16 +31,32 @@ type suite struct {
 	client client.Client
 	reg    *devcluster.Registries
 	kcm    *devcluster.ControllerManagerProcess
+	// webhookRequests counts the API requests the webhook makes.
+	webhookRequests *devcluster.Requests
 }
 
 var e2e suite
 
 func TestMain(m *testing.M) {
+	requests := &devcluster.Requests{}
 	os.Exit(webhooktest.Main(webhooktest.Setup{
 		Env:     devcluster.Env{Root: filepath.Join("..", "..", "..")},
 		LogsEnv: "E2E_WEBHOOK_LOGS",
+		Options: func(o *app.Options) {
+			// Only the controllers' service accounts are trusted, not the
+			// controller manager's own user: the controllers' children
+			// are kept only if their requests carry those identities.
+			o.ControllerIdentities = slices.DeleteFunc(admission.DefaultControllerIdentities(), func(id string) bool {
+				return id == devcluster.ControllerManagerUser
+			})
+			// A stop takes at most a second, so that an outage is as
+			// short as a test makes it.
+			o.ShutdownTimeout = time.Second
+			o.Config = rest.CopyConfig(o.Config)
+			o.Config.Wrap(requests.Wrap)
+		},
 	}, func(s *webhooktest.Suite) int {
-		code, err := withControllers(m, s)
+		code, err := withControllers(m, s, requests)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -45,12 +67,13 @@ func TestMain(m *testing.M) {
 
 // withControllers runs kube-controller-manager against the suite's
 // control plane while the tests run.
-func withControllers(m *testing.M, s *webhooktest.Suite) (int, error) {
+func withControllers(m *testing.M, s *webhooktest.Suite, requests *devcluster.Requests) (int, error) {
 	var out io.Writer
 	if os.Getenv("E2E_KCM_LOGS") != "" {
 		out = os.Stderr
 	}
-	kcm, err := devcluster.ControllerManager{ServiceAccountCredentials: true, QPS: 200, Burst: 400, Output: out}.Start(context.Background(), s.Env, time.Minute)
+	// Unthrottled, as BenchmarkRollout50 measures the webhook's share.
+	kcm, err := devcluster.ControllerManager{ServiceAccountCredentials: true, QPS: 1000, Burst: 2000, Output: out}.Start(context.Background(), s.Env, time.Minute)
 	if err != nil {
 		return 0, err
 	}
@@ -59,7 +82,13 @@ func withControllers(m *testing.M, s *webhooktest.Suite) (int, error) {
 			fmt.Fprintln(os.Stderr, "kube-controller-manager did not stop in time")
 		}
 	}()
-	e2e = suite{Suite: s, client: s.Client, kcm: kcm, reg: s.Registries}
+	// The release namespace, where the webhook publishes the Pod
+	// creations it reviewed (for telling unreviewed ones apart).
+	release := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: app.DefaultNamespace}}
+	if err := s.Client.Create(context.Background(), release); client.IgnoreAlreadyExists(err) != nil {
+		return 0, err
+	}
+	e2e = suite{Suite: s, client: s.Client, kcm: kcm, reg: s.Registries, webhookRequests: requests}
 	code := m.Run()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "kube-controller-manager's last lines:\n%s\n", kcm.LogTail(60))
