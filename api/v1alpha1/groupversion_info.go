@@ -9,9 +9,11 @@ import (
 // GroupVersion is the API group and version of SlimImagePolicy.
 var GroupVersion = schema.GroupVersion{Group: "slimgate.dev", Version: "v1alpha1"}
 
-// AddToScheme registers SlimImagePolicy and its list with a scheme.
+// AddToScheme registers SlimImagePolicy, SlimImageException and their
+// lists with a scheme.
 func AddToScheme(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion, &SlimImagePolicy{}, &SlimImagePolicyList{})
+	s.AddKnownTypes(GroupVersion, &SlimImageException{}, &SlimImageExceptionList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

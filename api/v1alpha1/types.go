@@ -30,6 +30,25 @@ const (
 	InspectionErrorDeny InspectionErrorAction = "Deny"
 )
 
+// ExistingWorkloads says how the objects that built-in controllers create
+// from an admitted workload's template are judged.
+// +kubebuilder:validation:Enum=Keep;Judge
+type ExistingWorkloads string
+
+const (
+	// ExistingWorkloadsKeep lets the images of a ReplicaSet, Job or Pod
+	// that a built-in controller creates from its owner's template, where
+	// they are the template's, inherit the owner's standing: they are
+	// admitted, and a violation is recorded (Event ImageGrandfathered on
+	// the owner). New or changed images are judged where people write
+	// them, at the workload's CREATE or UPDATE.
+	ExistingWorkloadsKeep ExistingWorkloads = "Keep"
+	// ExistingWorkloadsJudge judges every object on its own, controllers'
+	// children included: under Enforce a workload admitted before the
+	// policy cannot scale up or replace its Pods.
+	ExistingWorkloadsJudge ExistingWorkloads = "Judge"
+)
+
 // SlimImagePolicySpec is what a policy asks of the images it applies to.
 // +kubebuilder:validation:XValidation:rule="!has(self.toolchains) || !has(self.toolchains.deny) || !has(self.toolchains.allow) || self.toolchains.deny.all(d, !(d in self.toolchains.allow))",message="toolchains: a rule cannot be both denied and allowed"
 type SlimImagePolicySpec struct {
@@ -82,6 +101,25 @@ type SlimImagePolicySpec struct {
 	// the judged digest to Pods' tags before this check sees them.
 	// +optional
 	RequireDigests bool `json:"requireDigests,omitempty"`
+
+	// ExistingWorkloads says how the ReplicaSets, Jobs and Pods that the
+	// built-in controllers create from a workload's template are judged.
+	// Keep: an image of such a child that its live owner's template has
+	// in the same container (or image volume) inherits the owner's
+	// standing; it is admitted and a violation is recorded as
+	// ImageGrandfathered, so a workload admitted before Enforce keeps
+	// scaling, replacing Pods and rolling out. Only requests from the
+	// controllers' own identities qualify; any other image (a changed one,
+	// an injected sidecar) is judged. Judge: every child is judged on its
+	// own.
+	// +kubebuilder:default=Keep
+	// +optional
+	ExistingWorkloads ExistingWorkloads `json:"existingWorkloads,omitempty"`
+
+	// Exceptions says whether and where SlimImageExceptions may waive this
+	// policy's findings, and for how long at most.
+	// +optional
+	Exceptions ExceptionRules `json:"exceptions,omitempty"`
 }
 
 // ToolchainRules selects rules by their catalog id.

@@ -6,14 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/exception"
 	"slimgate.dev/slimgate/pkg/inspection"
+	"slimgate.dev/slimgate/pkg/mirrors"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
 	"slimgate.dev/slimgate/pkg/registry/local"
@@ -30,8 +31,14 @@ type options struct {
 	platform    string
 	insecure    hostList
 	egressGuard bool
-	timeout     time.Duration
-	images      []string
+	// mirrorsFile and mirrorsDir name the registry mirrors, as the
+	// webhook's flags do.
+	mirrorsFile, mirrorsDir string
+	timeout                 time.Duration
+	images                  []string
+	// exceptionsFile holds SlimImageExceptions, honoured as in namespace.
+	exceptionsFile string
+	namespace      string
 }
 
 // hostList is a repeatable string flag.
@@ -76,7 +83,11 @@ func parseCheck(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.platform, "platform", "", "judge only this `os/arch[/variant]` of a multi-platform image (default: every linux platform)")
 	fs.Var(&o.insecure, "insecure-registry", "speak plain HTTP to this registry `host[:port]` (repeatable)")
 	fs.BoolVar(&o.egressGuard, "egress-guard", false, "apply the policy's registries rules (allow list, private networks) before connecting")
+	fs.StringVar(&o.mirrorsFile, "registry-mirrors", "", "YAML `file` of registry mirrors, as the webhook's flag: images are read where the cluster's nodes pull them")
+	fs.StringVar(&o.mirrorsDir, "registry-config-path", "", "containerd hosts `folder` (DIR/<host>/hosts.toml) to read the registry mirrors from instead")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "time allowed to inspect each image")
+	fs.StringVar(&o.exceptionsFile, "exceptions", "", "SlimImageException YAML `file` (several documents separated by ---) whose waivers apply as in --namespace")
+	fs.StringVar(&o.namespace, "namespace", "default", "namespace the images would run in: exceptions of other namespaces do not apply")
 
 	rest := args
 	for {
@@ -106,6 +117,8 @@ func parseCheck(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("--platform %q: want os/arch[/variant], e.g. linux/amd64", o.platform)
 	case o.timeout <= 0:
 		return o, fmt.Errorf("--timeout %s: must be positive", o.timeout)
+	case o.namespace == "":
+		return o, errors.New("--namespace: must not be empty")
 	}
 	for _, img := range o.images {
 		if strings.TrimSpace(img) == "" || strings.HasPrefix(img, "-") {
@@ -120,17 +133,9 @@ func loadPolicy(file string) (*v1alpha1.SlimImagePolicy, error) {
 	if file == "" {
 		return policy.Default(), nil
 	}
-	fh, err := os.Open(file)
+	data, err := readCapped(file, maxPolicyFile)
 	if err != nil {
 		return nil, err
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxPolicyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", file, err)
-	}
-	if len(data) > maxPolicyFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes", file, maxPolicyFile)
 	}
 	p, err := policy.Load(data)
 	if err != nil {
@@ -153,7 +158,12 @@ type checker struct {
 	opts     options
 	spec     *v1alpha1.SlimImagePolicySpec
 	compiled *policy.Compiled
+	mirrors  *mirrors.Table
 	remote   registry.Inspector // created on first use
+	// policyName names the policy for exceptions; exceptions are those
+	// of --exceptions that waive it.
+	policyName string
+	exceptions []*exception.Exception
 }
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -175,7 +185,16 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "slimgate check: --policy: %v\n", err)
 		return exitError
 	}
-	c := &checker{opts: opts, spec: &pol.Spec, compiled: compiled}
+	table, err := mirrors.LoadConfig(opts.mirrorsFile, opts.mirrorsDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "slimgate check: registry mirrors: %v\n", err)
+		return exitError
+	}
+	c := &checker{opts: opts, spec: &pol.Spec, compiled: compiled, mirrors: table, policyName: pol.Name}
+	if c.exceptions, err = loadExceptions(opts, pol, time.Now(), stderr); err != nil {
+		fmt.Fprintf(stderr, "slimgate check: --exceptions: %v\n", err)
+		return exitError
+	}
 
 	var reports []imageReport
 	code := exitAllowed
@@ -229,6 +248,7 @@ func (c *checker) check(ctx context.Context, ref string) ([]imageReport, error) 
 	for _, f := range insp.Images {
 		res := c.compiled.Evaluate(ctx, f)
 		res.Image = ref
+		res, _ = exception.Waive(res, c.exceptions, exception.Subject{Policy: c.policyName, Image: ref})
 		res.Notes = append(res.Notes, insp.Notes...)
 		out = append(out, imageReport{Result: res})
 	}
@@ -253,7 +273,7 @@ func (c *checker) inspect(ctx context.Context, ref string) (*registry.Inspection
 		if c.remote == nil {
 			// Zero options are the registry package's safe defaults; the
 			// per-image timeout reaches it through the context.
-			r, err := registry.NewRemote(registry.Options{Timeout: c.opts.timeout})
+			r, err := registry.NewRemote(registry.Options{Timeout: c.opts.timeout, Mirrors: c.mirrors})
 			if err != nil {
 				return nil, fmt.Errorf("setting up the registry client: %w", err)
 			}

@@ -11,13 +11,19 @@ import (
 
 // TestCLIDependencies keeps the Kubernetes client libraries out of the
 // CLI: it reads a cluster never, and client-go alone is most of a binary's
-// size. Pull-secret credentials live in pkg/pullsecret for the webhook.
+// size. Pull-secret credentials live in pkg/pullsecret for the webhook,
+// and so do the cloud SDKs of pkg/cloudauth: the CLI reads the Docker
+// configuration and its credential helpers instead.
 func TestCLIDependencies(t *testing.T) {
 	forbidden := []string{
 		"k8s.io/client-go",
 		"k8s.io/api",
 		"sigs.k8s.io/controller-runtime",
 		"github.com/google/go-containerregistry/pkg/authn/kubernetes",
+		"slimgate.dev/slimgate/pkg/cloudauth",
+		"github.com/aws/aws-sdk-go-v2",
+		"github.com/Azure/azure-sdk-for-go",
+		"golang.org/x/oauth2/google",
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {

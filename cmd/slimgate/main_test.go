@@ -418,11 +418,15 @@ func TestParseCheck(t *testing.T) {
 	}{
 		{
 			args: []string{"a", "--output", "json", "b", "--insecure-registry", "r1:5000", "--insecure-registry=r2"},
-			want: options{output: "json", insecure: hostList{"r1:5000", "r2"}, images: []string{"a", "b"}},
+			want: options{output: "json", insecure: hostList{"r1:5000", "r2"}, images: []string{"a", "b"}, namespace: "default"},
 		},
 		{
 			args: []string{"--platform", "linux/arm64/v8", "--egress-guard", "a", "--", "b", "c"},
-			want: options{output: "text", platform: "linux/arm64/v8", egressGuard: true, images: []string{"a", "b", "c"}},
+			want: options{output: "text", platform: "linux/arm64/v8", egressGuard: true, images: []string{"a", "b", "c"}, namespace: "default"},
+		},
+		{
+			args: []string{"a", "--exceptions", "x.yaml", "--namespace=ci"},
+			want: options{output: "text", images: []string{"a"}, exceptionsFile: "x.yaml", namespace: "ci"},
 		},
 	}
 	for _, tc := range tests {

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -106,5 +109,45 @@ func TestCheckRegistry(t *testing.T) {
 	code, _, errOut := runCLI(t, "check", "--insecure-registry", host, host+"/absent:1.0")
 	if code != exitDenied || !strings.Contains(errOut, "absent") {
 		t.Errorf("exit %d stderr %q, want 1 naming the image", code, errOut)
+	}
+}
+
+// TestCheckRegistryMirrors: with the cluster's mirrors, CI reads images
+// where the nodes pull them: Docker Hub and quay.io names are judged from
+// a loopback mirror, their upstreams never contacted (fallback off), from
+// the YAML form as from containerd's hosts folder.
+func TestCheckRegistryMirrors(t *testing.T) {
+	sdk := buildImage(t, goSDKEnv, goSDKSteps...)
+	app := buildImage(t, multiStageEnv, multiStageSteps...)
+	mirror := startRegistry(t, map[string]v1.Image{"library/golang-app:1.0": sdk, "org/app:1.0": app})
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mirrors.yaml")
+	yaml := fmt.Sprintf("docker.io: {endpoints: [http://%s], fallback: false}\nquay.io: {endpoints: [http://%[1]s], fallback: false}\n", mirror)
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hosts := filepath.Join(dir, "certs.d")
+	for _, upstream := range []string{"docker.io", "quay.io"} {
+		toml := fmt.Sprintf("server = %q\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", "https://"+mirror, "http://"+mirror)
+		if err := os.MkdirAll(filepath.Join(hosts, upstream), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(hosts, upstream, "hosts.toml"), []byte(toml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, flag := range []string{"--registry-mirrors=" + file, "--registry-config-path=" + hosts} {
+		code, out, errOut := runCLI(t, "check", flag, "--insecure-registry", mirror, "--output", "json", "golang-app:1.0", "quay.io/org/app:1.0")
+		if code != exitDenied {
+			t.Fatalf("%s: exit %d, want %d; stderr: %s\n%s", flag, code, exitDenied, errOut, out)
+		}
+		r := decode(t, out)
+		if len(r.Images) != 2 || r.Images[0].Verdict != "deny" || r.Images[1].Verdict != "allow" || r.Images[0].Image != "golang-app:1.0" {
+			t.Errorf("%s: report %+v, want golang-app denied and quay.io/org/app allowed", flag, r.Images)
+		}
+	}
+	code, _, errOut := runCLI(t, "check", "--registry-mirrors", filepath.Join(dir, "missing.yaml"), "quay.io/org/app:1.0")
+	if code != exitError || !strings.Contains(errOut, "registry mirrors") {
+		t.Errorf("a missing mirrors file: exit %d, stderr %q", code, errOut)
 	}
 }

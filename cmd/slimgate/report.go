@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"slimgate.dev/slimgate/pkg/policy"
 )
@@ -75,7 +76,14 @@ func writeText(b *strings.Builder, r imageReport) {
 	}
 	b.WriteString("\n")
 	for _, f := range r.Findings {
-		fmt.Fprintf(b, "  [%s] %s: %s\n", f.Action, f.Rule, f.Message)
+		action := string(f.Action)
+		if f.Excepted != nil {
+			action = "excepted"
+		}
+		fmt.Fprintf(b, "  [%s] %s: %s\n", action, f.Rule, f.Message)
+		if x := f.Excepted; x != nil {
+			fmt.Fprintf(b, "         exception: %s/%s until %s: %s\n", x.Namespace, x.Exception, x.Expires.UTC().Format(time.RFC3339), x.Reason)
+		}
 		main := f.Evidence.Describe(f.Rule)
 		if main != "" {
 			fmt.Fprintf(b, "         evidence: %s\n", main)

@@ -34,6 +34,12 @@ func defaults() app.Options {
 		WebhookConfigName: "slimgate",
 		ServiceName:       "slimgate-webhook",
 		Namespace:         "slimgate-system",
+		ControllerIdentities: []string{
+			"system:serviceaccount:kube-system:replicaset-controller", "system:serviceaccount:kube-system:deployment-controller",
+			"system:serviceaccount:kube-system:job-controller", "system:serviceaccount:kube-system:cronjob-controller",
+			"system:serviceaccount:kube-system:statefulset-controller", "system:serviceaccount:kube-system:daemon-set-controller",
+			"system:serviceaccount:kube-system:replication-controller", "system:kube-controller-manager",
+		},
 	}
 }
 
@@ -81,9 +87,33 @@ func TestFlagsToOptions(t *testing.T) {
 			change: func(o *app.Options) { o.PinDigests = true },
 		},
 		{
+			name: "controller identities of another distribution",
+			args: []string{"--controller-identities=system:serviceaccount:infra:rs-ctrl, system:kcm ,"},
+			change: func(o *app.Options) {
+				o.ControllerIdentities = []string{"system:serviceaccount:infra:rs-ctrl", "system:kcm"}
+			},
+		},
+		{
+			name:   "no controller trusted",
+			args:   []string{"--controller-identities="},
+			change: func(o *app.Options) { o.ControllerIdentities = []string{} },
+		},
+		{
+			name: "registry mirrors",
+			args: []string{"--registry-mirrors=/etc/slimgate/mirrors.yaml", "--registry-config-path=/etc/containerd/certs.d"},
+			change: func(o *app.Options) {
+				o.RegistryMirrors, o.RegistryConfigPath = "/etc/slimgate/mirrors.yaml", "/etc/containerd/certs.d"
+			},
+		},
+		{
 			name:   "client certificates required",
 			args:   []string{"--cert-dir=/certs", "--client-ca-name=client-ca/ca.crt"},
 			change: func(o *app.Options) { o.CertDir, o.ClientCAName = "/certs", "client-ca/ca.crt" },
+		},
+		{
+			name:   "cloud registry credentials",
+			args:   []string{"--registry-auth-providers=ecr, gcr,acr"},
+			change: func(o *app.Options) { o.RegistryAuthProviders = []string{"ecr", "gcr", "acr"} },
 		},
 		{
 			name: "server and registry knobs",
@@ -134,6 +164,7 @@ func TestExitStatus(t *testing.T) {
 	}{
 		{name: "unknown flag", args: []string{"--no-such-flag"}, want: 2, stderr: "no-such-flag"},
 		{name: "bad value", args: []string{"--webhook-port=https"}, want: 2, stderr: "webhook-port"},
+		{name: "unknown registry auth provider", args: []string{"--registry-auth-providers=ecr,quay"}, want: 2, stderr: `unknown provider "quay" (known: ecr, gcr, acr)`},
 		{name: "stray argument", args: []string{"serve"}, want: 2, stderr: "unexpected arguments"},
 		{name: "run fails", run: failing, want: 1, stderr: "boom"},
 		{name: "help", args: []string{"-h"}, want: 0, stderr: "--cert-rotation"},

@@ -9,9 +9,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,32 +48,6 @@ const (
 	benchIdleReviews  = 5 * time.Second
 	benchReviewBudget = 10 * time.Second
 )
-
-// countingRegistry is an in-process registry that answers every request
-// benchLatency late while recording and counts them by kind.
-type countingRegistry struct {
-	host      string
-	recording atomic.Bool
-	mu        sync.Mutex
-	counts    map[string]int
-}
-
-func newCountingRegistry(b *testing.B) *countingRegistry {
-	r := &countingRegistry{counts: map[string]int{}}
-	h := devcluster.NewRegistry()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if r.recording.Load() {
-			r.mu.Lock()
-			r.counts[devcluster.RequestKind(req)]++
-			r.mu.Unlock()
-			time.Sleep(benchLatency)
-		}
-		h.ServeHTTP(w, req)
-	}))
-	b.Cleanup(srv.Close)
-	r.host = strings.TrimPrefix(srv.URL, "http://")
-	return r
-}
 
 // memLister serves the fleet from memory (fleet.Lister).
 type memLister struct{ byNS map[string][]client.Object }
@@ -126,17 +98,18 @@ func (r memReader) List(_ context.Context, list client.ObjectList, _ ...client.L
 //	go test -run '^$' -bench BenchmarkFleetScan -benchtime 1x ./internal/controller/
 func BenchmarkFleetScan(b *testing.B) {
 	logf.SetLogger(logr.Discard())
-	var regs []*countingRegistry
+	var regs []*devcluster.CountingRegistry
 	for range benchRegistries + 1 {
-		regs = append(regs, newCountingRegistry(b))
+		r := devcluster.StartCountingRegistry(nil, benchLatency)
+		b.Cleanup(r.Close)
+		regs = append(regs, r)
 	}
 	admReg := regs[benchRegistries]
 	pol := policy.Default()
 	pol.UID, pol.ResourceVersion, pol.Generation = "bench-policy", "1", 1
 	pol.Spec.Registries.AllowPrivateNetworks = true
 	for _, r := range regs {
-		r.recording.Store(false)
-		pol.Spec.Registries.Insecure = append(pol.Spec.Registries.Insecure, r.host)
+		pol.Spec.Registries.Insecure = append(pol.Spec.Registries.Insecure, r.Host)
 	}
 	// The images: half built like a Go SDK app, half slim.
 	refs := make([]string, benchImages)
@@ -151,23 +124,20 @@ func BenchmarkFleetScan(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		refs[i] = fmt.Sprintf("%s/app-%d:1", regs[i%benchRegistries].host, i)
-		if err := devcluster.Push(refs[i], img); err != nil {
+		if refs[i], err = regs[i%benchRegistries].Push(fmt.Sprintf("app-%d:1", i), img); err != nil {
 			b.Fatal(err)
 		}
 		ids[i] = imageID(b, refs[i], img)
 	}
-	if err := devcluster.Push(admReg.host+"/adm:1", mustImage(b)); err != nil {
+	admRef, err := admReg.Push("adm:1", mustImage(b))
+	if err != nil {
 		b.Fatal(err)
 	}
 	lister := fleetOf(refs, ids)
 
 	for b.Loop() {
 		for _, r := range regs {
-			r.mu.Lock()
-			clear(r.counts)
-			r.mu.Unlock()
-			r.recording.Store(true)
+			r.Reset()
 		}
 		remote, err := registry.NewRemote(registry.Options{Registerer: prometheus.NewRegistry()})
 		if err != nil {
@@ -184,7 +154,7 @@ func BenchmarkFleetScan(b *testing.B) {
 			b.Fatal(err)
 		}
 		serve := prio.Wrap(admission.Budget{}.Wrap(&webhook.Admission{Handler: reviewer}))
-		body := podReviewBody(b, admReg.host+"/adm:1")
+		body := podReviewBody(b, admRef)
 
 		// Warm the reviews' connections and transports, then measure them
 		// idle.
@@ -208,16 +178,11 @@ func BenchmarkFleetScan(b *testing.B) {
 			b.Fatal(err)
 		}
 		remote.Close()
-		for _, r := range regs {
-			r.recording.Store(false)
-		}
 		byKind := map[string]int{}
 		for _, r := range regs[:benchRegistries] {
-			r.mu.Lock()
-			for k, n := range r.counts {
+			for k, n := range r.Counts() {
 				byKind[k] += n
 			}
-			r.mu.Unlock()
 		}
 		judged, failed := 0, 0
 		for _, w := range results {

@@ -357,6 +357,8 @@ func would(policyName, reason string) string {
 		return "policy " + policyName + " would have admitted this image and recorded its findings."
 	case events.ReasonInspectionFailed:
 		return "policy " + policyName + " could not inspect this image."
+	case events.ReasonExcepted:
+		return "policy " + policyName + " would have admitted this image under an exception."
 	}
 	return "policy " + policyName + ": " + reason + "."
 }

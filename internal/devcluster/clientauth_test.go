@@ -2,13 +2,13 @@ package devcluster
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/client-go/tools/clientcmd"
+	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/yaml"
 )
 
@@ -27,14 +27,11 @@ func TestClientCert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, _ := pem.Decode(certPEM)
-	if block == nil {
-		t.Fatal("no PEM block")
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
+	certs, err := certutil.ParseCertsPEM(certPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cert := certs[0]
 	for _, c := range []struct {
 		name string
 		ca   *CA

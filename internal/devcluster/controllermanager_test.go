@@ -52,18 +52,25 @@ func TestControllerManagerMissingBinary(t *testing.T) {
 	}
 }
 
-// A process that exits at once is reported with its output, and Stop
-// removes the temporary folder.
-func TestControllerManagerProcessExits(t *testing.T) {
-	dir := t.TempDir()
-	script := filepath.Join(dir, "kcm")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"starting with $*\"\necho 'no kubeconfig, giving up' >&2\nexit 3\n"), 0o755); err != nil {
+// startScript starts a shell script with body as the controller manager,
+// given kubeconfig.
+func startScript(t *testing.T, body string, kubeconfig []byte) *ControllerManagerProcess {
+	t.Helper()
+	script := filepath.Join(t.TempDir(), "kcm")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	p := &ControllerManagerProcess{dir: t.TempDir(), done: make(chan struct{})}
-	if err := p.start(context.Background(), script, ControllerManager{}, []byte("kubeconfig")); err != nil {
+	if err := p.start(context.Background(), script, ControllerManager{}, kubeconfig); err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// A process that exits at once is reported with its output, and Stop
+// removes the temporary folder.
+func TestControllerManagerProcessExits(t *testing.T) {
+	p := startScript(t, "echo \"starting with $*\"\necho 'no kubeconfig, giving up' >&2\nexit 3", []byte("kubeconfig"))
 	err := p.waitHealthy(context.Background(), 10*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "exit status 3") {
 		t.Errorf("waitHealthy = %v, want the exit status", err)
@@ -92,15 +99,7 @@ func TestControllerManagerProcessExits(t *testing.T) {
 
 // Stop ends a process that ignores nothing: SIGTERM is enough.
 func TestControllerManagerStop(t *testing.T) {
-	dir := t.TempDir()
-	script := filepath.Join(dir, "kcm")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\necho up\nexec sleep 60\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := &ControllerManagerProcess{dir: t.TempDir(), done: make(chan struct{})}
-	if err := p.start(context.Background(), script, ControllerManager{}, nil); err != nil {
-		t.Fatal(err)
-	}
+	p := startScript(t, "echo up\nexec sleep 60", nil)
 	start := time.Now()
 	if err := p.Stop(10 * time.Second); err != nil {
 		t.Errorf("Stop = %v", err)

@@ -313,7 +313,7 @@ func TestDecideStrictestWins(t *testing.T) {
 						}
 					}
 				}
-				ds := out.decisions(&Workload{Object: &corev1.Pod{}})
+				ds := out.decisions(&Workload{Object: &corev1.Pod{}}, standing{})
 				if len(ds) != 2 {
 					t.Fatalf("decisions = %d, want 2", len(ds))
 				}
@@ -351,7 +351,7 @@ func TestDenialMessageWithBloatAndBriefNote(t *testing.T) {
 	if want := "slimgate refused this request:\n[no-sdk] container \"app\" image golang-app:1: toolchain layers: 171 MB of 308 MB (56%)\n"; !strings.HasPrefix(out.denied, want) {
 		t.Errorf("denial does not lead with the bloat:\n%s", out.denied)
 	}
-	ds := out.decisions(&Workload{Object: &corev1.Pod{}})
+	ds := out.decisions(&Workload{Object: &corev1.Pod{}}, standing{})
 	if len(ds) != 1 {
 		t.Fatalf("decisions = %d, want 1", len(ds))
 	}
@@ -409,7 +409,7 @@ func TestFanInFetchesOnce(t *testing.T) {
 	const reviews = 200
 	reg := newBenchRegistry(t, 50*time.Millisecond)
 	ref := reg.push(t, "shared/app:1.0", fixtureImage(t, "nginx-1.17.0.json", "fan-in"))
-	h, _ := benchHandler(t, benchReader(t, benchPolicy(reg.host), false), 0)
+	h, _ := benchHandler(t, benchReader(t, benchPolicy(reg.Host), false), 0)
 	srv := serving(h, true)
 	bodies := make([][]byte, reviews)
 	for i := range bodies {

@@ -111,13 +111,13 @@ func warmSetup(tb testing.TB, useFake bool) (http.Handler, []byte, *benchRegistr
 	for i, f := range benchFixtures {
 		refs = append(refs, reg.push(tb, fmt.Sprintf("shop/part%d:1.0", i), fixtureImage(tb, f, "")))
 	}
-	h, _ := benchHandler(tb, benchReader(tb, benchPolicy(reg.host), useFake), 0)
+	h, _ := benchHandler(tb, benchReader(tb, benchPolicy(reg.Host), useFake), 0)
 	body := deploymentReview(tb, refs)
 	srv := serving(h, true)
 	if resp := review(tb, srv, body); !resp.Allowed {
 		tb.Fatalf("warm-up review denied: %v", resp.Result)
 	}
-	reg.reset()
+	reg.Reset()
 	return srv, body, reg
 }
 
@@ -170,7 +170,7 @@ func BenchmarkWideColdPod(b *testing.B) {
 		refs[i] = reg.push(b, fmt.Sprintf("wide/svc%02d:1.0", i), fixtureImage(b, benchFixtures[i%len(benchFixtures)], fmt.Sprint(i)))
 	}
 	body := podReview(b, "wide", refs)
-	rd := benchReader(b, benchPolicy(reg.host), false)
+	rd := benchReader(b, benchPolicy(reg.Host), false)
 	for _, conc := range []int{8, 16, 50} {
 		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
 			var requests int
@@ -179,7 +179,7 @@ func BenchmarkWideColdPod(b *testing.B) {
 				b.StopTimer()
 				h, remote := benchHandler(b, rd, conc) // empty caches
 				srv := serving(h, true)
-				reg.reset()
+				reg.Reset()
 				b.StartTimer()
 				start := time.Now()
 				w := serve(srv, body)

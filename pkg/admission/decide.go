@@ -37,13 +37,13 @@ func rank(a policy.Action) int {
 	return 0
 }
 
-// strictest returns the strictest action of a judgment's findings, or ""
-// when it has none.
+// strictest returns the strictest action of a judgment's findings that
+// no exception waives, or "" when it has none.
 func (j judgment) strictest() policy.Action {
 	var top policy.Action
 	for _, r := range j.results {
 		for _, f := range r.Findings {
-			if rank(f.Action) > rank(top) {
+			if f.Excepted == nil && rank(f.Action) > rank(top) {
 				top = f.Action
 			}
 		}
@@ -64,15 +64,15 @@ func (j judgment) unjudged() int {
 	return 1
 }
 
-// findings returns the judgment's findings with the given action, without
-// repeats across platforms.
+// findings returns the judgment's findings with the given action that no
+// exception waives, without repeats across platforms.
 func (j judgment) findings(a policy.Action) []policy.Finding {
 	seen := map[string]bool{}
 	var out []policy.Finding
 	for _, r := range j.results {
 		for _, f := range r.Findings {
 			key := f.Rule + "\x00" + f.Message + "\x00" + f.Evidence.Line
-			if f.Action != a || seen[key] {
+			if f.Action != a || f.Excepted != nil || seen[key] {
 				continue
 			}
 			seen[key] = true
@@ -104,6 +104,9 @@ func decide(js []judgment) outcome {
 	slices.SortStableFunc(js, func(a, b judgment) int { return cmp.Compare(a.unjudged(), b.unjudged()) })
 	top := map[string]policy.Action{}
 	for _, j := range js {
+		if j.grandfathered {
+			continue // recorded, never refused or warned about
+		}
 		if a := j.strictest(); rank(a) > rank(top[j.image.Path]) {
 			top[j.image.Path] = a
 		}
@@ -114,7 +117,7 @@ func decide(js []judgment) outcome {
 	seenWarning := map[string]bool{}
 	for _, j := range js {
 		a := j.strictest()
-		if a == "" || a != top[j.image.Path] {
+		if a == "" || a != top[j.image.Path] || j.grandfathered {
 			continue
 		}
 		switch a {
@@ -235,19 +238,23 @@ func Warning(policyName string, img Image, f policy.Finding) string {
 	return policy.Truncate(w, MaxWarning-1)
 }
 
-// decisions turns the judgments into one decision per policy.
-func (o outcome) decisions(w *Workload) []events.Decision {
+// decisions turns the judgments into one decision per policy; their
+// Events regard st's verified owner when there is one.
+func (o outcome) decisions(w *Workload, st standing) []events.Decision {
 	action := events.ActionAdmit
 	if o.denied != "" {
 		action = events.ActionDeny
 	}
 	type acc struct {
-		p      *v1alpha1.SlimImagePolicy
-		top    policy.Action
-		failed bool
-		lines  []string
-		listed int // judgments in lines; the rest are counted
-		images imageNotes
+		p         *v1alpha1.SlimImagePolicy
+		top       policy.Action
+		failed    bool
+		excepted  bool
+		kept      bool     // some judgment grandfathered
+		lines     []string // about the judgments judged on their own
+		inherited []string // about the grandfathered ones
+		listed    int      // judgments in lines; the rest are counted
+		images    imageNotes
 	}
 	var order []string
 	byPolicy := map[string]*acc{}
@@ -259,27 +266,43 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 			order = append(order, j.policy.Name)
 		}
 		s := j.strictest()
-		if rank(s) > rank(a.top) {
+		if rank(s) > rank(a.top) && !j.grandfathered {
 			a.top = s
 		}
-		if s == "" && j.failure == nil {
+		a.kept = a.kept || j.grandfathered
+		waived := s == "" && j.failure == nil && len(j.excepted()) > 0
+		if s == "" && j.failure == nil && !waived {
 			continue
 		}
 		a.failed = a.failed || (s == "" && j.failure != nil)
+		a.excepted = a.excepted || waived
 		a.listed++
-		listed, kept := a.listed <= maxListed, a.images.add(j.image.Reference, reasonOf(s))
+		reason := reasonOf(s)
+		switch {
+		case j.grandfathered:
+			reason = events.ReasonGrandfathered
+		case waived:
+			reason = events.ReasonExcepted
+		}
+		listed, kept := a.listed <= maxListed, a.images.add(j.image.Reference, reason)
 		if !listed && !kept {
 			continue
 		}
 		var lines []string
-		if s != "" {
+		switch {
+		case s != "":
 			lines = explain(j, s, true)
-		} else {
+		case waived:
+			lines = waivedLines(j)
+		default:
 			f := policy.Failure{Reason: j.failure.reason, Detail: j.failure.detail}
 			lines = []string{fmt.Sprintf("%s: %s; admitted because onInspectionError is %s",
 				j.subject(), f, j.policy.Spec.OnInspectionError)}
 		}
-		if listed {
+		switch {
+		case listed && j.grandfathered:
+			a.inherited = append(a.inherited, lines...)
+		case listed:
 			a.lines = append(a.lines, lines...)
 		}
 		if kept {
@@ -289,13 +312,25 @@ func (o outcome) decisions(w *Workload) []events.Decision {
 	var out []events.Decision
 	for _, name := range order {
 		a := byPolicy[name]
+		inherit := ""
+		if a.kept {
+			inherit = st.inheritNote(w)
+			a.lines = append(append(a.lines, inherit), a.inherited...)
+		}
 		if a.listed > maxListed {
 			a.lines = append(a.lines, fmt.Sprintf("... and %d more images", a.listed-maxListed))
 		}
 		d := events.Decision{Object: w.Object, Kind: w.Kind, Policy: a.p, Verdict: string(policy.VerdictAllow),
-			Action: action, Note: strings.Join(a.lines, "\n"), Images: a.images.notes()}
-		if a.top != "" || a.failed {
+			Action: action, Note: strings.Join(a.lines, "\n"), Images: a.images.notes(inherit), VerifiedOwner: st.verified}
+		switch {
+		case a.top != "":
 			d.Reason = reasonOf(a.top)
+		case a.kept:
+			d.Reason, d.Verdict = events.ReasonGrandfathered, events.VerdictGrandfathered
+		case a.failed:
+			d.Reason = events.ReasonInspectionFailed
+		case a.excepted:
+			d.Reason = events.ReasonExcepted
 		}
 		if a.top == policy.ActionDeny {
 			d.Verdict = string(policy.VerdictDeny)
@@ -356,11 +391,16 @@ func (n *imageNotes) add(ref, reason string) bool {
 	return true
 }
 
-func (n *imageNotes) notes() []events.ImageNote {
+// notes returns the notes of the images in the order first seen; those of
+// grandfathered images start with inherited.
+func (n *imageNotes) notes(inherited string) []events.ImageNote {
 	out := make([]events.ImageNote, 0, len(n.order))
 	for _, ref := range n.order {
 		im := n.by[ref]
 		lines := im.lines
+		if im.reason == events.ReasonGrandfathered {
+			lines = append([]string{inherited}, lines...)
+		}
 		if im.more > 0 {
 			lines = append(lines, fmt.Sprintf("... and %d more places", im.more))
 		}
@@ -369,7 +409,9 @@ func (n *imageNotes) notes() []events.ImageNote {
 	return out
 }
 
-// reasonRank orders Event reasons as rank orders actions.
+// reasonRank orders Event reasons as rank orders actions; an image judged
+// on its own in one place and grandfathered (or excepted) in another is
+// recorded as judged.
 func reasonRank(reason string) int {
 	switch reason {
 	case events.ReasonRejected:

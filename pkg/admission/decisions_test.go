@@ -38,7 +38,7 @@ func TestDecisionsNameEveryImage(t *testing.T) {
 		j(at("sdk:1", 0), policy.ActionAudit), j(at("jdk:1", 1), policy.ActionDeny),
 		j(at("sdk:1", 2), policy.ActionDeny), j(at("sdk:1", 3), policy.ActionAudit), clean, failed,
 	})
-	ds := out.decisions(&Workload{Object: &corev1.Pod{}})
+	ds := out.decisions(&Workload{Object: &corev1.Pod{}}, standing{})
 	if len(ds) != 1 {
 		t.Fatalf("decisions = %d, want 1", len(ds))
 	}
@@ -65,7 +65,7 @@ func TestDecisionsNameEveryImage(t *testing.T) {
 	}
 
 	// Nothing found, nothing failed: no reason, no image.
-	ds = decide([]judgment{clean}).decisions(&Workload{Object: &corev1.Pod{}})
+	ds = decide([]judgment{clean}).decisions(&Workload{Object: &corev1.Pod{}}, standing{})
 	if len(ds) != 1 || ds[0].Reason != "" || len(ds[0].Images) != 0 {
 		t.Errorf("clean decision %+v", ds)
 	}

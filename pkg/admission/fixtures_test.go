@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,68 +33,32 @@ import (
 
 // Fixtures shared by the tests and the benchmarks of this package.
 
-// benchRegistry is ggcr's in-process registry behind a request counter and
-// an optional per-request latency. Pushes are neither counted nor delayed.
-type benchRegistry struct {
-	srv       *httptest.Server
-	host      string
-	latency   time.Duration
-	recording atomic.Bool
-	mu        sync.Mutex
-	counts    map[string]int
-}
+// benchRegistry is devcluster's counting registry, stopped with the test.
+type benchRegistry struct{ *devcluster.CountingRegistry }
 
+// newBenchRegistry starts a counting registry that answers each counted
+// request latency late.
 func newBenchRegistry(tb testing.TB, latency time.Duration) *benchRegistry {
 	tb.Helper()
-	br := &benchRegistry{latency: latency, counts: map[string]int{}}
-	h := devcluster.NewRegistry()
-	br.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if br.recording.Load() {
-			br.record(r)
-			if br.latency > 0 {
-				time.Sleep(br.latency)
-			}
-		}
-		h.ServeHTTP(w, r)
-	}))
-	tb.Cleanup(br.srv.Close)
-	br.host = strings.TrimPrefix(br.srv.URL, "http://")
-	br.recording.Store(true)
+	br := &benchRegistry{devcluster.StartCountingRegistry(nil, latency)}
+	tb.Cleanup(br.Close)
 	return br
-}
-
-func (br *benchRegistry) record(r *http.Request) {
-	kind := devcluster.RequestKind(r)
-	br.mu.Lock()
-	br.counts[kind]++
-	br.mu.Unlock()
 }
 
 // snapshot returns the requests counted so far, by kind, and their total.
 func (br *benchRegistry) snapshot() (map[string]int, int) {
-	br.mu.Lock()
-	defer br.mu.Unlock()
-	out, total := map[string]int{}, 0
-	for k, v := range br.counts {
-		out[k] = v
-		total += v
+	counts, total := br.Counts(), 0
+	for _, n := range counts {
+		total += n
 	}
-	return out, total
+	return counts, total
 }
 
-func (br *benchRegistry) reset() {
-	br.mu.Lock()
-	clear(br.counts)
-	br.mu.Unlock()
-}
-
-// push writes img as host/repoTag and returns the reference.
+// push writes img as host/repoTag, uncounted, and returns the reference.
 func (br *benchRegistry) push(tb testing.TB, repoTag string, img v1.Image) string {
 	tb.Helper()
-	br.recording.Store(false)
-	defer br.recording.Store(true)
-	ref := br.host + "/" + repoTag
-	if err := devcluster.Push(ref, img); err != nil {
+	ref, err := br.Push(repoTag, img)
+	if err != nil {
 		tb.Fatal(err)
 	}
 	return ref

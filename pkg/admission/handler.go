@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"golang.org/x/sync/singleflight"
@@ -22,6 +23,7 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/pkg/events"
+	"slimgate.dev/slimgate/pkg/exception"
 	"slimgate.dev/slimgate/pkg/inspection"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
@@ -54,7 +56,8 @@ type CachedInspector interface {
 
 // Options configures a Handler.
 type Options struct {
-	// Reader reads SlimImagePolicies and Namespaces (the manager's cache).
+	// Reader reads SlimImagePolicies and Namespaces, and the owners of
+	// controllers' children (OwnerObjects): the manager's cache.
 	Reader client.Reader
 	// Inspector fetches image facts.
 	Inspector registry.Inspector
@@ -77,6 +80,16 @@ type Options struct {
 	// wait for a slot, and an image that never gets one is a violation
 	// (ReasonBudgetExhausted), never an admission.
 	MaxRegistries int
+	// ControllerIdentities are the user names of the built-in controllers
+	// whose children may inherit their owner's standing (see standing.go);
+	// nil: DefaultControllerIdentities, empty: none.
+	ControllerIdentities []string
+	// OwnerWait bounds how long the review of a controller's child waits
+	// for its owner in Reader's cache; 0: DefaultOwnerWait.
+	OwnerWait time.Duration
+	// Now is the clock exceptions are judged by (their expires); nil:
+	// time.Now.
+	Now func() time.Time
 }
 
 // Handler is the validating admission handler for Pods, the workload kinds
@@ -91,6 +104,11 @@ type Handler struct {
 	// evaluations run, for tests.
 	evalFlight singleflight.Group
 	evaluated  atomic.Int64
+	// controllers is the set of Options.ControllerIdentities.
+	controllers map[string]bool
+	// exceptions holds the compiled SlimImageExceptions, per object
+	// generation.
+	exceptions memo[exceptionKey, *exception.Exception]
 }
 
 // NewHandler returns a Handler.
@@ -107,11 +125,14 @@ func NewHandler(o Options) (*Handler, error) {
 	if o.MaxRegistries <= 0 {
 		o.MaxRegistries = DefaultMaxRegistries
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	d, err := NewDecoder()
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{opts: o, decoder: d}, nil
+	return &Handler{opts: o, decoder: d, controllers: identitySet(o.ControllerIdentities)}, nil
 }
 
 // Handle implements admission.Handler.
@@ -158,10 +179,34 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if len(policies) == 0 {
 		return admission.Allowed("no SlimImagePolicy applies")
 	}
-	judgments := h.judge(ctx, namespace, w.Spec, imgs, policies, rechecksTags(req))
+	recheck := rechecksTags(req)
+	// A controller's child that inherits every image is admitted whatever
+	// its tags name now: the tag cache serves its review (standing.go).
+	var st standing
+	if recheck && allKeep(policies) {
+		if st = h.standingOf(ctx, req, w, nil); st.inheritsAll(imgs) {
+			recheck = false
+		}
+	}
+	judgments := h.judge(ctx, namespace, w.Spec, imgs, policies, recheck)
+	// Exceptions are judged by the clock at the time of decision: one
+	// that expired a moment ago no longer applies.
+	now := h.opts.Now()
+	if judgments, err = h.waive(ctx, namespace, w, judgments, now); err != nil {
+		log.Error(err, "reading the namespace for exceptions")
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	record := !isTrue(req.DryRun) && h.opts.Recorder != nil
+	if want := inheritable(judgments); len(want) > 0 || (record && recordable(judgments)) {
+		if st.template == nil || st.stale(want) {
+			st = h.standingOf(ctx, req, w, want)
+		}
+		grandfather(judgments, st)
+	}
 	out := decide(judgments)
-	if !isTrue(req.DryRun) && h.opts.Recorder != nil {
-		for _, d := range out.decisions(w) {
+	out.warnings = append(out.warnings, expiringWarnings(judgments, now)...)
+	if record {
+		for _, d := range out.decisions(w, st) {
 			h.opts.Recorder.Record(ctx, d)
 		}
 	}
@@ -202,15 +247,9 @@ func (h *Handler) policiesFor(ctx context.Context, namespace string) ([]*compile
 	if len(compiled) == 0 {
 		return nil, nil
 	}
-	var nsLabels map[string]string
-	var ns corev1.Namespace
-	switch err := h.opts.Reader.Get(ctx, types.NamespacedName{Name: namespace}, &ns); {
-	case err == nil:
-		nsLabels = ns.Labels
-	case apierrors.IsNotFound(err):
-		nsLabels = map[string]string{corev1.LabelMetadataName: namespace}
-	default:
-		return nil, fmt.Errorf("reading namespace %s: %w", namespace, err)
+	nsLabels, err := namespaceLabels(ctx, h.opts.Reader, namespace)
+	if err != nil {
+		return nil, err
 	}
 	var out []*compiledPolicy
 	for _, c := range compiled {
@@ -221,6 +260,20 @@ func (h *Handler) policiesFor(ctx context.Context, namespace string) ([]*compile
 	return out, nil
 }
 
+// namespaceLabels returns a namespace's labels; for one the cache does
+// not have (yet), the name label the API server would give it.
+func namespaceLabels(ctx context.Context, r client.Reader, namespace string) (map[string]string, error) {
+	var ns corev1.Namespace
+	switch err := r.Get(ctx, types.NamespacedName{Name: namespace}, &ns); {
+	case err == nil:
+		return ns.Labels, nil
+	case apierrors.IsNotFound(err):
+		return map[string]string{corev1.LabelMetadataName: namespace}, nil
+	default:
+		return nil, fmt.Errorf("reading namespace %s: %w", namespace, err)
+	}
+}
+
 // judgment is what one policy made of one image.
 type judgment struct {
 	image   Image
@@ -228,6 +281,14 @@ type judgment struct {
 	results []policy.Result
 	// failure is set when the image could not be inspected.
 	failure *failure
+	// grandfathered is set when the object inherits its owner's standing
+	// under this policy (see standing.go): its findings are recorded and
+	// neither deny nor warn.
+	grandfathered bool
+	// gate is the policy's spec.exceptions; waivers the exceptions that
+	// waived findings of results.
+	gate    *exception.Gate
+	waivers []*exception.Exception
 }
 
 type failure struct {
@@ -300,7 +361,7 @@ func (h *Handler) judge(ctx context.Context, namespace string, spec *corev1.PodS
 				at = len(f.policies)
 				f.policies = append(f.policies, p)
 			}
-			todo = append(todo, pending{fetch: f, policy: at, j: judgment{image: img, policy: p.object}})
+			todo = append(todo, pending{fetch: f, policy: at, j: judgment{image: img, policy: p.object, gate: &p.gate}})
 		}
 	}
 	if len(todo) == 0 {

@@ -130,7 +130,7 @@ func TestHostileStarvation(t *testing.T) {
 			images = append(images, fmt.Sprintf("%s/slow/img-%d:1", hangHost, i))
 		}
 		images = append(images, fat)
-		p := benchPolicy(healthy.host)
+		p := benchPolicy(healthy.Host)
 		p.Spec.Registries.Insecure = append(p.Spec.Registries.Insecure, hangHost)
 		body := podReview(t, "starved", images)
 
@@ -161,7 +161,7 @@ func TestHostileStarvation(t *testing.T) {
 			r.Close()
 		}
 		hangSrv.Close()
-		healthy.srv.Close()
+		healthy.Server.Close()
 	}()
 	if err := devcluster.WaitGoroutines(base, 5*time.Second); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/exception"
 	"slimgate.dev/slimgate/pkg/policy"
 	"slimgate.dev/slimgate/pkg/registry"
 )
@@ -27,6 +28,8 @@ type compiledPolicy struct {
 	// reference and credentials; rules names it (see fetchKey).
 	request registry.Request
 	rules   string
+	// gate is the policy's spec.exceptions.
+	gate exception.Gate
 }
 
 func newCompiledPolicy(ctx context.Context, p *v1alpha1.SlimImagePolicy) *compiledPolicy {
@@ -48,7 +51,7 @@ func newCompiledPolicy(ctx context.Context, p *v1alpha1.SlimImagePolicy) *compil
 			Insecure:             spec.Registries.Insecure,
 		},
 	}
-	return &compiledPolicy{object: obj, compiled: c, request: r, rules: rulesKey(r)}
+	return &compiledPolicy{object: obj, compiled: c, request: r, rules: rulesKey(r), gate: exception.NewGate(spec)}
 }
 
 // current reports whether the entry was compiled from this object's

@@ -41,14 +41,14 @@ func judgeOnce(t *testing.T, srv http.Handler, body []byte) bool {
 func TestPodCreateRechecksTheTag(t *testing.T) {
 	reg := newBenchRegistry(t, 0)
 	ref := reg.push(t, "team/app:T", fixtureImage(t, "distroless-static-debian12.json", "slim"))
-	h, _ := benchHandler(t, benchReader(t, benchPolicy(reg.host), false), 0)
+	h, _ := benchHandler(t, benchReader(t, benchPolicy(reg.Host), false), 0)
 	srv := serving(h, true)
 	if !judgeOnce(t, srv, podReview(t, "first", []string{ref})) {
 		t.Fatal("the slim image was denied")
 	}
 	// The same Pod again: the tag is checked with a HEAD, the facts of its
 	// digest come from the cache.
-	reg.reset()
+	reg.Reset()
 	if !judgeOnce(t, srv, podReview(t, "second", []string{ref})) {
 		t.Fatal("the slim image was denied the second time")
 	}
@@ -57,7 +57,7 @@ func TestPodCreateRechecksTheTag(t *testing.T) {
 	}
 
 	reg.push(t, "team/app:T", fixtureImage(t, "golang-1.24.4-bookworm.json", "fat"))
-	reg.reset()
+	reg.Reset()
 	if !judgeOnce(t, srv, deploymentReview(t, []string{ref})) {
 		t.Error("a Deployment naming the tag was judged anew; workloads keep the tag cache")
 	}
@@ -81,7 +81,7 @@ func TestRequireDigestsDeniesTags(t *testing.T) {
 	img := fixtureImage(t, "distroless-static-debian12.json", "pinned")
 	ref := reg.push(t, "team/app:1", img)
 	digest := digestOf(t, img)
-	p := benchPolicy(reg.host)
+	p := benchPolicy(reg.Host)
 	p.Spec.RequireDigests = true
 	h, _ := benchHandler(t, benchReader(t, p, false), 0)
 	srv := serving(h, true)
@@ -91,7 +91,7 @@ func TestRequireDigestsDeniesTags(t *testing.T) {
 			t.Errorf("a Pod naming a tag: answer lacks %s: %s", want, w.Body.String())
 		}
 	}
-	for _, pinned := range []string{ref + "@" + digest, reg.host + "/team/app@" + digest} {
+	for _, pinned := range []string{ref + "@" + digest, reg.Host + "/team/app@" + digest} {
 		if !judgeOnce(t, srv, podReview(t, "pinned", []string{pinned})) {
 			t.Errorf("%s denied", pinned)
 		}
@@ -167,9 +167,9 @@ func TestPinnerPinsEveryImageOfAPod(t *testing.T) {
 		images[n] = fixtureImage(t, "distroless-static-debian12.json", n)
 		refs[n] = reg.push(t, "team/"+n+":1", images[n])
 	}
-	pinned := reg.host + "/team/app:1@" + digestOf(t, images["app"])
-	missing := reg.host + "/team/missing:1"
-	pol := benchPolicy(reg.host)
+	pinned := reg.Host + "/team/app:1@" + digestOf(t, images["app"])
+	missing := reg.Host + "/team/missing:1"
+	pol := benchPolicy(reg.Host)
 	pol.Spec.Exclude.Images = []string{refs["excluded"]}
 	h, _ := benchHandler(t, benchReader(t, pol, false), 0)
 	pod := &corev1.Pod{
@@ -221,7 +221,7 @@ func TestPinnerEphemeralContainers(t *testing.T) {
 	cur.Spec.EphemeralContainers = append(cur.Spec.EphemeralContainers,
 		corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug-2", Image: ref}})
 
-	judging := benchPolicy(reg.host)
+	judging := benchPolicy(reg.Host)
 	judging.Spec.Exclude.EphemeralContainers = new(bool)
 	h, _ := benchHandler(t, benchReader(t, judging, false), 0)
 	ops, _ := pin(t, NewPinner(h), admissionv1.Update, "ephemeralcontainers", cur, old)
@@ -230,7 +230,7 @@ func TestPinnerEphemeralContainers(t *testing.T) {
 		t.Errorf("patch (-want +got):\n%s", diff)
 	}
 
-	h, _ = benchHandler(t, benchReader(t, benchPolicy(reg.host), false), 0)
+	h, _ = benchHandler(t, benchReader(t, benchPolicy(reg.Host), false), 0)
 	if ops, _ := pin(t, NewPinner(h), admissionv1.Update, "ephemeralcontainers", cur, old); len(ops) != 0 {
 		t.Errorf("ephemeral containers excluded by the policy, yet pinned: %v", ops)
 	}
@@ -241,7 +241,7 @@ func TestPinnerEphemeralContainers(t *testing.T) {
 func TestPinnerLeavesWorkloadsAndUpdatesAlone(t *testing.T) {
 	reg := newBenchRegistry(t, 0)
 	ref := reg.push(t, "team/app:1", fixtureImage(t, "distroless-static-debian12.json", "alone"))
-	h, _ := benchHandler(t, benchReader(t, benchPolicy(reg.host), false), 0)
+	h, _ := benchHandler(t, benchReader(t, benchPolicy(reg.Host), false), 0)
 	p := NewPinner(h)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "team"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: ref}}}}
@@ -272,7 +272,7 @@ func TestPinnedDigestIsTheJudgedOne(t *testing.T) {
 	reg := newBenchRegistry(t, 0)
 	slim := fixtureImage(t, "distroless-static-debian12.json", "slim")
 	ref := reg.push(t, "team/app:T", slim)
-	h, _ := benchHandler(t, benchReader(t, benchPolicy(reg.host), false), 0)
+	h, _ := benchHandler(t, benchReader(t, benchPolicy(reg.Host), false), 0)
 	p, srv := NewPinner(h), serving(h, true)
 	newPod := func(name string) *corev1.Pod {
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "team"},
@@ -285,7 +285,7 @@ func TestPinnedDigestIsTheJudgedOne(t *testing.T) {
 	}
 	fat := fixtureImage(t, "golang-1.24.4-bookworm.json", "fat")
 	reg.push(t, "team/app:T", fat)
-	reg.reset()
+	reg.Reset()
 	if !judgeOnce(t, srv, podReview(t, "first", []string{first.Spec.Containers[0].Image})) {
 		t.Error("the Pod pinned to the slim digest was denied after the tag moved")
 	}
@@ -315,11 +315,11 @@ func TestPinnerKeepsExclusions(t *testing.T) {
 		pinned bool
 	}{
 		{ref, false},
-		{reg.host + "/team/*", true},
+		{reg.Host + "/team/*", true},
 	} {
-		judging := benchPolicy(reg.host)
+		judging := benchPolicy(reg.Host)
 		judging.Name = "a-judges"
-		excluding := benchPolicy(reg.host)
+		excluding := benchPolicy(reg.Host)
 		excluding.Name = "b-excludes"
 		excluding.Spec.Exclude.Images = []string{c.glob}
 		rd := benchReader(t, judging, false).(*cacheReader)

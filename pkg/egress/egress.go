@@ -53,6 +53,16 @@ func (r Rules) IsInsecure(host string) bool {
 	return slices.ContainsFunc(r.Insecure, func(p string) bool { return glob.MatchHost(p, host) })
 }
 
+// CheckPlainHTTP refuses plain HTTP to a host (host or host:port) the
+// rules do not list as insecure, whatever asked for it: a request's URL or
+// a registry mirror configured with an http:// endpoint.
+func (r Rules) CheckPlainHTTP(host string) error {
+	if !r.IsInsecure(host) {
+		return refused("plain HTTP to %s is not allowed (not listed as an insecure registry)", host)
+	}
+	return nil
+}
+
 // CheckRegistry refuses a registry host before any connection is tried:
 // one the rules do not allow, and, when Guarded, one CheckHost refuses.
 // Hosts in exempt ("ip:port") pass the address check.
@@ -184,8 +194,10 @@ type schemeGuard struct {
 }
 
 func (g *schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme != "https" && !g.rules.IsInsecure(req.URL.Host) {
-		return nil, refused("plain HTTP to %s is not allowed (not listed as an insecure registry)", req.URL.Host)
+	if req.URL.Scheme != "https" {
+		if err := g.rules.CheckPlainHTTP(req.URL.Host); err != nil {
+			return nil, err
+		}
 	}
 	return g.inner.RoundTrip(req.WithContext(WithDialHost(req.Context(), req.URL.Hostname())))
 }

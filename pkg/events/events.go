@@ -30,7 +30,19 @@ const (
 	// ReasonInspectionFailed: an image could not be inspected and
 	// onInspectionError Allow admitted it.
 	ReasonInspectionFailed = "InspectionFailed"
+	// ReasonGrandfathered: a ReplicaSet, Job or Pod that a built-in
+	// controller created from its owner's template, with exactly the
+	// template's images, breaks a policy's rules and was admitted as its
+	// owner was (spec.existingWorkloads Keep).
+	ReasonGrandfathered = "ImageGrandfathered"
+	// ReasonExcepted: a SlimImageException waived what a policy found in
+	// an image, and it was admitted.
+	ReasonExcepted = "ImageExcepted"
 )
+
+// VerdictGrandfathered is the verdict of a ReasonGrandfathered decision in
+// slimgate_decisions_total, next to "allow" and "deny".
+const VerdictGrandfathered = "grandfathered"
 
 // Event actions.
 const (
@@ -57,7 +69,7 @@ type Decision struct {
 	VerifiedOwner *corev1.ObjectReference
 	// Policy is the policy that judged it.
 	Policy *v1alpha1.SlimImagePolicy
-	// Verdict is "allow" or "deny", for the metric.
+	// Verdict is "allow", "deny" or VerdictGrandfathered, for the metric.
 	Verdict string
 	// Reason is one of the Reason constants; empty records no Event (the
 	// policy found nothing).

@@ -3,6 +3,8 @@ package fleet
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"slimgate.dev/slimgate/pkg/admission"
 )
 
 // TrimPod is a cache transform (cache.ByObject.Transform) for the Pods a
@@ -24,37 +26,12 @@ func TrimPod(obj any) (any, error) {
 			Generation: p.Generation, CreationTimestamp: p.CreationTimestamp, DeletionTimestamp: p.DeletionTimestamp,
 			OwnerReferences: p.OwnerReferences,
 		},
-		Spec: corev1.PodSpec{
-			ServiceAccountName: p.Spec.ServiceAccountName,
-			ImagePullSecrets:   p.Spec.ImagePullSecrets,
-			InitContainers:     trimContainers(p.Spec.InitContainers),
-			Containers:         trimContainers(p.Spec.Containers),
-		},
-	}
-	for _, c := range p.Spec.EphemeralContainers {
-		out.Spec.EphemeralContainers = append(out.Spec.EphemeralContainers, corev1.EphemeralContainer{
-			EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: c.Name, Image: c.Image}})
-	}
-	for _, v := range p.Spec.Volumes {
-		if v.Image != nil {
-			out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{Name: v.Name, VolumeSource: corev1.VolumeSource{Image: v.Image}})
-		}
+		Spec: admission.ImagesOnly(&p.Spec),
 	}
 	out.Status.InitContainerStatuses = trimStatuses(p.Status.InitContainerStatuses)
 	out.Status.ContainerStatuses = trimStatuses(p.Status.ContainerStatuses)
 	out.Status.EphemeralContainerStatuses = trimStatuses(p.Status.EphemeralContainerStatuses)
 	return out, nil
-}
-
-func trimContainers(cs []corev1.Container) []corev1.Container {
-	if cs == nil {
-		return nil
-	}
-	out := make([]corev1.Container, len(cs))
-	for i, c := range cs {
-		out[i] = corev1.Container{Name: c.Name, Image: c.Image}
-	}
-	return out
 }
 
 func trimStatuses(ss []corev1.ContainerStatus) []corev1.ContainerStatus {

@@ -53,7 +53,7 @@ func TestEveryReasonEndToEnd(t *testing.T) {
 		registry.ReasonInvalid: true, registry.ReasonTooLarge: true, registry.ReasonNotFound: true,
 		registry.ReasonBadReference: true, registry.ReasonEgressRefused: true,
 		registry.ReasonTimeout: false, registry.ReasonUnavailable: false, registry.ReasonRateLimited: false,
-		registry.ReasonUnauthorized: false,
+		registry.ReasonUnauthorized: false, registry.ReasonCredentials: false,
 	}
 	if len(registry.Reasons()) != len(invalid) {
 		t.Fatalf("registry knows %d reasons, this table %d: classify the new one here", len(registry.Reasons()), len(invalid))

@@ -3,7 +3,9 @@ package policy
 import (
 	_ "embed"
 	"fmt"
+	"maps"
 	"path"
+	"reflect"
 	"regexp"
 	"regexp/syntax"
 	"slices"
@@ -17,8 +19,9 @@ import (
 	"slimgate.dev/slimgate/pkg/glob"
 )
 
-// catalogYAML is slimgate's toolchain catalog: what each toolchain and
-// build step looks like in an image, as data. See catalog.yaml.
+// catalogYAML is slimgate's rule catalog: what each toolchain and build
+// step looks like in an image, and the rules without signals, as data.
+// See catalog.yaml.
 //
 //go:embed catalog.yaml
 var catalogYAML []byte
@@ -27,9 +30,15 @@ var catalogYAML []byte
 type catalogFile struct {
 	// Remedies are texts the entries share, by YAML anchor.
 	Remedies []string `json:"remedies"`
+	// Fixed are the rules without signals (size, inspection, reference,
+	// bloat), reported after the toolchains.
+	Fixed []Rule `json:"fixed"`
 	// Toolchains are the entries, in reporting order.
 	Toolchains []v1alpha1.Toolchain `json:"toolchains"`
 }
+
+// fixedCategories are the categories of rules without signals.
+var fixedCategories = []string{string(CategorySize), string(CategoryInspection), string(CategoryReference), string(CategoryBloat)}
 
 // minLiteral is the shortest literal a pattern must contain: the text of
 // a step is searched for these literals first, so that however many
@@ -53,11 +62,39 @@ func loadCatalog(data []byte) (*detector, error) {
 	if err := yaml.UnmarshalStrict(data, &cf); err != nil {
 		return nil, fmt.Errorf("decode catalog: %w", err)
 	}
-	d, errs := compileDetector(nil, cf.Toolchains, field.NewPath("toolchains"), true)
-	if len(errs) > 0 {
+	errs := checkFixed(field.NewPath("fixed"), cf.Fixed)
+	d, compileErrs := compileDetector(&detector{rules: cf.Fixed, fixed: cf.Fixed}, cf.Toolchains, field.NewPath("toolchains"), true)
+	if errs = append(errs, compileErrs...); len(errs) > 0 {
 		return nil, errs.ToAggregate()
 	}
 	return d, nil
+}
+
+// checkFixed checks the rules without signals: each has an id of its own,
+// a category of their kinds, a title and a remedy.
+func checkFixed(fp *field.Path, fixed []Rule) field.ErrorList {
+	var errs field.ErrorList
+	seen := map[string]bool{}
+	for i, r := range fixed {
+		p := fp.Index(i)
+		switch {
+		case r.ID == "":
+			errs = append(errs, field.Required(p.Child("id"), ""))
+		case seen[r.ID]:
+			errs = append(errs, field.Duplicate(p.Child("id"), r.ID))
+		}
+		seen[r.ID] = true
+		if !slices.Contains(fixedCategories, string(r.Category)) {
+			errs = append(errs, field.NotSupported(p.Child("category"), r.Category, fixedCategories))
+		}
+		if strings.TrimSpace(r.Title) == "" {
+			errs = append(errs, field.Required(p.Child("title"), ""))
+		}
+		if strings.TrimSpace(r.Remedy) == "" {
+			errs = append(errs, field.Required(p.Child("remedy"), ""))
+		}
+	}
+	return errs
 }
 
 // signal is one compiled signal of any kind.
@@ -105,7 +142,9 @@ type versionSpec struct {
 // detector is a compiled catalog: the rules in reporting order and their
 // signals indexed for one pass over an image. It is immutable.
 type detector struct {
-	rules    []Rule
+	rules []Rule
+	// fixed are the rules without signals, the last ones of rules.
+	fixed    []Rule
 	requires map[string][]string
 	versions map[string]versionSpec
 
@@ -128,50 +167,38 @@ var strengths = map[v1alpha1.Strength]int{v1alpha1.StrengthStrong: strong, v1alp
 // toolchain.<name> only.
 var idForm = regexp.MustCompile(`^(toolchain|build)\.[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 
-// compileDetector compiles entries on top of base (nil: none), reporting
-// every problem with its field path. builtinIDs allows the build.* ids of
-// slimgate's own catalog. Catalog rules that are not toolchains or
-// build steps (size, inspection, reference, bloat) follow the entries.
+// compileDetector compiles entries on top of base (for the built-in
+// catalog, one of only the rules without signals), reporting every
+// problem with its field path. builtinIDs allows the build.* ids of
+// slimgate's own catalog. Base's rules without signals (size,
+// inspection, reference, bloat) follow the entries.
 func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Path, builtinIDs bool) (*detector, field.ErrorList) {
 	d := &detector{
+		fixed:    base.fixed,
 		requires: map[string][]string{},
 		versions: map[string]versionSpec{},
 		pkgNames: map[string][]*pkgSignal{},
 		commands: map[string][]*cmdSignal{},
 		defaults: map[string][]*cmdSignal{},
 	}
-	var dlLits, pkgLits []literal
-	if base != nil {
-		d.rules = slices.Clone(base.rules[:len(base.rules)-len(fixedRules)])
-		for k, v := range base.requires {
-			d.requires[k] = v
-		}
-		for k, v := range base.versions {
-			d.versions[k] = v
-		}
-		for k, v := range base.pkgNames {
-			d.pkgNames[k] = slices.Clone(v)
-		}
-		for k, v := range base.commands {
-			d.commands[k] = slices.Clone(v)
-		}
-		for k, v := range base.defaults {
-			d.defaults[k] = slices.Clone(v)
-		}
-		d.pkgPatterns = slices.Clone(base.pkgPatterns)
-		d.downloads = slices.Clone(base.downloads)
-		d.paths = slices.Clone(base.paths)
-		d.env = slices.Clone(base.env)
-		d.labels = slices.Clone(base.labels)
-		dlLits = slices.Clone(base.dlIndex.lits)
-		pkgLits = slices.Clone(base.pkgIndex.lits)
-	}
+	d.rules = slices.Clone(base.rules[:len(base.rules)-len(base.fixed)])
+	maps.Copy(d.requires, base.requires)
+	maps.Copy(d.versions, base.versions)
+	copyLists(d.pkgNames, base.pkgNames)
+	copyLists(d.commands, base.commands)
+	copyLists(d.defaults, base.defaults)
+	d.pkgPatterns = slices.Clone(base.pkgPatterns)
+	d.downloads = slices.Clone(base.downloads)
+	d.paths = slices.Clone(base.paths)
+	d.env = slices.Clone(base.env)
+	d.labels = slices.Clone(base.labels)
+	dlLits, pkgLits := slices.Clone(base.dlIndex.lits), slices.Clone(base.pkgIndex.lits)
 	var errs field.ErrorList
 	seen := map[string]bool{}
 	for _, r := range d.rules {
 		seen[r.ID] = true
 	}
-	for _, r := range fixedRules {
+	for _, r := range d.fixed {
 		seen[r.ID] = true
 	}
 	for i, e := range entries {
@@ -239,9 +266,7 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 					errs = append(errs, field.Invalid(p.Child("pattern"), s.Pattern, err.Error()))
 				} else {
 					sig.re = re
-					for _, l := range lits {
-						pkgLits = append(pkgLits, literal{text: l, id: len(d.pkgPatterns)})
-					}
+					pkgLits = appendLiterals(pkgLits, lits, len(d.pkgPatterns))
 					d.pkgPatterns = append(d.pkgPatterns, sig)
 				}
 			}
@@ -260,9 +285,7 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 					errs = append(errs, field.Invalid(p.Child("runtime"), s.Runtime, err.Error()))
 				}
 			}
-			for _, l := range lits {
-				dlLits = append(dlLits, literal{text: l, id: len(d.downloads)})
-			}
+			dlLits = appendLiterals(dlLits, lits, len(d.downloads))
 			d.downloads = append(d.downloads, sig)
 			n++
 		}
@@ -309,7 +332,7 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 				errs = append(errs, field.Required(p.Child("names"), ""))
 			}
 			for k, a := range s.Args {
-				re, err := regexp.Compile(`^(?:` + a + `)$`)
+				re, err := compileWhole(a)
 				if err != nil {
 					errs = append(errs, field.Invalid(p.Child("args").Index(k), a, err.Error()))
 					ok = false
@@ -317,7 +340,7 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 				sig.args = append(sig.args, re)
 			}
 			if s.AnyArg != "" {
-				re, err := regexp.Compile(`^(?:` + s.AnyArg + `)$`)
+				re, err := compileWhole(s.AnyArg)
 				if err != nil {
 					errs = append(errs, field.Invalid(p.Child("anyArg"), s.AnyArg, err.Error()))
 					ok = false
@@ -347,10 +370,31 @@ func compileDetector(base *detector, entries []v1alpha1.Toolchain, fp *field.Pat
 			}
 		}
 	}
-	d.rules = append(d.rules, fixedRules...)
+	d.rules = append(d.rules, d.fixed...)
 	d.dlIndex = newLiteralIndex(dlLits)
 	d.pkgIndex = newLiteralIndex(pkgLits)
 	return d, errs
+}
+
+// copyLists copies the lists of src into dst, each list cloned: appending
+// to dst's never writes into src's.
+func copyLists[V any](dst, src map[string][]V) {
+	for k, v := range src {
+		dst[k] = slices.Clone(v)
+	}
+}
+
+// appendLiterals indexes the literals lits of pattern id.
+func appendLiterals(index []literal, lits []string, id int) []literal {
+	for _, l := range lits {
+		index = append(index, literal{text: l, id: id})
+	}
+	return index
+}
+
+// compileWhole compiles a command argument pattern, anchored at both ends.
+func compileWhole(p string) (*regexp.Regexp, error) {
+	return regexp.Compile(`^(?:` + p + `)$`)
 }
 
 // compileSignalPattern compiles a catalog pattern, case-insensitive, anchored
@@ -639,77 +683,40 @@ var customLimits = map[string]int{
 }
 
 // checkCustomLimits reports the fields of custom entries past their
-// bounds.
+// bounds: every list and string whose schema path customLimits names.
 func checkCustomLimits(fp *field.Path, entries []v1alpha1.Toolchain) field.ErrorList {
 	var errs field.ErrorList
-	items := func(p *field.Path, n int, key string) {
-		if limit := customLimits[key]; n > limit {
-			errs = append(errs, field.TooMany(p, n, limit))
-		}
-	}
-	str := func(p *field.Path, s, key string) {
-		if limit := customLimits[key]; len(s) > limit {
-			errs = append(errs, field.TooLong(p, "", limit))
-		}
-	}
-	strs := func(p *field.Path, ss []string, key string) {
-		items(p, len(ss), key+" maxItems")
-		for i, s := range ss {
-			str(p.Index(i), s, key+"[] maxLength")
-		}
-	}
-	items(fp, len(entries), "custom maxItems")
-	for i, e := range entries {
-		ep := fp.Index(i)
-		str(ep.Child("id"), e.ID, "custom[].id maxLength")
-		str(ep.Child("title"), e.Title, "custom[].title maxLength")
-		str(ep.Child("description"), e.Description, "custom[].description maxLength")
-		str(ep.Child("remedy"), e.Remedy, "custom[].remedy maxLength")
-		strs(ep.Child("requires"), e.Requires, "custom[].requires")
-		if v := e.Version; v != nil {
-			strs(ep.Child("version", "env"), v.Env, "custom[].version.env")
-			str(ep.Child("version", "fallback"), v.Fallback, "custom[].version.fallback maxLength")
-		}
-		sp, sk := ep.Child("signals"), "custom[].signals."
-		items(sp.Child("packages"), len(e.Signals.Packages), sk+"packages maxItems")
-		for j, s := range e.Signals.Packages {
-			p := sp.Child("packages").Index(j)
-			strs(p.Child("names"), s.Names, sk+"packages[].names")
-			str(p.Child("pattern"), s.Pattern, sk+"packages[].pattern maxLength")
-		}
-		items(sp.Child("downloads"), len(e.Signals.Downloads), sk+"downloads maxItems")
-		for j, s := range e.Signals.Downloads {
-			p := sp.Child("downloads").Index(j)
-			str(p.Child("pattern"), s.Pattern, sk+"downloads[].pattern maxLength")
-			str(p.Child("unless"), s.Unless, sk+"downloads[].unless maxLength")
-			strs(p.Child("homes"), s.Homes, sk+"downloads[].homes")
-			str(p.Child("runtime"), s.Runtime, sk+"downloads[].runtime maxLength")
-		}
-		items(sp.Child("paths"), len(e.Signals.Paths), sk+"paths maxItems")
-		for j, s := range e.Signals.Paths {
-			str(sp.Child("paths").Index(j).Child("path"), s.Path, sk+"paths[].path maxLength")
-		}
-		for _, kind := range []string{"env", "labels"} {
-			list := e.Signals.Env
-			if kind == "labels" {
-				list = e.Signals.Labels
-			}
-			items(sp.Child(kind), len(list), sk+kind+" maxItems")
-			for j, s := range list {
-				p := sp.Child(kind).Index(j)
-				str(p.Child("key"), s.Key, sk+kind+"[].key maxLength")
-				str(p.Child("value"), s.Value, sk+kind+"[].value maxLength")
-			}
-		}
-		items(sp.Child("commands"), len(e.Signals.Commands), sk+"commands maxItems")
-		for j, s := range e.Signals.Commands {
-			p := sp.Child("commands").Index(j)
-			strs(p.Child("names"), s.Names, sk+"commands[].names")
-			strs(p.Child("args"), s.Args, sk+"commands[].args")
-			str(p.Child("anyArg"), s.AnyArg, sk+"commands[].anyArg maxLength")
-		}
-	}
+	checkLimits(&errs, fp, "custom", reflect.ValueOf(entries))
 	return errs
+}
+
+// checkLimits checks v, found at p, against the customLimits of its schema
+// path key ("custom[].signals.env[].key"), and then what v holds. Fields
+// are found by their JSON names.
+func checkLimits(errs *field.ErrorList, p *field.Path, key string, v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			checkLimits(errs, p, key, v.Elem())
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+				checkLimits(errs, p.Child(name), key+"."+name, v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		if limit, ok := customLimits[key+" maxItems"]; ok && v.Len() > limit {
+			*errs = append(*errs, field.TooMany(p, v.Len(), limit))
+		}
+		for i := range v.Len() {
+			checkLimits(errs, p.Index(i), key+"[]", v.Index(i))
+		}
+	case reflect.String:
+		if limit, ok := customLimits[key+" maxLength"]; ok && v.Len() > limit {
+			*errs = append(*errs, field.TooLong(p, "", limit))
+		}
+	}
 }
 
 // customRules compiles a policy's custom toolchains on top of the

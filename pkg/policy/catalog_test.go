@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"sigs.k8s.io/yaml"
 )
 
 // testdataConfig reads the image config of a testdata file ("images/x" or
@@ -62,10 +63,22 @@ type signalCase struct {
 	fires  bool
 }
 
-// catalogCases holds, for every entry of the catalog, at least one real
-// example that must fire it and one near miss that must not. Lines come
-// from testdata (line) or are Dockerfile lines of public repositories as
-// BuildKit renders them (buildkit).
+// Corpus files the catalog's examples read often.
+const (
+	golangDocs    = "corpus/golang-docs-app-on-1.24.4-bookworm"
+	springDevEnvs = "corpus/awesome-compose-spring-postgres-backend-dev-envs"
+	welcomeFirst  = "corpus/welcome-to-docker-initial-node19-alpine"
+	welcomeFixed  = "corpus/welcome-to-docker-node18-alpine"
+	mongoJan      = "corpus/mongo-express-1.0.2-20-alpine3.19-2024-01"
+	mongoMar      = "corpus/mongo-express-1.0.2-20-alpine3.19"
+)
+
+// catalogCases holds, for every entry of the catalog, at least one
+// example that must fire it and one near miss that must not, each taken
+// from a testdata image (line, cfgEnv, cfgLabels). A few more are
+// Dockerfile lines as BuildKit renders them (buildkit) or env written
+// here; TestCatalogSignals judges them too but does not count them as
+// an entry's real examples.
 func catalogCases(t testing.TB) []signalCase {
 	return []signalCase{
 		{rule: RuleToolchainGo, name: "golang image env and PATH", fires: true,
@@ -73,6 +86,8 @@ func catalogCases(t testing.TB) []signalCase {
 			lines: []string{line(t, "images/golang-1.24.4-bookworm", 8, "COPY /target/ /")}},
 		{rule: RuleToolchainGo, name: "GODEBUG of a Go binary is no toolchain",
 			env: []string{"GODEBUG=x509ignoreCN=0,madvdontneed=1", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
+		{rule: RuleToolchainGo, name: "a Go binary and its source copied from a builder stage",
+			lines: []string{line(t, "images/k8s-debug-bridge-alpine-multistage", 4, "COPY /app/k8s-debug-bridge"), line(t, "images/k8s-debug-bridge-alpine-multistage", 5, "k8s-debug-bridge.go")}},
 
 		{rule: RuleToolchainJDK, name: "temurin JDK tarball", fires: true,
 			lines: []string{line(t, "corpus/eclipse-temurin-21.0.12.1-jdk-alpine", 7, "OpenJDK21U-jdk_")}},
@@ -104,10 +119,16 @@ func catalogCases(t testing.TB) []signalCase {
 		{rule: RuleToolchainCC, name: "python:slim builds and purges", lines: []string{line(t, "images/python-3.14.7", 8, "apt-mark auto")}},
 		{rule: RuleToolchainCC, name: "perl:slim keeps make only", lines: []string{line(t, "corpus/perl-5.44.0-slim-trixie", 2, "savedPackages")}},
 
-		{rule: RuleToolchainNodeBuild, name: "npm ci then npm run build", fires: true,
-			lines: []string{buildkit("npm ci"), "COPY . . # buildkit", buildkit("npm run build")}},
-		{rule: RuleToolchainNodeBuild, name: "production install only",
-			lines: []string{buildkit("npm ci --omit=dev"), "COPY . . # buildkit"}},
+		{rule: RuleToolchainNodeBuild, name: "npm install then npm run build (welcome-to-docker, first version)", fires: true,
+			lines: []string{line(t, welcomeFirst, 3, "npm install && npm install -g serve"), line(t, welcomeFirst, 4, "COPY . ./"), line(t, welcomeFirst, 5, "npm run build")}},
+		{rule: RuleToolchainNodeBuild, name: "yarn install and yarn build, only git purged (mongo-express, January 2024)", fires: true,
+			lines: []string{line(t, mongoJan, 2, "yarn build;")}},
+		{rule: RuleToolchainNodeBuild, name: "install, build and rm node_modules in one step (welcome-to-docker)",
+			lines: []string{line(t, welcomeFixed, 4, "rm -fr node_modules")}},
+		{rule: RuleToolchainNodeBuild, name: "build, then the production prune in the step (mongo-express, March 2024)",
+			lines: []string{line(t, mongoMar, 2, "yarn workspaces focus --production")}},
+		{rule: RuleToolchainNodeBuild, name: "production install only (getting-started-app)",
+			lines: []string{line(t, "corpus/getting-started-app-node18-alpine", 1, "COPY . ."), line(t, "corpus/getting-started-app-node18-alpine", 2, "yarn install --production")}},
 
 		{rule: RuleToolchainComposer, name: "composer installer", fires: true,
 			lines: []string{line(t, "images/composer-1.7.2-php7.2-alpine", 27, "installer")}},
@@ -164,8 +185,8 @@ func catalogCases(t testing.TB) []signalCase {
 		{rule: "toolchain.erlang", name: "rebar3 with the compilers deleted (alpine)",
 			lines: []string{line(t, "corpus/elixir-1.20.1-otp29-alpine", 2, "REBAR3_VERSION"), line(t, "corpus/elixir-1.20.1-otp29-alpine", 4, "apk del")}},
 		{rule: "toolchain.scala", name: "sbt unpacked into /usr/share", fires: true,
-			lines: []string{line(t, "corpus/sbt-1.6.2-scala-2.13.10-temurin", 5, "sbt-$SBT_VERSION.tgz")}},
-		{rule: "toolchain.scala", name: "an sbtuser account", lines: []string{line(t, "corpus/sbt-1.6.2-scala-2.13.10-temurin", 8, "sbtuser")}},
+			lines: []string{line(t, "corpus/sbt-1.6.2-scala-2.13.10-temurin", 13, "sbt-$SBT_VERSION.tgz")}},
+		{rule: "toolchain.scala", name: "an sbtuser account", lines: []string{line(t, "corpus/sbt-1.6.2-scala-2.13.10-temurin", 16, "sbtuser")}},
 		{rule: "toolchain.zig", name: "zig tarball unpacked and moved to /usr/local/bin", fires: true,
 			lines: []string{line(t, "corpus/zig-0.13.0-debian12", 2, "ziglang.org")}},
 		{rule: "toolchain.zig", name: "a version variable alone", lines: []string{line(t, "corpus/zig-0.13.0-debian12", 1, "ZIGVER")}},
@@ -193,34 +214,92 @@ func catalogCases(t testing.TB) []signalCase {
 			`asdf plugin-add golang https://github.com/kennyp/asdf-golang.git && asdf install golang 1.14.13 && asdf global golang 1.14.13`)}},
 		{rule: RuleToolchainGo, name: "asdf installs Python", lines: []string{buildkit("asdf plugin-add python && asdf install python 3.7.3 && asdf global python 3.7.3")}},
 
-		{rule: RuleBuildGo, name: "go build", fires: true, lines: []string{buildkit("CGO_ENABLED=0 go build -o /app ./cmd/app")}},
-		{rule: RuleBuildGo, name: "go version", lines: []string{buildkit("go version")}},
-		{rule: RuleBuildMaven, name: "mvn package", fires: true, lines: []string{buildkit("mvn -B package -DskipTests")}},
-		{rule: RuleBuildMaven, name: "mvn dependency:go-offline", lines: []string{buildkit("mvn -B dependency:go-offline")}},
-		{rule: RuleBuildGradle, name: "gradlew build", fires: true, lines: []string{buildkit("./gradlew build -x test --no-daemon")}},
-		{rule: RuleBuildGradle, name: "gradlew dependencies", lines: []string{buildkit("./gradlew dependencies --no-daemon")}},
-		{rule: RuleBuildCargo, name: "cargo build", fires: true, lines: []string{buildkit("cargo build --release")}},
-		{rule: RuleBuildCargo, name: "cargo chef prepare", lines: []string{buildkit("cargo chef prepare --recipe-path recipe.json")}},
-		{rule: RuleBuildNpm, name: "npm run build", fires: true, lines: []string{buildkit("npm run build -- --configuration=production")}},
-		{rule: RuleBuildNpm, name: "npm run start", lines: []string{buildkit("npm run start")}},
-		{rule: RuleBuildYarn, name: "yarn build", fires: true, lines: []string{buildkit("yarn build")}},
-		{rule: RuleBuildYarn, name: "yarn prisma generate", lines: []string{buildkit("yarn prisma generate")}},
-		{rule: RuleBuildDotnet, name: "dotnet publish", fires: true, lines: []string{buildkit("dotnet publish -c Release -o /app/publish")}},
-		{rule: RuleBuildDotnet, name: "dotnet restore", lines: []string{buildkit("dotnet restore")}},
+		{rule: RuleBuildGo, name: "go build (golang image docs)", fires: true, lines: []string{line(t, golangDocs, 15, "go build -v")}},
+		{rule: RuleBuildGo, name: "go mod download (golang image docs)", lines: []string{line(t, golangDocs, 13, "go mod download")}},
+		{rule: RuleBuildMaven, name: "mvn install (awesome-compose dev-envs)", fires: true, lines: []string{line(t, springDevEnvs, 19, "mvn install")}},
+		{rule: RuleBuildMaven, name: "mvn dependency:go-offline (awesome-compose dev-envs)", lines: []string{line(t, springDevEnvs, 17, "dependency:go-offline")}},
+		{rule: RuleBuildMaven, name: "mvn install in a step that purges maven (clojure)",
+			lines: []string{line(t, "corpus/clojure-1.12.5-lein-tools-deps-bookworm", 7, "apt-get purge -y --auto-remove maven")}},
+		{rule: RuleBuildGradle, name: "gradle build (a single-stage Spring Boot demo)", fires: true,
+			lines: []string{line(t, "corpus/gradle-controller-demo-on-9.7.0-jdk25", 31, "gradle build")}},
+		{rule: RuleBuildGradle, name: "gradle --version when the gradle image is made",
+			lines: []string{line(t, "corpus/gradle-9.7.0-jdk25-ubuntu", 27, "gradle --stacktrace --debug --version")}},
+		{rule: RuleBuildCargo, name: "cargo install --path . (rust image docs)", fires: true, lines: []string{line(t, "corpus/rust-docs-app-on-1.98.0", 9, "cargo install --path .")}},
+		{rule: RuleBuildCargo, name: "cargo --version of a rustup in /tmp (ruby:slim)", lines: []string{line(t, "corpus/ruby-4.0.7-slim-trixie", 7, "cargo --version")}},
+		{rule: RuleBuildNpm, name: "npm run build (welcome-to-docker, first version)", fires: true, lines: []string{line(t, welcomeFirst, 5, "npm run build")}},
+		{rule: RuleBuildNpm, name: "npm run build and rm node_modules in one step", lines: []string{line(t, welcomeFixed, 4, "npm run build")}},
+		{rule: RuleBuildYarn, name: "yarn build, devDependencies kept (mongo-express, January 2024)", fires: true, lines: []string{line(t, mongoJan, 2, "yarn build;")}},
+		{rule: RuleBuildYarn, name: "yarn build, then the production prune", lines: []string{line(t, mongoMar, 2, "yarn build;")}},
+		{rule: RuleBuildDotnet, name: "dotnet publish (a single-stage example bot)", fires: true,
+			lines: []string{line(t, "corpus/dsharpplus-voicelink-example-on-sdk-10.0.400-noble", 15, "dotnet publish")}},
+		{rule: RuleBuildDotnet, name: "dotnet help when the SDK image is made", lines: []string{line(t, "images/dotnet-sdk-10.0.400-noble", 11, "dotnet help")}},
 		{rule: RuleBuildMake, name: "make of the GC library, kept", fires: true,
 			lines: []string{line(t, "corpus/crystal-alpine-runtime", 3, "make -j$(nproc)")}},
 		{rule: RuleBuildMake, name: "make in a step that purges its compiler", lines: []string{line(t, "images/httpd-2.4.23", 11, "apt-get purge")}},
-		{rule: RuleBuildCC, name: "gcc run", fires: true, lines: []string{buildkit("gcc -O2 -static -o /usr/local/bin/tini tini.c")}},
-		{rule: RuleBuildCC, name: "gcc --version", lines: []string{buildkit("gcc --version")}},
-		{rule: RuleBuildJavac, name: "javac compiling", fires: true, lines: []string{buildkit("javac src/*.java")}},
-		{rule: RuleBuildJavac, name: "javac --version", lines: []string{buildkit("javac --version")}},
+		{rule: RuleBuildCC, name: "gcc -o myapp main.c (gcc image docs)", fires: true, lines: []string{line(t, "corpus/gcc-docs-app-on-16.2.0-trixie", 13, "gcc -o myapp main.c")}},
+		{rule: RuleBuildCC, name: "gcc installed, not run (buildpack-deps)", lines: []string{line(t, "images/buildpack-deps-trixie", 3, "gcc")}},
+		{rule: RuleBuildJavac, name: "javac Main.java (openjdk image docs)", fires: true, lines: []string{line(t, "corpus/openjdk-docs-app-on-18-oraclelinux8", 11, "javac Main.java")}},
+		{rule: RuleBuildJavac, name: "javac --version when the JDK image is made", lines: []string{line(t, "corpus/eclipse-temurin-21.0.12.1-jdk-alpine", 8, "javac --version")}},
 	}
 }
 
+// testdataText indexes the history lines, env entries and labels
+// (key=value) of every testdata image.
+type testdataText map[string]bool
+
+func readTestdataText(t testing.TB) testdataText {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "*", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no testdata: %v", err)
+	}
+	idx := testdataText{}
+	for _, file := range files {
+		rel, _ := filepath.Rel("testdata", file)
+		cfg := testdataConfig(t, strings.TrimSuffix(rel, ".json"))
+		for _, h := range cfg.History {
+			idx["line:"+h.CreatedBy] = true
+		}
+		for _, kv := range cfg.Config.Env {
+			idx["env:"+kv] = true
+		}
+		for k, v := range cfg.Config.Labels {
+			idx["label:"+k+"="+v] = true
+		}
+	}
+	return idx
+}
+
+// real reports whether every line, env entry and label of tc is in a
+// testdata image.
+func (idx testdataText) real(tc signalCase) bool {
+	if len(tc.lines)+len(tc.env)+len(tc.labels) == 0 {
+		return false
+	}
+	for _, l := range tc.lines {
+		if !idx["line:"+l] {
+			return false
+		}
+	}
+	for _, kv := range tc.env {
+		if !idx["env:"+kv] {
+			return false
+		}
+	}
+	for k, v := range tc.labels {
+		if !idx["label:"+k+"="+v] {
+			return false
+		}
+	}
+	return true
+}
+
 // TestCatalogSignals judges every example of catalogCases, and checks
-// that every entry of the catalog has a positive and a near miss.
+// that every entry of the catalog (catalog.yaml) has a positive and a
+// near miss taken from a testdata image's history, env or labels.
 func TestCatalogSignals(t *testing.T) {
 	def := Default()
+	idx := readTestdataText(t)
 	pos, neg := map[string]int{}, map[string]int{}
 	for _, tc := range catalogCases(t) {
 		t.Run(tc.rule+"/"+tc.name, func(t *testing.T) {
@@ -235,18 +314,25 @@ func TestCatalogSignals(t *testing.T) {
 				}
 			}
 		})
-		if tc.fires {
+		switch {
+		case !idx.real(tc):
+		case tc.fires:
 			pos[tc.rule]++
-		} else {
+		default:
 			neg[tc.rule]++
 		}
 	}
-	for _, r := range Rules() {
-		if r.Category != CategoryToolchain && r.Category != CategoryBuild {
-			continue
-		}
-		if pos[r.ID] == 0 || neg[r.ID] == 0 {
-			t.Errorf("catalog entry %s has %d positive and %d near-miss examples, want at least one of each", r.ID, pos[r.ID], neg[r.ID])
+	var cf catalogFile
+	if err := yaml.UnmarshalStrict(catalogYAML, &cf); err != nil {
+		t.Fatal(err)
+	}
+	if len(cf.Toolchains) == 0 {
+		t.Fatal("the catalog has no entries")
+	}
+	for _, e := range cf.Toolchains {
+		if pos[e.ID] == 0 || neg[e.ID] == 0 {
+			t.Errorf("catalog entry %s has %d positive and %d near-miss examples from testdata images, want at least one of each",
+				e.ID, pos[e.ID], neg[e.ID])
 		}
 	}
 }
@@ -259,6 +345,10 @@ func TestCatalogLoading(t *testing.T) {
 	}
 	entry := func(body string) string {
 		return "toolchains:\n  - id: toolchain.x\n    title: X\n    remedy: use y\n" + body
+	}
+	// fixed is a fixed section of a valid rule and one with these fields.
+	fixed := func(fields string) string {
+		return "fixed:\n  - {id: size.x, category: size, title: X, remedy: y}\n  - {" + fields + "}\ntoolchains: []\n"
 	}
 	tests := []struct {
 		name, yaml, want string
@@ -274,6 +364,14 @@ func TestCatalogLoading(t *testing.T) {
 		{"duplicate id", "toolchains:\n  - {id: toolchain.x, title: X, remedy: y, signals: {env: [{key: X}]}}\n  - {id: toolchain.x, title: X, remedy: y, signals: {env: [{key: Y}]}}\n", "Duplicate"},
 		{"requires an unknown rule", entry("    requires: [toolchain.nope]\n    signals: {env: [{key: X}]}\n"), "names no other rule"},
 		{"relative path", entry("    signals:\n      paths:\n        - path: usr/local/x\n"), "absolute path"},
+		{"unknown fixed rule field", fixed("id: size.y, category: size, title: Y, remedy: z, weight: 1"), "unknown field"},
+		{"fixed rule of a toolchain category", fixed("id: size.y, category: toolchain, title: Y, remedy: z"), "fixed[1].category: Unsupported value"},
+		{"fixed rule without a category", fixed("id: size.y, title: Y, remedy: z"), "fixed[1].category: Unsupported value"},
+		{"fixed rule without an id", fixed("category: size, title: Y, remedy: z"), "fixed[1].id: Required value"},
+		{"duplicate fixed rule", fixed("id: size.x, category: size, title: Y, remedy: z"), `fixed[1].id: Duplicate value: "size.x"`},
+		{"fixed rule without a title", fixed("id: size.y, category: size, remedy: z"), "fixed[1].title: Required value"},
+		{"fixed rule without a remedy", fixed("id: size.y, category: size, title: Y"), "fixed[1].remedy: Required value"},
+		{"a toolchain with a fixed rule's id", "fixed:\n  - {id: toolchain.x, category: size, title: X, remedy: y}\n" + entry("    signals: {env: [{key: X}]}\n"), `toolchains[0].id: Duplicate value: "toolchain.x"`},
 	}
 	for _, tc := range tests {
 		_, err := loadCatalog([]byte(tc.yaml))

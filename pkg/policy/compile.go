@@ -26,10 +26,7 @@ type Compiled struct {
 	notes    []string
 	sel      selection
 	selector labels.Selector
-	exclude  []glob.Pattern
-	// excludeHub is set when an exclude glob could match a Docker Hub
-	// spelling ("index.docker.io/...", "docker.io/...").
-	excludeHub bool
+	exclude  ImageGlobs
 }
 
 // Compile validates a policy spec and prepares it for evaluation; a nil
@@ -66,12 +63,7 @@ func Compile(spec *v1alpha1.SlimImagePolicySpec) (*Compiled, error) {
 	if len(c.sel.unknown) > 0 {
 		c.notes = append(c.notes, fmt.Sprintf("policy names unknown rules %q: ignored", c.sel.unknown))
 	}
-	for _, p := range s.Exclude.Images {
-		if g, err := glob.Compile(p); err == nil {
-			c.exclude = append(c.exclude, g)
-			c.excludeHub = c.excludeHub || mayStartWith(g, name.DefaultRegistry) || mayStartWith(g, "docker.io")
-		}
-	}
+	c.exclude = CompileImageGlobs(s.Exclude.Images)
 	if errs := Validate(s); len(errs) > 0 {
 		return c, fmt.Errorf("invalid policy: %w", errs.ToAggregate())
 	}
@@ -110,14 +102,42 @@ func (c *Compiled) ExcludesEphemeralContainers() bool {
 // ExcludesImage reports whether a reference matches an exclude.images glob
 // as written or in a normalised spelling: "golang:1" is also matched as
 // "index.docker.io/library/golang:1" and "docker.io/library/golang:1".
-func (c *Compiled) ExcludesImage(ref string) bool {
-	if len(c.exclude) == 0 {
+func (c *Compiled) ExcludesImage(ref string) bool { return c.exclude.Match(ref) }
+
+// ImageGlobs is a list of image reference globs, matched against a
+// reference as written and in its normalised spellings. The zero
+// ImageGlobs matches nothing.
+type ImageGlobs struct {
+	globs []glob.Pattern
+	// hub is set when a glob could match a Docker Hub spelling
+	// ("index.docker.io/...", "docker.io/...").
+	hub bool
+}
+
+// CompileImageGlobs compiles image reference globs; those that do not
+// compile are left out (validation reports them).
+func CompileImageGlobs(patterns []string) ImageGlobs {
+	var g ImageGlobs
+	for _, p := range patterns {
+		if c, err := glob.Compile(p); err == nil {
+			g.globs = append(g.globs, c)
+			g.hub = g.hub || mayStartWith(c, name.DefaultRegistry) || mayStartWith(c, "docker.io")
+		}
+	}
+	return g
+}
+
+// Match reports whether ref matches a glob as written or in a normalised
+// spelling: "golang:1" is also matched as
+// "index.docker.io/library/golang:1" and "docker.io/library/golang:1".
+func (g ImageGlobs) Match(ref string) bool {
+	if len(g.globs) == 0 {
 		return false
 	}
-	if c.excludes(ref) {
+	if g.matchAny(ref) {
 		return true
 	}
-	if !c.mayExcludeNormalised(ref) {
+	if !g.mayMatchNormalised(ref) {
 		return false
 	}
 	r, err := name.ParseReference(ref)
@@ -125,34 +145,34 @@ func (c *Compiled) ExcludesImage(ref string) bool {
 		return false
 	}
 	full := r.Name()
-	if c.excludes(full) {
+	if g.matchAny(full) {
 		return true
 	}
 	rest, ok := strings.CutPrefix(full, name.DefaultRegistry+"/")
-	return ok && c.excludes("docker.io/"+rest)
+	return ok && g.matchAny("docker.io/"+rest)
 }
 
-func (c *Compiled) excludes(s string) bool {
-	for _, g := range c.exclude {
-		if g.Match(s) {
+func (g ImageGlobs) matchAny(s string) bool {
+	for _, p := range g.globs {
+		if p.Match(s) {
 			return true
 		}
 	}
 	return false
 }
 
-// mayExcludeNormalised reports whether an exclude glob could match a
-// normalised spelling of ref, so that only then is ref parsed (a warm
-// review would otherwise spend most of its allocations here). The name
-// package spells a reference's registry as its first component, when that
-// names a host, or as Docker Hub: every normalised spelling starts with
-// that component, "index.docker.io/" or "docker.io/" and a slash.
-func (c *Compiled) mayExcludeNormalised(ref string) bool {
-	if c.excludeHub {
+// mayMatchNormalised reports whether a glob could match a normalised
+// spelling of ref, so that only then is ref parsed (a warm review would
+// otherwise spend most of its allocations here). The name package spells
+// a reference's registry as its first component, when that names a host,
+// or as Docker Hub: every normalised spelling starts with that component,
+// "index.docker.io/" or "docker.io/" and a slash.
+func (g ImageGlobs) mayMatchNormalised(ref string) bool {
+	if g.hub {
 		return true
 	}
 	host, _, ok := strings.Cut(ref, "/")
-	return ok && slices.ContainsFunc(c.exclude, func(g glob.Pattern) bool { return mayStartWith(g, host) })
+	return ok && slices.ContainsFunc(g.globs, func(p glob.Pattern) bool { return mayStartWith(p, host) })
 }
 
 // mayStartWith reports whether g could match a string that starts with

@@ -4,11 +4,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
 )
 
 // crdFile is the generated CRD (make manifests), whose OpenAPI schema the
@@ -22,17 +27,18 @@ var crdFile = filepath.Join("..", "..", "config", "crd", "bases", "slimgate.dev_
 // either side alone fails here.
 func TestLimitsMatchCRD(t *testing.T) {
 	want := map[string]int64{
-		"spec.toolchains.deny maxItems":        maxRuleRefs,
-		"spec.toolchains.deny[] maxLength":     maxRuleRefLen,
-		"spec.toolchains.allow maxItems":       maxRuleRefs,
-		"spec.toolchains.allow[] maxLength":    maxRuleRefLen,
-		"spec.exclude.images maxItems":         maxExcludeImages,
-		"spec.exclude.images[] maxLength":      maxImagePattern,
-		"spec.registries.allow maxItems":       maxRegistries,
-		"spec.registries.allow[] maxLength":    maxHostLen,
-		"spec.registries.insecure maxItems":    maxInsecure,
-		"spec.registries.insecure[] maxLength": maxHostLen,
-		"spec.platforms maxItems":              maxPlatforms,
+		"spec.toolchains.deny maxItems":         maxRuleRefs,
+		"spec.toolchains.deny[] maxLength":      maxRuleRefLen,
+		"spec.toolchains.allow maxItems":        maxRuleRefs,
+		"spec.toolchains.allow[] maxLength":     maxRuleRefLen,
+		"spec.exclude.images maxItems":          maxExcludeImages,
+		"spec.exclude.images[] maxLength":       maxImagePattern,
+		"spec.registries.allow maxItems":        maxRegistries,
+		"spec.registries.allow[] maxLength":     maxHostLen,
+		"spec.registries.insecure maxItems":     maxInsecure,
+		"spec.registries.insecure[] maxLength":  maxHostLen,
+		"spec.platforms maxItems":               maxPlatforms,
+		"spec.exceptions.maxDuration maxLength": maxDurationLen,
 	}
 	for k, v := range customLimits {
 		want["spec.toolchains."+k] = int64(v)
@@ -143,4 +149,61 @@ func walkLimits(t *testing.T, path string, node map[string]any, out map[string]i
 		}
 		walkLimits(t, path+"."+name, child, out)
 	}
+}
+
+// TestEveryCustomLimitIsChecked builds, for each limit of customLimits, a
+// custom entry past that one limit only, and wants checkCustomLimits to
+// report exactly that field: a limit the CRD and the table agree on is
+// also enforced where policies never meet the API server.
+func TestEveryCustomLimitIsChecked(t *testing.T) {
+	for key, limit := range customLimits {
+		schemaPath, keyword, _ := strings.Cut(key, " ")
+		entries := []v1alpha1.Toolchain{{}}
+		v := reflect.ValueOf(&entries).Elem()
+		p := field.NewPath("spec", "toolchains", "custom")
+		for _, seg := range strings.Split(strings.ReplaceAll(strings.TrimPrefix(schemaPath, "custom"), "[]", ".[]"), ".")[1:] {
+			if seg == "[]" {
+				if v.Len() == 0 {
+					v.Set(reflect.MakeSlice(v.Type(), 1, 1))
+				}
+				v, p = v.Index(0), p.Index(0)
+				continue
+			}
+			if v.Kind() == reflect.Pointer {
+				if v.IsNil() {
+					v.Set(reflect.New(v.Type().Elem()))
+				}
+				v = v.Elem()
+			}
+			f, ok := fieldByJSONName(v.Type(), seg)
+			if !ok {
+				t.Fatalf("%s: %s has no field %q", key, v.Type(), seg)
+			}
+			v, p = v.FieldByIndex(f.Index), p.Child(seg)
+		}
+		want := field.TooLong(p, "", limit)
+		switch keyword {
+		case "maxItems":
+			v.Set(reflect.MakeSlice(v.Type(), limit+1, limit+1))
+			want = field.TooMany(p, limit+1, limit)
+		case "maxLength":
+			v.SetString(strings.Repeat("a", limit+1))
+		default:
+			t.Fatalf("%s: unknown keyword %q", key, keyword)
+		}
+		got := checkCustomLimits(field.NewPath("spec", "toolchains", "custom"), entries)
+		if len(got) != 1 || got[0].Field != want.Field || got[0].Type != want.Type {
+			t.Errorf("%s: errors %v, want only %v", key, got, want)
+		}
+	}
+}
+
+// fieldByJSONName finds the field of t whose JSON name is name.
+func fieldByJSONName(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		if n, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); n == name {
+			return t.Field(i), true
+		}
+	}
+	return reflect.StructField{}, false
 }

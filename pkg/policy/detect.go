@@ -365,6 +365,9 @@ func (a *analysis) script(st step, env map[string]string, node *nodeState, dl []
 		builds []hit
 		nodeIn []hit
 		nodeBd []hit
+		// pruned is true once the step drops the devDependencies it
+		// installed (rm node_modules, a production prune).
+		pruned bool
 	)
 	pkgs := &a.pkgs
 	pkgs.begin(st.Index)
@@ -399,6 +402,9 @@ func (a *analysis) script(st step, env map[string]string, node *nodeState, dl []
 				continue
 			}
 			a.add(h)
+		}
+		if len(nodeIn) > 0 && prunesDevDependencies(c) {
+			pruned = true
 		}
 		switch c.name {
 		case "npm", "pnpm", "yarn":
@@ -457,11 +463,41 @@ func (a *analysis) script(st step, env map[string]string, node *nodeState, dl []
 	// toolchain) they remove again in the same step: nothing of such a
 	// build is shipped.
 	tempToolchain := cleared && kept == 0 && !pkgs.keepsToolchain()
+	// A node build's tools are in node_modules, not in packages: only
+	// dropping the devDependencies in the same step undoes it, and a
+	// package purge (a git or python build group) does not.
+	if pruned {
+		nodeIn, nodeBd = nil, nil
+		builds = slices.DeleteFunc(builds, func(h hit) bool { return jsBuildRule(h.rule) })
+	}
 	if !pkgs.selfCleaning() && !tempToolchain {
 		a.hits = append(a.hits, builds...)
-		node.installs = append(node.installs, nodeIn...)
-		node.builds = append(node.builds, nodeBd...)
+	} else {
+		a.hits = append(a.hits, slices.DeleteFunc(builds, func(h hit) bool { return !jsBuildRule(h.rule) })...)
 	}
+	node.installs = append(node.installs, nodeIn...)
+	node.builds = append(node.builds, nodeBd...)
+}
+
+// jsBuildRule reports whether rule is a build script run by a node
+// package manager.
+func jsBuildRule(rule string) bool { return rule == RuleBuildNpm || rule == RuleBuildYarn }
+
+// prunesDevDependencies recognises a command that drops the installed
+// devDependencies again: node_modules deleted, or a prune or reinstall
+// down to the production dependencies.
+func prunesDevDependencies(c command) bool {
+	ops := operands(c.args, nil)
+	production := hasArg(c.args, "--production", "--prod", "--omit=dev", "-P") || hasArg(c.args, "--omit")
+	switch c.name {
+	case "rm":
+		return slices.ContainsFunc(ops, func(op string) bool { return path.Base(strings.TrimRight(op, "/")) == "node_modules" })
+	case "npm", "pnpm":
+		return production && len(ops) > 0 && (ops[0] == "prune" || ops[0] == "ci" || ops[0] == "install" || ops[0] == "i")
+	case "yarn":
+		return production && (len(ops) == 0 || ops[0] == "install" || (len(ops) > 1 && ops[0] == "workspaces" && ops[1] == "focus"))
+	}
+	return false
 }
 
 // matches reports whether a command matches the signal.

@@ -429,3 +429,31 @@ func TestCorrettoBuildArg(t *testing.T) {
 		t.Errorf("corretto JRE flagged: %v", ruleIDs(res))
 	}
 }
+
+// TestNodeBuildPrunedInStep checks that a node build is undone only by
+// dropping the devDependencies in the step that installed them.
+func TestNodeBuildPrunedInStep(t *testing.T) {
+	def := Default()
+	tests := []struct {
+		script string
+		want   bool
+	}{
+		{"npm ci && npm run build", true},
+		{"npm ci && npm run build && npm prune --production", false},
+		{"npm ci && npm run build && npm prune --omit=dev", false},
+		{"npm ci && npm run build && rm -rf ./node_modules/", false},
+		{"yarn install && yarn build && yarn install --production", false},
+		// A cache folder inside node_modules is not the dependencies.
+		{"npm ci && npm run build && rm -rf node_modules/.cache", true},
+		// A package purge leaves the devDependencies in node_modules.
+		{"apk add --no-cache --virtual .gyp python3 make g++ && npm ci && npm run build && apk del .gyp", true},
+		// A prune before the install removes nothing the build used.
+		{"rm -rf node_modules && npm ci && npm run build", true},
+	}
+	for _, tc := range tests {
+		res := Evaluate(&def.Spec, historyFacts(t, nil, "COPY . . # buildkit", buildkit(tc.script)))
+		if got := slices.Contains(ruleIDs(res), RuleToolchainNodeBuild); got != tc.want {
+			t.Errorf("%q: %s found %v, want %v; findings %v", tc.script, RuleToolchainNodeBuild, got, tc.want, ruleIDs(res))
+		}
+	}
+}

@@ -78,11 +78,12 @@ func (c *Compiled) evaluate(f *image.Facts, done <-chan struct{}) Result {
 		return Result{Verdict: VerdictAllow, Findings: []Finding{}, Notes: []string{"no image facts: not judged"}}
 	}
 	res := Result{
-		Image:    f.Reference,
-		Digest:   f.Digest,
-		Findings: []Finding{},
-		Size:     Size{Compressed: f.CompressedSize, Layers: len(f.Layers)},
-		Notes:    slices.Clone(c.notes),
+		Image:       f.Reference,
+		Digest:      f.Digest,
+		IndexDigest: f.IndexDigest,
+		Findings:    []Finding{},
+		Size:        Size{Compressed: f.CompressedSize, Layers: len(f.Layers)},
+		Notes:       slices.Clone(c.notes),
 	}
 	if f.Platform.OS != "" || f.Platform.Architecture != "" {
 		res.Platform = f.Platform.String()

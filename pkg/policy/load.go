@@ -11,6 +11,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
@@ -46,39 +47,10 @@ func DefaultYAML() []byte { return bytes.Clone(defaultPolicy) }
 // duplicate fields are errors), applies defaults and validates it. Every
 // problem is reported at once, each naming its field path.
 func Load(data []byte) (*v1alpha1.SlimImagePolicy, error) {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errors.New("policy document is empty")
-	}
-	if len(data) > maxDocument {
-		return nil, fmt.Errorf("policy document is %d bytes, more than the %d allowed", len(data), maxDocument)
-	}
-	j, err := yaml.YAMLToJSONStrict(data)
-	if err != nil {
-		return nil, fmt.Errorf("parsing policy: %w", err)
-	}
-	if bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
-		return nil, errors.New("policy document is empty")
-	}
 	var p v1alpha1.SlimImagePolicy
-	strict, err := sigsjson.UnmarshalStrict(j, &p)
+	errs, err := DecodeStrict(data, "policy", Kind, &p)
 	if err != nil {
-		return nil, fmt.Errorf("decoding policy: %w", err)
-	}
-	var errs field.ErrorList
-	for _, e := range strict {
-		errs = append(errs, strictError(e))
-	}
-	switch {
-	case p.APIVersion == "":
-		errs = append(errs, field.Required(field.NewPath("apiVersion"), "must be "+APIVersion))
-	case p.APIVersion != APIVersion:
-		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), p.APIVersion, []string{APIVersion}))
-	}
-	switch {
-	case p.Kind == "":
-		errs = append(errs, field.Required(field.NewPath("kind"), "must be "+Kind))
-	case p.Kind != Kind:
-		errs = append(errs, field.NotSupported(field.NewPath("kind"), p.Kind, []string{Kind}))
+		return nil, err
 	}
 	SetDefaults(&p.Spec)
 	errs = append(errs, Validate(&p.Spec)...)
@@ -86,6 +58,58 @@ func Load(data []byte) (*v1alpha1.SlimImagePolicy, error) {
 		return nil, fmt.Errorf("invalid policy: %w", errs.ToAggregate())
 	}
 	return &p, nil
+}
+
+// Object is a document DecodeStrict reads: a slimgate.dev/v1alpha1 object
+// that embeds metav1.TypeMeta.
+type Object interface {
+	GetObjectKind() schema.ObjectKind
+}
+
+// DecodeStrict decodes one YAML or JSON document of slimgate.dev/v1alpha1
+// kind into out as Load does: strictly, unknown and duplicate fields being
+// field errors, as are an apiVersion or kind other than APIVersion and
+// kind. noun names the document in errors ("policy"). The error is set
+// when the document cannot be read at all.
+func DecodeStrict(data []byte, noun, kind string, out Object) (field.ErrorList, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%s document is empty", noun)
+	}
+	if len(data) > maxDocument {
+		return nil, fmt.Errorf("%s document is %d bytes, more than the %d allowed", noun, len(data), maxDocument)
+	}
+	j, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", noun, err)
+	}
+	if bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
+		return nil, fmt.Errorf("%s document is empty", noun)
+	}
+	strict, err := sigsjson.UnmarshalStrict(j, out)
+	if err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", noun, err)
+	}
+	var errs field.ErrorList
+	for _, e := range strict {
+		errs = append(errs, strictError(e))
+	}
+	var tm metav1.TypeMeta
+	if t, ok := out.GetObjectKind().(*metav1.TypeMeta); ok {
+		tm = *t
+	}
+	switch {
+	case tm.APIVersion == "":
+		errs = append(errs, field.Required(field.NewPath("apiVersion"), "must be "+APIVersion))
+	case tm.APIVersion != APIVersion:
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), tm.APIVersion, []string{APIVersion}))
+	}
+	switch {
+	case tm.Kind == "":
+		errs = append(errs, field.Required(field.NewPath("kind"), "must be "+kind))
+	case tm.Kind != kind:
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), tm.Kind, []string{kind}))
+	}
+	return errs, nil
 }
 
 // strictError turns a strict-decoding complaint into a field error.
@@ -102,7 +126,8 @@ func strictError(e error) *field.Error {
 }
 
 // SetDefaults fills what a policy leaves out: mode Enforce,
-// onInspectionError Allow, ephemeral containers excluded.
+// onInspectionError Allow, ephemeral containers excluded, existingWorkloads
+// Keep.
 func SetDefaults(spec *v1alpha1.SlimImagePolicySpec) {
 	if spec == nil {
 		return
@@ -112,6 +137,9 @@ func SetDefaults(spec *v1alpha1.SlimImagePolicySpec) {
 	}
 	if spec.OnInspectionError == "" {
 		spec.OnInspectionError = v1alpha1.InspectionErrorAllow
+	}
+	if spec.ExistingWorkloads == "" {
+		spec.ExistingWorkloads = v1alpha1.ExistingWorkloadsKeep
 	}
 	if spec.Exclude.EphemeralContainers == nil {
 		t := true
@@ -130,6 +158,7 @@ const (
 	maxInsecure      = 64
 	maxHostLen       = 255
 	maxPlatforms     = 16
+	maxDurationLen   = 32
 )
 
 var platformPattern = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
@@ -139,8 +168,8 @@ var platformPattern = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
 func ValidPlatform(s string) bool { return platformPattern.MatchString(s) }
 
 // Validate checks a policy spec and reports every problem with its field
-// path under "spec". Empty mode and onInspectionError are accepted as
-// their defaults.
+// path under "spec". Empty mode, onInspectionError and existingWorkloads
+// are accepted as their defaults.
 func Validate(spec *v1alpha1.SlimImagePolicySpec) field.ErrorList {
 	p := field.NewPath("spec")
 	if spec == nil {
@@ -159,16 +188,13 @@ func Validate(spec *v1alpha1.SlimImagePolicySpec) field.ErrorList {
 		errs = append(errs, field.NotSupported(p.Child("onInspectionError"), spec.OnInspectionError,
 			[]v1alpha1.InspectionErrorAction{v1alpha1.InspectionErrorAllow, v1alpha1.InspectionErrorDeny}))
 	}
-	if sel := spec.NamespaceSelector; sel != nil {
-		sp := p.Child("namespaceSelector")
-		verrs := metav1validation.ValidateLabelSelector(sel, metav1validation.LabelSelectorValidationOptions{}, sp)
-		errs = append(errs, verrs...)
-		if len(verrs) == 0 {
-			if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
-				errs = append(errs, field.Invalid(sp, sel, err.Error()))
-			}
-		}
+	switch spec.ExistingWorkloads {
+	case "", v1alpha1.ExistingWorkloadsKeep, v1alpha1.ExistingWorkloadsJudge:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("existingWorkloads"), spec.ExistingWorkloads,
+			[]v1alpha1.ExistingWorkloads{v1alpha1.ExistingWorkloadsKeep, v1alpha1.ExistingWorkloadsJudge}))
 	}
+	errs = append(errs, validateSelector(p.Child("namespaceSelector"), spec.NamespaceSelector)...)
 	det, cerrs := customRules(p.Child("toolchains", "custom"), spec.Toolchains.Custom)
 	errs = append(errs, cerrs...)
 	errs = append(errs, validateRuleRefs(p.Child("toolchains", "deny"), spec.Toolchains.Deny, det.rules)...)
@@ -201,6 +227,21 @@ func Validate(spec *v1alpha1.SlimImagePolicySpec) field.ErrorList {
 	for i, s := range spec.Platforms {
 		if !ValidPlatform(s) {
 			errs = append(errs, field.Invalid(pl.Index(i), s, `must be "os/arch" or "os/arch/variant", e.g. linux/arm64/v8`))
+		}
+	}
+	errs = append(errs, validateExceptionRules(p.Child("exceptions"), &spec.Exceptions)...)
+	return errs
+}
+
+// validateSelector checks a label selector (nil is fine).
+func validateSelector(p *field.Path, sel *metav1.LabelSelector) field.ErrorList {
+	if sel == nil {
+		return nil
+	}
+	errs := metav1validation.ValidateLabelSelector(sel, metav1validation.LabelSelectorValidationOptions{}, p)
+	if len(errs) == 0 {
+		if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+			errs = append(errs, field.Invalid(p, sel, err.Error()))
 		}
 	}
 	return errs

@@ -28,6 +28,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad mode", header + "spec:\n  mode: Block\n", []string{"spec.mode", `"Block"`}},
 		{"lower-case mode", header + "spec:\n  mode: enforce\n", []string{"spec.mode"}},
 		{"bad onInspectionError", header + "spec:\n  onInspectionError: Maybe\n", []string{"spec.onInspectionError"}},
+		{"bad existingWorkloads", header + "spec:\n  existingWorkloads: keep\n", []string{"spec.existingWorkloads", `"keep"`}},
 		{"bad glob", header + "spec:\n  toolchains: {deny: [\"toolchain.[\"]}\n", []string{"spec.toolchains.deny[0]", "glob"}},
 		{"unknown rule id", header + "spec:\n  toolchains: {deny: [toolchain.go, toolchain.cobol]}\n", []string{"spec.toolchains.deny[1]", "toolchain.cobol"}},
 		{"unknown allow glob", header + "spec:\n  toolchains: {allow: [\"toolchan.*\"]}\n", []string{"spec.toolchains.allow[0]"}},
@@ -96,6 +97,7 @@ func TestLoadDefaultsAndJSON(t *testing.T) {
 		want := v1alpha1.SlimImagePolicySpec{
 			Mode:              v1alpha1.ModeEnforce,
 			OnInspectionError: v1alpha1.InspectionErrorAllow,
+			ExistingWorkloads: v1alpha1.ExistingWorkloadsKeep,
 			Toolchains:        v1alpha1.ToolchainRules{Deny: []string{"toolchain.*"}},
 			Exclude:           v1alpha1.Exclusions{EphemeralContainers: &tr},
 		}
@@ -107,7 +109,8 @@ func TestLoadDefaultsAndJSON(t *testing.T) {
 
 func TestDefaultPolicy(t *testing.T) {
 	d := Default()
-	if d.Name != "default" || d.Spec.Mode != v1alpha1.ModeEnforce || d.Spec.OnInspectionError != v1alpha1.InspectionErrorAllow {
+	if d.Name != "default" || d.Spec.Mode != v1alpha1.ModeEnforce || d.Spec.OnInspectionError != v1alpha1.InspectionErrorAllow ||
+		d.Spec.ExistingWorkloads != v1alpha1.ExistingWorkloadsKeep {
 		t.Errorf("default policy: %+v", d.ObjectMeta)
 	}
 	if d.Spec.NamespaceSelector == nil || len(d.Spec.NamespaceSelector.MatchLabels)+len(d.Spec.NamespaceSelector.MatchExpressions) != 0 {
@@ -205,7 +208,7 @@ func FuzzLoad(f *testing.F) {
 		if errs := Validate(&p.Spec); len(errs) > 0 {
 			t.Fatalf("loaded policy does not validate: %v", errs)
 		}
-		if p.Spec.Mode == "" || p.Spec.OnInspectionError == "" || p.Spec.Exclude.EphemeralContainers == nil {
+		if p.Spec.Mode == "" || p.Spec.OnInspectionError == "" || p.Spec.ExistingWorkloads == "" || p.Spec.Exclude.EphemeralContainers == nil {
 			t.Fatalf("defaults not applied: %+v", p.Spec)
 		}
 	})

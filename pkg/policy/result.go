@@ -1,5 +1,7 @@
 package policy
 
+import "time"
+
 // Action is what a finding does to an admission request.
 type Action string
 
@@ -39,6 +41,21 @@ type Finding struct {
 	// Related is further evidence for the same rule (other steps that
 	// matched), strongest first; at most a few entries.
 	Related []Evidence `json:"related,omitempty"`
+	// Excepted, when set, is the SlimImageException that waives the
+	// finding: it no longer counts towards the verdict.
+	Excepted *Waiver `json:"excepted,omitempty"`
+}
+
+// Waiver names the SlimImageException that waives a finding.
+type Waiver struct {
+	// Exception is the exception's name.
+	Exception string `json:"exception"`
+	// Namespace is its namespace.
+	Namespace string `json:"namespace,omitempty"`
+	// Reason is the reason it gives.
+	Reason string `json:"reason"`
+	// Expires is when it stops applying.
+	Expires time.Time `json:"expires"`
 }
 
 // Evidence points at what triggered a finding. Only the fields that apply
@@ -89,6 +106,9 @@ type Result struct {
 	Image string `json:"image"`
 	// Digest is the manifest digest judged.
 	Digest string `json:"digest,omitempty"`
+	// IndexDigest is the digest of the multi-platform index the manifest
+	// was picked from, when there was one.
+	IndexDigest string `json:"indexDigest,omitempty"`
 	// Platform is the os/arch judged.
 	Platform string `json:"platform,omitempty"`
 	// Verdict is deny when any finding's action is deny.

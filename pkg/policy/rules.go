@@ -84,30 +84,6 @@ const (
 	RuleReferenceDigest    = "reference.digest"
 )
 
-// fixedRules are the rules of the catalog that have no signals: they
-// judge sizes, the reference and the inspection, not the image's
-// contents. They follow the toolchain and build entries of catalog.yaml.
-var fixedRules = []Rule{
-	{ID: RuleBloatRemovedLater, Category: CategoryBloat, Title: "Toolchain removed in a later layer",
-		Description: "a toolchain (package, download or copied folder) installed by one step and removed by a later one: it can no longer be used, but its bytes still ship in the earlier layer",
-		Remedy:      "install and remove the toolchain in the same RUN step, or build in a separate stage and COPY --from it only what runs"},
-	{ID: RuleSizeCompressed, Category: CategorySize, Title: "Image over size budget",
-		Description: "the sum of the compressed layer sizes in the manifest exceeds spec.sizeBudget.maxCompressed",
-		Remedy:      "use a multi-stage build and a slim, distroless or scratch final stage; remove package caches in the step that creates them"},
-	{ID: RuleSizeLayers, Category: CategorySize, Title: "Too many layers",
-		Description: "the manifest has more layers than spec.sizeBudget.maxLayers",
-		Remedy:      "combine RUN steps and copy build output from a builder stage in one COPY"},
-	{ID: RuleInspectionInvalid, Category: CategoryInspection, Title: "Invalid image, not inspected",
-		Description: "the image, or the reference naming it, keeps slimgate from judging it: a malformed, unsupported or oversized manifest, index or config (schema 1, a digest that does not match, too many layers, history, env, label or platform entries, a nested index), an unknown tag, repository or platform, or a registry the policy does not let slimgate read; judged by the policy's mode whatever onInspectionError says",
-		Remedy:      "name a tag or digest that exists, in a registry spec.registries allows; push the image again with a current Docker or BuildKit (OCI or Docker schema 2, sha256 digests), within slimgate's limits on manifest, config and index sizes and on layers, history, env, label and platform entries"},
-	{ID: RuleInspectionFailed, Category: CategoryInspection, Title: "Image not inspected",
-		Description: "the image's registry could not be read in time (timeout, network, TLS or server failure, rate limit, credentials refused) and the policy's onInspectionError is Deny",
-		Remedy:      "check that the image exists, the registry is reachable and allowed by spec.registries, and its pull secret is valid"},
-	{ID: RuleReferenceDigest, Category: CategoryReference, Title: "Image not pinned by digest",
-		Description: "the reference names a tag and no digest while the policy's spec.requireDigests is true: the tag can be moved to another image between the check and the kubelet's pull",
-		Remedy:      "pin the image by digest (name:tag@sha256:...) or enable webhook.pinDigests"},
-}
-
 // catalog returns the built-in rules in the order findings are reported.
 // The slice is shared: callers only read it.
 func catalog() []Rule { return builtin().rules }

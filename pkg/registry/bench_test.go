@@ -12,7 +12,7 @@ func BenchmarkInspectWarm(b *testing.B) {
 	reg := newTestRegistry(b, nil)
 	ref := reg.push(b, "app:v1", buildImage(b, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN a", "RUN b", "RUN c"))
 	r, _ := newTestRemote(b, Options{})
-	req := plainRequest(ref, reg.host)
+	req := plainRequest(ref, reg.Host)
 	if _, err := r.Inspect(context.Background(), req); err != nil {
 		b.Fatal(err)
 	}

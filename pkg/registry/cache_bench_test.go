@@ -88,7 +88,7 @@ func bareFetch(ref name.Reference, tr http.RoundTripper) error {
 // requestsPerOp reports the registry requests one iteration made.
 func requestsPerOp(b *testing.B, reg *testRegistry, iterations int) {
 	total := 0
-	for _, n := range reg.log.snapshot() {
+	for _, n := range reg.Counts() {
 		total += n
 	}
 	if iterations > 0 {
@@ -111,8 +111,8 @@ func BenchmarkInspectColdFixture(b *testing.B) {
 // benchInspectFresh inspects ref with a new Remote (empty caches, fresh
 // connections) each iteration.
 func benchInspectFresh(b *testing.B, reg *testRegistry, ref string) {
-	req := plainRequest(ref, reg.host)
-	reg.log.reset()
+	req := plainRequest(ref, reg.Host)
+	reg.Reset()
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
@@ -143,7 +143,7 @@ func benchBareFetch(b *testing.B, keepAlive bool) {
 	}
 	kept := freshTransport()
 	defer kept.CloseIdleConnections()
-	reg.log.reset()
+	reg.Reset()
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
@@ -173,19 +173,19 @@ func BenchmarkInspectColdLongLived(b *testing.B) {
 		reg.push(b, "shop/web:1.1", appImage(b)),
 	}
 	r, _ := newTestRemote(b, Options{CacheEntries: 1})
-	if _, err := r.Inspect(context.Background(), plainRequest(refs[1], reg.host)); err != nil {
+	if _, err := r.Inspect(context.Background(), plainRequest(refs[1], reg.Host)); err != nil {
 		b.Fatal(err)
 	}
-	reg.log.reset()
+	reg.Reset()
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
-		if _, err := r.Inspect(context.Background(), plainRequest(refs[n%2], reg.host)); err != nil {
+		if _, err := r.Inspect(context.Background(), plainRequest(refs[n%2], reg.Host)); err != nil {
 			b.Fatal(err)
 		}
 		n++
 	}
-	if blobs := reg.log.snapshot()["blob GET"]; blobs != n {
+	if blobs := reg.Counts()["blob GET"]; blobs != n {
 		b.Fatalf("%d config fetches for %d inspections: the cache served some", blobs, n)
 	}
 	requestsPerOp(b, reg, n)

@@ -79,18 +79,18 @@ func TestInspectCached(t *testing.T) {
 	reg := newTestRegistry(t, nil)
 	ref := reg.push(t, "app:v1", buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN a"))
 	r, _ := newTestRemote(t, Options{})
-	req := plainRequest(ref, reg.host)
+	req := plainRequest(ref, reg.Host)
 	if _, ok := r.InspectCached(req); ok {
 		t.Fatal("answered before anything was fetched")
 	}
-	if got := reg.log.snapshot(); len(got) != 0 {
+	if got := reg.Counts(); len(got) != 0 {
 		t.Fatalf("InspectCached made requests: %v", got)
 	}
 	want, err := r.Inspect(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg.log.reset()
+	reg.Reset()
 	got, ok := r.InspectCached(req)
 	if !ok {
 		t.Fatal("not answered from the cache after Inspect")
@@ -101,13 +101,13 @@ func TestInspectCached(t *testing.T) {
 	other := req
 	other.CredentialScope = "team/pull-secret"
 	refused := req
-	refused.Egress = EgressRules{Enabled: true, Insecure: []string{reg.host}} // loopback refused
+	refused.Egress = EgressRules{Enabled: true, Insecure: []string{reg.Host}} // loopback refused
 	for name, q := range map[string]Request{"another credential scope": other, "egress refused": refused} {
 		if _, ok := r.InspectCached(q); ok {
 			t.Errorf("%s: answered from the cache", name)
 		}
 	}
-	if got := reg.log.snapshot(); len(got) != 0 {
+	if got := reg.Counts(); len(got) != 0 {
 		t.Errorf("InspectCached made requests: %v", got)
 	}
 }

@@ -45,10 +45,13 @@ type authEntry struct {
 // by TestRemoteCachesChargeRealBytes).
 const transportBytes = 1 << 10
 
-// session returns the authenticated client for one repository and scope.
-// The ggcr transport (ping, token) is cached per scope, registry,
-// repository and egress mode: never shared across credential scopes.
-func (r *Remote) session(ctx context.Context, repo name.Repository, req Request) (*session, error) {
+// session returns the authenticated client for one repository and scope:
+// repo as the registry contacted names it (a mirror's host, with the
+// credentials req.Keychain holds for that host), content the upstream's
+// registry/repository that keys the documents read. The ggcr transport
+// (ping, token) is cached per scope, registry, repository and egress
+// mode: never shared across credential scopes.
+func (r *Remote) session(ctx context.Context, repo name.Repository, content string, req Request) (*session, error) {
 	host := repo.RegistryStr()
 	insecure := req.Egress.IsInsecure(host)
 	guard := req.Egress.Guarded()
@@ -79,7 +82,7 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 		}
 		auth, err := authn.Resolve(ctx, kc, repo)
 		if err != nil {
-			return nil, reasoned(ReasonUnauthorized, fmt.Errorf("resolving credentials for %s: %w", host, err))
+			return nil, reasoned(ReasonCredentials, fmt.Errorf("no credentials: %w", err))
 		}
 		if err := pace(ctx, req.Pace, host); err != nil {
 			return nil, err
@@ -99,7 +102,7 @@ func (r *Remote) session(ctx context.Context, repo name.Repository, req Request)
 	return &session{
 		r:    r,
 		host: host,
-		repo: repo.Name(),
+		repo: content,
 		client: &http.Client{Transport: tr, CheckRedirect: func(next *http.Request, via []*http.Request) error {
 			if len(via) >= 5 {
 				return errors.New("stopped after 5 redirects")

@@ -188,7 +188,7 @@ func TestRealRegistryWithPullSecrets(t *testing.T) {
 	}
 
 	r, _ := newTestRemote(t, Options{RootCAs: dist.cas})
-	rules := EgressRules{Enabled: true, AllowPrivateNetworks: true, Insecure: []string{other.host}}
+	rules := EgressRules{Enabled: true, AllowPrivateNetworks: true, Insecure: []string{other.Host}}
 
 	insp, err := r.Inspect(ctx, Request{Reference: ref.String(), Keychain: kc, CredentialScope: scope, Egress: rules})
 	if err != nil {
@@ -209,11 +209,11 @@ func TestRealRegistryWithPullSecrets(t *testing.T) {
 	if _, err := r.Inspect(ctx, Request{Reference: publicRef, Keychain: kc, CredentialScope: scope, Egress: rules}); err != nil {
 		t.Fatal(err)
 	}
-	if other.log.snapshot()["manifest GET"] != 1 {
-		t.Errorf("second registry requests = %v, want a manifest GET", other.log.snapshot())
+	if other.Counts()["manifest GET"] != 1 {
+		t.Errorf("second registry requests = %v, want a manifest GET", other.Counts())
 	}
-	if len(other.log.auth) != 0 {
-		t.Errorf("credentials leaked to the second registry: %q", other.log.auth)
+	if len(other.Authorizations()) != 0 {
+		t.Errorf("credentials leaked to the second registry: %q", other.Authorizations())
 	}
 
 	// TLS is verified: without the CA the registry is not trusted.

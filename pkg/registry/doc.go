@@ -39,6 +39,11 @@
 //     time; plain HTTP is used only for registries listed as insecure.
 //   - A per-registry circuit breaker fails fast after repeated failures
 //     of the registry (never a caller's own deadline or cancellation).
+//   - A registry with mirrors (Options.Mirrors, package mirrors) is read
+//     from its mirror endpoints in order, then from itself unless
+//     fallback is off (mirror.go): each endpoint with its own host's
+//     credentials, under the request's egress rules and its own circuit
+//     breaker; documents keep the upstream's cache keys.
 //   - Metrics name a registry only when it is well known or named by
 //     Options.MetricHosts; every other host is "other".
 package registry

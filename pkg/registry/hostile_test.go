@@ -249,7 +249,7 @@ func TestEgressGuardOnRedirects(t *testing.T) {
 				})
 			})
 			ref := reg.push(t, "app:v1", buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN x"))
-			r, _ := newTestRemote(t, Options{EgressExempt: []string{reg.host}})
+			r, _ := newTestRemote(t, Options{EgressExempt: []string{reg.Host}})
 			req := Request{Reference: ref, Egress: EgressRules{Enabled: true, Insecure: []string{"127.0.0.1", "::1", "169.254.169.254", "localhost"}}}
 			_, err := r.Inspect(context.Background(), req)
 			ie := wantReason(t, err, ReasonEgressRefused)

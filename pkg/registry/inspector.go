@@ -83,6 +83,7 @@ const (
 	ReasonUnavailable   Reason = "RegistryUnavailable"
 	ReasonRateLimited   Reason = "RateLimited"
 	ReasonBadReference  Reason = "BadReference"
+	ReasonCredentials   Reason = "CredentialsUnavailable"
 )
 
 // Reasons lists every Reason: first those Invalid, then the availability
@@ -90,7 +91,7 @@ const (
 func Reasons() []Reason {
 	return []Reason{
 		ReasonInvalid, ReasonTooLarge, ReasonNotFound, ReasonBadReference, ReasonEgressRefused,
-		ReasonTimeout, ReasonUnavailable, ReasonRateLimited, ReasonUnauthorized,
+		ReasonTimeout, ReasonUnavailable, ReasonRateLimited, ReasonUnauthorized, ReasonCredentials,
 	}
 }
 
@@ -124,6 +125,10 @@ func Reasons() []Reason {
 //	                                   doing. Docker Hub answers 401 for repositories that do not exist,
 //	                                   so there an unknown repository is this reason: onInspectionError
 //	                                   Deny closes that gap
+//	CredentialsUnavailable
+//	                     availability  the keychain could not produce credentials for the registry: a
+//	                                   cloud provider's token endpoint failed, timed out or refused
+//	                                   slimgate's identity (package cloudauth)
 //
 // An unknown Reason is an availability failure.
 func (r Reason) Invalid() bool {

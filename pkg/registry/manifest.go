@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -29,26 +28,15 @@ var manifestAccept = strings.Join([]string{
 	string(types.DockerManifestList), string(types.DockerManifestSchema2),
 }, ", ")
 
-// fetch does the network part of Inspect for one prepared reference.
-func (r *Remote) fetch(ctx context.Context, p prepared, req Request) (*Inspection, error) {
-	host := p.host
-	if ok, until := r.breaker.allow(host); !ok {
-		r.metrics.request(host, "breaker_open")
-		return nil, reasoned(ReasonUnavailable, fmt.Errorf("registry %s failed repeatedly; not contacted until %s", host, until.Format(time.RFC3339)))
+// fetchOnce reads p from one target: the manifest, then what it names,
+// all from that target.
+func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request, t target) (*Inspection, error) {
+	if t.mirror {
+		if err := r.checkMirror(t, req.Egress); err != nil {
+			return nil, err
+		}
 	}
-	start := r.opts.Now()
-	insp, err := r.fetchOnce(ctx, p, req)
-	r.breaker.record(host, r.verdict(ctx, err))
-	if err != nil {
-		r.log.V(1).Info("image inspection failed", "reference", p.refName, "error", err.Error())
-	} else {
-		r.log.V(1).Info("image inspected", "reference", p.refName, "digest", insp.Digest, "platforms", len(insp.Images), "elapsed", r.opts.Now().Sub(start))
-	}
-	return insp, err
-}
-
-func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request) (*Inspection, error) {
-	s, err := r.session(ctx, p.ref.Context(), req)
+	s, err := r.session(ctx, t.repo, p.repo, req)
 	if err != nil {
 		return nil, err
 	}
@@ -77,9 +65,10 @@ func (r *Remote) fetchOnce(ctx context.Context, p prepared, req Request) (*Inspe
 				return reasoned(ReasonTooLarge, fmt.Errorf("manifest %s declares %d bytes, more than the %d allowed", d.Digest, d.Size, r.opts.MaxManifestBytes))
 			}
 			child, err := s.document(gctx, d.Digest, nil, "")
-			if err != nil && reasonOf(err) == ReasonNotFound {
+			if err != nil && reasonOf(err) == ReasonNotFound && !t.mirror {
 				// The index is the author's: an entry the registry lacks
-				// is the image's fault, not a tag somebody mistyped.
+				// is the image's fault, not a tag somebody mistyped. A
+				// mirror that lacks it passes the turn to the next target.
 				err = reasoned(ReasonInvalid, fmt.Errorf("the index names manifest %s, which the registry does not have: %w", d.Digest, err))
 			}
 			if err != nil {

@@ -17,7 +17,7 @@ func TestPaceIsAskedBeforeEveryRequest(t *testing.T) {
 	ref := reg.push(t, "team/app:v1", buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "COPY . /src"))
 	r, _ := newTestRemote(t, Options{})
 	var hosts []string
-	req := plainRequest(ref, reg.host)
+	req := plainRequest(ref, reg.Host)
 	req.Pace = func(_ context.Context, host string) error {
 		hosts = append(hosts, host)
 		return nil
@@ -26,15 +26,15 @@ func TestPaceIsAskedBeforeEveryRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	sent := 0
-	for _, n := range reg.log.snapshot() {
+	for _, n := range reg.Counts() {
 		sent += n
 	}
 	if sent == 0 || len(hosts) != sent {
 		t.Fatalf("pace asked %d times for %d requests", len(hosts), sent)
 	}
 	for _, h := range hosts {
-		if h != reg.host {
-			t.Fatalf("pace asked for host %q, want %q", h, reg.host)
+		if h != reg.Host {
+			t.Fatalf("pace asked for host %q, want %q", h, reg.Host)
 		}
 	}
 	hosts = nil
@@ -42,13 +42,13 @@ func TestPaceIsAskedBeforeEveryRequest(t *testing.T) {
 		t.Fatalf("cached answer: err %v, pace asked %d times, want none", err, len(hosts))
 	}
 
-	reg.log.reset()
+	reg.Reset()
 	other := reg.push(t, "team/other:v1", buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "COPY . /other"))
-	req = plainRequest(other, reg.host)
+	req = plainRequest(other, reg.Host)
 	req.Pace = func(context.Context, string) error { return errors.New("no turn") }
 	_, err := r.Inspect(context.Background(), req)
 	wantReason(t, err, ReasonTimeout)
-	if got := reg.log.snapshot(); len(got) != 0 {
+	if got := reg.Counts(); len(got) != 0 {
 		t.Fatalf("a refused turn still sent %v", got)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"slimgate.dev/slimgate/internal/devcluster"
 )
@@ -85,22 +83,22 @@ func TestBreakerIgnoresCallerDeadlines(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, ref := range refs {
 		wg.Go(func() {
-			_, err := inspectWithin(r, 30*time.Millisecond, plainRequest(ref, reg.host))
+			_, err := inspectWithin(r, 30*time.Millisecond, plainRequest(ref, reg.Host))
 			if ie, ok := AsInspectionError(err); !ok || ie.Reason != ReasonTimeout {
 				t.Errorf("%s with a 30ms budget: %v, want a timeout", ref, err)
 			}
 		})
 	}
 	wg.Wait()
-	if open, n := breakerOf(r, reg.host); open || n != 0 {
+	if open, n := breakerOf(r, reg.Host); open || n != 0 {
 		t.Errorf("after 40 callers' deadlines the breaker of a healthy registry is open=%v with %d failures counted", open, n)
 	}
 	delay.Store(0)
-	reg.log.reset()
-	if _, err := inspectWithin(r, 5*time.Second, plainRequest(refs[0], reg.host)); err != nil {
+	reg.Reset()
+	if _, err := inspectWithin(r, 5*time.Second, plainRequest(refs[0], reg.Host)); err != nil {
 		t.Fatalf("a caller with time to wait: %v", err)
 	}
-	if got := reg.log.snapshot(); got["manifest HEAD"]+got["manifest GET"] == 0 {
+	if got := reg.Counts(); got["manifest HEAD"]+got["manifest GET"] == 0 {
 		t.Errorf("the follow-up did not reach the registry: %v", got)
 	}
 }
@@ -114,16 +112,16 @@ func TestBreakerCountsTheRegistrysOwnTimeouts(t *testing.T) {
 	delay.Store(int64(time.Hour))
 	r, _ := newTestRemote(t, Options{ResponseHeaderTimeout: 100 * time.Millisecond, Retries: -1, BreakerThreshold: 3})
 	for _, ref := range refs[:3] {
-		_, err := inspectWithin(r, 5*time.Second, plainRequest(ref, reg.host))
+		_, err := inspectWithin(r, 5*time.Second, plainRequest(ref, reg.Host))
 		wantReason(t, err, ReasonTimeout)
 	}
-	if open, _ := breakerOf(r, reg.host); !open {
+	if open, _ := breakerOf(r, reg.Host); !open {
 		t.Fatal("three response-header timeouts of our own transport did not open the breaker")
 	}
-	before := reg.log.snapshot()["manifest GET"]
-	_, err := inspectWithin(r, 5*time.Second, plainRequest(refs[3], reg.host))
-	if ie := wantReason(t, err, ReasonUnavailable); !strings.Contains(ie.Error(), "failed repeatedly") || reg.log.snapshot()["manifest GET"] != before {
-		t.Errorf("open breaker: %v, manifest GETs %d -> %d", ie, before, reg.log.snapshot()["manifest GET"])
+	before := reg.Counts()["manifest GET"]
+	_, err := inspectWithin(r, 5*time.Second, plainRequest(refs[3], reg.Host))
+	if ie := wantReason(t, err, ReasonUnavailable); !strings.Contains(ie.Error(), "failed repeatedly") || reg.Counts()["manifest GET"] != before {
+		t.Errorf("open breaker: %v, manifest GETs %d -> %d", ie, before, reg.Counts()["manifest GET"])
 	}
 }
 
@@ -140,23 +138,23 @@ func TestBreakerProbeCutShortByItsCaller(t *testing.T) {
 	delay.Store(int64(time.Hour))
 	r, _ := newTestRemote(t, Options{Now: clock, ResponseHeaderTimeout: 100 * time.Millisecond, Retries: -1, BreakerThreshold: 2, BreakerCooldown: 30 * time.Second})
 	for _, ref := range refs[:2] {
-		_, err := inspectWithin(r, 5*time.Second, plainRequest(ref, reg.host))
+		_, err := inspectWithin(r, 5*time.Second, plainRequest(ref, reg.Host))
 		wantReason(t, err, ReasonTimeout)
 	}
-	if open, _ := breakerOf(r, reg.host); !open {
+	if open, _ := breakerOf(r, reg.Host); !open {
 		t.Fatal("the breaker did not open")
 	}
 	delay.Store(int64(300 * time.Millisecond)) // healthy, but slower than the probe's caller
 	mu.Lock()
 	now = now.Add(31 * time.Second)
 	mu.Unlock()
-	_, err := inspectWithin(r, 30*time.Millisecond, plainRequest(refs[2], reg.host))
+	_, err := inspectWithin(r, 30*time.Millisecond, plainRequest(refs[2], reg.Host))
 	wantReason(t, err, ReasonTimeout)
 	// The probe's fetch ends just after its caller gave up; until then
 	// the probe is in flight and others are refused.
 	for range 200 {
 		r.breaker.mu.Lock()
-		s := r.breaker.hosts[reg.host]
+		s := r.breaker.hosts[reg.Host]
 		probing := s != nil && s.probing
 		r.breaker.mu.Unlock()
 		if !probing {
@@ -165,10 +163,10 @@ func TestBreakerProbeCutShortByItsCaller(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	delay.Store(0)
-	if _, err := inspectWithin(r, 5*time.Second, plainRequest(refs[3], reg.host)); err != nil {
+	if _, err := inspectWithin(r, 5*time.Second, plainRequest(refs[3], reg.Host)); err != nil {
 		t.Fatalf("after a probe cut short by its caller: %v", err)
 	}
-	if open, n := breakerOf(r, reg.host); open || n != 0 {
+	if open, n := breakerOf(r, reg.Host); open || n != 0 {
 		t.Errorf("after a successful probe the breaker is open=%v with %d failures", open, n)
 	}
 }
@@ -183,13 +181,13 @@ func TestSharedFetchOutlivesItsLeadersDeadline(t *testing.T) {
 	r, _ := newTestRemote(t, Options{})
 	leader := make(chan error, 1)
 	go func() {
-		_, err := inspectWithin(r, 50*time.Millisecond, plainRequest(ref, reg.host))
+		_, err := inspectWithin(r, 50*time.Millisecond, plainRequest(ref, reg.Host))
 		leader <- err
 	}()
-	for reg.log.snapshot()["manifest GET"] == 0 { // the leader's fetch is under way
+	for reg.Counts()["manifest GET"] == 0 { // the leader's fetch is under way
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := inspectWithin(r, 5*time.Second, plainRequest(ref, reg.host)); err != nil {
+	if _, err := inspectWithin(r, 5*time.Second, plainRequest(ref, reg.Host)); err != nil {
 		t.Errorf("a caller with 5s left got the answer of a caller with 50ms: %v", err)
 	}
 	wantReason(t, <-leader, ReasonTimeout)
@@ -233,8 +231,8 @@ func TestCachedFactsStayWithTheirRepository(t *testing.T) {
 		headFirst = append(headFirst, host)
 	}
 	r, _ := newTestRemote(t, Options{HeadFirst: headFirst})
-	owner := plainRequest(ref, private.host)
-	owner.Keychain, owner.CredentialScope = staticKeychain{host: private.host, auth: &authn.Basic{Username: "alice", Password: "s3cret"}}, "ns-a/creds"
+	owner := plainRequest(ref, private.Host)
+	owner.Keychain, owner.CredentialScope = staticKeychain{host: private.Host, auth: &authn.Basic{Username: "alice", Password: "s3cret"}}, "ns-a/creds"
 	if _, err := r.Inspect(context.Background(), owner); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +284,7 @@ func TestDigestConfirmationNeedsTheDigest(t *testing.T) {
 	ref := strings.TrimSuffix(tagged, ":v1") + "@" + d.String()
 	r, _ := newTestRemote(t, Options{})
 	inScope := func(scope string) error {
-		req := plainRequest(ref, reg.host)
+		req := plainRequest(ref, reg.Host)
 		req.CredentialScope = scope
 		_, err := inspectWithin(r, 5*time.Second, req)
 		return err
@@ -295,11 +293,11 @@ func TestDigestConfirmationNeedsTheDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 	noHeader.Store(true)
-	reg.log.reset()
+	reg.Reset()
 	if err := inScope("b"); err != nil {
 		t.Fatalf("a registry that sends no digest on HEAD: %v", err)
 	}
-	if got := reg.log.snapshot()["manifest GET"]; got != 1 {
+	if got := reg.Counts()["manifest GET"]; got != 1 {
 		t.Errorf("HEAD without a digest: %d manifest GETs, want 1 (the body's hash confirms the digest)", got)
 	}
 	junk.Store(true)
@@ -317,26 +315,14 @@ func TestRegistryLabelsAreBounded(t *testing.T) {
 			t.Fatalf("%s answered", host)
 		}
 	}
-	values := registryLabels(t, metrics)
+	values, err := devcluster.LabelValues(metrics, "slimgate_registry_requests_total", "registry")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(values) > len(wellKnownRegistries)+1 {
 		t.Errorf("1000 attacker hosts made %d registry label values, want at most %d", len(values), len(wellKnownRegistries)+1)
 	}
 }
-
-// registryLabels returns the values of the registry label in
-// slimgate_registry_requests_total.
-func registryLabels(t *testing.T, reg *prometheus.Registry) map[string]bool {
-	t.Helper()
-	out := map[string]bool{}
-	for series := range gatherCounters(t, reg) {
-		if m := registryLabel.FindStringSubmatch(series); m != nil && strings.HasPrefix(series, "slimgate_registry_requests_total{") {
-			out[m[1]] = true
-		}
-	}
-	return out
-}
-
-var registryLabel = regexp.MustCompile(`registry="([^"]*)"`)
 
 // An image reference of a mebibyte is refused before anything is parsed,
 // cached or fetched, and refusing it costs no copy of it.

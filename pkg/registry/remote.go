@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"slimgate.dev/slimgate/pkg/egress"
 	"slimgate.dev/slimgate/pkg/image"
+	"slimgate.dev/slimgate/pkg/mirrors"
 	"slimgate.dev/slimgate/pkg/policy"
 )
 
@@ -89,8 +91,23 @@ type Options struct {
 	// in-cluster registry mirror.
 	EgressExempt []string
 
+	// Mirrors are the registry mirrors of the nodes' container runtime
+	// (package mirrors): a reference to a mirrored registry is read from
+	// its mirror endpoints in order, then from the registry unless
+	// fallback is off. Each endpoint is contacted with the credentials
+	// Request.Keychain holds for its own host, under the request's egress
+	// rules, behind its own circuit breaker; documents stay keyed by the
+	// upstream repository and digest. Mirror hosts get their own value of
+	// the registry metric label. Nil: no mirrors.
+	Mirrors *mirrors.Table
+
 	// RootCAs verifies registry certificates; nil means the system pool.
 	RootCAs *x509.CertPool
+	// HostAliases maps a "host:port" about to be dialled to the "ip:port"
+	// dialled instead, as /etc/hosts entries do (tests point cloud
+	// registry names at loopback servers). The egress guard checks the
+	// address dialled. No flag sets it.
+	HostAliases map[string]string
 
 	// BreakerThreshold consecutive failures of one registry within
 	// BreakerWindow open its circuit for BreakerCooldown (defaults 5, 1m,
@@ -205,7 +222,7 @@ type document struct {
 // NewRemote returns a Remote configured by opts.
 func NewRemote(opts Options) (*Remote, error) {
 	opts.defaults()
-	m, err := newMetrics(opts.Registerer, opts.MetricHosts)
+	m, err := newMetrics(opts.Registerer, slices.Concat(opts.MetricHosts, opts.Mirrors.EndpointHosts()))
 	if err != nil {
 		return nil, err
 	}
@@ -232,8 +249,17 @@ func NewRemote(opts Options) (*Remote, error) {
 
 func (r *Remote) newTransport(guard bool) *http.Transport {
 	d := &net.Dialer{Timeout: r.opts.DialTimeout, KeepAlive: 30 * time.Second}
+	dial := d.DialContext
+	if aliases := r.opts.HostAliases; len(aliases) > 0 {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if to, ok := aliases[addr]; ok {
+				addr = to
+			}
+			return d.DialContext(ctx, network, addr)
+		}
+	}
 	t := &http.Transport{
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		TLSClientConfig:       &tls.Config{RootCAs: r.opts.RootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   r.opts.TLSHandshakeTimeout,
 		ResponseHeaderTimeout: r.opts.ResponseHeaderTimeout,
@@ -256,7 +282,10 @@ func (r *Remote) newTransport(guard bool) *http.Transport {
 // SetMetricHosts replaces Options.MetricHosts: the registry hosts that,
 // besides well-known public registries, get their own value of the
 // registry label. The webhook names the hosts its policies name.
-func (r *Remote) SetMetricHosts(hosts []string) { r.metrics.setHosts(hosts) }
+// The hosts of mirror endpoints (Options.Mirrors) stay named.
+func (r *Remote) SetMetricHosts(hosts []string) {
+	r.metrics.setHosts(slices.Concat(hosts, r.opts.Mirrors.EndpointHosts()))
+}
 
 // Close releases idle connections.
 func (r *Remote) Close() {

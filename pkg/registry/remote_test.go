@@ -25,81 +25,21 @@ import (
 	"slimgate.dev/slimgate/pkg/image"
 )
 
-// requestLog counts the requests a test registry receives, by kind.
-type requestLog struct {
-	mu    sync.Mutex
-	kinds map[string]int
-	blobs []string
-	auth  []string
-}
-
-func (l *requestLog) record(r *http.Request) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.kinds == nil {
-		l.kinds = map[string]int{}
-	}
-	if a := r.Header.Get("Authorization"); a != "" {
-		l.auth = append(l.auth, a)
-	}
-	kind := devcluster.RequestKind(r)
-	l.kinds[kind]++
-	if strings.HasPrefix(kind, "blob ") {
-		l.blobs = append(l.blobs, r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:])
-	}
-}
-
-func (l *requestLog) snapshot() map[string]int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range l.kinds {
-		out[k] = v
-	}
-	return out
-}
-
-func (l *requestLog) reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.kinds, l.blobs, l.auth = nil, nil, nil
-}
-
-// testRegistry is ggcr's in-process registry behind a request counter.
-type testRegistry struct {
-	srv  *httptest.Server
-	host string
-	log  requestLog
-	// recording is off while the test pushes.
-	recording atomic.Bool
-}
+// testRegistry is devcluster's counting registry, stopped with the test.
+type testRegistry struct{ *devcluster.CountingRegistry }
 
 func newTestRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRegistry {
 	t.Helper()
-	tr := &testRegistry{}
-	h := devcluster.NewRegistry()
-	if wrap != nil {
-		h = wrap(h)
-	}
-	tr.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tr.recording.Load() {
-			tr.log.record(r)
-		}
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(tr.srv.Close)
-	tr.host = strings.TrimPrefix(tr.srv.URL, "http://")
+	tr := &testRegistry{devcluster.StartCountingRegistry(wrap, 0)}
+	t.Cleanup(tr.Close)
 	return tr
 }
 
-// push writes an image or index and returns its reference; recording
-// starts afterwards.
+// push writes an image or index, uncounted, and returns its reference.
 func (tr *testRegistry) push(t testing.TB, repoTag string, img remote.Taggable, opts ...remote.Option) string {
 	t.Helper()
-	tr.recording.Store(false)
-	defer tr.recording.Store(true)
-	ref := tr.host + "/" + repoTag
-	if err := devcluster.Push(ref, img, opts...); err != nil {
+	ref, err := tr.Push(repoTag, img, opts...)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return ref
@@ -178,9 +118,9 @@ func TestInspectColdThenWarm(t *testing.T) {
 	reg := newTestRegistry(t, nil)
 	img := buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN apt-get install -y gcc", "COPY . /src")
 	ref := reg.push(t, "team/app:v1", img)
-	r, metrics := newTestRemote(t, Options{MetricHosts: []string{reg.host}})
+	r, metrics := newTestRemote(t, Options{MetricHosts: []string{reg.Host}})
 
-	insp, err := r.Inspect(context.Background(), plainRequest(ref, reg.host))
+	insp, err := r.Inspect(context.Background(), plainRequest(ref, reg.Host))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,30 +138,30 @@ func TestInspectColdThenWarm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := reg.log.snapshot()
+	got := reg.Counts()
 	// A tag seen for the first time is fetched with a GET, without a HEAD.
 	if diff := cmp.Diff(map[string]int{"ping": 1, "manifest GET": 1, "blob GET": 1}, got); diff != "" {
 		t.Errorf("cold requests (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{cfgDigest.String()}, reg.log.blobs); diff != "" {
+	if diff := cmp.Diff([]string{cfgDigest.String()}, reg.Blobs()); diff != "" {
 		t.Errorf("blobs fetched (-want +got): only the config may be read\n%s", diff)
 	}
 
-	reg.log.reset()
-	again, err := r.Inspect(context.Background(), plainRequest(ref, reg.host))
+	reg.Reset()
+	again, err := r.Inspect(context.Background(), plainRequest(ref, reg.Host))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(insp, again); diff != "" {
 		t.Errorf("warm inspection differs (-cold +warm):\n%s", diff)
 	}
-	if got := reg.log.snapshot(); len(got) != 0 {
+	if got := reg.Counts(); len(got) != 0 {
 		t.Errorf("warm check made requests: %v", got)
 	}
 	want := map[string]float64{
 		`slimgate_image_cache_total{result="hit"}`:                                          1,
 		`slimgate_image_cache_total{result="miss"}`:                                         1,
-		fmt.Sprintf(`slimgate_registry_requests_total{outcome="ok",registry=%q}`, reg.host): 3,
+		fmt.Sprintf(`slimgate_registry_requests_total{outcome="ok",registry=%q}`, reg.Host): 3,
 	}
 	if diff := cmp.Diff(want, gatherCounters(t, metrics)); diff != "" {
 		t.Errorf("metrics (-want +got):\n%s", diff)
@@ -236,19 +176,19 @@ func TestHeadFirstRegistries(t *testing.T) {
 	img := buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN apt-get install -y gcc")
 	first := reg.push(t, "team/app:v1", img)
 	second := reg.push(t, "team/app:latest", img)
-	r, _ := newTestRemote(t, Options{HeadFirst: []string{reg.host}})
+	r, _ := newTestRemote(t, Options{HeadFirst: []string{reg.Host}})
 
-	if _, err := r.Inspect(context.Background(), plainRequest(first, reg.host)); err != nil {
+	if _, err := r.Inspect(context.Background(), plainRequest(first, reg.Host)); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]int{"ping": 1, "manifest HEAD": 1, "manifest GET": 1, "blob GET": 1}, reg.log.snapshot()); diff != "" {
+	if diff := cmp.Diff(map[string]int{"ping": 1, "manifest HEAD": 1, "manifest GET": 1, "blob GET": 1}, reg.Counts()); diff != "" {
 		t.Errorf("first tag's requests (-want +got):\n%s", diff)
 	}
-	reg.log.reset()
-	if _, err := r.Inspect(context.Background(), plainRequest(second, reg.host)); err != nil {
+	reg.Reset()
+	if _, err := r.Inspect(context.Background(), plainRequest(second, reg.Host)); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]int{"manifest HEAD": 1}, reg.log.snapshot()); diff != "" {
+	if diff := cmp.Diff(map[string]int{"manifest HEAD": 1}, reg.Counts()); diff != "" {
 		t.Errorf("second tag, same digest (-want +got):\n%s", diff)
 	}
 
@@ -280,7 +220,7 @@ func TestInspectConcurrentSharesOneFetch(t *testing.T) {
 	for range 100 {
 		wg.Go(func() {
 			<-start
-			_, err := r.Inspect(context.Background(), plainRequest(ref, reg.host))
+			_, err := r.Inspect(context.Background(), plainRequest(ref, reg.Host))
 			errs <- err
 		})
 	}
@@ -292,7 +232,7 @@ func TestInspectConcurrentSharesOneFetch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := reg.log.snapshot()
+	got := reg.Counts()
 	if got["manifest GET"] != 1 || got["blob GET"] != 1 {
 		t.Errorf("requests = %v, want exactly one manifest GET and one config GET", got)
 	}
@@ -322,12 +262,12 @@ func TestInspectMultiPlatformIndex(t *testing.T) {
 	// More linux images than judged per reference is the image's fault,
 	// never a cut: the cut one could be what a node pulls.
 	capped, _ := newTestRemote(t, Options{MaxPlatforms: 1})
-	_, err = capped.Inspect(context.Background(), plainRequest(ref, reg.host))
+	_, err = capped.Inspect(context.Background(), plainRequest(ref, reg.Host))
 	if ie := wantReason(t, err, ReasonTooLarge); !strings.Contains(ie.Error(), "the index has 2 images to judge (every linux platform), more than the 1 allowed") {
 		t.Errorf("platform cap: %v", ie)
 	}
 	entries, _ := newTestRemote(t, Options{MaxIndexEntries: 3})
-	_, err = entries.Inspect(context.Background(), plainRequest(ref, reg.host))
+	_, err = entries.Inspect(context.Background(), plainRequest(ref, reg.Host))
 	if ie := wantReason(t, err, ReasonTooLarge); !strings.Contains(ie.Error(), "the index lists 4 entries, more than the 3 allowed") {
 		t.Errorf("entry cap: %v", ie)
 	}
@@ -343,7 +283,7 @@ func TestInspectMultiPlatformIndex(t *testing.T) {
 		{platforms: []string{"linux"}, reason: ReasonBadReference},
 	} {
 		t.Run(strings.Join(tc.platforms, ","), func(t *testing.T) {
-			req := plainRequest(ref, reg.host)
+			req := plainRequest(ref, reg.Host)
 			req.Platforms = tc.platforms
 			insp, err := r.Inspect(context.Background(), req)
 			if tc.reason != "" {
@@ -413,15 +353,15 @@ func TestCachedFactsNeedTheScopesOwnAccess(t *testing.T) {
 	byDigest := strings.Split(ref, ":v1")[0] + "@" + d.String()
 	r, _ := newTestRemote(t, Options{})
 
-	kc := staticKeychain{host: reg.host, auth: &authn.Basic{Username: "alice", Password: "s3cret"}}
+	kc := staticKeychain{host: reg.Host, auth: &authn.Basic{Username: "alice", Password: "s3cret"}}
 	for _, ref := range []string{ref, byDigest} {
-		a := plainRequest(ref, reg.host)
+		a := plainRequest(ref, reg.Host)
 		a.Keychain, a.CredentialScope = kc, "ns-a/creds"
 		if _, err := r.Inspect(context.Background(), a); err != nil {
 			t.Fatalf("with credentials: %v", err)
 		}
 		// Namespace B has no credentials: the cached facts must not leak.
-		b := plainRequest(ref, reg.host)
+		b := plainRequest(ref, reg.Host)
 		b.CredentialScope = "ns-b/none"
 		_, err := r.Inspect(context.Background(), b)
 		wantReason(t, err, ReasonUnauthorized)
@@ -448,40 +388,40 @@ func TestTagTTLAndFailureCache(t *testing.T) {
 	ref := reg.push(t, "app:v1", buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN x"))
 	r, _ := newTestRemote(t, Options{Now: clock, TagTTL: 3 * time.Minute, FailureTTL: 10 * time.Second})
 	inspect := func(ref string) error {
-		_, err := r.Inspect(context.Background(), plainRequest(ref, reg.host))
+		_, err := r.Inspect(context.Background(), plainRequest(ref, reg.Host))
 		return err
 	}
 	if err := inspect(ref); err != nil {
 		t.Fatal(err)
 	}
-	reg.log.reset()
+	reg.Reset()
 	now = now.Add(2 * time.Minute)
 	if err := inspect(ref); err != nil {
 		t.Fatal(err)
 	}
-	if got := reg.log.snapshot(); len(got) != 0 {
+	if got := reg.Counts(); len(got) != 0 {
 		t.Errorf("within the tag TTL: requests %v, want none", got)
 	}
 	now = now.Add(2 * time.Minute)
 	if err := inspect(ref); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]int{"manifest HEAD": 1}, reg.log.snapshot()); diff != "" {
+	if diff := cmp.Diff(map[string]int{"manifest HEAD": 1}, reg.Counts()); diff != "" {
 		t.Errorf("after the tag TTL: only a HEAD is needed (-want +got):\n%s", diff)
 	}
 
-	missing := reg.host + "/app:missing"
-	reg.log.reset()
+	missing := reg.Host + "/app:missing"
+	reg.Reset()
 	wantReason(t, inspect(missing), ReasonNotFound)
-	first := reg.log.snapshot()["manifest HEAD"]
+	first := reg.Counts()["manifest HEAD"]
 	now = now.Add(5 * time.Second)
 	wantReason(t, inspect(missing), ReasonNotFound)
-	if got := reg.log.snapshot()["manifest HEAD"]; got != first {
+	if got := reg.Counts()["manifest HEAD"]; got != first {
 		t.Errorf("failure not cached: %d HEADs, want %d", got, first)
 	}
 	now = now.Add(6 * time.Second)
 	wantReason(t, inspect(missing), ReasonNotFound)
-	if got := reg.log.snapshot()["manifest HEAD"]; got != first+1 {
+	if got := reg.Counts()["manifest HEAD"]; got != first+1 {
 		t.Errorf("failure cached past its TTL: %d HEADs, want %d", got, first+1)
 	}
 }
@@ -549,7 +489,7 @@ func TestInspectOCIImage(t *testing.T) {
 	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
 	ref := reg.push(t, "oci:v1", img)
 	r, _ := newTestRemote(t, Options{})
-	insp, err := r.Inspect(context.Background(), plainRequest(ref, reg.host))
+	insp, err := r.Inspect(context.Background(), plainRequest(ref, reg.Host))
 	if err != nil {
 		t.Fatal(err)
 	}

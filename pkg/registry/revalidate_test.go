@@ -18,7 +18,7 @@ func TestRevalidateHeadsTheTagEveryCall(t *testing.T) {
 	slim := buildImage(t, amd64, "COPY app /app")
 	ref := reg.push(t, "team/app:T", slim)
 	r, _ := newTestRemote(t, Options{})
-	req := plainRequest(ref, reg.host)
+	req := plainRequest(ref, reg.Host)
 	first, err := r.Inspect(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +33,7 @@ func TestRevalidateHeadsTheTagEveryCall(t *testing.T) {
 		t.Error("InspectCached did not answer the same tag without Revalidate")
 	}
 	for i := range 3 {
-		reg.log.reset()
+		reg.Reset()
 		got, err := r.Inspect(context.Background(), fresh)
 		if err != nil {
 			t.Fatal(err)
@@ -41,7 +41,7 @@ func TestRevalidateHeadsTheTagEveryCall(t *testing.T) {
 		if got.Digest != first.Digest {
 			t.Errorf("call %d: digest %s, want %s", i, got.Digest, first.Digest)
 		}
-		if diff := cmp.Diff(map[string]int{"manifest HEAD": 1}, reg.log.snapshot()); diff != "" {
+		if diff := cmp.Diff(map[string]int{"manifest HEAD": 1}, reg.Counts()); diff != "" {
 			t.Errorf("call %d: requests (-want +got):\n%s", i, diff)
 		}
 	}
@@ -52,13 +52,13 @@ func TestRevalidateHeadsTheTagEveryCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg.log.reset()
+	reg.Reset()
 	cached, err := r.Inspect(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cached.Digest != first.Digest || len(reg.log.snapshot()) != 0 {
-		t.Errorf("without Revalidate: digest %s and requests %v, want the cached %s and none", cached.Digest, reg.log.snapshot(), first.Digest)
+	if cached.Digest != first.Digest || len(reg.Counts()) != 0 {
+		t.Errorf("without Revalidate: digest %s and requests %v, want the cached %s and none", cached.Digest, reg.Counts(), first.Digest)
 	}
 	moved, err := r.Inspect(context.Background(), fresh)
 	if err != nil {
@@ -69,16 +69,16 @@ func TestRevalidateHeadsTheTagEveryCall(t *testing.T) {
 	}
 
 	// A digest reference cannot move: Revalidate leaves its cache alone.
-	pinned := plainRequest(reg.host+"/team/app@"+fatDigest.String(), reg.host)
+	pinned := plainRequest(reg.Host+"/team/app@"+fatDigest.String(), reg.Host)
 	if _, err := r.Inspect(context.Background(), pinned); err != nil {
 		t.Fatal(err)
 	}
 	pinned.Revalidate = true
-	reg.log.reset()
+	reg.Reset()
 	if _, ok := r.InspectCached(pinned); !ok {
 		t.Error("InspectCached did not answer a digest reference with Revalidate")
 	}
-	if got := reg.log.snapshot(); len(got) != 0 {
+	if got := reg.Counts(); len(got) != 0 {
 		t.Errorf("a cached digest reference made requests: %v", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -23,6 +24,7 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
+	"slimgate.dev/slimgate/pkg/admission"
 	"slimgate.dev/slimgate/pkg/policy"
 )
 
@@ -72,7 +74,7 @@ var variants = []variant{
 // objectsOf lists the objects a variant renders, as Kind/name, sorted.
 func (v variant) objectsOf() []string {
 	out := []string{
-		"ClusterRole/slimgate", "ClusterRoleBinding/slimgate", "Deployment/slimgate-webhook",
+		"ClusterRole/slimgate", "ClusterRole/" + exceptionEditorRole, "ClusterRoleBinding/slimgate", "Deployment/slimgate-webhook",
 		"PodDisruptionBudget/slimgate-webhook", "Role/slimgate-reviews", "RoleBinding/slimgate-reviews", "Service/slimgate-metrics",
 		"Service/slimgate-webhook", "ServiceAccount/slimgate", "SlimImagePolicy/default", "ValidatingWebhookConfiguration/slimgate",
 		"Role/slimgate-scan", "RoleBinding/slimgate-scan",
@@ -124,6 +126,8 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{[]string{"policy.scope=everywhere"}, "at '/policy/scope': value must be one of 'cluster', 'opt-in'"},
 		{[]string{"policy.mode=Block"}, "at '/policy/mode': value must be one of 'Enforce', 'Warn', 'Audit'"},
 		{[]string{"policy.onInspectionError=allow"}, "at '/policy/onInspectionError': value must be one of 'Allow', 'Deny'"},
+		{[]string{"policy.existingWorkloads=keep"}, "at '/policy/existingWorkloads': value must be one of 'Keep', 'Judge'"},
+		{[]string{`webhook.controllerIdentities[0]=a\,b`}, "at '/webhook/controllerIdentities/0'"},
 		{[]string{"policy.sizeBudget.maxLayers=0"}, "at '/policy/sizeBudget/maxLayers': minimum: got 0, want 1"},
 		{[]string{"policy.sizeBudget.maxCompressed=1 GB"}, "at '/policy/sizeBudget/maxCompressed'"},
 		{[]string{"policy.platforms[0]=linux"}, "at '/policy/platforms/0'"},
@@ -144,6 +148,10 @@ func TestChartRefusesBadValues(t *testing.T) {
 		// minAvailable defaults to 1: setting maxUnavailable alone sets both.
 		{[]string{"podDisruptionBudget.maxUnavailable=1"}, "at '/podDisruptionBudget/minAvailable': value must be one of '', <nil>"},
 		{[]string{"podDisruptionBudget.minAvailable=half"}, "at '/podDisruptionBudget/minAvailable'"},
+		{[]string{"registryAuth.providers={quay}"}, "at '/registryAuth/providers/0': value must be one of 'ecr', 'gcr', 'acr'"},
+		{[]string{"registryAuth.providers={ecr,ecr}"}, "at '/registryAuth/providers'"},
+		{[]string{"registryAuth.providers={ecr}", "registryAuth.awsRoleArn=slimgate"}, "at '/registryAuth/awsRoleArn'"},
+		{[]string{"registryAuth.providers={acr}", "registryAuth.azureClientId=slimgate"}, "at '/registryAuth/azureClientId'"},
 		// A misspelt key would otherwise be ignored silently.
 		{[]string{"webook.failurePolicy=Fail"}, "at '': additional properties 'webook' not allowed"},
 		{[]string{"policy.exclude.image[0]=foo"}, "at '/policy/exclude': additional properties 'image' not allowed"},
@@ -228,7 +236,7 @@ func TestSchemaEnumsMatchCRD(t *testing.T) {
 		t.Fatalf("%d CRD versions", len(crd.Spec.Versions))
 	}
 	spec := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties.Spec.Properties
-	for _, field := range []string{"mode", "onInspectionError"} {
+	for _, field := range []string{"mode", "onInspectionError", "existingWorkloads"} {
 		want, got := spec[field].Enum, schema.Properties.Policy.Properties[field].Enum
 		if len(want) == 0 {
 			t.Errorf("the CRD has no enum for spec.%s", field)
@@ -331,8 +339,9 @@ func checkWebhookConfig(t *testing.T, v variant, objs []*unstructured.Unstructur
 		checkExcluded(t, w.Name, w.NamespaceSelector)
 	}
 	want := map[string]string{
-		"pods.slimgate.dev":      "slimgate-webhook." + releaseNamespace + "/validate-pods",
-		"workloads.slimgate.dev": "slimgate-webhook." + releaseNamespace + "/validate-workloads",
+		"pods.slimgate.dev":       "slimgate-webhook." + releaseNamespace + "/validate-pods",
+		"workloads.slimgate.dev":  "slimgate-webhook." + releaseNamespace + "/validate-workloads",
+		"exceptions.slimgate.dev": "slimgate-webhook." + releaseNamespace + "/validate-exceptions",
 	}
 	if diff := cmp.Diff(want, paths); diff != "" {
 		t.Errorf("webhooks (-want +got):\n%s", diff)
@@ -393,7 +402,8 @@ func checkDeployment(t *testing.T, v variant, objs []*unstructured.Unstructured)
 		t.Errorf("image %q", c.Image)
 	}
 	args := c.Args
-	want := []string{"--cert-dir=/certs", fmt.Sprintf("--pull-secret-auth=%t", v.pullSecrets), "--webhook-port=9443"}
+	want := []string{"--cert-dir=/certs", fmt.Sprintf("--pull-secret-auth=%t", v.pullSecrets), "--webhook-port=9443",
+		"--controller-identities=" + strings.Join(admission.DefaultControllerIdentities(), ",")}
 	if !v.certManager {
 		want = append(want, "--cert-rotation=true", "--cert-secret-name=slimgate-webhook-tls",
 			"--webhook-config-name=slimgate", "--service-name=slimgate-webhook", "--namespace="+releaseNamespace)
@@ -439,6 +449,10 @@ func checkRBAC(t *testing.T, v variant, objs []*unstructured.Unstructured) {
 		{"/secrets/list/*", false},
 		{"admissionregistration.k8s.io/validatingwebhookconfigurations/patch/slimgate", !v.certManager},
 		{"events.k8s.io/events/create/*", true},
+		{"apps/replicasets/watch/*", true},
+		{"apps/deployments/list/*", true},
+		{"batch/cronjobs/watch/*", true},
+		{"/replicationcontrollers/list/*", true},
 		{"slimgate.dev/slimimagepolicies/status/patch/*", true},
 	} {
 		if got := slices.Contains(grants, c.tuple); got != c.want {
@@ -473,18 +487,25 @@ func tuples(rules []rbacv1.PolicyRule) []string {
 // The chart ships a copy of the generated CRD (helm installs crds/ before
 // the templates); it must not drift from `make manifests`.
 func TestChartCRDIsTheGeneratedOne(t *testing.T) {
-	want, err := os.ReadFile(generatedCRD)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(chartCRD)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Fatalf("%s differs from %s: copy it after make manifests\n%s", chartCRD, generatedCRD, cmp.Diff(string(want), string(got)))
+	for _, base := range []string{filepath.Base(generatedCRD), "slimgate.dev_slimimageexceptions.yaml"} {
+		generated, copied := filepath.Join(filepath.Dir(generatedCRD), base), filepath.Join(filepath.Dir(chartCRD), base)
+		want, err := os.ReadFile(generated)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(copied)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(want, got) {
+			t.Errorf("%s differs from %s: copy it after make manifests\n%s", copied, generated, cmp.Diff(string(want), string(got)))
+		}
 	}
 }
+
+// exceptionEditorRole is the ClusterRole the chart ships for the users
+// who may write SlimImageExceptions.
+const exceptionEditorRole = "slimgate-exception-editor"
 
 // The chart's hand-written RBAC grants exactly what the +kubebuilder:rbac
 // markers of the code ask for (config/rbac/role.yaml, generated), with
@@ -510,6 +531,9 @@ func TestChartRBACMatchesMarkers(t *testing.T) {
 			want = append(want, r.Rules...)
 		}
 		for _, u := range ofKind(chart, kind) {
+			if u.GetName() == exceptionEditorRole {
+				continue // for users, not the webhook
+			}
 			var r rbacv1.ClusterRole
 			if err := find([]*unstructured.Unstructured{u}, kind, u.GetName(), &r); err != nil {
 				t.Fatal(err)
@@ -532,8 +556,9 @@ func TestChartDryRun(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			// With the CRD copy in crds/, which helm installs first.
 			objs := mustRenderChart(t, append([]string{includeCRDs}, v.set...)...)
-			if !slices.Contains(names(objs), "CustomResourceDefinition/slimimagepolicies.slimgate.dev") {
-				t.Fatalf("objects %v lack the CRD", names(objs))
+			if crds := names(objs); !slices.Contains(crds, "CustomResourceDefinition/slimimagepolicies.slimgate.dev") ||
+				!slices.Contains(crds, "CustomResourceDefinition/slimimageexceptions.slimgate.dev") {
+				t.Fatalf("objects %v lack the CRDs", names(objs))
 			}
 			if w := dryRunWarnings(t, objs); len(w) > 0 {
 				t.Errorf("warnings: %q", w)
@@ -593,7 +618,7 @@ func TestChartPolicyWithValuesRemoved(t *testing.T) {
 	}
 }
 
-// config/webhook (kustomize) and the chart's template write the same two
+// config/webhook (kustomize) and the chart's template write the same three
 // webhooks by hand: they must agree on everything, rules, paths,
 // sideEffects, timeouts, failure policy and the namespaces never judged,
 // for the chart's default values in the namespace config/default uses.
@@ -612,8 +637,8 @@ func TestWebhookConfigurationsMatch(t *testing.T) {
 	if err := find(objs, "ValidatingWebhookConfiguration", want.Name, &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(want.Webhooks) != 2 {
-		t.Fatalf("config/webhook has %d webhooks, want 2", len(want.Webhooks))
+	if len(want.Webhooks) != 3 {
+		t.Fatalf("config/webhook has %d webhooks, want 3", len(want.Webhooks))
 	}
 	if diff := cmp.Diff(want.Webhooks, got.Webhooks); diff != "" {
 		t.Errorf("webhooks of config/webhook (-) and of the chart (+) differ:\n%s", diff)
@@ -625,7 +650,34 @@ func TestWebhookConfigurationsMatch(t *testing.T) {
 			paths = append(paths, *w.ClientConfig.Service.Path)
 		}
 	}
-	if diff := cmp.Diff([]string{app.PodsPath, app.WorkloadsPath}, paths); diff != "" {
+	if diff := cmp.Diff([]string{app.PodsPath, app.WorkloadsPath, app.ExceptionsPath}, paths); diff != "" {
 		t.Errorf("webhook paths, cmd/webhook (-) and config/webhook (+):\n%s", diff)
+	}
+}
+
+// The exception editor role joins the built-in edit and admin roles only
+// when the value asks for it: by default, writing an exception is a
+// permission of its own.
+func TestChartExceptionEditorAggregation(t *testing.T) {
+	needHelm(t)
+	for _, tc := range []struct {
+		set  []string
+		want bool
+	}{{nil, false}, {[]string{"exceptions.editorRole.aggregateToEdit=true"}, true}} {
+		var role rbacv1.ClusterRole
+		if err := find(mustRenderChart(t, tc.set...), "ClusterRole", exceptionEditorRole, &role); err != nil {
+			t.Fatal(err)
+		}
+		for _, label := range []string{"rbac.authorization.k8s.io/aggregate-to-edit", "rbac.authorization.k8s.io/aggregate-to-admin"} {
+			if got := role.Labels[label] == "true"; got != tc.want {
+				t.Errorf("values %v: label %s set %v, want %v", tc.set, label, got, tc.want)
+			}
+		}
+		if len(role.Rules) == 0 || !slices.Contains(role.Rules[0].Verbs, "create") || !slices.Contains(role.Rules[0].Resources, "slimimageexceptions") {
+			t.Errorf("rules %+v, want create on slimimageexceptions", role.Rules)
+		}
+	}
+	if err := find(mustRenderChart(t, "exceptions.editorRole.create=false"), "ClusterRole", exceptionEditorRole, &rbacv1.ClusterRole{}); err == nil {
+		t.Error("the editor role is rendered with exceptions.editorRole.create=false")
 	}
 }

@@ -23,8 +23,9 @@ func renderDefault(t *testing.T) []*unstructured.Unstructured {
 func TestKustomizeDefault(t *testing.T) {
 	objs := renderDefault(t)
 	want := []string{
-		"Certificate/slimgate-serving-cert", "ClusterRole/slimgate", "ClusterRoleBinding/slimgate",
-		"CustomResourceDefinition/reports.openreports.io", "CustomResourceDefinition/slimimagepolicies.slimgate.dev", "Deployment/slimgate-webhook",
+		"Certificate/slimgate-serving-cert", "ClusterRole/slimgate", "ClusterRole/" + exceptionEditorRole, "ClusterRoleBinding/slimgate",
+		"CustomResourceDefinition/reports.openreports.io", "CustomResourceDefinition/slimimageexceptions.slimgate.dev",
+		"CustomResourceDefinition/slimimagepolicies.slimgate.dev", "Deployment/slimgate-webhook",
 		"Issuer/slimgate-selfsigned-issuer", "Namespace/slimgate-system", "Role/slimgate", "RoleBinding/slimgate",
 		"Service/slimgate-webhook", "ServiceAccount/slimgate", "ValidatingWebhookConfiguration/slimgate",
 	}

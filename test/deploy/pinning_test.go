@@ -1,6 +1,8 @@
 package deploy
 
 import (
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,6 +41,21 @@ func webhookArgs(t *testing.T, objs []*unstructured.Unstructured) []string {
 		t.Fatal(err)
 	}
 	return d.Spec.Template.Spec.Containers[0].Args
+}
+
+// webhookFlags reads args with the webhook's own flags, so that a test
+// sees the options the webhook would run with, and fails when the
+// webhook would refuse them.
+func webhookFlags(t *testing.T, args []string) app.Options {
+	t.Helper()
+	var o app.Options
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("the webhook refuses the chart's args %q: %v", args, err)
+	}
+	return o
 }
 
 // checkNoPinning fails the test when objs, rendered as what says, pin

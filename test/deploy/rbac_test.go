@@ -226,12 +226,58 @@ func admits(t *testing.T, reg *devcluster.Registries) {
 				Spec: batchv1.JobSpec{Template: templateOf("nightly", slim, corev1.RestartPolicyNever)}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			controlledBy(c.owner, c.apiVersion, c.workload, c.workloadName)
+			controlledBy(c.owner, c.apiVersion, c.workload, c.workloadName, types.UID("uid-"+c.workloadName))
 			mustCreate(t, c.owner)
 			pod := podOf(ns.Name, c.owner.GetName()+"-x7k2q", sdk)
-			controlledBy(pod, c.apiVersion, c.kind, c.owner.GetName())
+			controlledBy(pod, c.apiVersion, c.kind, c.owner.GetName(), c.owner.GetUID())
 			mustRefuse(t, s.admin.Create(ctx, pod), sdk)
 			waitEvent(t, ns.Name, "Pod", pod.Name)
+		})
+	}
+
+	// The same Pods created by the controllers' own identities: the
+	// webhook finds the owner in its cache (list and watch) by name and
+	// UID, and then the owner's own controller (a ReplicaSet's Deployment,
+	// a Job's CronJob), which the Event regards. The Pods run an image the
+	// owner's template does not have, so they are judged and refused.
+	for _, c := range []struct {
+		name string
+		// workload (kind workloadKind) controls owner (kind kind), which
+		// controls the Pod that identity creates.
+		workload, owner        client.Object
+		apiVersion, kind       string
+		workloadKind, identity string
+	}{
+		{name: "a controller's Pod: the Deployment of its ReplicaSet", apiVersion: "apps/v1", kind: "ReplicaSet", workloadKind: "Deployment",
+			identity: "system:serviceaccount:kube-system:replicaset-controller",
+			workload: &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "api"},
+				Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
+					Template: templateOf("api", slim, corev1.RestartPolicyAlways)}},
+			owner: &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "api-6b8f"},
+				Spec: appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
+					Template: templateOf("api", slim, corev1.RestartPolicyAlways)}}},
+		{name: "a controller's Pod: the CronJob of its Job", apiVersion: "batch/v1", kind: "Job", workloadKind: "CronJob",
+			identity: "system:serviceaccount:kube-system:job-controller",
+			workload: &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "hourly"},
+				Spec: batchv1.CronJobSpec{Schedule: "@hourly", JobTemplate: batchv1.JobTemplateSpec{
+					Spec: batchv1.JobSpec{Template: templateOf("hourly", slim, corev1.RestartPolicyNever)}}}},
+			owner: &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "hourly-29000000"},
+				Spec: batchv1.JobSpec{Template: templateOf("hourly", slim, corev1.RestartPolicyNever)}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			mustCreate(t, c.workload)
+			controlledBy(c.owner, c.apiVersion, c.workloadKind, c.workload.GetName(), c.workload.GetUID())
+			mustCreate(t, c.owner)
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, GenerateName: c.owner.GetName() + "-"}, Spec: podOf("", "", sdk).Spec}
+			controlledBy(pod, c.apiVersion, c.kind, c.owner.GetName(), c.owner.GetUID())
+			asController := rest.CopyConfig(s.cfg)
+			asController.Impersonate = rest.ImpersonationConfig{UserName: c.identity}
+			cc, err := client.New(asController, client.Options{Scheme: s.scheme})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustRefuse(t, cc.Create(ctx, pod), sdk)
+			waitEvent(t, ns.Name, c.workloadKind, c.workload.GetName())
 		})
 	}
 
@@ -338,7 +384,7 @@ func mustRefuse(t *testing.T, err error, image string) {
 // waitEvent waits for an ImageRejected Event regarding kind/name.
 func waitEvent(t *testing.T, ns, kind, name string) {
 	t.Helper()
-	eventually(t, 15*time.Second, func() error {
+	webhooktest.Eventually(t, 15*time.Second, func() error {
 		var list eventsv1.EventList
 		if err := s.admin.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
 			return err
@@ -354,13 +400,6 @@ func waitEvent(t *testing.T, ns, kind, name string) {
 	})
 }
 
-func eventually(t *testing.T, within time.Duration, f func() error) {
-	t.Helper()
-	if err := devcluster.Poll(context.Background(), within, f); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func podOf(ns, name, image string) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}}}
@@ -371,10 +410,10 @@ func templateOf(app, image string, restart corev1.RestartPolicy) corev1.PodTempl
 		Spec: corev1.PodSpec{RestartPolicy: restart, Containers: []corev1.Container{{Name: "app", Image: image}}}}
 }
 
-// controlledBy makes obj controlled by an owner that need not exist (no
-// garbage collector runs here).
-func controlledBy(obj metav1.Object, apiVersion, kind, name string) {
+// controlledBy makes obj controlled by the owner of that kind, name and
+// UID, which need not exist (no garbage collector runs here).
+func controlledBy(obj metav1.Object, apiVersion, kind, name string, uid types.UID) {
 	yes := true
 	obj.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: name,
-		UID: types.UID("uid-" + name), Controller: &yes}})
+		UID: uid, Controller: &yes}})
 }

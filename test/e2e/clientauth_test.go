@@ -3,13 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,18 +16,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
 
 // clientCAName is where the webhook finds the CA of its callers, inside
@@ -48,14 +43,7 @@ const clientCAName = "client-ca/ca.crt"
 // answered and recorded, so the refusal is the certificate's doing.
 func TestClientCertificateRequired(t *testing.T) {
 	ctx := context.Background()
-	ca, err := devcluster.NewCA("slimgate-e2e-webhook-callers")
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiCert, apiKey, err := ca.ClientCert("kube-apiserver")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, apiCert, apiKey := clientCert(t, "slimgate-e2e-webhook-callers")
 	port, err := devcluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -84,26 +72,13 @@ func TestClientCertificateRequired(t *testing.T) {
 	if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	probe, err := devcluster.FreeAddr()
+	o, err := webhooktest.Options(cfg, wio.LocalServingHost, wio.LocalServingPort, wio.LocalServingCertDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	webhook := devcluster.Go(ctx, func(ctx context.Context) error {
-		return app.Run(ctx, app.Options{
-			Config: cfg, Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir,
-			ClientCAName: clientCAName,
-			MetricsAddr:  "0", ProbeAddr: probe, Concurrency: 4,
-			DefaultTimeout: webhookTimeout, TimeoutMargin: time.Second, ShutdownTimeout: 5 * time.Second,
-			// The suite's webhook runs in this process too.
-			Registerer: prometheus.NewRegistry(),
-		})
-	})
-	t.Cleanup(func() {
-		if err := webhook.Stop(15 * time.Second); err != nil {
-			t.Errorf("webhook: %v", err)
-		}
-	})
-	if err := devcluster.WaitReady(ctx, "http://"+probe+"/readyz", time.Minute, webhook); err != nil {
+	o.ClientCAName, o.DefaultTimeout = clientCAName, webhookTimeout
+	o.Registerer = prometheus.NewRegistry() // the suite's webhook runs in this process too
+	if err := webhooktest.WaitReady(ctx, o, webhooktest.Start(t, o)); err != nil {
 		t.Fatalf("webhook: %v", err)
 	}
 	c, err := devcluster.NewClient(cfg, nil)
@@ -119,25 +94,19 @@ func TestClientCertificateRequired(t *testing.T) {
 	// (1) Strangers: a plain HTTPS client, and one whose certificate
 	// another CA signed. The server's certificate is trusted, so only the
 	// client's identity is wrong.
-	stranger, err := devcluster.NewCA("stranger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	strangerCert, strangerKey, err := stranger.ClientCert("kube-apiserver")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, strangerCert, strangerKey := clientCert(t, "stranger")
 	url := "https://" + webhookAddr + app.PodsPath
-	review := reviewBody(t, ns, "probe", e2e.reg.GoSDKApp())
+	review := webhooktest.PodReview(t, "review-probe", pod(ns, "probe", e2e.reg.GoSDKApp()))
 	for _, caller := range []struct {
-		name  string
-		cert  [][]byte
-		alert string
+		name      string
+		cert, key []byte
+		alert     string
 	}{
-		{"no certificate", nil, "tls: certificate required"},
-		{"certificate of another CA", [][]byte{strangerCert, strangerKey}, "tls: unknown certificate authority"},
+		{"no certificate", nil, nil, "tls: certificate required"},
+		{"certificate of another CA", strangerCert, strangerKey, "tls: unknown certificate authority"},
 	} {
-		resp, err := reviewClient(t, wio.LocalServingCAData, caller.cert).Post(url, "application/json", bytes.NewReader(review))
+		hc := webhooktest.Client(t, webhooktest.ClientTLS{CA: wio.LocalServingCAData, CertPEM: caller.cert, KeyPEM: caller.key})
+		resp, err := hc.Post(url, "application/json", bytes.NewReader(review))
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -171,8 +140,8 @@ func TestClientCertificateRequired(t *testing.T) {
 
 	// (3) The positive control: the stranger's review, posted with the
 	// API server's certificate, is answered and records an Event.
-	resp, err := reviewClient(t, wio.LocalServingCAData, [][]byte{apiCert, apiKey}).
-		Post(url, "application/json", bytes.NewReader(reviewBody(t, ns, "control", e2e.reg.GoSDKApp())))
+	resp, err := webhooktest.Client(t, webhooktest.ClientTLS{CA: wio.LocalServingCAData, CertPEM: apiCert, KeyPEM: apiKey}).
+		Post(url, "application/json", bytes.NewReader(webhooktest.PodReview(t, "review-control", pod(ns, "control", e2e.reg.GoSDKApp()))))
 	if err != nil {
 		t.Fatalf("posting with the API server's certificate: %v", err)
 	}
@@ -216,50 +185,16 @@ func hasEvent(evs []eventsv1.Event, name, reason string) bool {
 	return false
 }
 
-// reviewClient trusts the webhook's serving CA and presents cert (PEM
-// certificate and key) when given.
-func reviewClient(t *testing.T, servingCA []byte, cert [][]byte) *http.Client {
+// clientCert makes a CA named caName and a client certificate for
+// kube-apiserver that it signs (PEM).
+func clientCert(t *testing.T, caName string) (ca *devcluster.CA, certPEM, keyPEM []byte) {
 	t.Helper()
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(servingCA) {
-		t.Fatal("no serving CA to trust")
-	}
-	conf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	if cert != nil {
-		pair, err := tls.X509KeyPair(cert[0], cert[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Sent whatever CAs the server asks for: Go's client would
-		// otherwise keep back a certificate the server does not trust.
-		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
-	}
-	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: conf, DisableKeepAlives: true}}
-}
-
-// reviewBody is an AdmissionReview of a Pod CREATE in ns, as the API
-// server would send it, claiming a cluster administrator as the user.
-func reviewBody(t *testing.T, ns, name, image string) []byte {
-	t.Helper()
-	obj := pod(ns, name, image)
-	obj.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
-	raw, err := json.Marshal(obj)
+	ca, err := devcluster.NewCA(caName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	uid := types.UID("review-" + name)
-	body, err := json.Marshal(admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID: uid, Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-			Namespace: ns, Name: name, Operation: admissionv1.Create,
-			UserInfo: authenticationv1.UserInfo{Username: "kubernetes-admin", Groups: []string{"system:masters"}},
-			Object:   runtime.RawExtension{Raw: raw},
-		},
-	})
-	if err != nil {
+	if certPEM, keyPEM, err = ca.ClientCert("kube-apiserver"); err != nil {
 		t.Fatal(err)
 	}
-	return body
+	return ca, certPEM, keyPEM
 }

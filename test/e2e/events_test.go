@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,22 +22,7 @@ import (
 func TestEventRegardsTheCreatedPodNotAForgedOwner(t *testing.T) {
 	ns := namespace(t, caseLabels(t))
 	policy(t, spec(v1alpha1.ModeEnforce, caseLabels(t)))
-	ctx := context.Background()
-
-	labels := map[string]string{"app": "web"}
-	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: e2e.reg.StaticApp()}}}}
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
-		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: tmpl}}
-	if err := e2e.client.Create(ctx, dep); err != nil {
-		t.Fatalf("slim Deployment: %v", err)
-	}
-	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-5d4f8", Labels: labels},
-		Spec: appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: tmpl}}
-	controlledBy(rs, "apps/v1", "Deployment", dep.Name, dep.UID)
-	if err := e2e.client.Create(ctx, rs); err != nil {
-		t.Fatalf("slim ReplicaSet: %v", err)
-	}
+	rs := replicaSetOfDeployment(t, ns, e2e.reg.StaticApp())
 
 	forged := pod(ns, "forged", e2e.reg.GoSDKApp())
 	controlledBy(forged, "apps/v1", "ReplicaSet", rs.Name, rs.UID)
@@ -60,7 +44,7 @@ func TestEventRegardsTheCreatedPodNotAForgedOwner(t *testing.T) {
 	// Events are written in order: the Pods' are there, so any on the
 	// owners would be too.
 	var list eventsv1.EventList
-	if err := e2e.client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+	if err := e2e.client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range list.Items {

@@ -18,28 +18,22 @@ import (
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/internal/devcluster"
+	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
 
 // caseLabel marks the namespaces a test's policies select.
 const caseLabel = "e2e.slimgate.dev/case"
 
-// eventually polls f until it succeeds or the deadline passes.
+// eventually is webhooktest.Eventually.
 func eventually(t *testing.T, within time.Duration, f func() error) {
 	t.Helper()
-	if err := devcluster.Poll(context.Background(), within, f); err != nil {
-		t.Fatal(err)
-	}
+	webhooktest.Eventually(t, within, f)
 }
 
 // namespace creates a namespace with these labels, deleted after the test.
 func namespace(t *testing.T, labels map[string]string) string {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6), Labels: labels}}
-	if err := e2e.client.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e2e.client.Delete(context.Background(), ns) })
-	return ns.Name
+	return e2e.Namespace(t, labels)
 }
 
 // spec is a policy spec allowed to reach the loopback test registries.
@@ -85,6 +79,20 @@ func policy(t *testing.T, s v1alpha1.SlimImagePolicySpec) *v1alpha1.SlimImagePol
 		t.Fatal(err)
 	}
 	return p
+}
+
+// mustRefuse creates p, which the API server must refuse with an error
+// naming field.
+func mustRefuse(t *testing.T, p *v1alpha1.SlimImagePolicy, field string) {
+	t.Helper()
+	err := e2e.client.Create(context.Background(), p)
+	if err == nil {
+		_ = e2e.client.Delete(context.Background(), p)
+		t.Fatal("invalid policy accepted")
+	}
+	if !strings.Contains(err.Error(), field) {
+		t.Errorf("error does not name %s: %v", field, err)
+	}
 }
 
 // pod returns a Pod running one container named "app".

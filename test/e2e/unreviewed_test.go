@@ -49,7 +49,7 @@ func TestUnreviewedPodsAreFoundAfterAnOutage(t *testing.T) {
 	published := time.Now()
 	eventually(t, 15*time.Second, func() error { return recordWrittenAfter(published) })
 
-	if err := e2e.webhook.Stop(webhooktest.StopWithin); err != nil {
+	if err := e2e.Webhook.Stop(webhooktest.StopWithin); err != nil {
 		t.Fatalf("stopping the webhook: %v", err)
 	}
 	stopped := time.Now()
@@ -67,7 +67,7 @@ func TestUnreviewedPodsAreFoundAfterAnOutage(t *testing.T) {
 	}
 	restarted := time.Now()
 	var err error
-	if e2e.webhook, err = webhooktest.Run(ctx, e2e.webhookOptions); err != nil {
+	if e2e.Webhook, err = webhooktest.Run(ctx, e2e.WebhookOptions); err != nil {
 		t.Fatalf("restarting the webhook: %v", err)
 	}
 	t.Logf("webhook down for %s (%s of it starting again)", time.Since(stopped).Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond))

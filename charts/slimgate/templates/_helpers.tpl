@@ -27,6 +27,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ required "serviceAccount.name is required" .Values.serviceAccount.name }}
 {{- end }}
 
+{{/* The ServiceAccount's annotations: serviceAccount.annotations and the
+cloud identities of registryAuth (IRSA, GKE Workload Identity, Azure
+workload identity). Empty when there are none. */}}
+{{- define "slimgate.serviceAccountAnnotations" -}}
+{{- $a := deepCopy (.Values.serviceAccount.annotations | default dict) -}}
+{{- $ra := .Values.registryAuth -}}
+{{- with $ra.awsRoleArn }}{{ $_ := set $a "eks.amazonaws.com/role-arn" . }}{{ end -}}
+{{- with $ra.gcpServiceAccount }}{{ $_ := set $a "iam.gke.io/gcp-service-account" . }}{{ end -}}
+{{- with $ra.azureClientId }}{{ $_ := set $a "azure.workload.identity/client-id" . }}{{ end -}}
+{{- if $a }}{{ toYaml $a }}{{ end -}}
+{{- end }}
+
 {{/* Fixed object names, shared with the webhook's flags. */}}
 {{- define "slimgate.serviceName" -}}slimgate-webhook{{- end }}
 {{- define "slimgate.webhookConfigName" -}}slimgate{{- end }}
@@ -87,6 +99,12 @@ namespaces slimgate never judges. */}}
 {{- end -}}
 {{- if not (include "slimgate.isSet" $ca.caKey) -}}
 {{- fail "webhook.clientAuth.caKey is required" -}}
+{{- end -}}
+{{- end -}}
+{{- $ra := .Values.registryAuth -}}
+{{- range $key, $provider := dict "awsRoleArn" "ecr" "gcpServiceAccount" "gcr" "azureClientId" "acr" -}}
+{{- if and (get $ra $key) (not (has $provider $ra.providers)) -}}
+{{- fail (printf "registryAuth.%s is set but registryAuth.providers does not list %s" $key $provider) -}}
 {{- end -}}
 {{- end -}}
 {{- $pdb := .Values.podDisruptionBudget -}}

@@ -2,27 +2,20 @@ package app_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	admissionv1 "k8s.io/api/admission/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
@@ -30,40 +23,6 @@ import (
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
-
-// requestCounter counts the API requests made through a rest.Config, by
-// method and path, leaving out the watches informers hold open.
-type requestCounter struct {
-	mu     sync.Mutex
-	counts map[string]int
-}
-
-func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if r.URL.Query().Get("watch") != "true" {
-			c.mu.Lock()
-			if c.counts == nil {
-				c.counts = map[string]int{}
-			}
-			c.counts[r.Method+" "+r.URL.Path]++
-			c.mu.Unlock()
-		}
-		return rt.RoundTrip(r)
-	})
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// take returns the counts so far and starts again.
-func (c *requestCounter) take() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := c.counts
-	c.counts = nil
-	return out
-}
 
 // A review reads nothing from the API server once the webhook is warm:
 // policies, namespaces and service accounts come from informer caches and
@@ -94,20 +53,12 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 		Mode: v1alpha1.ModeAudit, NamespaceSelector: &metav1.LabelSelector{MatchLabels: labels},
 		Registries: v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{reg.Open, reg.Private}},
 	}}
-	for _, obj := range []client.Object{ns, pull, saPull, sa, plain, p} {
-		if err := kube.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		_ = kube.Delete(ctx, p)
-		_ = kube.Delete(ctx, ns)
-	})
+	createAll(t, ns, pull, saPull, sa, plain, p)
 
-	counter := &requestCounter{}
+	counter := &devcluster.Requests{}
 	o := options(t)
 	o.Config = rest.CopyConfig(restConfig)
-	o.Config.Wrap(counter.wrap)
+	o.Config.Wrap(counter.Wrap)
 	o.Registerer = prometheus.NewRegistry()
 	writeSelfSigned(t, o.CertDir)
 	waitReady(t, o, webhooktest.Start(t, o))
@@ -131,7 +82,7 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 			pod.Spec.ServiceAccountName, pod.Spec.ImagePullSecrets = "", nil
 			pod.Spec.Containers[0].Image = reg.GoSDKApp()
 		}
-		r := postReview(hc, url, admissionReview(t, pod))
+		r := postReview(hc, url, webhooktest.PodReview(t, types.UID(rand.String(12)), pod))
 		if r.err != nil || r.review.Response == nil || !r.review.Response.Allowed {
 			t.Fatalf("review %d: %v %+v", i, r.err, r.review.Response)
 		}
@@ -141,12 +92,12 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 	}
 	review(0, true) // warm-up: registries, tokens, caches
 	review(0, false)
-	counter.take()
+	counter.Take()
 	const reviews = 20
 	for i := 1; i <= reviews; i++ {
 		review(i, true)
 	}
-	counts := counter.take()
+	counts := counter.Take()
 	var lines []string
 	reads, secretReads := 0, 0
 	for req, n := range counts {
@@ -172,31 +123,9 @@ func TestReviewsReadOnlyPullSecretsFromTheAPIServer(t *testing.T) {
 	for i := 1; i <= reviews; i++ {
 		review(reviews+i, false)
 	}
-	for req, n := range counter.take() {
+	for req, n := range counter.Take() {
 		if strings.HasPrefix(req, "GET ") {
 			t.Errorf("%d reads of %s in %d reviews without pull secrets, want none", n, strings.TrimPrefix(req, "GET "), reviews)
 		}
 	}
-}
-
-// admissionReview is the API server's review of pod's CREATE.
-func admissionReview(t *testing.T, pod *corev1.Pod) []byte {
-	t.Helper()
-	raw, err := json.Marshal(pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID: types.UID(rand.String(12)), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: pod.Namespace, Name: pod.Name,
-			Operation: admissionv1.Create, UserInfo: authenticationv1.UserInfo{Username: "kubernetes-admin", Groups: []string{"system:masters"}},
-			Object: runtime.RawExtension{Raw: raw},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

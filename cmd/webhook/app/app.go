@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,12 +31,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	cradmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/pkg/admission"
+	"slimgate.dev/slimgate/pkg/cloudauth"
 	"slimgate.dev/slimgate/pkg/events"
 	"slimgate.dev/slimgate/pkg/fleet"
+	"slimgate.dev/slimgate/pkg/mirrors"
 	"slimgate.dev/slimgate/pkg/pullsecret"
 	"slimgate.dev/slimgate/pkg/registry"
 )
@@ -51,6 +55,9 @@ const (
 	// PinPath is the mutating webhook that pins Pods' image tags to
 	// digests, served with PinDigests only.
 	PinPath = "/mutate-pods"
+	// ExceptionsPath validates SlimImageExceptions against the policies'
+	// spec.exceptions.maxDuration.
+	ExceptionsPath = "/validate-exceptions"
 )
 
 // Options is everything the server is configured with.
@@ -78,6 +85,11 @@ type Options struct {
 	// watch on serviceaccounts: service accounts are cached, secrets are
 	// not).
 	PullSecretAuth bool
+	// RegistryAuthProviders names the cloud identities (cloudauth.ECR,
+	// Google, ACR) the webhook reads their registries with, as the
+	// kubelet's credential providers do; pull secrets that name a registry
+	// come first. Empty: none.
+	RegistryAuthProviders []string
 	// Concurrency bounds the registry inspections of one review.
 	Concurrency int
 	// PinDigests serves PinPath, where a MutatingWebhookConfiguration
@@ -90,6 +102,13 @@ type Options struct {
 	// registries they come from, that one review inspects; a request over
 	// either bound is a violation (admission.Options).
 	MaxImages, MaxRegistries int
+	// ControllerIdentities are the user names of the built-in controllers
+	// whose ReplicaSets, Jobs and Pods may inherit their owner's standing
+	// under a policy's existingWorkloads Keep (admission.Options); the
+	// owners they name are then kept in the manager's cache. nil:
+	// admission.DefaultControllerIdentities; empty: none, and no owner is
+	// cached.
+	ControllerIdentities []string
 	// DefaultTimeout is assumed when the API server sends no timeout;
 	// TimeoutMargin is kept back from it for answering.
 	DefaultTimeout time.Duration
@@ -126,11 +145,22 @@ type Options struct {
 	// unregisters them when it returns, so a later Run can register anew.
 	Registerer prometheus.Registerer
 
+	// RegistryMirrors is a YAML file of registry mirrors (package
+	// mirrors): where the nodes' container runtime pulls each registry's
+	// images from, read once at start. RegistryConfigPath is a containerd
+	// hosts folder (DIR/<host>/hosts.toml) read instead. Empty: none.
+	RegistryMirrors, RegistryConfigPath string
+
 	// EgressExempt lists exact "ip:port" registry addresses the egress
 	// guard lets through even where a policy refuses private networks
 	// (registry.Options.EgressExempt); hack/demo uses it for its loopback
 	// registry. No flag sets it.
 	EgressExempt []string
+	// RegistryHostAliases maps registry "host:port" names to the loopback
+	// addresses dialled instead (registry.Options.HostAliases): the e2e
+	// tests stand loopback registries in for cloud registry hosts. No flag
+	// sets it.
+	RegistryHostAliases map[string]string
 }
 
 // Defaults of the options that name Kubernetes objects.
@@ -150,10 +180,28 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 disables them")
 	fs.BoolVar(&o.PullSecretAuth, "pull-secret-auth", true, "authenticate to registries with the Pod's imagePullSecrets and service account")
+	fs.Func("registry-auth-providers", "cloud identities the webhook reads their registries with, comma separated: "+
+		strings.Join(cloudauth.Providers(), ", ")+" (default none; a Pod's pull secrets that name a registry come first)", func(v string) error {
+		o.RegistryAuthProviders = nil
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			if !slices.Contains(cloudauth.Providers(), p) {
+				return fmt.Errorf("unknown provider %q (known: %s)", p, strings.Join(cloudauth.Providers(), ", "))
+			}
+			o.RegistryAuthProviders = append(o.RegistryAuthProviders, p)
+		}
+		return nil
+	})
 	fs.IntVar(&o.Concurrency, "inspect-concurrency", 16, "registry inspections run at once per review")
+	fs.StringVar(&o.RegistryMirrors, "registry-mirrors", "", "YAML `file` of the nodes' registry mirrors ({docker.io: {endpoints: [https://mirror:5000], fallback: true}}): images are read where the kubelet pulls them")
+	fs.StringVar(&o.RegistryConfigPath, "registry-config-path", "", "containerd hosts `folder` (DIR/<host>/hosts.toml, as the nodes' config_path) to read the registry mirrors from instead")
 	fs.BoolVar(&o.PinDigests, "pin-digests", false, "serve "+PinPath+": pin the image tags of created Pods to the digests judged (needs the MutatingWebhookConfiguration)")
 	fs.IntVar(&o.MaxImages, "max-images-per-review", admission.DefaultMaxImages, "distinct images one review inspects; a request naming more is denied under Enforce")
 	fs.IntVar(&o.MaxRegistries, "max-registries-per-review", admission.DefaultMaxRegistries, "distinct registries one review contacts; a request naming more is denied under Enforce")
+	o.ControllerIdentities = admission.DefaultControllerIdentities()
+	fs.Var((*commaList)(&o.ControllerIdentities), "controller-identities", "comma-separated user names of the built-in controllers whose children inherit their owner's standing (policies' existingWorkloads Keep); empty: none")
 	fs.DurationVar(&o.DefaultTimeout, "default-timeout", 10*time.Second, "review budget when the API server sends no timeout")
 	fs.DurationVar(&o.TimeoutMargin, "timeout-margin", time.Second, "time kept back from the API server's timeout to answer")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "time given to in-flight reviews on shutdown")
@@ -193,6 +241,12 @@ func (o Options) withDefaults() Options {
 // Run serves until ctx ends, then lets in-flight reviews finish.
 func Run(ctx context.Context, o Options) (err error) {
 	o = o.withDefaults()
+	// The mirrors are read first: a configuration that cannot be honoured
+	// stops the webhook before it serves anything.
+	mirrorTable, err := mirrors.LoadConfig(o.RegistryMirrors, o.RegistryConfigPath)
+	if err != nil {
+		return fmt.Errorf("registry mirrors: %w", err)
+	}
 	cfg := o.Config
 	if cfg == nil {
 		if cfg, err = ctrl.GetConfig(); err != nil {
@@ -224,6 +278,14 @@ func Run(ctx context.Context, o Options) (err error) {
 		// the API server speaks HTTP/1.1 to webhooks anyway.
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
 	})
+	identities := o.ControllerIdentities
+	if identities == nil {
+		identities = admission.DefaultControllerIdentities()
+	}
+	var owners []client.Object
+	if len(identities) > 0 {
+		owners = admission.OwnerObjects()
+	}
 	shutdown := o.ShutdownTimeout
 	// Controller names are checked for uniqueness across the process, to
 	// keep their metrics apart. The names here are fixed and distinct; the
@@ -241,8 +303,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		// uncached, one by one. Never a cluster-wide Secret informer.
 		// Service accounts are cached with their pull secret names only,
 		// Pods as the metadata that tells whether they were reviewed, and
-		// ConfigMaps only for the replicas' published reviews.
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+		// ConfigMaps only for the replicas' published reviews; the owners
+		// of controllers' children as their names and template images.
+		Cache: cache.Options{ByObject: withOwners(map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {
 				Namespaces: map[string]cache.Config{o.Namespace: {}},
 				Field:      fields.OneTermEqualSelector("metadata.name", o.CertSecretName),
@@ -253,7 +316,7 @@ func Run(ctx context.Context, o Options) (err error) {
 				Namespaces: map[string]cache.Config{o.Namespace: {}},
 				Label:      labels.SelectorFromSet(labels.Set{controller.ReviewsLabel: "true"}),
 			},
-		}},
+		}, owners)},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -263,14 +326,25 @@ func Run(ctx context.Context, o Options) (err error) {
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}, cache.BlockUntilSynced(false)); err != nil {
 		return fmt.Errorf("watching namespaces: %w", err)
 	}
+	for _, obj := range owners {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
+			return fmt.Errorf("watching %T: %w", obj, err)
+		}
+	}
 	// Every replica runs the status controller: its writes are idempotent
 	// (it updates only when the condition differs, and conflicting updates
 	// from two replicas retry and then find nothing to change).
 	if err := (&controller.PolicyStatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the policy status controller: %w", err)
 	}
+	// The same holds for the exceptions' status; it also starts the
+	// exceptions' informer, which reviews read.
+	if err := (&controller.ExceptionReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, reg); err != nil {
+		return fmt.Errorf("setting up the exception status controller: %w", err)
+	}
 
-	inspector, err := registry.NewRemote(registry.Options{Registerer: reg, EgressExempt: o.EgressExempt})
+	inspector, err := registry.NewRemote(registry.Options{Registerer: reg, EgressExempt: o.EgressExempt, Mirrors: mirrorTable,
+		HostAliases: o.RegistryHostAliases})
 	if err != nil {
 		return fmt.Errorf("creating the registry client: %w", err)
 	}
@@ -292,6 +366,13 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 		keychain = pullsecret.Source{Cache: mgr.GetCache(), API: mgr.GetAPIReader()}.Keychain
 	}
+	if len(o.RegistryAuthProviders) > 0 {
+		cloud, err := cloudauth.New(ctx, o.RegistryAuthProviders, cloudauth.Options{})
+		if err != nil {
+			return fmt.Errorf("setting up registry auth providers: %w", err)
+		}
+		keychain = cloud.After(keychain)
+	}
 	judging := admission.Options{
 		Reader:        mgr.GetClient(),
 		Inspector:     inspector,
@@ -299,6 +380,8 @@ func Run(ctx context.Context, o Options) (err error) {
 		Concurrency:   o.Concurrency,
 		MaxImages:     o.MaxImages,
 		MaxRegistries: o.MaxRegistries,
+		// Never nil here: an empty list trusts no controller.
+		ControllerIdentities: identities,
 	}
 	reviews := controller.NewReviewLog(0)
 	withRecords := judging
@@ -322,6 +405,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	review := priority.Wrap(finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: h})))
 	hooks.Register(PodsPath, review)
 	hooks.Register(WorkloadsPath, review)
+	hooks.Register(ExceptionsPath, finishOnShutdown(ctx.Done(), budget.Wrap(
+		cradmission.WithValidator(scheme, &admission.ExceptionValidator{Reader: mgr.GetClient()}))))
 	if o.PinDigests {
 		hooks.Register(PinPath, priority.Wrap(finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: admission.NewPinner(h)}))))
 	}
@@ -424,6 +509,39 @@ func processName() string {
 	return host + "-" + rand.String(5)
 }
 
+// withOwners adds to the cache's per-object options the owners of
+// controllers' children, each stripped to its names and template images.
+func withOwners(byObject map[client.Object]cache.ByObject, owners []client.Object) map[client.Object]cache.ByObject {
+	for _, obj := range owners {
+		byObject[obj] = cache.ByObject{Transform: admission.StripOwner}
+	}
+	return byObject
+}
+
+// commaList is a flag.Value of comma-separated names; an empty value is
+// an empty, non-nil list.
+type commaList []string
+
+// String implements flag.Value.
+func (l *commaList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+// Set implements flag.Value.
+func (l *commaList) Set(s string) error {
+	out := []string{}
+	for name := range strings.SplitSeq(s, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			out = append(out, name)
+		}
+	}
+	*l = out
+	return nil
+}
+
 // succeedOnce runs check until it first succeeds and reports success
 // without running it from then on.
 func succeedOnce(check healthz.Checker) healthz.Checker {
@@ -464,7 +582,8 @@ func finishOnShutdown(stopping <-chan struct{}, next http.Handler) http.Handler 
 }
 
 // cachesSynced is ready once every informer started has synced: policies,
-// namespaces, service accounts, review records and Pod metadata.
+// namespaces, service accounts, review records, Pod metadata and the
+// owners of controllers' children.
 func cachesSynced(c cache.Cache) healthz.Checker {
 	return func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)

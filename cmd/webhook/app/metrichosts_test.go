@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 
@@ -38,17 +37,7 @@ func TestRegistryLabelsFollowPolicies(t *testing.T) {
 	o.Registerer = metrics
 	writeSelfSigned(t, o.CertDir)
 	waitReady(t, o, webhooktest.Start(t, o))
-	p := &v1alpha1.SlimImagePolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "labels-" + rand.String(5)},
-		Spec: v1alpha1.SlimImagePolicySpec{
-			Mode:       v1alpha1.ModeAudit,
-			Registries: v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{named}},
-		},
-	}
-	if err := kube.Create(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kube.Delete(ctx, p) })
+	createPolicy(t, v1alpha1.ModeAudit, named)
 
 	addr := "https://" + net.JoinHostPort(o.Host, fmt.Sprint(o.Port)) + app.PodsPath + "?timeout=10s"
 	hc := tlsClient(t, filepath.Join(o.CertDir, "tls.crt"))
@@ -64,7 +53,10 @@ func TestRegistryLabelsFollowPolicies(t *testing.T) {
 				return r.err
 			}
 		}
-		got = registryLabels(t, metrics)
+		var err error
+		if got, err = devcluster.LabelValues(metrics, "slimgate_registry_requests_total", "registry"); err != nil {
+			return err
+		}
 		if !got[named] || !got["other"] {
 			return fmt.Errorf("registry labels %v, want %s and other", slices.Sorted(maps.Keys(got)), named)
 		}
@@ -78,28 +70,4 @@ func TestRegistryLabelsFollowPolicies(t *testing.T) {
 			t.Errorf("registry label %q: neither named by a policy nor other", l)
 		}
 	}
-}
-
-// registryLabels returns the values of the registry label in
-// slimgate_registry_requests_total.
-func registryLabels(t *testing.T, reg *prometheus.Registry) map[string]bool {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]bool{}
-	for _, mf := range mfs {
-		if mf.GetName() != "slimgate_registry_requests_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "registry" {
-					out[l.GetValue()] = true
-				}
-			}
-		}
-	}
-	return out
 }

@@ -3,8 +3,6 @@ package app_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -17,9 +15,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/cmd/webhook/app"
@@ -50,18 +46,9 @@ func mutatingConfiguration(t *testing.T, ns string) *admissionregistrationv1.Mut
 func TestPinDigestsWithCertRotation(t *testing.T) {
 	needAPIServer(t)
 	ctx := context.Background()
-	ns := "slimgate-" + rand.String(5)
-	if err := kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kube.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}) })
-	vwc, mwc := webhookConfiguration(t, ns), mutatingConfiguration(t, ns)
-	for _, obj := range []client.Object{vwc, mwc} {
-		if err := kube.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = kube.Delete(ctx, obj) })
-	}
+	ns := releaseNamespace(t)
+	mwc := mutatingConfiguration(t, ns)
+	createAll(t, webhookConfiguration(t, ns), mwc)
 
 	o := options(t)
 	o.Config = installRBAC(t, ns)
@@ -98,27 +85,9 @@ func TestPinDigestsWithCertRotation(t *testing.T) {
 // serverName, and decodes the answer.
 func postPinReview(t *testing.T, o app.Options, serverName string, ca []byte, path string) admissionv1.AdmissionReview {
 	t.Helper()
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(ca) {
-		t.Fatal("no CA certificate")
-	}
-	pod, err := json.Marshal(&corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "app"},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app:1"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := json.Marshal(admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{UID: "pin", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: "default", Name: "app",
-			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: pod}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: serverName, MinVersion: tls.VersionTLS12}}}
+	body := webhooktest.PodReview(t, "pin", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "app"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app:1"}}}})
+	c := webhooktest.Client(t, webhooktest.ClientTLS{CA: ca, ServerName: serverName})
 	url := "https://" + net.JoinHostPort(o.Host, fmt.Sprint(o.Port)) + path
 	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,11 +26,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
+	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
+	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
@@ -75,6 +76,43 @@ func needAPIServer(t *testing.T) {
 	if restConfig == nil {
 		t.Skip("needs kube-apiserver and etcd, which -short mode does not start")
 	}
+}
+
+// createAll creates objs in order; each is deleted when the test ends.
+func createAll(t *testing.T, objs ...client.Object) {
+	t.Helper()
+	for _, obj := range objs {
+		if err := kube.Create(context.Background(), obj); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = kube.Delete(context.Background(), obj) })
+	}
+}
+
+// releaseNamespace creates a fresh namespace to install a release of the
+// webhook in, deleted when the test ends. Fresh per run (go test
+// -count=2): the rotator's controller is named after its Secret, and
+// controller names are unique per process.
+func releaseNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "slimgate-" + rand.String(5)}}
+	createAll(t, ns)
+	return ns.Name
+}
+
+// createPolicy creates a policy in mode that may read the plain-HTTP
+// loopback registry at host, deleted when the test ends.
+func createPolicy(t *testing.T, mode v1alpha1.Mode, host string) *v1alpha1.SlimImagePolicy {
+	t.Helper()
+	p := &v1alpha1.SlimImagePolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "test-" + rand.String(5)},
+		Spec: v1alpha1.SlimImagePolicySpec{
+			Mode:       mode,
+			Registries: v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{host}},
+		},
+	}
+	createAll(t, p)
+	return p
 }
 
 // options are the options of a webhook on free loopback ports, with a
@@ -163,20 +201,10 @@ func TestRunTwice(t *testing.T) {
 func TestCertRotation(t *testing.T) {
 	needAPIServer(t)
 	ctx := context.Background()
-	// A fresh release namespace per run (go test -count=2): the rotator's
-	// controller is named after its Secret, and controller names are
-	// unique per process.
-	ns := "slimgate-" + rand.String(5)
-	if err := kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kube.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}) })
+	ns := releaseNamespace(t)
 	vwc := webhookConfiguration(t, ns)
-	if err := kube.Create(ctx, vwc); err != nil {
-		t.Fatal(err)
-	}
+	createAll(t, vwc)
 	secretKey := types.NamespacedName{Namespace: ns, Name: "slimgate-webhook-tls"}
-	t.Cleanup(func() { _ = kube.Delete(ctx, vwc) })
 
 	o := options(t)
 	// The webhook acts as its ServiceAccount, with exactly the
@@ -239,8 +267,8 @@ func TestCertRotation(t *testing.T) {
 	if err := kube.Get(ctx, client.ObjectKeyFromObject(vwc), &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Webhooks) != 2 {
-		t.Fatalf("configuration has %d webhooks, want 2", len(got.Webhooks))
+	if len(got.Webhooks) != 3 {
+		t.Fatalf("configuration has %d webhooks, want 3 (pods, workloads, exceptions)", len(got.Webhooks))
 	}
 	for _, w := range got.Webhooks {
 		if !bytes.Equal(w.ClientConfig.CABundle, secret.Data["ca.crt"]) {
@@ -317,11 +345,7 @@ func webhookConfiguration(t *testing.T, ns string) *admissionregistrationv1.Vali
 // ServiceAccount.
 func installRBAC(t *testing.T, ns string) *rest.Config {
 	t.Helper()
-	ctx := context.Background()
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "slimgate"}}
-	if err := kube.Create(ctx, sa); err != nil {
-		t.Fatal(err)
-	}
+	createAll(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "slimgate"}})
 	for _, file := range []string{"role.yaml", "role_binding.yaml"} {
 		data, err := os.ReadFile(filepath.Join("..", "..", "..", "config", "rbac", file))
 		if err != nil {
@@ -361,10 +385,7 @@ func installRBAC(t *testing.T, ns string) *rest.Config {
 					}
 				}
 			}
-			if err := kube.Create(ctx, &obj); err != nil {
-				t.Fatalf("%s: %v", file, err)
-			}
-			t.Cleanup(func() { _ = kube.Delete(ctx, &obj) })
+			createAll(t, &obj)
 		}
 	}
 	cfg := rest.CopyConfig(restConfig)
@@ -374,15 +395,11 @@ func installRBAC(t *testing.T, ns string) *rest.Config {
 
 func parseCert(t *testing.T, data []byte) *x509.Certificate {
 	t.Helper()
-	b, _ := pem.Decode(data)
-	if b == nil {
-		t.Fatal("no PEM certificate")
-	}
-	c, err := x509.ParseCertificate(b.Bytes)
+	certs, err := certutil.ParseCertsPEM(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return certs[0]
 }
 
 // checkFiles checks the cert folder holds the secret's key pair, private.

@@ -3,8 +3,6 @@ package app_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,11 +22,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -113,17 +109,7 @@ func TestShutdownFinishesInFlightReview(t *testing.T) {
 	run := webhooktest.Start(t, o)
 	waitReady(t, o, run)
 
-	p := &v1alpha1.SlimImagePolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "shutdown-" + rand.String(5)},
-		Spec: v1alpha1.SlimImagePolicySpec{
-			Mode:       v1alpha1.ModeEnforce,
-			Registries: v1alpha1.RegistryRules{AllowPrivateNetworks: true, Insecure: []string{host}},
-		},
-	}
-	if err := kube.Create(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kube.Delete(ctx, p) })
+	p := createPolicy(t, v1alpha1.ModeEnforce, host)
 	// Ready means the webhook's own cache has the policy.
 	if err := devcluster.WaitPolicyReady(ctx, kube, p.Name, controller.ConditionReady, 15*time.Second); err != nil {
 		t.Fatal(err)
@@ -199,37 +185,14 @@ func TestShutdownFinishesInFlightReview(t *testing.T) {
 	}
 }
 
-// podReview is an admission.k8s.io/v1 AdmissionReview of a Pod CREATE, as
-// the API server sends it.
+// podReview is the API server's review of a CREATE of Pod ns/name, whose
+// container "app" runs image.
 func podReview(t *testing.T, uid types.UID, ns, name, image string) []byte {
 	t.Helper()
-	pod := corev1.Pod{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+	return webhooktest.PodReview(t, uid, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
-	}
-	raw, err := json.Marshal(pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	review := admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID:       uid,
-			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-			Namespace: ns,
-			Name:      name,
-			Operation: admissionv1.Create,
-			UserInfo:  authenticationv1.UserInfo{Username: "kubernetes-admin", Groups: []string{"system:masters"}},
-			Object:    runtime.RawExtension{Raw: raw},
-		},
-	}
-	b, err := json.Marshal(review)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	})
 }
 
 // tlsClient trusts only the certificates in the PEM file and keeps no
@@ -240,17 +203,7 @@ func tlsClient(t *testing.T, caFile string) *http.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		t.Fatal("no certificate to trust")
-	}
-	return &http.Client{
-		Timeout: 20 * time.Second,
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-			DisableKeepAlives: true,
-		},
-	}
+	return webhooktest.Client(t, webhooktest.ClientTLS{CA: pem})
 }
 
 // postReview posts body and decodes the AdmissionReview answered.

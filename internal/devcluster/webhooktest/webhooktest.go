@@ -1,6 +1,10 @@
 // Package webhooktest runs slimgate's webhook (cmd/webhook/app) in the test
 // process, against an API server started with devcluster, as the webhook
-// app's tests, the end-to-end suite and the deploy suite do.
+// app's tests, the end-to-end suite and the deploy suite do. Main starts
+// what an end-to-end package's tests share (a Suite: the control plane,
+// the webhook, the sample apps' registries and a client); Eventually
+// polls for a state within a test; PodReview and Client post reviews to
+// the webhook as the API server would.
 //
 // It is a package of its own, not part of devcluster, because it imports
 // the webhook: the tests of the packages the webhook is built from use

@@ -21,6 +21,7 @@ import (
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/controller"
+	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 	"slimgate.dev/slimgate/pkg/admission"
 )
@@ -128,7 +129,7 @@ func TestBackgroundScanReportsTheFleet(t *testing.T) {
 		}
 	}
 	// Every workload that makes Pods runs them, each reporting its digest.
-	eventually(t, converge, func() error {
+	webhooktest.Eventually(t, converge, func() error {
 		for _, w := range fleet {
 			if !w.running {
 				continue
@@ -171,18 +172,23 @@ func TestBackgroundScanReportsTheFleet(t *testing.T) {
 
 	// The webhook goes down; a fat Pod gets in unreviewed (failurePolicy
 	// Ignore), and the scan reports it as such once the webhook is back.
-	if err := e2e.webhook.Stop(webhooktest.StopWithin); err != nil {
+	switch err := e2e.Webhook.Stop(webhooktest.StopWithin); {
+	case errors.Is(err, devcluster.ErrNotStopped):
 		t.Fatalf("stopping the webhook: %v", err)
+	case err != nil:
+		// Its server waited beyond the suite's grace period for idle
+		// connections of the API server; Run has returned all the same.
+		t.Logf("the webhook stopped: %v", err)
 	}
 	sneaked := b.make("Pod", "sneaked", fat, "", 1)
 	err := e2e.client.Create(ctx, sneaked)
 	var restartErr error
-	e2e.webhook, restartErr = webhooktest.Run(context.Background(), e2e.webhookOptions)
+	e2e.Webhook, restartErr = webhooktest.Run(context.Background(), e2e.WebhookOptions)
 	if err != nil || restartErr != nil {
 		t.Fatalf("creating a Pod with the webhook down: %v; restarting the webhook: %v", err, restartErr)
 	}
 	fleet = append(fleet, fleetWorkload{obj: sneaked, fat: true})
-	eventually(t, 2*time.Minute, func() error {
+	webhooktest.Eventually(t, 2*time.Minute, func() error {
 		var rep reportsv1alpha1.Report
 		if err := e2e.client.Get(ctx, client.ObjectKey{Namespace: b.ns, Name: controller.ReportName(p.Name)}, &rep); err != nil {
 			return err
@@ -231,7 +237,7 @@ func runsDigests(ctx context.Context, o client.Object) error {
 // waitScan waits until the policy's status.scan counts these workloads.
 func waitScan(t *testing.T, policyName string, scanned, inViolation int) {
 	t.Helper()
-	eventually(t, converge, func() error {
+	webhooktest.Eventually(t, converge, func() error {
 		var p v1alpha1.SlimImagePolicy
 		if err := e2e.client.Get(t.Context(), client.ObjectKey{Name: policyName}, &p); err != nil {
 			return err

@@ -7,99 +7,93 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
+	"slimgate.dev/slimgate/pkg/admission"
 )
 
 // suite is what TestMain sets up once for every test.
 type suite struct {
+	// Suite is the control plane and the webhook serving it.
+	*webhooktest.Suite
+	// client and reg are the Suite's Client and Registries (the images
+	// of devcluster.Registries.PushApps).
 	client client.Client
+	reg    *devcluster.Registries
 	kcm    *devcluster.ControllerManagerProcess
-	// reg holds the images of devcluster.Registries.PushApps.
-	reg *devcluster.Registries
-	// webhook runs with webhookOptions (the background scan on).
-	webhook        *devcluster.Process
-	webhookOptions app.Options
+	// webhookRequests counts the API requests the webhook makes.
+	webhookRequests *devcluster.Requests
 }
 
 var e2e suite
 
-func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
-
-func runSuite(m *testing.M) int {
-	logf.SetLogger(devcluster.NewLogger(io.Discard, "E2E_WEBHOOK_LOGS"))
-	ctx := context.Background()
-	root := filepath.Join("..", "..", "..")
-	env, _, err := devcluster.Env{Root: root, Webhooks: true,
-		ExtraCRDDirs: []string{filepath.Join(root, "config", "crd", "openreports")}}.Start(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	code, err := withControllers(ctx, m, env)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return code
+func TestMain(m *testing.M) {
+	requests := &devcluster.Requests{}
+	os.Exit(webhooktest.Main(webhooktest.Setup{
+		Env: devcluster.Env{Root: filepath.Join("..", "..", ".."),
+			ExtraCRDDirs: []string{filepath.Join("..", "..", "..", "config", "crd", "openreports")}},
+		LogsEnv: "E2E_WEBHOOK_LOGS",
+		Options: func(o *app.Options) {
+			// Only the controllers' service accounts are trusted, not the
+			// controller manager's own user: the controllers' children
+			// are kept only if their requests carry those identities.
+			o.ControllerIdentities = slices.DeleteFunc(admission.DefaultControllerIdentities(), func(id string) bool {
+				return id == devcluster.ControllerManagerUser
+			})
+			// A stop takes at most a second, so that an outage is as
+			// short as a test makes it.
+			o.ShutdownTimeout = time.Second
+			// The background scan, quick to follow changes; it elects
+			// its replica with a Lease in the release namespace (created
+			// below: the election retries until it exists).
+			o.ScanInterval, o.ScanDebounce = time.Hour, 300*time.Millisecond
+			o.Config = rest.CopyConfig(o.Config)
+			o.Config.Wrap(requests.Wrap)
+		},
+	}, func(s *webhooktest.Suite) int {
+		code, err := withControllers(m, s, requests)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return code
+	}))
 }
 
-func withControllers(ctx context.Context, m *testing.M, env *envtest.Environment) (int, error) {
+// withControllers runs kube-controller-manager against the suite's
+// control plane while the tests run.
+func withControllers(m *testing.M, s *webhooktest.Suite, requests *devcluster.Requests) (int, error) {
 	var out io.Writer
 	if os.Getenv("E2E_KCM_LOGS") != "" {
 		out = os.Stderr
 	}
-	kcm, err := devcluster.ControllerManager{ServiceAccountCredentials: true, QPS: 200, Burst: 400, Output: out}.Start(ctx, env, time.Minute)
+	// Unthrottled, as BenchmarkRollout50 measures the webhook's share.
+	kcm, err := devcluster.ControllerManager{ServiceAccountCredentials: true, QPS: 1000, Burst: 2000, Output: out}.Start(context.Background(), s.Env, time.Minute)
 	if err != nil {
 		return 0, err
 	}
-	e2e.kcm = kcm
 	defer func() {
 		if err := kcm.Stop(10 * time.Second); errors.Is(err, devcluster.ErrNotStopped) {
 			fmt.Fprintln(os.Stderr, "kube-controller-manager did not stop in time")
 		}
 	}()
-	wio := &env.WebhookInstallOptions
-	o, err := webhooktest.Options(env.Config, wio.LocalServingHost, wio.LocalServingPort, wio.LocalServingCertDir)
-	if err != nil {
-		return 0, err
-	}
-	// The background scan, quick to follow changes; it elects its
-	// replica with a Lease in the release namespace.
-	o.ScanInterval, o.ScanDebounce = time.Hour, 300*time.Millisecond
-	e2e.webhookOptions = o
-	if e2e.client, err = devcluster.NewClient(env.Config, nil); err != nil {
-		return 0, err
-	}
+	// The release namespace, where the webhook publishes the Pod
+	// creations it reviewed (for telling unreviewed ones apart).
 	release := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: app.DefaultNamespace}}
-	if err := e2e.client.Create(ctx, release); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := s.Client.Create(context.Background(), release); client.IgnoreAlreadyExists(err) != nil {
 		return 0, err
 	}
-	if e2e.webhook, err = webhooktest.Run(ctx, o); err != nil {
-		return 0, err
-	}
-	defer func() {
-		if err := e2e.webhook.Stop(webhooktest.StopWithin); errors.Is(err, devcluster.ErrNotStopped) {
-			fmt.Fprintln(os.Stderr, "webhook did not stop in time")
-		}
-	}()
-	e2e.reg = devcluster.StartRegistries("puller", "s3cret-pull")
-	defer e2e.reg.Close()
-	if err := e2e.reg.PushApps(); err != nil {
-		return 0, err
-	}
+	e2e = suite{Suite: s, client: s.Client, kcm: kcm, reg: s.Registries, webhookRequests: requests}
 	code := m.Run()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "kube-controller-manager's last lines:\n%s\n", kcm.LogTail(60))
