@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -18,10 +17,6 @@ import (
 	"slimgate.dev/slimgate/pkg/registry"
 	"slimgate.dev/slimgate/pkg/registry/local"
 )
-
-// maxPolicyFile caps the policy file read; policy.Load rejects anything
-// near this anyway.
-const maxPolicyFile = 4 << 20
 
 // options is everything "slimgate check" is configured with.
 type options struct {
@@ -115,30 +110,6 @@ func parseCheck(args []string, stderr io.Writer) (options, error) {
 	return o, nil
 }
 
-// loadPolicy reads --policy, or returns the built-in default.
-func loadPolicy(file string) (*v1alpha1.SlimImagePolicy, error) {
-	if file == "" {
-		return policy.Default(), nil
-	}
-	fh, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxPolicyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", file, err)
-	}
-	if len(data) > maxPolicyFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes", file, maxPolicyFile)
-	}
-	p, err := policy.Load(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	return p, nil
-}
-
 // imageReport is one judged platform of one image, as printed. The
 // embedded Result gives the pinned JSON fields (image, digest, verdict,
 // findings, size) and the extra ones (platform, notes, bloat).
@@ -165,7 +136,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "slimgate check: %v\n%s", err, `run "slimgate check -h" for usage`+"\n")
 		return exitError
 	}
-	pol, err := loadPolicy(opts.policyFile)
+	pol, err := policy.ReadFile(opts.policyFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "slimgate check: --policy: %v\n", err)
 		return exitError
