@@ -116,6 +116,9 @@ manifests: $(CONTROLLER_GEN) ## Generate deepcopy code, the CRD (and the chart's
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	cp config/crd/bases/slimgate.dev_slimimagepolicies.yaml charts/slimgate/crds/
+	$(CONTROLLER_GEN) crd paths=github.com/openreports/reports-api/apis/openreports.io/v1alpha1 output:crd:dir=config/crd/openreports
+	rm -f config/crd/openreports/openreports.io_clusterreports.yaml
+	{ echo '{{- if .Values.reports.installCRD }}'; sed '/^metadata:/a\  labels:\n    {{- include "slimgate.labels" . | nindent 4 }}' config/crd/openreports/openreports.io_reports.yaml; echo '{{- end }}'; } > charts/slimgate/templates/reports-crd.yaml
 	@if [ -d pkg/admission ]; then $(CONTROLLER_GEN) rbac:roleName=slimgate paths=./cmd/... paths=./pkg/... paths=./internal/... output:rbac:artifacts:config=config/rbac; fi
 
 .PHONY: lint

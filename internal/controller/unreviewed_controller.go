@@ -81,6 +81,7 @@ type UnreviewedPodReconciler struct {
 	Delay, Window time.Duration
 
 	unreviewed *prometheus.CounterVec
+	found      foundUnreviewed
 	vwc        struct {
 		sync.Mutex
 		at  time.Time
@@ -224,6 +225,7 @@ func (r *UnreviewedPodReconciler) judge(ctx context.Context, key client.ObjectKe
 	if err != nil {
 		return err
 	}
+	r.found.add(pod.UID)
 	regarding := corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
 	for _, d := range decisions {
 		for i, n := range unreviewedNotes(d, &pod) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/pkg/admission"
@@ -82,6 +83,8 @@ type WorkloadResult struct {
 	// Policies are the policies that select the workload's namespace,
 	// sorted: each scanned it, whether or not it judged any image.
 	Policies []string
+	// Pods are the UIDs of the Pods the workload runs.
+	Pods []types.UID
 	// Images are the results, per target and policy.
 	Images []ImageResult
 	// Err is set when the workload could not be judged.
@@ -196,6 +199,9 @@ feed:
 // judge judges one workload.
 func (s *Scanner) judge(ctx context.Context, w *Workload, policies []string, timeout time.Duration) WorkloadResult {
 	res := WorkloadResult{Ref: w.Ref(), Policies: policies}
+	for _, p := range w.Pods {
+		res.Pods = append(res.Pods, p.UID)
+	}
 	targets := Targets(w)
 	if len(targets) == 0 {
 		return res

@@ -42,6 +42,8 @@ type variant struct {
 	pullSecrets bool
 	// extra lists objects beyond those every variant renders.
 	extra []string
+	// noReportsCRD: reports.installCRD=false, the Report CRD is not rendered.
+	noReportsCRD bool
 }
 
 var variants = []variant{
@@ -62,9 +64,9 @@ var variants = []variant{
 		// renders the null form).
 		"podDisruptionBudget.minAvailable=", "podDisruptionBudget.maxUnavailable=1",
 		"webhook.pullSecretAuth=false", "webhook.failurePolicy=Fail", "webhook.namespaceSelector.matchLabels.team=a",
-		"policy.mode=Warn", "policy.scope=opt-in"},
-		mode: v1alpha1.ModeWarn, optIn: true, failurePolicy: admissionregistrationv1.Fail, certManager: true,
-		extra: []string{"Certificate/slimgate-serving-cert", "NetworkPolicy/slimgate-webhook", "ServiceMonitor/slimgate"}},
+		"policy.mode=Warn", "policy.scope=opt-in", "dashboard.enabled=true", "reports.installCRD=false"},
+		mode: v1alpha1.ModeWarn, optIn: true, failurePolicy: admissionregistrationv1.Fail, certManager: true, noReportsCRD: true,
+		extra: []string{"Certificate/slimgate-serving-cert", "NetworkPolicy/slimgate-webhook", "ServiceMonitor/slimgate", "ConfigMap/slimgate-dashboard"}},
 }
 
 // objectsOf lists the objects a variant renders, as Kind/name, sorted.
@@ -73,6 +75,10 @@ func (v variant) objectsOf() []string {
 		"ClusterRole/slimgate", "ClusterRoleBinding/slimgate", "Deployment/slimgate-webhook",
 		"PodDisruptionBudget/slimgate-webhook", "Role/slimgate-reviews", "RoleBinding/slimgate-reviews", "Service/slimgate-metrics",
 		"Service/slimgate-webhook", "ServiceAccount/slimgate", "SlimImagePolicy/default", "ValidatingWebhookConfiguration/slimgate",
+		"Role/slimgate-scan", "RoleBinding/slimgate-scan",
+	}
+	if !v.noReportsCRD {
+		out = append(out, "CustomResourceDefinition/reports.openreports.io")
 	}
 	if !v.certManager {
 		out = append(out, "Role/slimgate-certs", "RoleBinding/slimgate-certs")
@@ -526,7 +532,7 @@ func TestChartDryRun(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			// With the CRD copy in crds/, which helm installs first.
 			objs := mustRenderChart(t, append([]string{includeCRDs}, v.set...)...)
-			if len(ofKind(objs, "CustomResourceDefinition")) != 1 {
+			if !slices.Contains(names(objs), "CustomResourceDefinition/slimimagepolicies.slimgate.dev") {
 				t.Fatalf("objects %v lack the CRD", names(objs))
 			}
 			if w := dryRunWarnings(t, objs); len(w) > 0 {

@@ -24,7 +24,7 @@ func TestKustomizeDefault(t *testing.T) {
 	objs := renderDefault(t)
 	want := []string{
 		"Certificate/slimgate-serving-cert", "ClusterRole/slimgate", "ClusterRoleBinding/slimgate",
-		"CustomResourceDefinition/slimimagepolicies.slimgate.dev", "Deployment/slimgate-webhook",
+		"CustomResourceDefinition/reports.openreports.io", "CustomResourceDefinition/slimimagepolicies.slimgate.dev", "Deployment/slimgate-webhook",
 		"Issuer/slimgate-selfsigned-issuer", "Namespace/slimgate-system", "Role/slimgate", "RoleBinding/slimgate",
 		"Service/slimgate-webhook", "ServiceAccount/slimgate", "ValidatingWebhookConfiguration/slimgate",
 	}

@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -69,8 +70,13 @@ func TestWebhookRunsUnderChartRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The Report CRD the chart installs, for the background scan.
+	if err := applyForReal(ctx, ofKind(objs, "CustomResourceDefinition")); err != nil {
+		t.Fatal(err)
+	}
 	t.Run("admission", func(t *testing.T) {
-		startWebhook(t, asWebhook, s.webhooks.LocalServingHost, s.webhooks.LocalServingPort, s.webhooks.LocalServingCertDir)
+		startWebhook(t, asWebhook, s.webhooks.LocalServingHost, s.webhooks.LocalServingPort, s.webhooks.LocalServingCertDir,
+			func(o *app.Options) { o.ScanInterval, o.ScanDebounce = time.Hour, 100*time.Millisecond })
 		admits(t, reg)
 	})
 
@@ -228,6 +234,33 @@ func admits(t *testing.T, reg *devcluster.Registries) {
 			waitEvent(t, ns.Name, "Pod", pod.Name)
 		})
 	}
+
+	// The background scan reads every workload kind, sets the policy's
+	// status.scan and writes the namespace's Report: the ReplicaSet and the
+	// Job above, whose owners do not exist, are workloads of their own.
+	t.Run("the background scan reports", func(t *testing.T) {
+		report := &unstructured.Unstructured{}
+		report.SetAPIVersion("openreports.io/v1alpha1")
+		report.SetKind("Report")
+		var got v1alpha1.SlimImagePolicy
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			if err := s.admin.Get(ctx, client.ObjectKey{Name: p.Name}, &got); err != nil {
+				return false, err
+			}
+			if got.Status.Scan == nil || got.Status.Scan.WorkloadsScanned < 2 {
+				return false, nil
+			}
+			err := s.admin.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: controller.ReportName(p.Name)}, report)
+			return err == nil, client.IgnoreNotFound(err)
+		})
+		if err != nil {
+			t.Fatalf("no scan results (status.scan %+v): %v", got.Status.Scan, err)
+		}
+		results, _, _ := unstructured.NestedSlice(report.Object, "results")
+		if len(results) < 2 {
+			t.Errorf("report results = %v, want the ReplicaSet's and the Job's", results)
+		}
+	})
 }
 
 // rotates checks what the webhook did with self-managed certificates.

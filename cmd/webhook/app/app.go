@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -34,6 +35,7 @@ import (
 	"slimgate.dev/slimgate/internal/controller"
 	"slimgate.dev/slimgate/pkg/admission"
 	"slimgate.dev/slimgate/pkg/events"
+	"slimgate.dev/slimgate/pkg/fleet"
 	"slimgate.dev/slimgate/pkg/pullsecret"
 	"slimgate.dev/slimgate/pkg/registry"
 )
@@ -95,6 +97,15 @@ type Options struct {
 	// ShutdownTimeout lets in-flight reviews finish on shutdown.
 	ShutdownTimeout time.Duration
 
+	// ScanInterval is the time between two background scans of the
+	// running workloads when nothing triggers one (controller.FleetScanner);
+	// 0 turns the scan off. ScanDebounce is the quiet after a change
+	// before the scan it triggers; ScanRegistryRate the requests per second
+	// the scan may send one registry.
+	ScanInterval     time.Duration
+	ScanDebounce     time.Duration
+	ScanRegistryRate float64
+
 	// CertRotation makes the webhook issue and rotate its own CA and
 	// serving certificate (open-policy-agent/cert-controller) instead of
 	// reading ones that cert-manager put in CertDir: they are kept in the
@@ -146,6 +157,9 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.DefaultTimeout, "default-timeout", 10*time.Second, "review budget when the API server sends no timeout")
 	fs.DurationVar(&o.TimeoutMargin, "timeout-margin", time.Second, "time kept back from the API server's timeout to answer")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "time given to in-flight reviews on shutdown")
+	fs.DurationVar(&o.ScanInterval, "scan-interval", controller.DefaultScanInterval, "time between background scans of the running workloads (Reports, policy status, metrics) when nothing changes; 0 turns the scan off")
+	fs.DurationVar(&o.ScanDebounce, "scan-debounce", controller.DefaultScanDebounce, "quiet after a change to a policy, namespace or workload before the scan it triggers")
+	fs.Float64Var(&o.ScanRegistryRate, "scan-registry-rate", controller.DefaultScanRegistryRate, "requests per second the background scan may send one registry (reviews are never slowed)")
 	fs.BoolVar(&o.CertRotation, "cert-rotation", false, "issue and rotate the webhook's own CA and serving certificate (no cert-manager): kept in --cert-secret-name, written to --cert-dir, CA injected into --webhook-config-name")
 	fs.StringVar(&o.CertSecretName, "cert-secret-name", DefaultCertSecretName, "Secret in --namespace holding the generated CA and serving certificate (with --cert-rotation)")
 	fs.StringVar(&o.WebhookConfigName, "webhook-config-name", DefaultWebhookConfigName, "ValidatingWebhookConfiguration (and with --pin-digests the MutatingWebhookConfiguration) that receives the generated CA bundle (with --cert-rotation)")
@@ -192,6 +206,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	if err := reportsv1alpha1.Install(scheme); err != nil {
+		return err
+	}
 	reg := &registrations{Registerer: o.Registerer}
 	if reg.Registerer == nil {
 		reg.Registerer = metrics.Registry
@@ -231,7 +248,7 @@ func Run(ctx context.Context, o Options) (err error) {
 				Field:      fields.OneTermEqualSelector("metadata.name", o.CertSecretName),
 			},
 			&corev1.ServiceAccount{}: {Transform: pullsecret.StripServiceAccount},
-			&corev1.Pod{}:            {Transform: controller.StripPodMetadata},
+			&corev1.Pod{}:            {Transform: trimPods},
 			&corev1.ConfigMap{}: {
 				Namespaces: map[string]cache.Config{o.Namespace: {}},
 				Label:      labels.SelectorFromSet(labels.Set{controller.ReviewsLabel: "true"}),
@@ -290,16 +307,23 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	publisher, err := unreviewedPods(ctx, mgr, o, reg, reviews, recorder, judging)
+	publisher, unreviewed, err := unreviewedPods(ctx, mgr, o, reg, reviews, recorder, judging)
 	if err != nil {
 		return err
 	}
+	// Reviews go before the background scan's inspections.
+	priority := &admission.Priority{}
+	if o.ScanInterval > 0 {
+		if err := fleetScan(mgr, o, reg, judging, priority, unreviewed.WasUnreviewed); err != nil {
+			return fmt.Errorf("setting up the background scan: %w", err)
+		}
+	}
 	budget := admission.Budget{Default: o.DefaultTimeout, Margin: o.TimeoutMargin}
-	review := finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: h}))
+	review := priority.Wrap(finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: h})))
 	hooks.Register(PodsPath, review)
 	hooks.Register(WorkloadsPath, review)
 	if o.PinDigests {
-		hooks.Register(PinPath, finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: admission.NewPinner(h)})))
+		hooks.Register(PinPath, priority.Wrap(finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: admission.NewPinner(h)}))))
 	}
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -352,21 +376,32 @@ func Run(ctx context.Context, o Options) (err error) {
 // records each Pod) and the publisher of this replica's reviews, which
 // the caller starts.
 func unreviewedPods(ctx context.Context, mgr ctrl.Manager, o Options, reg prometheus.Registerer, reviews *controller.ReviewLog,
-	recorder *events.Recorder, judging admission.Options) (*controller.ReviewPublisher, error) {
+	recorder *events.Recorder, judging admission.Options) (*controller.ReviewPublisher, *controller.UnreviewedPodReconciler, error) {
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.ConfigMap{}, cache.BlockUntilSynced(false)); err != nil {
-		return nil, fmt.Errorf("watching review records: %w", err)
+		return nil, nil, fmt.Errorf("watching review records: %w", err)
 	}
 	judge, err := controller.NewJudge(judging)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r := &controller.UnreviewedPodReconciler{Client: mgr.GetClient(), API: mgr.GetAPIReader(), Log: reviews, Judge: judge,
 		Events: recorder, Namespace: o.Namespace, WebhookConfigName: o.WebhookConfigName}
 	if err := r.SetupWithManager(mgr, reg); err != nil {
-		return nil, fmt.Errorf("setting up the unreviewed Pod controller: %w", err)
+		return nil, nil, fmt.Errorf("setting up the unreviewed Pod controller: %w", err)
 	}
 	return &controller.ReviewPublisher{Log: reviews, Client: mgr.GetClient(), Reader: mgr.GetClient(),
-		Namespace: o.Namespace, Name: controller.ReviewsPrefix + processName()}, nil
+		Namespace: o.Namespace, Name: controller.ReviewsPrefix + processName()}, r, nil
+}
+
+// trimPods is the cache transform of Pods: the metadata the unreviewed
+// Pod controller watches (controller.StripPodMetadata), and the Pods the
+// background scan reads (fleet.TrimPod).
+func trimPods(obj any) (any, error) {
+	obj, err := controller.StripPodMetadata(obj)
+	if err != nil {
+		return nil, err
+	}
+	return fleet.TrimPod(obj)
 }
 
 // processName names this webhook process among the replicas, past and

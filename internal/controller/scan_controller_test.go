@@ -1,0 +1,248 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/pkg/admission"
+	"slimgate.dev/slimgate/pkg/fleet"
+	"slimgate.dev/slimgate/pkg/policy"
+)
+
+var deploymentKind = appsv1.SchemeGroupVersion.WithKind("Deployment")
+
+func workload(ns, name string, kind schema.GroupVersionKind, policies []string, images ...fleet.ImageResult) fleet.WorkloadResult {
+	return fleet.WorkloadResult{Ref: fleet.Ref{Kind: kind, Namespace: ns, Name: name, UID: types.UID(ns + "-" + name)},
+		Policies: policies, Pods: []types.UID{types.UID(ns + "-" + name + "-pod")}, Images: images}
+}
+
+func imageResult(pol, ref string, res fleet.Result, bloat int64, rules ...string) fleet.ImageResult {
+	r := fleet.ImageResult{Target: fleet.Target{Image: admission.Image{Reference: ref, Container: "app", Source: "container"}, Written: ref, From: fleet.SourceSpec},
+		Policy: pol, Result: res, Rules: rules, Message: "msg " + ref, BloatBytes: bloat, Digest: "sha256:" + ref}
+	if res == fleet.ResultFail {
+		r.Action = policy.ActionDeny
+	}
+	return r
+}
+
+func scanClient(t *testing.T, objs ...client.Object) client.WithWatch {
+	t.Helper()
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{v1alpha1.AddToScheme, reportsv1alpha1.Install, corev1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).WithStatusSubresource(&v1alpha1.SlimImagePolicy{}).Build()
+}
+
+// TestReportsOnePerNamespaceAndPolicy: each namespace gets one Report per
+// policy that scanned it, one result per workload image, the workload as
+// subject, the bloat as a property; unchanged results keep their
+// timestamps and unchanged Reports are not written; Reports of policies
+// and namespaces gone are deleted.
+func TestReportsOnePerNamespaceAndPolicy(t *testing.T) {
+	c := scanClient(t)
+	ctx := context.Background()
+	results := []fleet.WorkloadResult{
+		workload("shop", "api", deploymentKind, []string{"strict", "watch"},
+			imageResult("strict", "fat:1", fleet.ResultFail, 1000, "toolchain.go", "toolchain.c"),
+			imageResult("watch", "fat:1", fleet.ResultWarn, 1000, "toolchain.go")),
+		workload("shop", "db", appsv1.SchemeGroupVersion.WithKind("StatefulSet"), []string{"strict", "watch"},
+			imageResult("strict", "slim:1", fleet.ResultPass, 0), imageResult("watch", "slim:1", fleet.ResultPass, 0)),
+		workload("lab", "tool", deploymentKind, []string{"watch"}, imageResult("watch", "gone:1", fleet.ResultError, 0, policy.RuleInspectionFailed)),
+	}
+	first := metav1.NewTime(time.Unix(1000, 0))
+	reps := buildReports(results, map[types.UID]bool{"shop-api": true}, first)
+	if err := writeReports(ctx, c, c, reps); err != nil {
+		t.Fatal(err)
+	}
+	var list reportsv1alpha1.ReportList
+	if err := c.List(ctx, &list); err != nil {
+		t.Fatal(err)
+	}
+	type sum struct {
+		NS, Name, Source       string
+		Pass, Fail, Warn, Errs int
+		Results                int
+	}
+	var have []sum
+	for _, r := range list.Items {
+		have = append(have, sum{r.Namespace, r.Name, r.Source, r.Summary.Pass, r.Summary.Fail, r.Summary.Warn, r.Summary.Error, len(r.Results)})
+	}
+	want := []sum{
+		{"lab", "slimgate-watch", "slimgate", 0, 0, 0, 1, 1},
+		{"shop", "slimgate-strict", "slimgate", 1, 1, 0, 0, 2},
+		{"shop", "slimgate-watch", "slimgate", 1, 0, 1, 0, 2},
+	}
+	if diff := cmp.Diff(want, have); diff != "" {
+		t.Fatalf("reports (-want +got):\n%s", diff)
+	}
+	var strict reportsv1alpha1.Report
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "slimgate-strict"}, &strict); err != nil {
+		t.Fatal(err)
+	}
+	fail := strict.Results[0]
+	wantSubject := []corev1.ObjectReference{{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "api", UID: "shop-api"}}
+	if diff := cmp.Diff(wantSubject, fail.Subjects); diff != "" {
+		t.Errorf("subject (-want +got):\n%s", diff)
+	}
+	if fail.Rule != "toolchain.go" || fail.Result != "fail" || fail.Policy != "strict" || fail.Properties[PropBloat] != "1000" ||
+		fail.Properties[PropRules] != "toolchain.go,toolchain.c" || fail.Properties[PropAction] != "deny" ||
+		fail.Properties[PropUnreviewed] != "true" || !strings.HasPrefix(fail.Description, "created without a review") {
+		t.Errorf("fail result = %+v", fail)
+	}
+	if strict.Labels[ReportPolicyLabel] != "strict" || strict.Labels[ReportManagedBy] != ReportSource {
+		t.Errorf("labels = %v", strict.Labels)
+	}
+
+	// A second scan: the lab workload is gone, shop unchanged.
+	rv := strict.ResourceVersion
+	if err := writeReports(ctx, c, c, buildReports(results[:2], map[types.UID]bool{"shop-api": true}, metav1.NewTime(time.Unix(2000, 0)))); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "slimgate-strict"}, &strict); err != nil {
+		t.Fatal(err)
+	}
+	if strict.ResourceVersion != rv || strict.Results[0].Timestamp.Seconds != 1000 {
+		t.Errorf("an unchanged report was rewritten (resourceVersion %s -> %s, timestamp %d)", rv, strict.ResourceVersion, strict.Results[0].Timestamp.Seconds)
+	}
+	if err := c.List(ctx, &list); err != nil || len(list.Items) != 2 {
+		t.Fatalf("after the lab workload went: %d reports (err %v), want 2", len(list.Items), err)
+	}
+}
+
+// TestReportsAreBounded: a namespace of many workloads keeps its Report
+// under MaxReportResults, failures first, and the summary counts all.
+func TestReportsAreBounded(t *testing.T) {
+	var results []fleet.WorkloadResult
+	for i := range MaxReportResults + 10 {
+		res := fleet.ResultPass
+		if i%100 == 0 {
+			res = fleet.ResultFail
+		}
+		results = append(results, workload("big", "w"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+time.Duration(i).String(), deploymentKind, []string{"p"}, imageResult("p", "img", res, 0)))
+	}
+	reps := buildReports(results, nil, metav1.Now())
+	if len(reps) != 1 {
+		t.Fatalf("%d reports", len(reps))
+	}
+	r := reps[0]
+	if len(r.Results) != MaxReportResults || r.Summary.Pass+r.Summary.Fail != MaxReportResults+10 || r.Summary.Fail != 11 {
+		t.Fatalf("results %d, summary %+v", len(r.Results), r.Summary)
+	}
+	for _, res := range r.Results[:11] {
+		if res.Result != "fail" {
+			t.Fatalf("failures are not kept first: %v", res.Result)
+		}
+	}
+}
+
+// TestScanStatusAndMetrics: every policy's status.scan and the gauges
+// follow the summaries; series of namespaces gone are deleted.
+func TestScanStatusAndMetrics(t *testing.T) {
+	strict := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "strict"}}
+	idle := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "idle"}}
+	c := scanClient(t, strict, idle)
+	reg := prometheus.NewRegistry()
+	s := &FleetScanner{Client: c, API: c}
+	if err := s.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	results := []fleet.WorkloadResult{
+		workload("shop", "api", deploymentKind, []string{"strict"}, imageResult("strict", "fat:1", fleet.ResultFail, 1000, "toolchain.go")),
+		workload("shop", "web", deploymentKind, []string{"strict"}, imageResult("strict", "fat:2", fleet.ResultFail, 500, "toolchain.go")),
+		workload("lab", "tool", deploymentKind, []string{"strict"}, imageResult("strict", "fat:1", fleet.ResultFail, 1000, "toolchain.go")),
+		workload("docs", "site", deploymentKind, []string{"strict"}, imageResult("strict", "slim:1", fleet.ResultPass, 0)),
+	}
+	sums := fleet.Summarise(results)
+	s.metrics.record(results, sums, 1.5)
+	if err := s.publishStatus(ctx, sums, metav1.NewTime(time.Unix(3000, 0))); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(strict), strict); err != nil {
+		t.Fatal(err)
+	}
+	want := &v1alpha1.ScanStatus{LastScanTime: metav1.NewTime(time.Unix(3000, 0)), WorkloadsScanned: 4, WorkloadsInViolation: 3, NamespacesAffected: 2,
+		TopNamespaces: []v1alpha1.NamespaceViolations{{Namespace: "shop", Workloads: 2}, {Namespace: "lab", Workloads: 1}}}
+	if diff := cmp.Diff(want, strict.Status.Scan); diff != "" {
+		t.Errorf("status.scan (-want +got):\n%s", diff)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(idle), idle); err != nil || idle.Status.Scan == nil || idle.Status.Scan.WorkloadsScanned != 0 {
+		t.Errorf("a policy selecting no workload: status.scan %+v (err %v), want zeros", idle.Status.Scan, err)
+	}
+	if got := testutil.ToFloat64(s.metrics.inViolation.WithLabelValues("strict", "shop")); got != 2 {
+		t.Errorf("in violation in shop = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(s.metrics.bloat.WithLabelValues("strict", "shop")); got != 1500 {
+		t.Errorf("bloat in shop = %v, want 1500", got)
+	}
+	if n := testutil.CollectAndCount(s.metrics.inViolation); n != 3 {
+		t.Errorf("%d in-violation series, want 3 (shop, lab, docs)", n)
+	}
+	if got := testutil.ToFloat64(s.metrics.images.WithLabelValues("fail")); got != 3 {
+		t.Errorf("failed images counted %v, want 3", got)
+	}
+	// lab is deleted: its series go with the next scan.
+	results = append(results[:2], results[3])
+	s.metrics.record(results, fleet.Summarise(results), 1)
+	if n := testutil.CollectAndCount(s.metrics.inViolation); n != 2 {
+		t.Errorf("%d in-violation series after lab went, want 2", n)
+	}
+	if n := testutil.CollectAndCount(s.metrics.bloat); n != 2 {
+		t.Errorf("%d bloat series after lab went, want 2", n)
+	}
+}
+
+// TestChangesThatTriggerAScan: only changes that can change a scan's
+// results trigger one.
+func TestChangesThatTriggerAScan(t *testing.T) {
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "d", Generation: 1}}
+	dep2 := dep.DeepCopy()
+	dep2.Status.Replicas = 3
+	dep3 := dep.DeepCopy()
+	dep3.Generation = 2
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{"a": "1"}}}
+	ns2 := ns.DeepCopy()
+	ns2.Labels["slimgate.dev/enabled"] = "true"
+	ns3 := ns.DeepCopy()
+	ns3.Annotations = map[string]string{"x": "y"}
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a", Image: "app:1"}}}}
+	pod2 := pod.DeepCopy()
+	pod2.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "a", ImageID: "app@sha256:x"}}
+	pod3 := pod2.DeepCopy()
+	pod3.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady}}
+	for _, tc := range []struct {
+		name     string
+		old, cur any
+		want     bool
+	}{
+		{"deployment status", dep, dep2, false},
+		{"deployment spec", dep, dep3, true},
+		{"namespace labels", ns, ns2, true},
+		{"namespace annotations", ns, ns3, false},
+		{"pod reports its digest", pod, pod2, true},
+		{"pod ready", pod2, pod3, false},
+	} {
+		if got := changes(tc.old, tc.cur); got != tc.want {
+			t.Errorf("%s: changes = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
