@@ -593,7 +593,7 @@ func TestChartPolicyWithValuesRemoved(t *testing.T) {
 	}
 }
 
-// config/webhook (kustomize) and the chart's template write the same two
+// config/webhook (kustomize) and the chart's template write the same four
 // webhooks by hand: they must agree on everything, rules, paths,
 // sideEffects, timeouts, failure policy and the namespaces never judged,
 // for the chart's default values in the namespace config/default uses.
@@ -612,8 +612,8 @@ func TestWebhookConfigurationsMatch(t *testing.T) {
 	if err := find(objs, "ValidatingWebhookConfiguration", want.Name, &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(want.Webhooks) != 2 {
-		t.Fatalf("config/webhook has %d webhooks, want 2", len(want.Webhooks))
+	if len(want.Webhooks) != 4 {
+		t.Fatalf("config/webhook has %d webhooks, want 4", len(want.Webhooks))
 	}
 	if diff := cmp.Diff(want.Webhooks, got.Webhooks); diff != "" {
 		t.Errorf("webhooks of config/webhook (-) and of the chart (+) differ:\n%s", diff)
@@ -625,7 +625,7 @@ func TestWebhookConfigurationsMatch(t *testing.T) {
 			paths = append(paths, *w.ClientConfig.Service.Path)
 		}
 	}
-	if diff := cmp.Diff([]string{app.PodsPath, app.WorkloadsPath}, paths); diff != "" {
+	if diff := cmp.Diff([]string{app.PodsPath, app.WorkloadsPath, app.PreviewNamespacesPath, app.PreviewPoliciesPath}, paths); diff != "" {
 		t.Errorf("webhook paths, cmd/webhook (-) and config/webhook (+):\n%s", diff)
 	}
 }

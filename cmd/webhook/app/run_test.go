@@ -239,8 +239,8 @@ func TestCertRotation(t *testing.T) {
 	if err := kube.Get(ctx, client.ObjectKeyFromObject(vwc), &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Webhooks) != 2 {
-		t.Fatalf("configuration has %d webhooks, want 2", len(got.Webhooks))
+	if len(got.Webhooks) != 4 {
+		t.Fatalf("configuration has %d webhooks, want 4 (pods, workloads, two previews)", len(got.Webhooks))
 	}
 	for _, w := range got.Webhooks {
 		if !bytes.Equal(w.ClientConfig.CABundle, secret.Data["ca.crt"]) {

@@ -34,6 +34,11 @@ func fleetScan(mgr ctrl.Manager, o Options, reg prometheus.Registerer, judging a
 		Election:   &controller.Election{Config: mgr.GetConfig(), Namespace: o.Namespace, Name: controller.DefaultScanLease, Identity: processName()},
 		Unreviewed: unreviewed,
 	}
+	pub, err := previewPublisher(mgr, o, judging)
+	if err != nil {
+		return err
+	}
+	s.Preview = pub.Publish
 	if err := s.Register(reg); err != nil {
 		return fmt.Errorf("registering the scan's metrics: %w", err)
 	}
