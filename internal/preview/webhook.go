@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -32,22 +33,16 @@ type NamespaceHandler struct {
 
 // Handle implements admission.Handler.
 func (h *NamespaceHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
-	if req.Kind.Kind != "Namespace" || (req.Operation != "CREATE" && req.Operation != "UPDATE") {
-		return admission.Allowed("slimgate previews namespace creations and label changes only")
-	}
 	var ns, old corev1.Namespace
-	if err := decode(req.Object.Raw, &ns); err != nil {
-		return admission.Allowed("not previewed: " + err.Error())
+	if resp := decodeReview(req, "Namespace", &ns, &old); resp != nil {
+		return *resp
 	}
 	var oldLabels labels.Set // none on CREATE: a selector matches nothing
 	if req.Operation == "UPDATE" {
-		if err := decode(req.OldObject.Raw, &old); err != nil {
-			return admission.Allowed("not previewed: " + err.Error())
-		}
 		oldLabels = withName(old.Labels, old.Name)
 	}
 	newLabels := withName(ns.Labels, ns.Name)
-	policies, err := h.list(ctx)
+	policies, err := listPolicies(ctx, h.Reader)
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "namespace preview")
 		return admission.Allowed("not previewed: " + err.Error())
@@ -61,11 +56,6 @@ func (h *NamespaceHandler) Handle(ctx context.Context, req admission.Request) ad
 		warnings = append(warnings, namespaceWarnings(p, ns.Name)...)
 	}
 	return admission.Allowed("").WithWarnings(warnings...)
-}
-
-// list lists the policies not being deleted, sorted by name.
-func (h *NamespaceHandler) list(ctx context.Context) ([]*v1alpha1.SlimImagePolicy, error) {
-	return listPolicies(ctx, h.Reader)
 }
 
 // namespaceWarnings words what a policy's Enforce would deny in a
@@ -97,17 +87,9 @@ type PolicyHandler struct {
 
 // Handle implements admission.Handler.
 func (h *PolicyHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
-	if req.Kind.Kind != "SlimImagePolicy" || (req.Operation != "CREATE" && req.Operation != "UPDATE") {
-		return admission.Allowed("slimgate previews policy creations and changes only")
-	}
 	var p, old v1alpha1.SlimImagePolicy
-	if err := decode(req.Object.Raw, &p); err != nil {
-		return admission.Allowed("not previewed: " + err.Error())
-	}
-	if req.Operation == "UPDATE" {
-		if err := decode(req.OldObject.Raw, &old); err != nil {
-			return admission.Allowed("not previewed: " + err.Error())
-		}
+	if resp := decodeReview(req, "SlimImagePolicy", &p, &old); resp != nil {
+		return *resp
 	}
 	if !enforces(&p) || (req.Operation == "UPDATE" && !changed(&old, &p)) {
 		return admission.Allowed("")
@@ -237,12 +219,29 @@ func withName(l map[string]string, name string) labels.Set {
 	return out
 }
 
-// decode reads a review's object.
-func decode(raw []byte, into any) error {
-	if len(raw) == 0 {
-		return errors.New("empty object")
+// decodeReview reads the object of a review of kind, and on UPDATE its
+// old object; it returns the response when there is nothing to preview.
+func decodeReview(req admission.Request, kind string, cur, old any) *admission.Response {
+	if req.Kind.Kind != kind || (req.Operation != "CREATE" && req.Operation != "UPDATE") {
+		resp := admission.Allowed("slimgate previews the creation and update of " + kind + " only")
+		return &resp
 	}
-	return json.Unmarshal(raw, into)
+	raws := []runtime.RawExtension{req.Object}
+	into := []any{cur}
+	if req.Operation == "UPDATE" {
+		raws, into = append(raws, req.OldObject), append(into, old)
+	}
+	for i, raw := range raws {
+		err := errors.New("empty object")
+		if len(raw.Raw) > 0 {
+			err = json.Unmarshal(raw.Raw, into[i])
+		}
+		if err != nil {
+			resp := admission.Allowed("not previewed: " + err.Error())
+			return &resp
+		}
+	}
+	return nil
 }
 
 // plural is noun, with an s unless n is 1.

@@ -64,7 +64,7 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	if fx, err = setUp(context.Background(), env, regs, dir); err != nil {
 		fmt.Fprintln(os.Stderr, "setting up the fleet:", err)
 		return 1

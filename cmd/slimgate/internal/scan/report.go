@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -177,15 +178,7 @@ func workloadOf(res *fleet.WorkloadResult) workloadReport {
 
 // severity orders results: the worst of a workload's images is its own.
 func severity(result string) int {
-	switch fleet.Result(result) {
-	case fleet.ResultError:
-		return 3
-	case fleet.ResultFail:
-		return 2
-	case fleet.ResultWarn:
-		return 1
-	}
-	return 0
+	return slices.Index([]fleet.Result{fleet.ResultPass, fleet.ResultWarn, fleet.ResultFail, fleet.ResultError}, fleet.Result(result))
 }
 
 // inViolation reports whether any image of the workload violates any

@@ -95,9 +95,14 @@ type jsonReport struct {
 	Totals  totals   `json:"totals"`
 }
 
-// decode parses the JSON output.
-func decode(t *testing.T, out string) jsonReport {
+// scanJSON runs the command with --output json, checks its exit status
+// and parses its output.
+func scanJSON(t *testing.T, wantCode int, args ...string) jsonReport {
 	t.Helper()
+	code, out, errOut := runScan(t, append(args, "--output", "json")...)
+	if code != wantCode {
+		t.Fatalf("exit %d, want %d; stderr:\n%s\nstdout:\n%s", code, wantCode, errOut, out)
+	}
 	var r jsonReport
 	dec := json.NewDecoder(strings.NewReader(out))
 	if err := dec.Decode(&r); err != nil {
@@ -124,11 +129,7 @@ func verdicts(r jsonReport) []string {
 // is not inspected (exit 2), and the output says so.
 func TestScanJSON(t *testing.T) {
 	needCluster(t)
-	code, out, errOut := runScan(t, "--kubeconfig", fx.reader, "-A", "--policy", fx.policy, "--output", "json")
-	if code != ExitError {
-		t.Fatalf("exit %d, want %d (an image not inspected); stderr:\n%s\nstdout:\n%s", code, ExitError, errOut, out)
-	}
-	r := decode(t, out)
+	r := scanJSON(t, ExitError, "--kubeconfig", fx.reader, "-A", "--policy", fx.policy) // an image not inspected
 	want := []string{
 		"blog CronJob/nightly fail spec:fail:toolchain.go,toolchain.cc,build.go",
 		"blog Pod/front fail running:fail:toolchain.go,toolchain.cc,build.go",
@@ -210,11 +211,7 @@ func TestScanClusterPolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = fx.kube.Delete(t.Context(), p) })
-	code, out, errOut := runScan(t, "--kubeconfig", fx.admin, "-A", "--cluster-policies", "--output", "json")
-	if code != ExitViolation {
-		t.Fatalf("exit %d, want %d; stderr:\n%s\nstdout:\n%s", code, ExitViolation, errOut, out)
-	}
-	r := decode(t, out)
+	r := scanJSON(t, ExitViolation, "--kubeconfig", fx.admin, "-A", "--cluster-policies")
 	want := []string{
 		"shop Deployment/api fail spec:fail:toolchain.go,toolchain.cc,build.go",
 		"shop Deployment/web pass spec:pass:",
