@@ -27,6 +27,9 @@ func defaults() app.Options {
 		DefaultTimeout:    10 * time.Second,
 		TimeoutMargin:     time.Second,
 		ShutdownTimeout:   15 * time.Second,
+		ScanInterval:      time.Hour,
+		ScanDebounce:      5 * time.Second,
+		ScanRegistryRate:  5,
 		CertSecretName:    "slimgate-webhook-tls",
 		WebhookConfigName: "slimgate",
 		ServiceName:       "slimgate-webhook",
@@ -59,6 +62,18 @@ func TestFlagsToOptions(t *testing.T) {
 			change: func(o *app.Options) {
 				o.CertRotation, o.CertSecretName, o.WebhookConfigName, o.ServiceName, o.CertDir = true, "tls", "gate", "svc", "/certs"
 			},
+		},
+		{
+			name: "background scan",
+			args: []string{"--scan-interval=10m", "--scan-debounce=1s", "--scan-registry-rate=0.5"},
+			change: func(o *app.Options) {
+				o.ScanInterval, o.ScanDebounce, o.ScanRegistryRate = 10*time.Minute, time.Second, 0.5
+			},
+		},
+		{
+			name:   "scan off",
+			args:   []string{"--scan-interval=0"},
+			change: func(o *app.Options) { o.ScanInterval = 0 },
 		},
 		{
 			name:   "digest pinning",

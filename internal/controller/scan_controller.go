@@ -211,7 +211,9 @@ func (s *FleetScanner) watch(ctx context.Context) error {
 	return nil
 }
 
-// Trigger asks for a scan.
+// Trigger asks for a scan (debounced); before Start it does nothing.
+func (s *FleetScanner) Trigger() { s.trigger() }
+
 func (s *FleetScanner) trigger() {
 	select {
 	case s.triggers <- struct{}{}:

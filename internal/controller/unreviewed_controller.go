@@ -79,6 +79,9 @@ type UnreviewedPodReconciler struct {
 	// Delay and Window: 0 takes DefaultUnreviewedDelay and
 	// DefaultReviewWindow.
 	Delay, Window time.Duration
+	// Found, when set, is called after a Pod is found unreviewed
+	// (WasUnreviewed then reports it): the background scan rescans.
+	Found func()
 
 	unreviewed *prometheus.CounterVec
 	found      foundUnreviewed
@@ -226,6 +229,9 @@ func (r *UnreviewedPodReconciler) judge(ctx context.Context, key client.ObjectKe
 		return err
 	}
 	r.found.add(pod.UID)
+	if r.Found != nil {
+		r.Found()
+	}
 	regarding := corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
 	for _, d := range decisions {
 		for i, n := range unreviewedNotes(d, &pod) {

@@ -3,6 +3,7 @@ package devcluster
 import (
 	"context"
 	"fmt"
+	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	"io"
 	"os"
 	"os/exec"
@@ -101,8 +102,8 @@ func (e Env) Start(ctx context.Context) (*envtest.Environment, *rest.Config, err
 	return env, cfg, nil
 }
 
-// NewScheme returns a scheme with client-go's built-in types and
-// slimgate's v1alpha1 API.
+// NewScheme returns a scheme with client-go's built-in types, slimgate's
+// v1alpha1 API and the openreports.io Reports its scan writes.
 func NewScheme() (*runtime.Scheme, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -110,6 +111,9 @@ func NewScheme() (*runtime.Scheme, error) {
 	}
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("adding slimgate.dev/v1alpha1: %w", err)
+	}
+	if err := reportsv1alpha1.Install(scheme); err != nil {
+		return nil, fmt.Errorf("adding openreports.io/v1alpha1: %w", err)
 	}
 	return scheme, nil
 }

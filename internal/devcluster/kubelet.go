@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +25,11 @@ type Kubelet struct {
 	Namespace string
 	// Every is the time between two passes; 0: 100ms.
 	Every time.Duration
+	// ImageID, when set, gives the image ID each container status reports
+	// for its image (a kubelet reports the repository and digest it
+	// pulled; RegistryImageID asks the registry); init containers are then
+	// reported completed. "" reports none.
+	ImageID func(ctx context.Context, image string) string
 }
 
 // Run reports Pods Ready until ctx ends; it returns nil then, or the error
@@ -58,6 +65,9 @@ func (k Kubelet) Pass(ctx context.Context) error {
 		if pod.DeletionTimestamp != nil || !MarkReady(pod, now) {
 			continue
 		}
+		if k.ImageID != nil {
+			reportImageIDs(ctx, pod, k.ImageID)
+		}
 		err := k.Client.Status().Update(ctx, pod)
 		if err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("reporting pod %s/%s ready: %w", pod.Namespace, pod.Name, err)
@@ -91,4 +101,36 @@ func MarkReady(pod *corev1.Pod, now metav1.Time) bool {
 		})
 	}
 	return true
+}
+
+// reportImageIDs sets the image ID of each container status, and reports
+// the init containers completed with theirs.
+func reportImageIDs(ctx context.Context, pod *corev1.Pod, id func(context.Context, string) string) {
+	for i := range pod.Status.ContainerStatuses {
+		cs := &pod.Status.ContainerStatuses[i]
+		cs.ImageID = id(ctx, cs.Image)
+	}
+	pod.Status.InitContainerStatuses = nil
+	for _, c := range pod.Spec.InitContainers {
+		pod.Status.InitContainerStatuses = append(pod.Status.InitContainerStatuses, corev1.ContainerStatus{
+			Name: c.Name, Image: c.Image, ImageID: id(ctx, c.Image), Ready: true,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}},
+		})
+	}
+}
+
+// RegistryImageID is a Kubelet.ImageID that asks the image's registry
+// (plain HTTP, as the test registries speak) for the digest its reference
+// names, and reports "repository@digest" as containerd does; "" when the
+// registry does not answer.
+func RegistryImageID(ctx context.Context, image string) string {
+	ref, err := name.ParseReference(image, name.Insecure)
+	if err != nil {
+		return ""
+	}
+	d, err := remote.Head(ref, remote.WithContext(ctx))
+	if err != nil {
+		return ""
+	}
+	return ref.Context().Name() + "@" + d.Digest.String()
 }

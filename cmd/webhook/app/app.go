@@ -314,7 +314,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	// Reviews go before the background scan's inspections.
 	priority := &admission.Priority{}
 	if o.ScanInterval > 0 {
-		if err := fleetScan(mgr, o, reg, judging, priority, unreviewed.WasUnreviewed); err != nil {
+		if err := fleetScan(mgr, o, reg, judging, priority, unreviewed); err != nil {
 			return fmt.Errorf("setting up the background scan: %w", err)
 		}
 	}

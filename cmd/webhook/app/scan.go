@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"slimgate.dev/slimgate/internal/controller"
@@ -18,7 +17,7 @@ import (
 // background lane (reviews first, paced per registry), and reads
 // workloads from the manager's cache.
 func fleetScan(mgr ctrl.Manager, o Options, reg prometheus.Registerer, judging admission.Options,
-	priority *admission.Priority, unreviewed func(types.UID) bool) error {
+	priority *admission.Priority, unreviewed *controller.UnreviewedPodReconciler) error {
 	judging.Inspector = &controller.BackgroundLane{Inspector: judging.Inspector, Priority: priority, Rate: o.ScanRegistryRate}
 	judge, err := admission.NewHandler(judging)
 	if err != nil {
@@ -32,8 +31,10 @@ func fleetScan(mgr ctrl.Manager, o Options, reg prometheus.Registerer, judging a
 		Interval:   o.ScanInterval,
 		Debounce:   o.ScanDebounce,
 		Election:   &controller.Election{Config: mgr.GetConfig(), Namespace: o.Namespace, Name: controller.DefaultScanLease, Identity: processName()},
-		Unreviewed: unreviewed,
+		Unreviewed: unreviewed.WasUnreviewed,
 	}
+	// A Pod found created without a review is reported as such at once.
+	unreviewed.Found = s.Trigger
 	pub, err := previewPublisher(mgr, o, judging)
 	if err != nil {
 		return err

@@ -27,7 +27,8 @@ func eventually(t *testing.T, within time.Duration, f func() error) {
 }
 
 // namespace creates a namespace with these labels, where a stand-in
-// kubelet reports every Pod Ready; both end with the test.
+// kubelet reports every Pod Ready, with the digest it runs; both end with
+// the test.
 func namespace(t *testing.T, labels map[string]string) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6), Labels: labels}}
@@ -35,7 +36,7 @@ func namespace(t *testing.T, labels map[string]string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e2e.client.Delete(context.Background(), ns) })
-	kubelet := devcluster.Go(context.Background(), devcluster.Kubelet{Client: e2e.client, Namespace: ns.Name}.Run)
+	kubelet := devcluster.Go(context.Background(), devcluster.Kubelet{Client: e2e.client, Namespace: ns.Name, ImageID: devcluster.RegistryImageID}.Run)
 	t.Cleanup(func() {
 		if err := kubelet.Stop(5 * time.Second); err != nil {
 			t.Errorf("stand-in kubelet: %v", err)

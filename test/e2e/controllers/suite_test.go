@@ -10,10 +10,14 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"slimgate.dev/slimgate/cmd/webhook/app"
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/internal/devcluster/webhooktest"
 )
@@ -24,6 +28,9 @@ type suite struct {
 	kcm    *devcluster.ControllerManagerProcess
 	// reg holds the images of devcluster.Registries.PushApps.
 	reg *devcluster.Registries
+	// webhook runs with webhookOptions (the background scan on).
+	webhook        *devcluster.Process
+	webhookOptions app.Options
 }
 
 var e2e suite
@@ -33,7 +40,9 @@ func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 func runSuite(m *testing.M) int {
 	logf.SetLogger(devcluster.NewLogger(io.Discard, "E2E_WEBHOOK_LOGS"))
 	ctx := context.Background()
-	env, _, err := devcluster.Env{Root: filepath.Join("..", "..", ".."), Webhooks: true}.Start(ctx)
+	root := filepath.Join("..", "..", "..")
+	env, _, err := devcluster.Env{Root: root, Webhooks: true,
+		ExtraCRDDirs: []string{filepath.Join(root, "config", "crd", "openreports")}}.Start(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -67,21 +76,28 @@ func withControllers(ctx context.Context, m *testing.M, env *envtest.Environment
 	if err != nil {
 		return 0, err
 	}
-	webhook, err := webhooktest.Run(ctx, o)
-	if err != nil {
+	// The background scan, quick to follow changes; it elects its
+	// replica with a Lease in the release namespace.
+	o.ScanInterval, o.ScanDebounce = time.Hour, 300*time.Millisecond
+	e2e.webhookOptions = o
+	if e2e.client, err = devcluster.NewClient(env.Config, nil); err != nil {
+		return 0, err
+	}
+	release := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: app.DefaultNamespace}}
+	if err := e2e.client.Create(ctx, release); err != nil && !apierrors.IsAlreadyExists(err) {
+		return 0, err
+	}
+	if e2e.webhook, err = webhooktest.Run(ctx, o); err != nil {
 		return 0, err
 	}
 	defer func() {
-		if err := webhook.Stop(webhooktest.StopWithin); errors.Is(err, devcluster.ErrNotStopped) {
+		if err := e2e.webhook.Stop(webhooktest.StopWithin); errors.Is(err, devcluster.ErrNotStopped) {
 			fmt.Fprintln(os.Stderr, "webhook did not stop in time")
 		}
 	}()
 	e2e.reg = devcluster.StartRegistries("puller", "s3cret-pull")
 	defer e2e.reg.Close()
 	if err := e2e.reg.PushApps(); err != nil {
-		return 0, err
-	}
-	if e2e.client, err = devcluster.NewClient(env.Config, nil); err != nil {
 		return 0, err
 	}
 	code := m.Run()
