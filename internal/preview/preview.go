@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -41,11 +42,12 @@ func Fingerprint(spec *v1alpha1.SlimImagePolicySpec) string {
 }
 
 // Build words what a scan under a policy in Enforce mode found: the
-// workloads with an image it denies, by namespace (results are sorted by
-// namespace, kind and name, as fleet.Scanner returns them), within the
-// bounds above.
+// workloads with an image it denies, by namespace, sorted by namespace
+// name, within the bounds above (the first namespaces and workloads of
+// results are kept).
 func Build(results []fleet.WorkloadResult, policyName, rules string, at metav1.Time) *v1alpha1.PreviewStatus {
 	out := &v1alpha1.PreviewStatus{ScanTime: at, Rules: rules}
+	index := map[string]int{}
 	named := 0
 	for i := range results {
 		w := &results[i]
@@ -53,21 +55,23 @@ func Build(results []fleet.WorkloadResult, policyName, rules string, at metav1.T
 		if !denied {
 			continue
 		}
-		n := len(out.Namespaces)
-		if n == 0 || out.Namespaces[n-1].Namespace != w.Namespace {
-			if n == MaxNamespaces {
-				break
+		k, ok := index[w.Namespace]
+		if !ok {
+			if len(out.Namespaces) == MaxNamespaces {
+				continue
 			}
+			k = len(out.Namespaces)
+			index[w.Namespace] = k
 			out.Namespaces = append(out.Namespaces, v1alpha1.NamespacePreview{Namespace: w.Namespace})
-			n++
 		}
-		ns := &out.Namespaces[n-1]
+		ns := &out.Namespaces[k]
 		ns.Denied++
 		if len(ns.Workloads) < MaxWorkloadsPerNamespace && named < MaxWorkloads {
 			ns.Workloads = append(ns.Workloads, v1alpha1.WorkloadPreview{Kind: w.Kind.Kind, Name: w.Name, Rule: rule, BloatBytes: bloat})
 			named++
 		}
 	}
+	slices.SortFunc(out.Namespaces, func(a, b v1alpha1.NamespacePreview) int { return cmp.Compare(a.Namespace, b.Namespace) })
 	return out
 }
 

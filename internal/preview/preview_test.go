@@ -52,6 +52,7 @@ func workload(ns, name, pol string, action policy.Action, rules ...string) fleet
 func TestBuild(t *testing.T) {
 	at := metav1.NewTime(time.Unix(1700000000, 0))
 	results := []fleet.WorkloadResult{
+		workload("zoo", "keeper", "p", policy.ActionDeny, "toolchain.go"), // out of order
 		workload("blog", "front", "p", policy.ActionDeny, "toolchain.go", "size.compressed"),
 		workload("blog", "quiet", "p", ""),
 		workload("blog", "warned", "p", policy.ActionWarn, "toolchain.go"),
@@ -64,6 +65,7 @@ func TestBuild(t *testing.T) {
 	want := &v1alpha1.PreviewStatus{ScanTime: at, Rules: "r1", Namespaces: []v1alpha1.NamespacePreview{
 		{Namespace: "blog", Denied: 1, Workloads: []v1alpha1.WorkloadPreview{{Kind: "Deployment", Name: "front", Rule: "toolchain.go", BloatBytes: 200}}},
 		{Namespace: "shop", Denied: 12},
+		{Namespace: "zoo", Denied: 1, Workloads: []v1alpha1.WorkloadPreview{{Kind: "Deployment", Name: "keeper", Rule: "toolchain.go", BloatBytes: 100}}},
 	}}
 	for i := range MaxWorkloadsPerNamespace {
 		want.Namespaces[1].Workloads = append(want.Namespaces[1].Workloads,

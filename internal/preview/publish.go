@@ -52,6 +52,7 @@ func (p *Publisher) Publish(ctx context.Context) error {
 		return err
 	}
 	namespaces := slices.DeleteFunc(all, func(ns string) bool { return slices.Contains(p.Excluded, ns) })
+	slices.Sort(namespaces) // the bounds keep the first ones
 	results, err := p.scanner.Scan(ctx, namespaces)
 	if err != nil {
 		return fmt.Errorf("preview scan: %w", err)
