@@ -319,20 +319,27 @@ func checkWebhookConfig(t *testing.T, v variant, objs []*unstructured.Unstructur
 			continue
 		}
 		paths[w.Name] = svc.Name + "." + svc.Namespace + *svc.Path
-		if w.FailurePolicy == nil || *w.FailurePolicy != v.failurePolicy {
-			t.Errorf("webhook %s failurePolicy %v, want %s", w.Name, w.FailurePolicy, v.failurePolicy)
+		// The preview webhooks never deny, whatever the values say.
+		failurePolicy, sideEffects, timeout := v.failurePolicy, admissionregistrationv1.SideEffectClassNoneOnDryRun, int32(10)
+		if strings.HasPrefix(w.Name, "preview-") {
+			failurePolicy, sideEffects, timeout = admissionregistrationv1.Ignore, admissionregistrationv1.SideEffectClassNone, 3
 		}
-		if w.SideEffects == nil || *w.SideEffects != admissionregistrationv1.SideEffectClassNoneOnDryRun {
-			t.Errorf("webhook %s sideEffects %v", w.Name, w.SideEffects)
+		if w.FailurePolicy == nil || *w.FailurePolicy != failurePolicy {
+			t.Errorf("webhook %s failurePolicy %v, want %s", w.Name, w.FailurePolicy, failurePolicy)
 		}
-		if w.TimeoutSeconds == nil || *w.TimeoutSeconds != 10 {
-			t.Errorf("webhook %s timeoutSeconds %v, want 10", w.Name, w.TimeoutSeconds)
+		if w.SideEffects == nil || *w.SideEffects != sideEffects {
+			t.Errorf("webhook %s sideEffects %v, want %s", w.Name, w.SideEffects, sideEffects)
+		}
+		if w.TimeoutSeconds == nil || *w.TimeoutSeconds != timeout {
+			t.Errorf("webhook %s timeoutSeconds %v, want %d", w.Name, w.TimeoutSeconds, timeout)
 		}
 		checkExcluded(t, w.Name, w.NamespaceSelector)
 	}
 	want := map[string]string{
-		"pods.slimgate.dev":      "slimgate-webhook." + releaseNamespace + "/validate-pods",
-		"workloads.slimgate.dev": "slimgate-webhook." + releaseNamespace + "/validate-workloads",
+		"pods.slimgate.dev":               "slimgate-webhook." + releaseNamespace + "/validate-pods",
+		"workloads.slimgate.dev":          "slimgate-webhook." + releaseNamespace + "/validate-workloads",
+		"preview-namespaces.slimgate.dev": "slimgate-webhook." + releaseNamespace + "/preview-namespaces",
+		"preview-policies.slimgate.dev":   "slimgate-webhook." + releaseNamespace + "/preview-policies",
 	}
 	if diff := cmp.Diff(want, paths); diff != "" {
 		t.Errorf("webhooks (-want +got):\n%s", diff)
