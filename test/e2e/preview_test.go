@@ -167,3 +167,28 @@ func TestPreviewBeforeEnforcing(t *testing.T) {
 	}
 	matchLines(t, "dry-run creation of an Enforce policy with the same rules", e2e.warnings.Take(), want)
 }
+
+// TestNoPreviewWithoutScan: with the background scan off (the suite's
+// webhook) there is nothing to preview, and the preview webhooks say
+// nothing rather than "no scan yet" on every label and policy.
+func TestNoPreviewWithoutScan(t *testing.T) {
+	ctx := context.Background()
+	optIn := "e2e.slimgate.dev/preview-" + rand.String(5)
+	ns := namespace(t, caseLabels(t))
+	if err := e2e.client.Create(ctx, pod(ns, "front", e2e.reg.GoSDKApp())); err != nil {
+		t.Fatal(err)
+	}
+	policy(t, spec(v1alpha1.ModeEnforce, map[string]string{optIn: "true"}))
+	e2e.warnings.Take()
+	label := client.RawPatch("application/merge-patch+json", fmt.Appendf(nil, `{"metadata":{"labels":{%q:"true"}}}`, optIn))
+	if err := e2e.client.Patch(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, label, client.DryRunAll); err != nil {
+		t.Fatal(err)
+	}
+	fresh := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6)}, Spec: spec(v1alpha1.ModeEnforce, caseLabels(t))}
+	if err := e2e.client.Create(ctx, fresh, client.DryRunAll); err != nil {
+		t.Fatal(err)
+	}
+	if w := e2e.warnings.Take(); len(w) != 0 {
+		t.Errorf("with the scan off, a label and a policy warned %q", w)
+	}
+}

@@ -322,7 +322,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	review := priority.Wrap(finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: h})))
 	hooks.Register(PodsPath, review)
 	hooks.Register(WorkloadsPath, review)
-	registerPreview(mgr, hooks)
+	registerPreview(mgr, o, hooks)
 	if o.PinDigests {
 		hooks.Register(PinPath, priority.Wrap(finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: admission.NewPinner(h)}))))
 	}
