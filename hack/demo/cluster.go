@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -70,17 +71,23 @@ func (c *cluster) startRegistry() {
 // webhook configuration of config/, then the webhook in this process.
 func (c *cluster) startControlPlane(ctx context.Context, o opts) error {
 	// The script prints its progress on stderr when it has to build.
-	env, cfg, err := devcluster.Env{Root: o.root, Assets: o.assets, Webhooks: true, ScriptStderr: os.Stderr}.Start(ctx)
+	env, cfg, err := devcluster.Env{Root: o.root, Assets: o.assets, Webhooks: true, ScriptStderr: os.Stderr,
+		ExtraCRDDirs: []string{filepath.Join(o.root, "config", "crd", "openreports")}}.Start(ctx)
 	if err != nil {
 		return err
 	}
 	c.env = env
-	if err := c.startWebhook(ctx, cfg); err != nil {
+	c.warnings = &devcluster.Warnings{}
+	if c.client, err = devcluster.NewClient(cfg, c.warnings); err != nil {
 		return err
 	}
-	c.warnings = &devcluster.Warnings{}
-	c.client, err = devcluster.NewClient(cfg, c.warnings)
-	return err
+	// The release namespace: the webhook's replicas elect the one that
+	// scans with a Lease there.
+	release := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: app.DefaultNamespace}}
+	if err := c.client.Create(ctx, release); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", release.Name, err)
+	}
+	return c.startWebhook(ctx, cfg)
 }
 
 // startWebhook runs cmd/webhook/app in this process, serving on the port
@@ -101,6 +108,8 @@ func (c *cluster) startWebhook(ctx context.Context, cfg *rest.Config) error {
 			// The demo registry is on loopback: exempt exactly that
 			// address from the private-network guard.
 			EgressExempt: []string{c.host()},
+			// The background scan, quick to follow the demo's changes.
+			ScanInterval: time.Hour, ScanDebounce: 300 * time.Millisecond,
 		})
 	})
 	if err := devcluster.WaitReady(ctx, "http://"+probe+"/readyz", 60*time.Second, c.webhook); err != nil {

@@ -57,6 +57,13 @@ func TestDemoShort(t *testing.T) {
 		t.Errorf("verdicts (-want +got):\n%s", diff)
 	}
 
+	// The background scan's Report of the audited namespace fails the
+	// single-stage Go image that got in under Audit.
+	scan := sections["Background scan: policy status and Reports"]
+	if !strings.Contains(scan, "slimgate-cluster-audit") || !strings.Contains(scan, "Pod/go-single") {
+		t.Errorf("the scan section lacks the audited namespace's Report or its failing Pod:\n%s", scan)
+	}
+
 	rejections := sections["Rejections, as kubectl prints them"]
 	for _, want := range []string{
 		`Error from server (Forbidden): error when creating "demo-enforce/go-single.yaml": admission webhook "pods.slimgate.dev" denied the request: slimgate refused this request:`,

@@ -126,7 +126,14 @@ func run(ctx context.Context, out io.Writer, o opts) (err error) {
 	section(out, "Events (kubectl get events -A, demo namespaces)")
 	printEvents(out, evs, time.Now())
 
-	problems := check(results, evs)
+	scan, err := waitScan(ctx, c, results)
+	if err != nil {
+		return err
+	}
+	section(out, "Background scan: policy status and Reports")
+	printScan(out, scan)
+
+	problems := append(check(results, evs), checkScan(results, scan)...)
 	section(out, "Summary")
 	fmt.Fprintf(out, "%d workloads: %d refused, %d admitted; %d Events. Finished in %s.\n",
 		len(results), count(results, true), count(results, false), len(evs), time.Since(start).Round(100*time.Millisecond))

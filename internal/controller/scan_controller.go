@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -325,7 +326,7 @@ func (s *FleetScanner) ScanOnce(ctx context.Context) error {
 	for _, w := range results {
 		if w.Err != nil {
 			failed++
-			log.V(1).Info("workload not judged", "workload", w.Ref.String(), "error", w.Err.Error())
+			log.V(1).Info("workload not judged", "workload", w.String(), "error", w.Err.Error())
 		}
 	}
 	var errs []error
@@ -384,11 +385,11 @@ func (s *FleetScanner) publishStatus(ctx context.Context, sums []fleet.Summary, 
 		p := &list.Items[i]
 		st := &v1alpha1.ScanStatus{LastScanTime: at}
 		if sum := byName[p.Name]; sum != nil {
-			st.WorkloadsScanned = int32(min(sum.WorkloadsScanned, 1<<31-1))
-			st.WorkloadsInViolation = int32(min(sum.WorkloadsInViolation, 1<<31-1))
-			st.NamespacesAffected = int32(min(sum.NamespacesAffected(), 1<<31-1))
+			st.WorkloadsScanned = count32(sum.WorkloadsScanned)
+			st.WorkloadsInViolation = count32(sum.WorkloadsInViolation)
+			st.NamespacesAffected = count32(sum.NamespacesAffected())
 			for _, ns := range sum.Top(maxTopNamespaces) {
-				st.TopNamespaces = append(st.TopNamespaces, v1alpha1.NamespaceViolations{Namespace: ns.Namespace, Workloads: int32(min(ns.InViolation, 1<<31-1))})
+				st.TopNamespaces = append(st.TopNamespaces, v1alpha1.NamespaceViolations{Namespace: ns.Namespace, Workloads: count32(ns.InViolation)})
 			}
 		}
 		orig := p.DeepCopy()
@@ -398,4 +399,15 @@ func (s *FleetScanner) publishStatus(ctx context.Context, sums []fleet.Summary, 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// count32 is a count as the status holds it, capped at math.MaxInt32.
+func count32(n int) int32 {
+	switch {
+	case n > math.MaxInt32:
+		return math.MaxInt32
+	case n < 0:
+		return 0
+	}
+	return int32(n)
 }

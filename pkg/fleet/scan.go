@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -180,8 +181,12 @@ func (s *Scanner) Scan(ctx context.Context, namespaces []string) ([]WorkloadResu
 			}
 		})
 	}
-feed:
+	hosts := make([]string, len(jobs))
 	for i := range jobs {
+		hosts[i] = firstRegistry(&jobs[i].w)
+	}
+feed:
+	for _, i := range interleave(hosts) {
 		select {
 		case next <- i:
 		case <-ctx.Done():
@@ -194,6 +199,43 @@ feed:
 		return nil, err
 	}
 	return out, nil
+}
+
+// firstRegistry names the registry of a workload's first image ("" when
+// it has none that parses).
+func firstRegistry(w *Workload) string {
+	for _, img := range admission.Images(w.Spec, w.Path) {
+		if ref, err := name.ParseReference(strings.TrimSpace(img.Reference)); err == nil {
+			return ref.Context().RegistryStr()
+		}
+	}
+	return ""
+}
+
+// interleave orders the indexes of hosts round-robin across the distinct
+// hosts, each host's in their order: the scan's requests are rate-limited
+// per registry, and workloads grouped by namespace often share one, so
+// taken in order the workers would all wait on one registry's limit while
+// the others idle.
+func interleave(hosts []string) []int {
+	var names []string
+	queues := map[string][]int{}
+	for i, h := range hosts {
+		if _, ok := queues[h]; !ok {
+			names = append(names, h)
+		}
+		queues[h] = append(queues[h], i)
+	}
+	out := make([]int, 0, len(hosts))
+	for len(out) < len(hosts) {
+		for _, h := range names {
+			if q := queues[h]; len(q) > 0 {
+				out = append(out, q[0])
+				queues[h] = q[1:]
+			}
+		}
+	}
+	return out
 }
 
 // judge judges one workload.

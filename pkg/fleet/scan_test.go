@@ -148,7 +148,7 @@ func TestScanJudgesRunningDigestsAndSummarises(t *testing.T) {
 			t.Fatalf("%s: %v", w.Ref, w.Err)
 		}
 		for _, r := range w.Images {
-			have = append(have, got{w.Ref.String(), r.Policy, r.Reference, r.From, r.Result, r.Rule(), r.BloatBytes > 0})
+			have = append(have, got{w.String(), r.Policy, r.Reference, r.From, r.Result, r.Rule(), r.BloatBytes > 0})
 		}
 	}
 	want := []got{

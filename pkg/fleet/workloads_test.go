@@ -166,3 +166,13 @@ func TestPinned(t *testing.T) {
 		}
 	}
 }
+
+// TestInterleave: the scan takes workloads round-robin across registries,
+// each registry's in order.
+func TestInterleave(t *testing.T) {
+	got := interleave([]string{"a", "a", "a", "b", "b", "c", "a"})
+	want := []int{0, 3, 5, 1, 4, 2, 6}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("order (-want +got):\n%s", diff)
+	}
+}
