@@ -214,6 +214,10 @@ type SlimImagePolicyStatus struct {
 	// Scan is what the last background scan found under this policy.
 	// +optional
 	Scan *ScanStatus `json:"scan,omitempty"`
+
+	// Preview is what Enforce would deny in every namespace.
+	// +optional
+	Preview *PreviewStatus `json:"preview,omitempty"`
 }
 
 // SlimImagePolicy keeps bloated images, such as build environments shipped to

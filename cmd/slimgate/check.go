@@ -20,10 +20,6 @@ import (
 	"slimgate.dev/slimgate/pkg/registry/local"
 )
 
-// maxPolicyFile caps the policy file read; policy.Load rejects anything
-// near this anyway.
-const maxPolicyFile = 4 << 20
-
 // options is everything "slimgate check" is configured with.
 type options struct {
 	policyFile  string
@@ -128,22 +124,6 @@ func parseCheck(args []string, stderr io.Writer) (options, error) {
 	return o, nil
 }
 
-// loadPolicy reads --policy, or returns the built-in default.
-func loadPolicy(file string) (*v1alpha1.SlimImagePolicy, error) {
-	if file == "" {
-		return policy.Default(), nil
-	}
-	data, err := readCapped(file, maxPolicyFile)
-	if err != nil {
-		return nil, err
-	}
-	p, err := policy.Load(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	return p, nil
-}
-
 // imageReport is one judged platform of one image, as printed. The
 // embedded Result gives the pinned JSON fields (image, digest, verdict,
 // findings, size) and the extra ones (platform, notes, bloat).
@@ -175,7 +155,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "slimgate check: %v\n%s", err, `run "slimgate check -h" for usage`+"\n")
 		return exitError
 	}
-	pol, err := loadPolicy(opts.policyFile)
+	pol, err := policy.ReadFile(opts.policyFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "slimgate check: --policy: %v\n", err)
 		return exitError

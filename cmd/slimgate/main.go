@@ -8,6 +8,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"slimgate.dev/slimgate/cmd/slimgate/internal/scan"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -29,9 +31,10 @@ const (
 
 const usage = `usage:
   slimgate check [flags] IMAGE...   judge images against a policy
+  slimgate scan [flags]             judge the workloads running in a cluster
   slimgate version                  print the version
 
-Run "slimgate check -h" for the flags of check.
+Run "slimgate check -h" or "slimgate scan -h" for their flags.
 `
 
 // run is the whole program: it returns the exit status.
@@ -43,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "check":
 		return runCheck(ctx, args[1:], stdout, stderr)
+	case "scan":
+		return scan.Run(ctx, args[1:], stdout, stderr)
 	case "version":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "slimgate version: takes no arguments\n")

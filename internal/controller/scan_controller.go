@@ -90,6 +90,9 @@ type FleetScanner struct {
 	Interval, Debounce time.Duration
 	// Election, when set, elects the one replica that scans.
 	Election *Election
+	// Preview, when set, runs after each scan on the replica that scans
+	// (internal/preview.Publisher.Publish: what each policy would deny).
+	Preview func(ctx context.Context) error
 
 	metrics  *scanMetrics
 	triggers chan struct{}
@@ -332,6 +335,11 @@ func (s *FleetScanner) ScanOnce(ctx context.Context) error {
 	}
 	if err := s.publishStatus(ctx, sums, at); err != nil {
 		errs = append(errs, err)
+	}
+	if s.Preview != nil {
+		if err := s.Preview(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	log.Info("scanned", "workloads", len(results), "notJudged", failed, "seconds", at.Sub(start).Seconds())
 	return errors.Join(errs...)

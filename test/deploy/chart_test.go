@@ -327,21 +327,28 @@ func checkWebhookConfig(t *testing.T, v variant, objs []*unstructured.Unstructur
 			continue
 		}
 		paths[w.Name] = svc.Name + "." + svc.Namespace + *svc.Path
-		if w.FailurePolicy == nil || *w.FailurePolicy != v.failurePolicy {
-			t.Errorf("webhook %s failurePolicy %v, want %s", w.Name, w.FailurePolicy, v.failurePolicy)
+		// The preview webhooks never deny, whatever the values say.
+		failurePolicy, sideEffects, timeout := v.failurePolicy, admissionregistrationv1.SideEffectClassNoneOnDryRun, int32(10)
+		if strings.HasPrefix(w.Name, "preview-") {
+			failurePolicy, sideEffects, timeout = admissionregistrationv1.Ignore, admissionregistrationv1.SideEffectClassNone, 3
 		}
-		if w.SideEffects == nil || *w.SideEffects != admissionregistrationv1.SideEffectClassNoneOnDryRun {
-			t.Errorf("webhook %s sideEffects %v", w.Name, w.SideEffects)
+		if w.FailurePolicy == nil || *w.FailurePolicy != failurePolicy {
+			t.Errorf("webhook %s failurePolicy %v, want %s", w.Name, w.FailurePolicy, failurePolicy)
 		}
-		if w.TimeoutSeconds == nil || *w.TimeoutSeconds != 10 {
-			t.Errorf("webhook %s timeoutSeconds %v, want 10", w.Name, w.TimeoutSeconds)
+		if w.SideEffects == nil || *w.SideEffects != sideEffects {
+			t.Errorf("webhook %s sideEffects %v, want %s", w.Name, w.SideEffects, sideEffects)
+		}
+		if w.TimeoutSeconds == nil || *w.TimeoutSeconds != timeout {
+			t.Errorf("webhook %s timeoutSeconds %v, want %d", w.Name, w.TimeoutSeconds, timeout)
 		}
 		checkExcluded(t, w.Name, w.NamespaceSelector)
 	}
 	want := map[string]string{
-		"pods.slimgate.dev":       "slimgate-webhook." + releaseNamespace + "/validate-pods",
-		"workloads.slimgate.dev":  "slimgate-webhook." + releaseNamespace + "/validate-workloads",
-		"exceptions.slimgate.dev": "slimgate-webhook." + releaseNamespace + "/validate-exceptions",
+		"pods.slimgate.dev":               "slimgate-webhook." + releaseNamespace + "/validate-pods",
+		"workloads.slimgate.dev":          "slimgate-webhook." + releaseNamespace + "/validate-workloads",
+		"exceptions.slimgate.dev":         "slimgate-webhook." + releaseNamespace + "/validate-exceptions",
+		"preview-namespaces.slimgate.dev": "slimgate-webhook." + releaseNamespace + "/preview-namespaces",
+		"preview-policies.slimgate.dev":   "slimgate-webhook." + releaseNamespace + "/preview-policies",
 	}
 	if diff := cmp.Diff(want, paths); diff != "" {
 		t.Errorf("webhooks (-want +got):\n%s", diff)
@@ -618,7 +625,7 @@ func TestChartPolicyWithValuesRemoved(t *testing.T) {
 	}
 }
 
-// config/webhook (kustomize) and the chart's template write the same three
+// config/webhook (kustomize) and the chart's template write the same five
 // webhooks by hand: they must agree on everything, rules, paths,
 // sideEffects, timeouts, failure policy and the namespaces never judged,
 // for the chart's default values in the namespace config/default uses.
@@ -637,8 +644,8 @@ func TestWebhookConfigurationsMatch(t *testing.T) {
 	if err := find(objs, "ValidatingWebhookConfiguration", want.Name, &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(want.Webhooks) != 3 {
-		t.Fatalf("config/webhook has %d webhooks, want 3", len(want.Webhooks))
+	if len(want.Webhooks) != 5 {
+		t.Fatalf("config/webhook has %d webhooks, want 5", len(want.Webhooks))
 	}
 	if diff := cmp.Diff(want.Webhooks, got.Webhooks); diff != "" {
 		t.Errorf("webhooks of config/webhook (-) and of the chart (+) differ:\n%s", diff)
@@ -650,7 +657,7 @@ func TestWebhookConfigurationsMatch(t *testing.T) {
 			paths = append(paths, *w.ClientConfig.Service.Path)
 		}
 	}
-	if diff := cmp.Diff([]string{app.PodsPath, app.WorkloadsPath, app.ExceptionsPath}, paths); diff != "" {
+	if diff := cmp.Diff([]string{app.PodsPath, app.WorkloadsPath, app.ExceptionsPath, app.PreviewNamespacesPath, app.PreviewPoliciesPath}, paths); diff != "" {
 		t.Errorf("webhook paths, cmd/webhook (-) and config/webhook (+):\n%s", diff)
 	}
 }

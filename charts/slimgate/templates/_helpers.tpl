@@ -77,6 +77,14 @@ namespaces slimgate never judges. */}}
 {{- toYaml $sel -}}
 {{- end }}
 
+{{/* The namespaces the preview webhooks see: all but those the judging
+webhooks always exclude (a namespace previews the labels that would opt
+it in, whatever webhook.namespaceSelector says). */}}
+{{- define "slimgate.previewNamespaceSelector" -}}
+{{- $excluded := list "kube-system" "kube-node-lease" "kube-public" .Release.Namespace | uniq -}}
+{{- toYaml (dict "matchExpressions" (list (dict "key" "kubernetes.io/metadata.name" "operator" "NotIn" "values" $excluded))) -}}
+{{- end }}
+
 {{/* Checks of values that the schema of the objects would not catch. */}}
 {{- define "slimgate.validate" -}}
 {{- if not (has .Values.policy.scope (list "cluster" "opt-in")) -}}

@@ -407,6 +407,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	hooks.Register(WorkloadsPath, review)
 	hooks.Register(ExceptionsPath, finishOnShutdown(ctx.Done(), budget.Wrap(
 		cradmission.WithValidator(scheme, &admission.ExceptionValidator{Reader: mgr.GetClient()}))))
+	registerPreview(mgr, o, hooks)
 	if o.PinDigests {
 		hooks.Register(PinPath, priority.Wrap(finishOnShutdown(ctx.Done(), budget.Wrap(&webhook.Admission{Handler: admission.NewPinner(h)}))))
 	}

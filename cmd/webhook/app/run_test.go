@@ -267,8 +267,8 @@ func TestCertRotation(t *testing.T) {
 	if err := kube.Get(ctx, client.ObjectKeyFromObject(vwc), &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Webhooks) != 3 {
-		t.Fatalf("configuration has %d webhooks, want 3 (pods, workloads, exceptions)", len(got.Webhooks))
+	if len(got.Webhooks) != 5 {
+		t.Fatalf("configuration has %d webhooks, want 5 (pods, workloads, exceptions, two previews)", len(got.Webhooks))
 	}
 	for _, w := range got.Webhooks {
 		if !bytes.Equal(w.ClientConfig.CABundle, secret.Data["ca.crt"]) {

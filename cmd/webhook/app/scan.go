@@ -39,6 +39,11 @@ func fleetScan(mgr ctrl.Manager, o Options, reg prometheus.Registerer, judging a
 	}
 	// A Pod found created without a review is reported as such at once.
 	unreviewed.Found = s.Trigger
+	pub, err := previewPublisher(mgr, o, judging)
+	if err != nil {
+		return err
+	}
+	s.Preview = pub.Publish
 	if err := s.Register(reg); err != nil {
 		return fmt.Errorf("registering the scan's metrics: %w", err)
 	}
