@@ -196,6 +196,17 @@ func count(rs []result, denied bool) int {
 	return n
 }
 
+// rows returns the fields of the table rows about a demo namespace.
+func rows(section string) [][]string {
+	var out [][]string
+	for _, l := range strings.Split(section, "\n") {
+		if strings.HasPrefix(l, "demo-") {
+			out = append(out, strings.Fields(l))
+		}
+	}
+	return out
+}
+
 // section prints a heading.
 func section(out io.Writer, title string) {
 	fmt.Fprintf(out, "\n== %s\n", title)
