@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"time"
@@ -130,39 +129,6 @@ func sorted(s []string) []string {
 	out := slices.Clone(s)
 	slices.Sort(out)
 	return out
-}
-
-// printPreviews prints each dry run as kubectl shows it: the warnings on
-// stderr first, then the result.
-func printPreviews(out io.Writer, p *previews) {
-	fmt.Fprintln(out, "Before enforcing, ask: the webhook answers a namespace label change or a policy switched to Enforce with")
-	fmt.Fprintln(out, "warnings naming the running workloads Enforce would deny, from the scan's results (no registry request).")
-	fmt.Fprintln(out, "Both never deny, and --dry-run=server stores nothing.")
-	for _, d := range []dryRun{p.label, p.enforce} {
-		fmt.Fprintf(out, "\n$ %s\n", d.command)
-		for _, w := range d.warnings {
-			fmt.Fprintf(out, "Warning: %s\n", w)
-		}
-		fmt.Fprintln(out, d.printed)
-	}
-}
-
-// checkPreviews: each dry run's warnings name exactly the workloads the
-// default policy denies in the audited namespace, under a headline that
-// counts them.
-func checkPreviews(p *previews) []string {
-	var problems []string
-	for _, d := range []dryRun{p.label, p.enforce} {
-		if got, want := named(d.warnings), sorted(d.want); !slices.Equal(got, want) {
-			problems = append(problems, fmt.Sprintf("%s: the warnings name %q, want %q", d.command, got, want))
-			continue
-		}
-		head := fmt.Sprintf("would deny %d running %s", len(d.want), plural(len(d.want), "workload"))
-		if len(d.want) > 0 && (len(d.warnings) == 0 || !strings.Contains(d.warnings[0], head)) {
-			problems = append(problems, fmt.Sprintf("%s: the first warning %q does not say %q", d.command, d.warnings, head))
-		}
-	}
-	return problems
 }
 
 // plural is noun, with an s unless n is 1.
