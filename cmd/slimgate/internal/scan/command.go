@@ -188,7 +188,30 @@ func scan(ctx context.Context, o options, bar *progress) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newReport(snap, creds, results), nil
+	selecting, err := policiesByNamespace(ctx, h, snap.namespaceNames())
+	if err != nil {
+		return nil, err
+	}
+	return newReport(snap, creds, selecting, results), nil
+}
+
+// policiesByNamespace names the policies that select each namespace, so
+// that a namespace with nothing running still says which policies would
+// judge it.
+func policiesByNamespace(ctx context.Context, h *admission.Handler, namespaces []string) (map[string][]string, error) {
+	out := make(map[string][]string, len(namespaces))
+	for _, ns := range namespaces {
+		ps, err := h.PoliciesFor(ctx, ns)
+		if err != nil {
+			return nil, fmt.Errorf("finding the policies that select %s: %w", ns, err)
+		}
+		names := []string{}
+		for _, p := range ps {
+			names = append(names, p.Name)
+		}
+		out[ns] = names
+	}
+	return out, nil
 }
 
 // defaultKubeconfigs is where kubectl looks for kubeconfigs: $KUBECONFIG's

@@ -153,6 +153,7 @@ func (f *fixture) createFleet(ctx context.Context) error {
 	regs := f.regs
 	objs := []client.Object{
 		namespace("shop", true), namespace("blog", true), namespace("quiet", true), namespace("private", true), namespace("broken", false),
+		namespace("empty", true), // selected, nothing runs there
 		deployment("shop", "api", regs.GoSDKApp()),
 		deployment("shop", "web", regs.StaticApp()),
 		&appsv1.StatefulSet{ObjectMeta: objectMeta("shop", "db"), Spec: appsv1.StatefulSetSpec{

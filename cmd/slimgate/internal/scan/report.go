@@ -102,13 +102,18 @@ type totals struct {
 	BloatBytes         int64 `json:"bloatBytes"`
 }
 
-// newReport words the results of a scan.
-func newReport(s *snapshot, creds *credentials, results []fleet.WorkloadResult) *report {
+// newReport words the results of a scan; selecting names the policies that
+// select each namespace.
+func newReport(s *snapshot, creds *credentials, selecting map[string][]string, results []fleet.WorkloadResult) *report {
 	r := &report{Policies: s.policyNames(), PolicySource: s.source, Skipped: s.skipped,
 		Workloads: []workloadReport{}, Summaries: []policySummary{}}
 	byNS := map[string]*namespaceReport{}
 	for _, n := range s.namespaceNames() {
-		r.Namespaces = append(r.Namespaces, namespaceReport{Namespace: n, Policies: []string{}, Credentials: creds.mode[n]})
+		policies := selecting[n]
+		if policies == nil {
+			policies = []string{}
+		}
+		r.Namespaces = append(r.Namespaces, namespaceReport{Namespace: n, Policies: policies, Credentials: creds.mode[n]})
 	}
 	for i := range r.Namespaces {
 		byNS[r.Namespaces[i].Namespace] = &r.Namespaces[i]
@@ -117,11 +122,10 @@ func newReport(s *snapshot, creds *credentials, results []fleet.WorkloadResult) 
 		w := workloadOf(&results[i])
 		ns := byNS[w.Namespace]
 		if ns == nil { // not asked for: cannot happen, but never drop it
-			r.Namespaces = append(r.Namespaces, namespaceReport{Namespace: w.Namespace, Policies: []string{}})
+			r.Namespaces = append(r.Namespaces, namespaceReport{Namespace: w.Namespace, Policies: results[i].Policies})
 			ns = &r.Namespaces[len(r.Namespaces)-1]
 			byNS[w.Namespace] = ns
 		}
-		ns.Policies = results[i].Policies
 		ns.Workloads++
 		r.Totals.Workloads++
 		if w.Result == string(fleet.ResultError) {

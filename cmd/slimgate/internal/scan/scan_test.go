@@ -48,10 +48,11 @@ func TestScanTable(t *testing.T) {
 		// One row per namespace.
 		"blog budget pull secrets 2 2 4.2 kB",
 		"broken - pull secrets - - -",
+		"empty budget pull secrets 0 0 -",
 		"private budget pull secrets 1 1 2.1 kB",
 		"quiet budget pull secrets 1 0 -",
 		"shop budget pull secrets 3 2 2.1 kB",
-		"5 of 7 workloads in violation, in 3 of 6 namespaces, 8.4 kB of toolchains (policy budget from " + fx.policy + ")",
+		"5 of 7 workloads in violation, in 3 of 7 namespaces, 8.4 kB of toolchains (policy budget from " + fx.policy + ")",
 		"no policy selects broken, default: nothing judged there",
 		"not scanned: kube-node-lease, kube-public, kube-system",
 	} {
@@ -146,12 +147,12 @@ func TestScanJSON(t *testing.T) {
 	for _, ns := range r.Namespaces {
 		namespaces = append(namespaces, ns.Namespace+" "+ns.Credentials+" "+strings.Join(ns.Policies, ","))
 	}
-	wantNS := []string{"blog anonymous budget", "broken anonymous ", "default anonymous ", "private anonymous budget",
+	wantNS := []string{"blog anonymous budget", "broken anonymous ", "default anonymous ", "empty anonymous budget", "private anonymous budget",
 		"quiet anonymous budget", "shop anonymous budget"}
 	if diff := cmp.Diff(wantNS, namespaces); diff != "" {
 		t.Errorf("namespaces (-want +got):\n%s", diff)
 	}
-	wantTotals := totals{Namespaces: 6, NamespacesAffected: 2, Workloads: 7, InViolation: 4, Errors: 1, BloatBytes: r.Totals.BloatBytes}
+	wantTotals := totals{Namespaces: 7, NamespacesAffected: 2, Workloads: 7, InViolation: 4, Errors: 1, BloatBytes: r.Totals.BloatBytes}
 	if diff := cmp.Diff(wantTotals, r.Totals); diff != "" || r.Totals.BloatBytes <= 0 {
 		t.Errorf("totals (-want +got):\n%s", diff)
 	}
