@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -148,8 +147,7 @@ func waivedLines(j judgment) []string {
 		if len(rules) == 0 {
 			continue
 		}
-		lines = append(lines, fmt.Sprintf("%s: %s waived by SlimImageException %s until %s: %s", j.subject(),
-			strings.Join(rules, ", "), e.Name, e.Expires.UTC().Format(time.RFC3339), policy.Truncate(e.Reason, 256)))
+		lines = append(lines, j.subject()+": "+e.Waiver().Waives(rules))
 	}
 	return lines
 }
