@@ -56,16 +56,27 @@ func (h *Handler) PoliciesFor(ctx context.Context, namespace string) ([]*v1alpha
 // creation would (the same bounds, exclusions, inspections, evaluations
 // and exceptions, by the clock of Options.Now), and records nothing.
 // w.Spec supplies the credentials (its service account and image pull
-// secrets); w.Kind and w.Object the workload exceptions name. Tags are
-// not resolved anew (registry.Request.Revalidate): a scan reads what the
-// cache holds, for as long as it holds it. It returns one Assessment per
-// image and policy that judges it (an excluded image has none), in the
-// order of imgs.
-func (h *Handler) Assess(ctx context.Context, w *Workload, imgs []Image) ([]Assessment, error) {
+// secrets); w.Kind and w.Object the workload exceptions name. written,
+// when not nil, holds for each image of imgs the reference the workload
+// writes, when it differs from the one judged (a scan judges the digest a
+// Pod runs): exceptions match images as written. Tags are not resolved
+// anew (registry.Request.Revalidate): a scan reads what the cache holds,
+// for as long as it holds it. It returns one Assessment per image and
+// policy that judges it (an excluded image has none), in the order of
+// imgs.
+func (h *Handler) Assess(ctx context.Context, w *Workload, imgs []Image, written []string) ([]Assessment, error) {
 	var named []Image
-	for _, img := range imgs {
-		if img.Reference != "" {
-			named = append(named, img)
+	var writtenOf map[Image]string
+	for i, img := range imgs {
+		if img.Reference == "" {
+			continue
+		}
+		named = append(named, img)
+		if i < len(written) && written[i] != "" && written[i] != img.Reference {
+			if writtenOf == nil {
+				writtenOf = map[Image]string{}
+			}
+			writtenOf[img] = written[i]
 		}
 	}
 	if len(named) == 0 {
@@ -77,7 +88,7 @@ func (h *Handler) Assess(ctx context.Context, w *Workload, imgs []Image) ([]Asse
 		return nil, err
 	}
 	js := h.judge(ctx, namespace, w.Spec, named, policies, false)
-	if js, err = h.waive(ctx, namespace, w, js, h.opts.Now()); err != nil {
+	if js, err = h.waive(ctx, namespace, w, js, writtenOf, h.opts.Now()); err != nil {
 		return nil, err
 	}
 	out := make([]Assessment, 0, len(js))

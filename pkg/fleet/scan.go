@@ -22,8 +22,9 @@ type Judge interface {
 	// PoliciesFor returns the policies that select a namespace.
 	PoliciesFor(ctx context.Context, namespace string) ([]*v1alpha1.SlimImagePolicy, error)
 	// Assess judges images of a workload under the policies that select
-	// its namespace, exceptions applied (see admission.Handler.Assess).
-	Assess(ctx context.Context, w *admission.Workload, imgs []admission.Image) ([]admission.Assessment, error)
+	// its namespace, exceptions applied to the references written (see
+	// admission.Handler.Assess).
+	Assess(ctx context.Context, w *admission.Workload, imgs []admission.Image, written []string) ([]admission.Assessment, error)
 }
 
 // Result is what a policy makes of one image, in the words of the
@@ -272,12 +273,13 @@ func (s *Scanner) judge(ctx context.Context, w *Workload, policies []string, tim
 		spec = &w.Pods[0].Spec
 	}
 	imgs := make([]admission.Image, len(targets))
+	written := make([]string, len(targets))
 	for i, t := range targets {
-		imgs[i] = t.Image
+		imgs[i], written[i] = t.Image, t.Written
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	as, err := s.Judge.Assess(ctx, &admission.Workload{Object: w.Object, Kind: w.Kind, Spec: spec, Path: w.Path}, imgs)
+	as, err := s.Judge.Assess(ctx, &admission.Workload{Object: w.Object, Kind: w.Kind, Spec: spec, Path: w.Path}, imgs, written)
 	if err != nil {
 		res.Err = fmt.Errorf("judging %s: %w", res.Ref, err)
 		return res

@@ -257,11 +257,17 @@ func TestScanReportsExceptedImagesAsSkipped(t *testing.T) {
 				Reason:    "builds code", Expires: metav1.NewTime(expires)},
 		}
 	}
+	// runner runs the fat image: its running digest is judged, and the
+	// exception, which names the image as the spec writes it, waives it.
+	runner := &appsv1.Deployment{ObjectMeta: objMeta("runner", nil), Spec: appsv1.DeploymentSpec{Template: template(fat)}}
+	runnerRS := &appsv1.ReplicaSet{ObjectMeta: objMeta("runner-1", runner), Spec: appsv1.ReplicaSetSpec{Template: template(fat)}}
+	runnerPod := pod("runner-1-x", runnerRS, fat)
+	runnerPod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "a", Image: fat, ImageID: fat[:len(fat)-len(":1")] + "@" + f.fatDigest}}
 	f.add(
 		exc("ci-runner", "Deployment", "runner", []string{"strict", "watch"}, []string{"*"}, expires),
 		exc("go-only", "StatefulSet", "builder", []string{"*"}, []string{"toolchain.*", "build.*"}, expires),
 		exc("stale", "Deployment", "late", []string{"*"}, []string{"*"}, time.Now().Add(-time.Minute)),
-		inNS("shop", &appsv1.Deployment{ObjectMeta: objMeta("runner", nil), Spec: appsv1.DeploymentSpec{Template: template(fat)}}),
+		inNS("shop", runner), inNS("shop", runnerRS), inNS("shop", runnerPod),
 		inNS("shop", &appsv1.StatefulSet{ObjectMeta: objMeta("builder", nil), Spec: appsv1.StatefulSetSpec{Template: template(fat)}}),
 		inNS("shop", &appsv1.Deployment{ObjectMeta: objMeta("late", nil), Spec: appsv1.DeploymentSpec{Template: template(fat)}}),
 		inNS("shop", &appsv1.Deployment{ObjectMeta: objMeta("other", nil), Spec: appsv1.DeploymentSpec{Template: template(fat)}}),
@@ -282,6 +288,9 @@ func TestScanReportsExceptedImagesAsSkipped(t *testing.T) {
 			t.Fatalf("%s: %v", w.Ref, w.Err)
 		}
 		for _, r := range w.Images {
+			if w.Name == "runner" && r.From != SourceRunning {
+				t.Errorf("runner: judged %s from %s, want the running digest", r.Reference, r.From)
+			}
 			g := got{Workload: w.String(), Policy: r.Policy, Result: r.Result, Rule: r.Rule()}
 			for _, e := range []string{"ci-runner", "go-only", "stale"} {
 				if strings.Contains(r.Message, "SlimImageException "+e) {
