@@ -43,13 +43,18 @@ type cluster struct {
 	warnings *devcluster.Warnings
 	// webhook is the webhook running in this process.
 	webhook *devcluster.Process
+	// dir holds the files the demo writes (kubeconfig, policy file) and
+	// the slimgate command cli builds.
+	dir string
+	cli *cliBuild
 }
 
 // host is the registry's host:port.
 func (c *cluster) host() string { return strings.TrimPrefix(c.registry.URL, "http://") }
 
-// stop stops the webhook, the API server and etcd, and the registry, in
-// that order; it is safe on a partly started cluster.
+// stop stops the webhook, the API server and etcd, the registry and the
+// build of the slimgate command, in that order, and removes the demo's
+// files; it is safe on a partly started cluster.
 func (c *cluster) stop() {
 	if c.webhook != nil {
 		_ = c.webhook.Stop(15 * time.Second)
@@ -60,6 +65,23 @@ func (c *cluster) stop() {
 	if c.registry != nil {
 		c.registry.Close()
 	}
+	if c.cli != nil {
+		c.cli.stop()
+	}
+	if c.dir != "" {
+		_ = os.RemoveAll(c.dir)
+	}
+}
+
+// startCLIBuild makes the demo's folder and starts building the slimgate
+// command of the repository at root into it.
+func (c *cluster) startCLIBuild(root string) error {
+	dir, err := os.MkdirTemp("", "slimgate-demo-")
+	if err != nil {
+		return err
+	}
+	c.dir, c.cli = dir, startCLIBuild(root, dir)
+	return nil
 }
 
 // startRegistry serves an in-memory registry on loopback.

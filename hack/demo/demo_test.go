@@ -91,20 +91,51 @@ func TestDemoShort(t *testing.T) {
 	if diff := cmp.Diff(wantEvents, evs); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
+	// The dry runs warn of the Pod that got in under Audit, as kubectl
+	// prints them.
+	preview := sections["Preview before enforcing (server-side dry run)"]
+	for _, want := range []string{
+		"$ kubectl label namespace demo-audit slimgate.dev/enabled=true --dry-run=server\n" +
+			"Warning: slimgate: policy opt-in-enforce (Enforce) would deny 1 running workload in namespace demo-audit:\n" +
+			"Warning:   Pod/go-single (toolchain.go, 230 MB)\n" +
+			"namespace/demo-audit labeled (server dry run)\n",
+		`$ kubectl patch sip cluster-audit --type merge -p '{"spec":{"mode":"Enforce"}}' --dry-run=server` + "\n" +
+			"Warning: slimgate: Enforce would deny 1 running workload in 1 namespace:\n" +
+			"Warning:   demo-audit/go-single (toolchain.go, 230 MB)\n" +
+			"slimimagepolicy.slimgate.dev/cluster-audit patched (server dry run)\n",
+	} {
+		if !strings.Contains(preview, want) {
+			t.Errorf("the preview section does not show\n%s\ngot:\n%s", want, preview)
+		}
+	}
+
+	// slimgate scan, built from the repository, judges every admitted
+	// Pod under the built-in policy.
+	cli := sections["slimgate scan (the CLI, against this cluster)"]
+	var scanned []string
+	for _, row := range rows(cli) {
+		if len(row) > 3 && strings.Contains(row[1], "/") {
+			scanned = append(scanned, strings.Join(row[:4], " "))
+		}
+	}
+	wantScanned := []string{
+		"demo-audit Pod/go-multistage pass default",
+		"demo-audit Pod/go-single fail default",
+		"demo-enforce Pod/go-multistage pass default",
+		"demo-untouched Pod/go-single fail default",
+	}
+	if diff := cmp.Diff(wantScanned, scanned); diff != "" {
+		t.Errorf("slimgate scan rows (-want +got):\n%s", diff)
+	}
+	for _, want := range []string{"$ slimgate scan --kubeconfig demo.kubeconfig -A --policy default-policy.yaml\n",
+		"\n2 of 4 workloads in violation, in 2 of 5 namespaces", "(policy default from default-policy.yaml)", "$ echo $?\n1\n"} {
+		if !strings.Contains(cli, want) {
+			t.Errorf("the slimgate scan section lacks %q:\n%s", want, cli)
+		}
+	}
 	if !strings.Contains(sections["Summary"], "Every outcome was the expected one.") {
 		t.Errorf("summary: %s", sections["Summary"])
 	}
-}
-
-// rows returns the fields of the table rows about a demo namespace.
-func rows(section string) [][]string {
-	var out [][]string
-	for _, l := range strings.Split(section, "\n") {
-		if strings.HasPrefix(l, "demo-") {
-			out = append(out, strings.Fields(l))
-		}
-	}
-	return out
 }
 
 // TestCheck feeds check outcomes that differ from slimgate's rules: each
@@ -143,6 +174,63 @@ func TestCheck(t *testing.T) {
 			got := check(tc.results, tc.events)
 			if len(got) != tc.want {
 				t.Errorf("check found %d problems, want %d: %q", len(got), tc.want, got)
+			}
+		})
+	}
+}
+
+// TestCheckPreviews feeds checkPreviews warnings that differ from what
+// the scan found: each must be reported.
+func TestCheckPreviews(t *testing.T) {
+	head := "slimgate: policy p (Enforce) would deny 2 running workloads in namespace demo-audit:"
+	for _, tc := range []struct {
+		name     string
+		warnings []string
+		want     int
+	}{
+		{"as expected", []string{head, "  Pod/a (toolchain.go, 1 MB)", "  Deployment/b (build.go)"}, 0},
+		{"one missing", []string{head, "  Pod/a (toolchain.go, 1 MB)"}, 1},
+		{"one too many", []string{head, "  Pod/a (toolchain.go, 1 MB)", "  Deployment/b (build.go)", "  Pod/c (toolchain.go)"}, 1},
+		{"wrong count", []string{"slimgate: would deny 3 running workloads", "  Pod/a (toolchain.go, 1 MB)", "  Deployment/b (build.go)"}, 1},
+		{"no warnings", nil, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := dryRun{command: "kubectl label", warnings: tc.warnings, want: []string{"Pod/a", "Deployment/b"}}
+			nothing := dryRun{command: "kubectl patch"}
+			got := checkPreviews(&previews{label: d, enforce: nothing})
+			if len(got) != tc.want {
+				t.Errorf("checkPreviews found %d problems, want %d: %q", len(got), tc.want, got)
+			}
+		})
+	}
+}
+
+// TestCheckCLI feeds checkCLI scan outputs that differ from slimgate's
+// rules: each must be reported.
+func TestCheckCLI(t *testing.T) {
+	bloated := &built{sample: sample{repo: "demo/go-api", tag: "single-stage", bloated: true}}
+	slim := &built{sample: sample{repo: "demo/go-api", tag: "multi-stage"}}
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "go-single", errors.New("refused"))
+	results := []result{
+		{workload: workload{ns: nsEnforce, name: "go-single", kind: "Pod", image: bloated}, err: forbidden, eval: policy.Result{Verdict: policy.VerdictDeny}},
+		{workload: workload{ns: nsAudit, name: "go-single", kind: "Pod", image: bloated}, eval: policy.Result{Verdict: policy.VerdictDeny}},
+		{workload: workload{ns: nsAudit, name: "go-multistage", kind: "Pod", image: slim}, eval: policy.Result{Verdict: policy.VerdictAllow}},
+	}
+	const header = "NAMESPACE  WORKLOAD  RESULT  POLICY\n"
+	for _, tc := range []struct {
+		name, stdout string
+		exit, want   int
+	}{
+		{"as expected", header + "demo-audit  Pod/go-multistage  pass  default\ndemo-audit  Pod/go-single  fail  default\n", 1, 0},
+		{"a bloated image passes", header + "demo-audit  Pod/go-multistage  pass  default\ndemo-audit  Pod/go-single  pass  default\n", 1, 1},
+		{"a workload missing", header + "demo-audit  Pod/go-single  fail  default\n", 1, 1},
+		{"a refused workload listed", header + "demo-audit  Pod/go-multistage  pass  default\ndemo-audit  Pod/go-single  fail  default\ndemo-enforce  Pod/go-single  fail  default\n", 1, 1},
+		{"exit status 0 with a violation", header + "demo-audit  Pod/go-multistage  pass  default\ndemo-audit  Pod/go-single  fail  default\n", 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := checkCLI(results, &cliRun{stdout: tc.stdout, exit: tc.exit})
+			if len(got) != tc.want {
+				t.Errorf("checkCLI found %d problems, want %d: %q", len(got), tc.want, got)
 			}
 		})
 	}

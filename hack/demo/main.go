@@ -3,8 +3,11 @@
 // configs are those of real official images, the webhook with the built-in
 // default policy, and sample workloads in three namespaces. It prints what
 // a person would want to read: a table of verdicts, the rejections as
-// kubectl prints them and the Events. It exits non-zero when anything
-// turns out other than expected, so it doubles as a smoke test.
+// kubectl prints them, the Events, the background scan's policy status
+// and Reports, the warnings a dry-run label or switch to Enforce returns,
+// and `slimgate scan` (the command, built from this repository) against
+// the same cluster. It exits non-zero when anything turns out other than
+// expected, so it doubles as a smoke test.
 //
 //	make demo                  # or: go run ./hack/demo [-short] [-v]
 package main
@@ -75,6 +78,10 @@ func run(ctx context.Context, out io.Writer, o opts) (err error) {
 	}
 	c := &cluster{}
 	defer c.stop()
+	// slimgate scan runs near the end: its build overlaps the setup.
+	if err := c.startCLIBuild(o.root); err != nil {
+		return err
+	}
 
 	fmt.Fprintln(out, "slimgate demo: the webhook and its default policy against a real kube-apiserver, all on this machine.")
 	section(out, "Registry")
@@ -133,7 +140,23 @@ func run(ctx context.Context, out io.Writer, o opts) (err error) {
 	section(out, "Background scan: policy status and Reports")
 	printScan(out, scan)
 
+	pv, err := preview(ctx, c, results)
+	if err != nil {
+		return err
+	}
+	section(out, "Preview before enforcing (server-side dry run)")
+	printPreviews(out, pv)
+
+	cli, err := runScanCLI(ctx, c)
+	if err != nil {
+		return err
+	}
+	section(out, "slimgate scan (the CLI, against this cluster)")
+	printCLI(out, cli)
+
 	problems := append(check(results, evs), checkScan(results, scan)...)
+	problems = append(problems, checkPreviews(pv)...)
+	problems = append(problems, checkCLI(results, cli)...)
 	section(out, "Summary")
 	fmt.Fprintf(out, "%d workloads: %d refused, %d admitted; %d Events. Finished in %s.\n",
 		len(results), count(results, true), count(results, false), len(evs), time.Since(start).Round(100*time.Millisecond))

@@ -196,6 +196,17 @@ func count(rs []result, denied bool) int {
 	return n
 }
 
+// rows returns the fields of the table rows about a demo namespace.
+func rows(section string) [][]string {
+	var out [][]string
+	for _, l := range strings.Split(section, "\n") {
+		if strings.HasPrefix(l, "demo-") {
+			out = append(out, strings.Fields(l))
+		}
+	}
+	return out
+}
+
 // section prints a heading.
 func section(out io.Writer, title string) {
 	fmt.Fprintf(out, "\n== %s\n", title)
@@ -347,4 +358,92 @@ func printEvents(out io.Writer, evs []eventsv1.Event, now time.Time) {
 		}
 	}
 	tw.Flush()
+}
+
+// printPreviews prints each dry run as kubectl shows it: the warnings on
+// stderr first, then the result.
+func printPreviews(out io.Writer, p *previews) {
+	fmt.Fprintln(out, "Before enforcing, ask: the webhook answers a namespace label change or a policy switched to Enforce with")
+	fmt.Fprintln(out, "warnings naming the running workloads Enforce would deny, from the scan's results (no registry request).")
+	fmt.Fprintln(out, "Both never deny, and --dry-run=server stores nothing.")
+	for _, d := range []dryRun{p.label, p.enforce} {
+		fmt.Fprintf(out, "\n$ %s\n", d.command)
+		for _, w := range d.warnings {
+			fmt.Fprintf(out, "Warning: %s\n", w)
+		}
+		fmt.Fprintln(out, d.printed)
+	}
+}
+
+// checkPreviews: each dry run's warnings name exactly the workloads the
+// default policy denies in the audited namespace, under a headline that
+// counts them.
+func checkPreviews(p *previews) []string {
+	var problems []string
+	for _, d := range []dryRun{p.label, p.enforce} {
+		if got, want := named(d.warnings), sorted(d.want); !slices.Equal(got, want) {
+			problems = append(problems, fmt.Sprintf("%s: the warnings name %q, want %q", d.command, got, want))
+			continue
+		}
+		head := fmt.Sprintf("would deny %d running %s", len(d.want), plural(len(d.want), "workload"))
+		if len(d.want) > 0 && (len(d.warnings) == 0 || !strings.Contains(d.warnings[0], head)) {
+			problems = append(problems, fmt.Sprintf("%s: the first warning %q does not say %q", d.command, d.warnings, head))
+		}
+	}
+	return problems
+}
+
+// printCLI prints the command, its output and its exit status as a shell
+// would show them.
+func printCLI(out io.Writer, r *cliRun) {
+	fmt.Fprintln(out, "The same engine from a laptop, with the caller's kubeconfig and no install: every namespace but the system")
+	fmt.Fprintln(out, "ones, judged under the built-in policy (Enforce everywhere), whatever the cluster's policies say.")
+	fmt.Fprintln(out, "default-policy.yaml is the built-in policy with the demo registry's settings (plain HTTP on loopback).")
+	fmt.Fprintf(out, "\n$ slimgate %s\n", strings.Join(r.args, " "))
+	fmt.Fprint(out, r.stdout)
+	fmt.Fprint(out, r.stderr)
+	fmt.Fprintf(out, "$ echo $?\n%d\n", r.exit)
+}
+
+// exitViolation is slimgate scan's exit status when a workload is in
+// violation.
+const exitViolation = 1
+
+// checkCLI: slimgate scan judges every admitted workload as the default
+// policy does (fail exactly when it denies the image), names no workload
+// the API server refused, and exits accordingly.
+func checkCLI(rs []result, r *cliRun) []string {
+	got := map[string]string{} // namespace/kind/name -> result
+	for _, row := range rows(r.stdout) {
+		if len(row) > 2 && strings.Contains(row[1], "/") {
+			got[row[0]+"/"+row[1]] = row[2]
+		}
+	}
+	var problems []string
+	violations := 0
+	for _, res := range rs {
+		key := res.ns + "/" + res.kind + "/" + res.name
+		if res.denied() {
+			if _, ok := got[key]; ok {
+				problems = append(problems, "slimgate scan: lists "+key+", which the API server refused")
+			}
+			continue
+		}
+		want := "pass"
+		if res.eval.Verdict == policy.VerdictDeny {
+			want = "fail"
+			violations++
+		}
+		if got[key] != want {
+			problems = append(problems, fmt.Sprintf("slimgate scan: %s is %q, want %q", key, got[key], want))
+		}
+	}
+	wantExit := 0
+	if violations > 0 {
+		wantExit = exitViolation
+	}
+	if r.exit != wantExit {
+		problems = append(problems, fmt.Sprintf("slimgate scan: exit status %d, want %d; stderr: %s", r.exit, wantExit, r.stderr))
+	}
+	return problems
 }

@@ -330,7 +330,7 @@ func unreviewedNotes(d events.Decision, pod *corev1.Pod) []events.ImageNote {
 	var out []events.ImageNote
 	for _, n := range d.Notes() {
 		out = append(out, events.ImageNote{Image: n.Image, Reason: events.ReasonUnreviewed,
-			Note: policy.Truncate(lead+would(d.Policy.Name, n.Reason)+"\n"+n.Note, events.MaxNote)})
+			Note: policy.Truncate(lead+would(d, n.Reason)+"\n"+n.Note, events.MaxNote)})
 	}
 	if len(out) > 0 {
 		return out
@@ -345,9 +345,10 @@ func unreviewedNotes(d events.Decision, pod *corev1.Pod) []events.ImageNote {
 		Note: policy.Truncate(lead+fmt.Sprintf("policy %s finds nothing in %s.", d.Policy.Name, strings.Join(refs, ", ")), events.MaxNote)}}
 }
 
-// would says what a review would have done, by the Event reason it would
-// have recorded.
-func would(policyName, reason string) string {
+// would says what the review of d would have done about an image, by the
+// Event reason it would have recorded.
+func would(d events.Decision, reason string) string {
+	policyName := d.Policy.Name
 	switch reason {
 	case events.ReasonRejected:
 		return "policy " + policyName + " would have refused this image."
@@ -359,6 +360,9 @@ func would(policyName, reason string) string {
 		return "policy " + policyName + " could not inspect this image."
 	case events.ReasonExcepted:
 		return "policy " + policyName + " would have admitted this image under an exception."
+	case events.ReasonGrandfathered:
+		owner := events.Regarding(d)
+		return "policy " + policyName + " would have admitted this image, grandfathered with its owner " + owner.Kind + " " + owner.Name + ", and recorded its findings there (" + reason + ")."
 	}
 	return "policy " + policyName + ": " + reason + "."
 }

@@ -132,8 +132,10 @@ const outage = 2500 * time.Millisecond
 // failurePolicy Ignore lets the controllers' Pods in unreviewed. Once the
 // webhook is back, it finds every Pod created while it was down and
 // records it (an ImageUnreviewed Event regarding the Pod, saying what the
-// review would have found, and slimgate_unreviewed_total), and none of
-// the Pods it reviewed before or after.
+// review would have decided, and slimgate_unreviewed_total), and none of
+// the Pods it reviewed before or after. The review would have
+// grandfathered them (existingWorkloads Keep: the ReplicaSet controller's
+// Pods with the template's image), and that is what the record says.
 func TestOutageDuringRolloutIsRecorded(t *testing.T) {
 	sel := map[string]string{"e2e.slimgate.dev/case": rand.String(8)}
 	ns := namespace(t, sel)
@@ -186,7 +188,8 @@ func TestOutageDuringRolloutIsRecorded(t *testing.T) {
 		if ev.Regarding.Kind != "Pod" || ev.Related == nil || ev.Related.Name != p.Name {
 			t.Errorf("event on %s regards %+v, related %+v", name, ev.Regarding, ev.Related)
 		}
-		for _, want := range []string{"without a review", e2e.reg.GoSDKApp(), "toolchain.go"} {
+		for _, want := range []string{"without a review", "grandfathered with its owner Deployment " + d.Name, "(ImageGrandfathered)",
+			"in the template of ReplicaSet " + d.Name + "-", e2e.reg.GoSDKApp(), "toolchain.go"} {
 			if !strings.Contains(ev.Note, want) {
 				t.Errorf("note on %s lacks %q:\n%s", name, want, ev.Note)
 			}
@@ -194,7 +197,7 @@ func TestOutageDuringRolloutIsRecorded(t *testing.T) {
 	}
 	// The webhook run again counts from 0; Pods created after the list
 	// above and before it was ready count too.
-	if got := metricValue(t, "slimgate_unreviewed_total", map[string]string{"policy": p.Name, "reason": "ImageAudited"}); int(got) < len(missed) {
+	if got := metricValue(t, "slimgate_unreviewed_total", map[string]string{"policy": p.Name, "reason": "ImageGrandfathered"}); int(got) < len(missed) {
 		t.Errorf("slimgate_unreviewed_total{policy=%s} = %v, want at least %d", p.Name, got, len(missed))
 	}
 
