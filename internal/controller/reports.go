@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
@@ -53,6 +54,14 @@ const (
 	PropAction     = "action"        // deny, warn or audit: what admission does with the finding
 	PropRules      = "rules"         // every rule id found, comma-separated
 	PropUnreviewed = "unreviewed"    // "true": a Pod of the workload got in without a review
+)
+
+// Result properties naming the SlimImageExceptions that waived findings
+// of an image (all of them: the result is skip; some: the rest decide).
+const (
+	PropExceptions = "exceptions"       // their names, comma-separated
+	PropExpires    = "exceptionsExpire" // when each expires (RFC 3339), in the same order
+	PropWaived     = "waivedRules"      // every rule id they waived, comma-separated
 )
 
 // ReportName is the name of the Report on policy in each namespace:
@@ -141,6 +150,17 @@ func reportResult(w fleet.WorkloadResult, r fleet.ImageResult, unreviewed bool, 
 	}
 	if len(r.Rules) > 1 {
 		props[PropRules] = strings.Join(r.Rules, ",")
+	}
+	if len(r.Waived) > 0 {
+		var names, expires, rules []string
+		for _, e := range r.Waived {
+			names = append(names, e.Exception)
+			expires = append(expires, e.Expires.UTC().Format(time.RFC3339))
+			rules = append(rules, e.Rules...)
+		}
+		props[PropExceptions] = strings.Join(names, ",")
+		props[PropExpires] = strings.Join(expires, ",")
+		props[PropWaived] = strings.Join(rules, ",")
 	}
 	msg := r.Message
 	if unreviewed {

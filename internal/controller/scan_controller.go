@@ -183,7 +183,7 @@ func (s *FleetScanner) elect(ctx context.Context) error {
 
 // watch triggers a scan on the changes that can change its results.
 func (s *FleetScanner) watch(ctx context.Context) error {
-	objs := []client.Object{&v1alpha1.SlimImagePolicy{}, &corev1.Namespace{}}
+	objs := []client.Object{&v1alpha1.SlimImagePolicy{}, &corev1.Namespace{}, &v1alpha1.SlimImageException{}}
 	for _, gvk := range admission.Kinds() {
 		o, err := s.Client.Scheme().New(gvk)
 		if err != nil {
@@ -223,8 +223,10 @@ func (s *FleetScanner) trigger() {
 }
 
 // changes reports whether an update can change what the scan finds: a
-// new generation (a policy's or workload's spec), a namespace's labels,
-// a Pod's images or the digests it runs.
+// new generation (a policy's, exception's or workload's spec), a
+// namespace's labels, a Pod's images or the digests it runs, an
+// exception's conditions (ExceptionReconciler marks it Expired when it
+// stops applying).
 func changes(old, cur any) bool {
 	o, ok1 := old.(client.Object)
 	c, ok2 := cur.(client.Object)
@@ -237,6 +239,14 @@ func changes(old, cur any) bool {
 	case *corev1.Pod:
 		op, ok := old.(*corev1.Pod)
 		return !ok || !slices.Equal(podImages(op), podImages(cp))
+	case *v1alpha1.SlimImageException:
+		oe, ok := old.(*v1alpha1.SlimImageException)
+		if !ok || o.GetGeneration() != c.GetGeneration() {
+			return true
+		}
+		return !slices.EqualFunc(oe.Status.Conditions, cp.Status.Conditions, func(a, b metav1.Condition) bool {
+			return a.Type == b.Type && a.Status == b.Status
+		})
 	}
 	return o.GetGeneration() != c.GetGeneration()
 }

@@ -231,11 +231,19 @@ func TestChangesThatTriggerAScan(t *testing.T) {
 	pod2.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "a", ImageID: "app@sha256:x"}}
 	pod3 := pod2.DeepCopy()
 	pod3.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady}}
+	exc := &v1alpha1.SlimImageException{ObjectMeta: metav1.ObjectMeta{Name: "e", Generation: 1}}
+	exc.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ExceptionExpired, Status: metav1.ConditionFalse, Reason: "InEffect"}}
+	excExpired := exc.DeepCopy()
+	excExpired.Status.Conditions[0].Status, excExpired.Status.Conditions[0].Reason = metav1.ConditionTrue, "Expired"
+	excMessage := exc.DeepCopy()
+	excMessage.Status.Conditions[0].Message = "in effect until tomorrow"
 	for _, tc := range []struct {
 		name     string
 		old, cur any
 		want     bool
 	}{
+		{"exception expires", exc, excExpired, true},
+		{"exception message", exc, excMessage, false},
 		{"deployment status", dep, dep2, false},
 		{"deployment spec", dep, dep3, true},
 		{"namespace labels", ns, ns2, true},
@@ -276,5 +284,47 @@ func TestReportsWrittenDespiteOneFailure(t *testing.T) {
 	var rep reportsv1alpha1.Report
 	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "staying", Name: ReportName("p")}, &rep); err != nil {
 		t.Fatalf("the other namespace's report: %v", err)
+	}
+}
+
+// TestReportsNameTheExceptions: a result of an image exceptions waived
+// names each exception, when it expires and the rules it waived; the
+// summary counts skips; a result no exception touched says nothing of
+// them.
+func TestReportsNameTheExceptions(t *testing.T) {
+	until := time.Date(2031, 7, 1, 12, 0, 0, 0, time.FixedZone("CEST", 2*3600))
+	skipped := imageResult("strict", "ci:1", fleet.ResultSkip, 0, "toolchain.go")
+	skipped.Waived = []fleet.Waived{{Waiver: policy.Waiver{Exception: "ci-runner", Namespace: "shop", Expires: until}, Rules: []string{"toolchain.go"}}}
+	partly := imageResult("strict", "builder:1", fleet.ResultFail, 0, "size.compressed")
+	partly.Waived = []fleet.Waived{
+		{Waiver: policy.Waiver{Exception: "go-only", Namespace: "shop", Expires: until}, Rules: []string{"toolchain.go", "build.go"}},
+		{Waiver: policy.Waiver{Exception: "gcc", Namespace: "shop", Expires: until.Add(time.Hour)}, Rules: []string{"toolchain.gcc"}},
+	}
+	reps := buildReports([]fleet.WorkloadResult{
+		workload("shop", "runner", deploymentKind, []string{"strict"}, skipped),
+		workload("shop", "builder", deploymentKind, []string{"strict"}, partly),
+		workload("shop", "web", deploymentKind, []string{"strict"}, imageResult("strict", "web:1", fleet.ResultPass, 0)),
+	}, nil, metav1.Now())
+	if len(reps) != 1 || len(reps[0].Results) != 3 {
+		t.Fatalf("reports %+v", reps)
+	}
+	type got struct {
+		Result                   string
+		Exceptions, Expire, Rule string
+	}
+	var have []got
+	for _, r := range reps[0].Results {
+		have = append(have, got{string(r.Result), r.Properties[PropExceptions], r.Properties[PropExpires], r.Properties[PropWaived]})
+	}
+	want := []got{
+		{"skip", "ci-runner", "2031-07-01T10:00:00Z", "toolchain.go"},
+		{"fail", "go-only,gcc", "2031-07-01T10:00:00Z,2031-07-01T11:00:00Z", "toolchain.go,build.go,toolchain.gcc"},
+		{"pass", "", "", ""},
+	}
+	if diff := cmp.Diff(want, have); diff != "" {
+		t.Fatalf("results (-want +got):\n%s", diff)
+	}
+	if s := reps[0].Summary; s.Skip != 1 || s.Fail != 1 || s.Pass != 1 {
+		t.Fatalf("summary %+v", s)
 	}
 }

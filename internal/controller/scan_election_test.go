@@ -27,7 +27,7 @@ func (j *countingJudge) PoliciesFor(context.Context, string) ([]*v1alpha1.SlimIm
 	return nil, nil
 }
 
-func (j *countingJudge) Assess(context.Context, string, *corev1.PodSpec, []admission.Image) ([]admission.Assessment, error) {
+func (j *countingJudge) Assess(context.Context, *admission.Workload, []admission.Image, []string) ([]admission.Assessment, error) {
 	return nil, nil
 }
 

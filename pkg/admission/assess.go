@@ -3,8 +3,6 @@ package admission
 import (
 	"context"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/pkg/policy"
 )
@@ -23,6 +21,10 @@ type Assessment struct {
 	// Findings are the findings of that action, without repeats across
 	// platforms.
 	Findings []policy.Finding
+	// Excepted are the findings that the namespace's exceptions waive
+	// (each names its exception in Excepted), of any action, one per
+	// rule: they count towards neither Action nor Findings.
+	Excepted []policy.Finding
 	// Digest is the manifest digest judged (of the first platform); empty
 	// when the image was not inspected.
 	Digest string
@@ -49,35 +51,53 @@ func (h *Handler) PoliciesFor(ctx context.Context, namespace string) ([]*v1alpha
 	return out, nil
 }
 
-// Assess judges imgs, images of a workload that runs in namespace, under
-// every policy that selects the namespace, as a review of the workload's
-// creation would (the same bounds, exclusions, inspections and
-// evaluations), and records nothing. spec supplies the credentials (its
-// service account and image pull secrets). Tags are not resolved anew
-// (registry.Request.Revalidate): a scan reads what the cache holds, for
-// as long as it holds it. It returns one Assessment per image and policy
-// that judges it (an excluded image has none), in the order of imgs.
-func (h *Handler) Assess(ctx context.Context, namespace string, spec *corev1.PodSpec, imgs []Image) ([]Assessment, error) {
+// Assess judges imgs, images of w, a workload that exists, under every
+// policy that selects its namespace, as a review of the workload's
+// creation would (the same bounds, exclusions, inspections, evaluations
+// and exceptions, by the clock of Options.Now), and records nothing.
+// w.Spec supplies the credentials (its service account and image pull
+// secrets); w.Kind and w.Object the workload exceptions name. written,
+// when not nil, holds for each image of imgs the reference the workload
+// writes, when it differs from the one judged (a scan judges the digest a
+// Pod runs): exceptions match images as written. Tags are not resolved
+// anew (registry.Request.Revalidate): a scan reads what the cache holds,
+// for as long as it holds it. It returns one Assessment per image and
+// policy that judges it (an excluded image has none), in the order of
+// imgs.
+func (h *Handler) Assess(ctx context.Context, w *Workload, imgs []Image, written []string) ([]Assessment, error) {
 	var named []Image
-	for _, img := range imgs {
-		if img.Reference != "" {
-			named = append(named, img)
+	var writtenOf map[Image]string
+	for i, img := range imgs {
+		if img.Reference == "" {
+			continue
+		}
+		named = append(named, img)
+		if i < len(written) && written[i] != "" && written[i] != img.Reference {
+			if writtenOf == nil {
+				writtenOf = map[Image]string{}
+			}
+			writtenOf[img] = written[i]
 		}
 	}
 	if len(named) == 0 {
 		return nil, nil
 	}
+	namespace := w.Object.GetNamespace()
 	policies, err := h.policiesFor(ctx, namespace)
 	if err != nil || len(policies) == 0 {
 		return nil, err
 	}
-	js := h.judge(ctx, namespace, spec, named, policies, false)
+	js := h.judge(ctx, namespace, w.Spec, named, policies, false)
+	if js, err = h.waive(ctx, namespace, w, js, writtenOf, h.opts.Now()); err != nil {
+		return nil, err
+	}
 	out := make([]Assessment, 0, len(js))
 	for _, j := range js {
 		a := Assessment{Image: j.image, Policy: j.policy, Action: j.strictest()}
 		if a.Action != "" {
 			a.Findings = j.findings(a.Action)
 		}
+		a.Excepted = j.excepted()
 		for _, r := range j.results {
 			if a.Digest == "" {
 				a.Digest = r.Digest

@@ -1,10 +1,10 @@
 package admission
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -78,8 +78,10 @@ func exceptionSize(e *v1alpha1.SlimImageException) int64 {
 }
 
 // waive marks the findings that the namespace's exceptions waive (see
-// exception.Waive), for the policies that honour them.
-func (h *Handler) waive(ctx context.Context, namespace string, w *Workload, js []judgment, now time.Time) ([]judgment, error) {
+// exception.Waive), for the policies that honour them. written maps an
+// image judged in the stead of the one the workload writes to the one
+// written, which exceptions match; nil when each is judged as written.
+func (h *Handler) waive(ctx context.Context, namespace string, w *Workload, js []judgment, written map[Image]string, now time.Time) ([]judgment, error) {
 	active := h.exceptionsIn(ctx, namespace, now)
 	if len(active) == 0 {
 		return js, nil
@@ -100,7 +102,7 @@ func (h *Handler) waive(ctx context.Context, namespace string, w *Workload, js [
 			list = j.gate.Honours(nsLabels, active)
 			honoured[j.policy] = list
 		}
-		s := exception.Subject{Policy: j.policy.Name, Image: j.image.Reference, Workloads: workloads, Container: j.image.Container}
+		s := exception.Subject{Policy: j.policy.Name, Image: cmp.Or(written[j.image], j.image.Reference), Workloads: workloads, Container: j.image.Container}
 		results := make([]policy.Result, len(j.results))
 		for k, r := range j.results {
 			var used []*exception.Exception
@@ -148,8 +150,7 @@ func waivedLines(j judgment) []string {
 		if len(rules) == 0 {
 			continue
 		}
-		lines = append(lines, fmt.Sprintf("%s: %s waived by SlimImageException %s until %s: %s", j.subject(),
-			strings.Join(rules, ", "), e.Name, e.Expires.UTC().Format(time.RFC3339), policy.Truncate(e.Reason, 256)))
+		lines = append(lines, j.subject()+": "+e.Waiver().Waives(rules))
 	}
 	return lines
 }

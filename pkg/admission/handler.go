@@ -192,7 +192,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	// Exceptions are judged by the clock at the time of decision: one
 	// that expired a moment ago no longer applies.
 	now := h.opts.Now()
-	if judgments, err = h.waive(ctx, namespace, w, judgments, now); err != nil {
+	if judgments, err = h.waive(ctx, namespace, w, judgments, nil, now); err != nil {
 		log.Error(err, "reading the namespace for exceptions")
 		return admission.Errored(http.StatusInternalServerError, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
@@ -22,16 +21,17 @@ import (
 type Judge interface {
 	// PoliciesFor returns the policies that select a namespace.
 	PoliciesFor(ctx context.Context, namespace string) ([]*v1alpha1.SlimImagePolicy, error)
-	// Assess judges images of a workload of namespace under those
-	// policies (see admission.Handler.Assess).
-	Assess(ctx context.Context, namespace string, spec *corev1.PodSpec, imgs []admission.Image) ([]admission.Assessment, error)
+	// Assess judges images of a workload under the policies that select
+	// its namespace, exceptions applied to the references written (see
+	// admission.Handler.Assess).
+	Assess(ctx context.Context, w *admission.Workload, imgs []admission.Image, written []string) ([]admission.Assessment, error)
 }
 
 // Result is what a policy makes of one image, in the words of the
 // OpenReports API (openreports.io).
 type Result string
 
-// Results. Skip is reserved for images an exception covers.
+// Results. Skip is an image whose findings exceptions all waive.
 const (
 	ResultPass  Result = "pass"
 	ResultFail  Result = "fail"
@@ -48,19 +48,32 @@ type ImageResult struct {
 	// Result: fail for a finding whose action is deny or audit (Audit
 	// records what Enforce would deny), warn for warn, error when the
 	// image could not be inspected for a reason that is not the image's
-	// own doing (registry.Reason.Invalid), pass otherwise.
+	// own doing (registry.Reason.Invalid), skip when exceptions waive
+	// every finding, pass otherwise. Waived findings count for nothing
+	// else.
 	Result Result
 	// Action is the admission action of the findings ("" for none).
 	Action policy.Action
-	// Rules are the rule ids of the findings, without repeats; Rule the
-	// first, or RulePass.
+	// Rules are the rule ids of the findings, without repeats (of a skip,
+	// the rules waived); Rule the first, or RulePass.
 	Rules []string
-	// Message says what was found, in one line.
+	// Message says what was found, in one line, and which exceptions
+	// waived what.
 	Message string
+	// Waived are the exceptions that waived findings, in the order of
+	// the findings, each with the rules it waived.
+	Waived []Waived
 	// Digest is the manifest digest judged, when inspected.
 	Digest string
 	// BloatBytes is the compressed size of the image's toolchain layers.
 	BloatBytes int64
+}
+
+// Waived is an exception that waived findings of an image.
+type Waived struct {
+	policy.Waiver
+	// Rules are the rule ids it waived.
+	Rules []string
 }
 
 // RulePass is the rule id of a result with no findings.
@@ -260,12 +273,13 @@ func (s *Scanner) judge(ctx context.Context, w *Workload, policies []string, tim
 		spec = &w.Pods[0].Spec
 	}
 	imgs := make([]admission.Image, len(targets))
+	written := make([]string, len(targets))
 	for i, t := range targets {
-		imgs[i] = t.Image
+		imgs[i], written[i] = t.Image, t.Written
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	as, err := s.Judge.Assess(ctx, res.Namespace, spec, imgs)
+	as, err := s.Judge.Assess(ctx, &admission.Workload{Object: w.Object, Kind: w.Kind, Spec: spec, Path: w.Path}, imgs, written)
 	if err != nil {
 		res.Err = fmt.Errorf("judging %s: %w", res.Ref, err)
 		return res
@@ -302,11 +316,46 @@ func imageResult(t Target, a admission.Assessment) ImageResult {
 		r.Result = ResultWarn
 	case a.Action != "":
 		r.Result = ResultFail
+	case len(a.Excepted) > 0:
+		r.Result = ResultSkip
 	}
+	r.Waived = waived(a.Excepted)
 	if r.Message == "" {
 		r.Message = message(a)
 	}
+	var lines []string
+	for _, w := range r.Waived {
+		if r.Result == ResultSkip {
+			r.Rules = append(r.Rules, w.Rules...)
+		}
+		lines = append(lines, w.Waives(w.Rules))
+	}
+	switch {
+	case r.Result == ResultSkip:
+		r.Message = strings.Join(lines, "; ")
+	case len(lines) > 0:
+		r.Message += "; " + strings.Join(lines, "; ")
+	}
 	return r
+}
+
+// waived groups the findings exceptions waived by exception, in the
+// order of the findings.
+func waived(excepted []policy.Finding) []Waived {
+	var out []Waived
+	for _, f := range excepted {
+		at := slices.IndexFunc(out, func(w Waived) bool {
+			return w.Exception == f.Excepted.Exception && w.Namespace == f.Excepted.Namespace
+		})
+		if at < 0 {
+			at = len(out)
+			out = append(out, Waived{Waiver: *f.Excepted})
+		}
+		if !slices.Contains(out[at].Rules, f.Rule) {
+			out[at].Rules = append(out[at].Rules, f.Rule)
+		}
+	}
+	return out
 }
 
 // message is one line on an assessment: its first finding, the bloat, and

@@ -2,7 +2,9 @@ package fleet
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -11,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -229,5 +232,94 @@ func TestScanLeavesExcludedNamespacesOut(t *testing.T) {
 	}
 	if len(results) != 1 || results[0].Namespace != "shop" {
 		t.Fatalf("results = %+v, want shop's workload only", results)
+	}
+}
+
+// TestScanReportsExceptedImagesAsSkipped: an image whose findings under a
+// policy are all waived by exceptions of its namespace is skip, naming
+// the exception and its expiry; a partly waived one keeps the verdict of
+// the rest and names the exception too; an expired exception, or one of
+// another workload, waives nothing.
+func TestScanReportsExceptedImagesAsSkipped(t *testing.T) {
+	f := newScanFixture(t)
+	for _, o := range f.objects {
+		if p, ok := o.(*v1alpha1.SlimImagePolicy); ok && p.Name == "strict" {
+			p.Spec.SizeBudget.MaxCompressed = resource.NewQuantity(1, resource.BinarySI) // every image is over it
+		}
+	}
+	fat := f.regs.GoSDKApp()
+	expires := time.Now().Add(30 * 24 * time.Hour).UTC().Truncate(time.Second)
+	exc := func(name, kind, workload string, policies, rules []string, expires time.Time) *v1alpha1.SlimImageException {
+		return &v1alpha1.SlimImageException{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, CreationTimestamp: metav1.NewTime(expires.Add(-time.Hour))},
+			Spec: v1alpha1.SlimImageExceptionSpec{Policies: policies, Rules: rules, Images: []string{fat},
+				Workloads: []v1alpha1.ExceptionWorkload{{Kind: v1alpha1.WorkloadKind(kind), Name: workload}},
+				Reason:    "builds code", Expires: metav1.NewTime(expires)},
+		}
+	}
+	// runner runs the fat image: its running digest is judged, and the
+	// exception, which names the image as the spec writes it, waives it.
+	runner := &appsv1.Deployment{ObjectMeta: objMeta("runner", nil), Spec: appsv1.DeploymentSpec{Template: template(fat)}}
+	runnerRS := &appsv1.ReplicaSet{ObjectMeta: objMeta("runner-1", runner), Spec: appsv1.ReplicaSetSpec{Template: template(fat)}}
+	runnerPod := pod("runner-1-x", runnerRS, fat)
+	runnerPod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "a", Image: fat, ImageID: fat[:len(fat)-len(":1")] + "@" + f.fatDigest}}
+	f.add(
+		exc("ci-runner", "Deployment", "runner", []string{"strict", "watch"}, []string{"*"}, expires),
+		exc("go-only", "StatefulSet", "builder", []string{"*"}, []string{"toolchain.*", "build.*"}, expires),
+		exc("stale", "Deployment", "late", []string{"*"}, []string{"*"}, time.Now().Add(-time.Minute)),
+		inNS("shop", runner), inNS("shop", runnerRS), inNS("shop", runnerPod),
+		inNS("shop", &appsv1.StatefulSet{ObjectMeta: objMeta("builder", nil), Spec: appsv1.StatefulSetSpec{Template: template(fat)}}),
+		inNS("shop", &appsv1.Deployment{ObjectMeta: objMeta("late", nil), Spec: appsv1.DeploymentSpec{Template: template(fat)}}),
+		inNS("shop", &appsv1.Deployment{ObjectMeta: objMeta("other", nil), Spec: appsv1.DeploymentSpec{Template: template(fat)}}),
+	)
+	results, err := f.scanner(t).Scan(context.Background(), []string{"shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		Workload, Policy string
+		Result           Result
+		Rule             string
+		Names            string // the exception the message names, if any
+	}
+	var have []got
+	for _, w := range results {
+		if w.Err != nil {
+			t.Fatalf("%s: %v", w.Ref, w.Err)
+		}
+		for _, r := range w.Images {
+			if w.Name == "runner" && r.From != SourceRunning {
+				t.Errorf("runner: judged %s from %s, want the running digest", r.Reference, r.From)
+			}
+			g := got{Workload: w.String(), Policy: r.Policy, Result: r.Result, Rule: r.Rule()}
+			for _, e := range []string{"ci-runner", "go-only", "stale"} {
+				if strings.Contains(r.Message, "SlimImageException "+e) {
+					g.Names = e
+					if !strings.Contains(r.Message, expires.Format(time.RFC3339)) {
+						t.Errorf("%s under %s: message %q does not say when %s expires (%s)", w.Ref, r.Policy, r.Message, e, expires.Format(time.RFC3339))
+					}
+				}
+			}
+			have = append(have, g)
+		}
+	}
+	want := []got{
+		{"Deployment/shop/late", "strict", ResultFail, "toolchain.go", ""},
+		{"Deployment/shop/late", "watch", ResultWarn, "toolchain.go", ""},
+		{"Deployment/shop/other", "strict", ResultFail, "toolchain.go", ""},
+		{"Deployment/shop/other", "watch", ResultWarn, "toolchain.go", ""},
+		{"Deployment/shop/runner", "strict", ResultSkip, "toolchain.go", "ci-runner"},
+		{"Deployment/shop/runner", "watch", ResultSkip, "toolchain.go", "ci-runner"},
+		{"StatefulSet/shop/builder", "strict", ResultFail, policy.RuleSizeCompressed, "go-only"},
+		{"StatefulSet/shop/builder", "watch", ResultSkip, "toolchain.go", "go-only"},
+	}
+	if diff := cmp.Diff(want, have); diff != "" {
+		t.Fatalf("results (-want +got):\n%s", diff)
+	}
+	// Skipped images are in no violation: only late and other are.
+	for _, s := range Summarise(results) {
+		if s.WorkloadsScanned != 4 || s.WorkloadsInViolation != map[string]int{"strict": 3, "watch": 2}[s.Policy] {
+			t.Errorf("summary of %s: %d scanned, %d in violation", s.Policy, s.WorkloadsScanned, s.WorkloadsInViolation)
+		}
 	}
 }

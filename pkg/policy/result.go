@@ -1,6 +1,10 @@
 package policy
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Action is what a finding does to an admission request.
 type Action string
@@ -56,6 +60,14 @@ type Waiver struct {
 	Reason string `json:"reason"`
 	// Expires is when it stops applying.
 	Expires time.Time `json:"expires"`
+}
+
+// Waives words the waiver of rules in one line, the same in Events,
+// reports and scans, e.g. "toolchain.go waived by SlimImageException
+// ci-runner until 2025-07-01T00:00:00Z: the runner builds code".
+func (w *Waiver) Waives(rules []string) string {
+	return fmt.Sprintf("%s waived by SlimImageException %s until %s: %s", strings.Join(rules, ", "),
+		w.Exception, w.Expires.UTC().Format(time.RFC3339), Truncate(w.Reason, 256))
 }
 
 // Evidence points at what triggered a finding. Only the fields that apply

@@ -33,6 +33,9 @@ type fleetWorkload struct {
 	fat bool
 	// running: its Pods report the digests they run, which are judged.
 	running bool
+	// excepted names the SlimImageException that waives its fat image:
+	// the Report says skip and names it; admission admits it.
+	excepted string
 }
 
 // podTemplate is a template of one "app" container (and an "init" one
@@ -123,6 +126,17 @@ func TestBackgroundScanReportsTheFleet(t *testing.T) {
 		{obj: d.make("Deployment", "zero", fat, "", 0), fat: true},
 		{obj: d.make("Job", "batch", slim, "", 1), running: true},
 	}
+	// A CI runner in the first namespace runs a Go SDK image of its own,
+	// which an exception there waives: as written in the spec, while the
+	// scan judges the digest its Pod runs.
+	runner := pushImage(t, devcluster.GoSDKApp(), "ci-runner-"+rand.String(5))
+	exc := &v1alpha1.SlimImageException{ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: "ci-runner"},
+		Spec: v1alpha1.SlimImageExceptionSpec{Policies: []string{label}, Rules: []string{"*"}, Images: []string{runner},
+			Reason: "the runner builds code", Expires: metav1.NewTime(time.Now().Add(48 * time.Hour).Truncate(time.Second))}}
+	if err := e2e.client.Create(ctx, exc); err != nil {
+		t.Fatal(err)
+	}
+	fleet = append(fleet, fleetWorkload{obj: a.make("Deployment", "runner", runner, "", 1), running: true, excepted: exc.Name})
 	for _, w := range fleet {
 		if err := e2e.client.Create(ctx, w.obj); err != nil {
 			t.Fatalf("creating %T %s: %v", w.obj, w.obj.GetName(), err)
@@ -206,6 +220,21 @@ func TestBackgroundScanReportsTheFleet(t *testing.T) {
 	waitScan(t, p.Name, len(fleet), countFat(fleet))
 }
 
+// pushImage pushes a new build of an image (new random layers, so a new
+// digest) to repo:1 in the open registry and returns its reference.
+func pushImage(t *testing.T, b devcluster.ImageSpec, repo string) string {
+	t.Helper()
+	img, err := b.Build(512, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := e2e.reg.Open + "/" + repo + ":1"
+	if err := devcluster.Push(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
 func countFat(fleet []fleetWorkload) int {
 	n := 0
 	for _, w := range fleet {
@@ -270,7 +299,7 @@ func checkReports(t *testing.T, policyName string, nss []string, fleet []fleetWo
 		if rep.Source != controller.ReportSource {
 			t.Errorf("%s: source %q", ns, rep.Source)
 		}
-		failed := map[string]bool{}
+		failed, skipped := map[string]bool{}, map[string]bool{}
 		for _, r := range rep.Results {
 			if len(r.Subjects) != 1 {
 				t.Fatalf("%s: result %+v has %d subjects", ns, r, len(r.Subjects))
@@ -282,6 +311,13 @@ func checkReports(t *testing.T, policyName string, nss []string, fleet []fleetWo
 				continue
 			}
 			seen[key] = true
+			if r.Result == "skip" {
+				skipped[key] = true
+				if w.excepted == "" || r.Properties[controller.PropExceptions] != w.excepted ||
+					r.Properties[controller.PropExpires] == "" || !strings.Contains(r.Description, "SlimImageException "+w.excepted+" until ") {
+					t.Errorf("%s: skip %+v, want it naming exception %q and its expiry", key, r, w.excepted)
+				}
+			}
 			if r.Result == "fail" {
 				failed[key] = true
 				if r.Rule == "" || r.Description == "" {
@@ -300,9 +336,12 @@ func checkReports(t *testing.T, policyName string, nss []string, fleet []fleetWo
 			if strings.HasPrefix(key, ns+"/") && w.fat != failed[key] {
 				t.Errorf("%s: fail in the report %v, want %v", key, failed[key], w.fat)
 			}
+			if strings.HasPrefix(key, ns+"/") && (w.excepted != "") != skipped[key] {
+				t.Errorf("%s: skip in the report %v, want it where an exception applies (%q)", key, skipped[key], w.excepted)
+			}
 		}
 		// Each fat workload has one fat image.
-		if rep.Summary.Fail != len(failed) {
+		if rep.Summary.Fail != len(failed) || rep.Summary.Skip != len(skipped) {
 			t.Errorf("%s: summary %+v, %d workloads failed", ns, rep.Summary, len(failed))
 		}
 	}

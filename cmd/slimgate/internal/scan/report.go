@@ -50,7 +50,7 @@ type workloadReport struct {
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
-	// Result is the worst of its images': error, fail, warn or pass.
+	// Result is the worst of its images': error, fail, warn, skip or pass.
 	Result string        `json:"result"`
 	Error  string        `json:"error,omitempty"`
 	Images []imageReport `json:"images"`
@@ -182,7 +182,7 @@ func workloadOf(res *fleet.WorkloadResult) workloadReport {
 
 // severity orders results: the worst of a workload's images is its own.
 func severity(result string) int {
-	return slices.Index([]fleet.Result{fleet.ResultPass, fleet.ResultWarn, fleet.ResultFail, fleet.ResultError}, fleet.Result(result))
+	return slices.Index([]fleet.Result{fleet.ResultPass, fleet.ResultSkip, fleet.ResultWarn, fleet.ResultFail, fleet.ResultError}, fleet.Result(result))
 }
 
 // inViolation reports whether any image of the workload violates any

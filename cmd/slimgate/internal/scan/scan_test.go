@@ -1,10 +1,12 @@
 package scan
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -223,5 +225,33 @@ func TestScanClusterPolicies(t *testing.T) {
 	}
 	if r.PolicySource != "cluster" || r.Workloads[0].Images[0].Policy != "shop-only" {
 		t.Errorf("policy source %q, policy %q: want cluster, shop-only", r.PolicySource, r.Workloads[0].Images[0].Policy)
+	}
+}
+
+// TestScanHonoursExceptions: a SlimImageException of shop waives the Go
+// SDK image of Deployment api as a review would: its result is skip,
+// naming the exception; StatefulSet db, which it does not name, still
+// fails.
+func TestScanHonoursExceptions(t *testing.T) {
+	needCluster(t)
+	e := &v1alpha1.SlimImageException{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api-builds"},
+		Spec: v1alpha1.SlimImageExceptionSpec{Policies: []string{"*"}, Rules: []string{"*"}, Images: []string{fx.regs.GoSDKApp()},
+			Workloads: []v1alpha1.ExceptionWorkload{{Kind: "Deployment", Name: "api"}},
+			Reason:    "the api image is slimmed next sprint", Expires: metav1.NewTime(time.Now().Add(24 * time.Hour))}}
+	if err := fx.kube.Create(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fx.kube.Delete(context.Background(), e) })
+	r := scanJSON(t, ExitViolation, "--kubeconfig", fx.admin, "-n", "shop", "--policy", fx.policy)
+	want := []string{
+		"shop Deployment/api skip spec:skip:toolchain.go,toolchain.cc,build.go",
+		"shop Deployment/web pass spec:pass:",
+		"shop StatefulSet/db fail spec:fail:size.compressed",
+	}
+	if diff := cmp.Diff(want, verdicts(r)); diff != "" {
+		t.Errorf("verdicts (-want +got):\n%s", diff)
+	}
+	if msg := r.Workloads[0].Images[0].Message; !strings.Contains(msg, "SlimImageException api-builds until ") {
+		t.Errorf("the excepted image's message %q does not name the exception", msg)
 	}
 }

@@ -17,11 +17,11 @@ import (
 	"slimgate.dev/slimgate/pkg/policy"
 )
 
-// snapshot is the client.Reader the engine judges with: the policies and
-// the namespaces (their labels select policies) read once at the start,
-// and the API server for the rest (service accounts and pull secrets).
-// The engine reads both for every workload; from the API server that
-// would be two requests each.
+// snapshot is the client.Reader the engine judges with: the policies, the
+// namespaces (their labels select policies) and their SlimImageExceptions
+// read once at the start, and the API server for the rest (service
+// accounts and pull secrets). The engine reads all three for every
+// workload; from the API server that would be three requests each.
 type snapshot struct {
 	client.Reader
 	// policies are the policies judged under, each with a UID and a
@@ -30,6 +30,9 @@ type snapshot struct {
 	// namespaces are the namespaces scanned, by name, sorted in names.
 	namespaces map[string]*corev1.Namespace
 	names      []string
+	// exceptions are the exceptions of each namespace scanned (none where
+	// the API is missing or the caller may not read them).
+	exceptions map[string][]v1alpha1.SlimImageException
 	// skipped are the system namespaces -A left out.
 	skipped []string
 	// source says where the policies come from: "built-in", the file, or
@@ -71,7 +74,31 @@ func read(ctx context.Context, c client.Reader, names []string, o options) (*sna
 	}
 	slices.Sort(s.names)
 	slices.Sort(s.skipped)
+	if err := s.readExceptions(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// readExceptions reads the exceptions of the namespaces scanned, which
+// waive findings there as they do in reviews. A cluster without the API,
+// or a namespace whose exceptions the caller may not read, has none.
+func (s *snapshot) readExceptions(ctx context.Context) error {
+	s.exceptions = map[string][]v1alpha1.SlimImageException{}
+	for _, n := range s.names {
+		var list v1alpha1.SlimImageExceptionList
+		err := s.Reader.List(ctx, &list, client.InNamespace(n))
+		switch {
+		case meta.IsNoMatchError(err) || apierrors.IsNotFound(err):
+			return nil
+		case apierrors.IsForbidden(err):
+			continue
+		case err != nil:
+			return fmt.Errorf("listing the SlimImageExceptions of %s: %w", n, err)
+		}
+		s.exceptions[n] = list.Items
+	}
+	return nil
 }
 
 // readPolicies reads --policy, the built-in policy, or with
@@ -127,14 +154,26 @@ func (s *snapshot) Get(ctx context.Context, key client.ObjectKey, obj client.Obj
 	return s.Reader.Get(ctx, key, obj, opts...)
 }
 
-// List implements client.Reader: the policies from the snapshot.
+// List implements client.Reader: the policies, and the exceptions of a
+// namespace scanned, from the snapshot.
 func (s *snapshot) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	if l, ok := list.(*v1alpha1.SlimImagePolicyList); ok {
+	switch l := list.(type) {
+	case *v1alpha1.SlimImagePolicyList:
 		l.Items = make([]v1alpha1.SlimImagePolicy, len(s.policies))
 		for i := range s.policies {
 			s.policies[i].DeepCopyInto(&l.Items[i])
 		}
 		return nil
+	case *v1alpha1.SlimImageExceptionList:
+		var o client.ListOptions
+		o.ApplyOptions(opts)
+		if items, ok := s.exceptions[o.Namespace]; ok || slices.Contains(s.names, o.Namespace) {
+			l.Items = make([]v1alpha1.SlimImageException, len(items))
+			for i := range items {
+				items[i].DeepCopyInto(&l.Items[i])
+			}
+			return nil
+		}
 	}
 	return s.Reader.List(ctx, list, opts...)
 }
