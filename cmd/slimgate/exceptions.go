@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/internal/capped"
 	"slimgate.dev/slimgate/pkg/exception"
 )
 
@@ -26,7 +26,7 @@ func loadExceptions(o options, pol *v1alpha1.SlimImagePolicy, now time.Time, std
 	if o.exceptionsFile == "" {
 		return nil, nil
 	}
-	data, err := readCapped(o.exceptionsFile, maxExceptionsFile)
+	data, err := capped.ReadFile(o.exceptionsFile, maxExceptionsFile)
 	if err != nil {
 		return nil, err
 	}
@@ -68,21 +68,4 @@ func loadExceptions(o options, pol *v1alpha1.SlimImagePolicy, now time.Time, std
 		fmt.Fprintf(stderr, "slimgate check: %d exceptions not applied: at most %d per namespace, the first by name\n", left, exception.MaxPerNamespace)
 	}
 	return out, nil
-}
-
-// readCapped reads a file of at most limit bytes.
-func readCapped(file string, limit int64) ([]byte, error) {
-	fh, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", file, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", file, limit)
-	}
-	return data, nil
 }

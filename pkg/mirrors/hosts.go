@@ -12,6 +12,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
+
+	"slimgate.dev/slimgate/internal/capped"
 )
 
 // hostSettings are the settings of one host of a hosts.toml, and of its
@@ -64,7 +66,7 @@ func LoadDir(dir string) (*Table, error) {
 	}
 	return collect(names, func(folder string) (string, Mirror, error) {
 		file := filepath.Join(dir, folder, "hosts.toml")
-		data, err := readCapped(file)
+		data, err := capped.ReadFile(file, MaxFileBytes)
 		if errors.Is(err, os.ErrNotExist) {
 			return "", Mirror{}, nil
 		}

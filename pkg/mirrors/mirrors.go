@@ -3,16 +3,16 @@ package mirrors
 import (
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"sigs.k8s.io/yaml"
+
+	"slimgate.dev/slimgate/internal/capped"
 )
 
 // Bounds of a configuration: hostile or mistaken input stays small.
@@ -181,7 +181,7 @@ func collect(entries []string, mirror func(entry string) (string, Mirror, error)
 
 // Load reads the YAML form from a file.
 func Load(file string) (*Table, error) {
-	data, err := readCapped(file)
+	data, err := capped.ReadFile(file, MaxFileBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -205,23 +205,6 @@ func LoadConfig(file, dir string) (*Table, error) {
 		return LoadDir(dir)
 	}
 	return nil, nil
-}
-
-// readCapped reads a file of at most MaxFileBytes.
-func readCapped(file string) ([]byte, error) {
-	fh, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, MaxFileBytes+1))
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("reading %s: %w", file, err)
-	case len(data) > MaxFileBytes:
-		return nil, fmt.Errorf("%s is larger than %d bytes", file, MaxFileBytes)
-	}
-	return data, nil
 }
 
 // add checks an upstream host and its mirror and adds them.

@@ -2,10 +2,9 @@ package policy
 
 import (
 	"fmt"
-	"io"
-	"os"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
+	"slimgate.dev/slimgate/internal/capped"
 )
 
 // maxFile caps what ReadFile reads; Load rejects anything near it anyway.
@@ -18,17 +17,9 @@ func ReadFile(path string) (*v1alpha1.SlimImagePolicy, error) {
 	if path == "" {
 		return Default(), nil
 	}
-	fh, err := os.Open(path)
+	data, err := capped.ReadFile(path, maxFile)
 	if err != nil {
 		return nil, err
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if len(data) > maxFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFile)
 	}
 	p, err := Load(data)
 	if err != nil {
