@@ -44,25 +44,29 @@ envtest-assets: ## Build kube-apiserver and etcd from the Go module proxy (cache
 registry-server: ## Install the distribution registry server (Debian docker-registry) for integration tests.
 	@hack/install-registry.sh
 
-# `make test` runs every package twice: once as built for production,
+# `make test` runs the packages twice: once as built for production,
 # where the tests of hostile input assert allocations and time (the race
 # detector changes both: sync.Pool drops its items, so regexp allocates
 # anew on every match, and code runs several times slower), and once with
 # -race, every package but the pure, single-threaded ones (RACE_SKIP) and
-# the chart rendering. The first -race run builds the dependencies with
-# race instrumentation (several minutes cold). The fuzz targets run last,
-# without it.
+# the chart rendering. The end-to-end suites (PLAIN_SKIP) assert behaviour,
+# not allocations, so they run once, with -race (they are the slowest
+# packages: about 3 minutes each pass). The first -race run builds the
+# dependencies with race instrumentation (several minutes cold). The fuzz
+# targets run last, without it.
 RACE_SKIP ?= /pkg/policy$$|/pkg/glob$$|/pkg/image$$|/test/deploy$$
 RACE_PKGS = $(shell $(GO) list ./... | grep -Ev '$(RACE_SKIP)')
+PLAIN_SKIP ?= /test/e2e(/|$$)
+PLAIN_PKGS = $(shell $(GO) list ./... | grep -Ev '$(PLAIN_SKIP)')
 
 .PHONY: test
-test: $(HELM) $(KUSTOMIZE) ## Run everything (unit, integration, end-to-end), again with -race, then each fuzz target briefly.
+test: $(HELM) $(KUSTOMIZE) ## Run everything (unit, integration), again with -race, with it the end-to-end suites, then each fuzz target briefly.
 	@assets="$$(hack/envtest-assets.sh)"; \
 	hack/install-registry.sh || [ "$${CI:-}" != true ]; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	export KUBEBUILDER_ASSETS="$$assets" SLIMGATE_HELM=$(HELM) SLIMGATE_KUSTOMIZE=$(KUSTOMIZE); \
-	$(GO) test -count=1 ./... && \
-	echo "again with the race detector:" && \
+	$(GO) test -count=1 $(PLAIN_PKGS) && \
+	echo "again with the race detector, the end-to-end suites for the first time:" && \
 	$(GO) test -race -count=1 $(RACE_PKGS)
 	@for t in $(FUZZ_TARGETS); do \
 		pkg="$${t%%:*}"; name="$${t##*:}"; \
