@@ -92,8 +92,14 @@ func identitySet(ids []string) map[string]bool {
 // child right after the owner, and the cache follows within milliseconds.
 const DefaultOwnerWait = 2 * time.Second
 
-// ownerPoll is how often the cache is read again while waiting.
-const ownerPoll = 20 * time.Millisecond
+// The cache is read again while waiting after firstOwnerPoll, then twice
+// as long each time up to ownerPoll: the owner usually arrives a few
+// milliseconds after its child's review started, and a rollout's first
+// Pods wait for it.
+const (
+	firstOwnerPoll = time.Millisecond
+	ownerPoll      = 20 * time.Millisecond
+)
 
 // parentKinds lists, per kind a built-in controller creates, the kinds
 // of owner it creates it from.
@@ -285,7 +291,7 @@ func (h *Handler) standingOf(ctx context.Context, req admission.Request, w *Work
 	}
 	until := time.Now().Add(wait)
 	found := self
-	for {
+	for poll := firstOwnerPoll; ; poll = min(2*poll, ownerPoll) {
 		owner := k.newObject()
 		err := h.opts.Reader.Get(ctx, key, owner)
 		switch {
@@ -304,19 +310,19 @@ func (h *Handler) standingOf(ctx context.Context, req admission.Request, w *Work
 		case len(want) == 0:
 			return self
 		}
-		if !pause(ctx, until) {
+		if !pause(ctx, until, poll) {
 			return found
 		}
 	}
 }
 
-// pause waits ownerPoll and reports true, or reports false at once when
-// ctx ends first or the wait would pass until.
-func pause(ctx context.Context, until time.Time) bool {
-	if time.Now().Add(ownerPoll).After(until) {
+// pause waits d and reports true, or reports false at once when ctx ends
+// first or the wait would pass until.
+func pause(ctx context.Context, until time.Time, d time.Duration) bool {
+	if time.Now().Add(d).After(until) {
 		return false
 	}
-	t := time.NewTimer(ownerPoll)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
