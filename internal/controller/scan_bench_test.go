@@ -169,7 +169,10 @@ func BenchmarkFleetScan(b *testing.B) {
 				defer close(done)
 				start := time.Now()
 				s := fleet.Scanner{Lister: lister, Judge: scanJudge}
-				results, err = s.Scan(context.Background(), nil)
+				var scanned *fleet.Scanned
+				if scanned, err = s.Scan(context.Background(), nil); err == nil {
+					results = scanned.Workloads
+				}
 				scanTime = time.Since(start)
 			}()
 			peak = peakHeap(done)

@@ -324,10 +324,11 @@ func (s *FleetScanner) settle(ctx context.Context) bool {
 // ScanOnce scans every workload and publishes the results.
 func (s *FleetScanner) ScanOnce(ctx context.Context) error {
 	start := time.Now()
-	results, err := s.Scanner.Scan(ctx, nil)
+	scanned, err := s.Scanner.Scan(ctx, nil)
 	if err != nil {
 		return err
 	}
+	results := scanned.Workloads
 	at := metav1.Now()
 	sums := fleet.Summarise(results)
 	s.metrics.record(results, sums, at.Sub(start).Seconds())

@@ -53,10 +53,11 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	}
 	namespaces := slices.DeleteFunc(all, func(ns string) bool { return slices.Contains(p.Excluded, ns) })
 	slices.Sort(namespaces) // the bounds keep the first ones
-	results, err := p.scanner.Scan(ctx, namespaces)
+	scanned, err := p.scanner.Scan(ctx, namespaces)
 	if err != nil {
 		return fmt.Errorf("preview scan: %w", err)
 	}
+	results := scanned.Workloads
 	at := p.now()
 	var list v1alpha1.SlimImagePolicyList
 	if err := p.Client.List(ctx, &list); err != nil {

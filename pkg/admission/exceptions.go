@@ -25,9 +25,10 @@ type exceptionKey struct {
 	resourceVersion string
 }
 
-// exceptionsIn returns the exceptions of a namespace that apply at now,
-// compiled once per object generation: at most exception.MaxPerNamespace,
-// the first by name. They are read from the Reader (the manager's cache)
+// exceptionsIn returns the exceptions of a namespace that apply at now:
+// at most exception.MaxPerNamespace, the first by name, picked from the
+// objects (exception.Select) and only then compiled, once per object
+// generation. They are read from the Reader (the manager's cache)
 // at every review, so an exception applies as soon as the cache has it
 // and stops at its expires, whatever the cache holds. An error reading
 // them is logged and the review goes on without exceptions: findings
@@ -38,12 +39,17 @@ func (h *Handler) exceptionsIn(ctx context.Context, namespace string, now time.T
 		logf.FromContext(ctx).Info("exceptions not read; none applies", "namespace", namespace, "error", err.Error())
 		return nil
 	}
-	all := make([]*exception.Exception, 0, len(list.Items))
+	objects := make([]*v1alpha1.SlimImageException, len(list.Items))
 	for i := range list.Items {
-		e := &list.Items[i]
-		if e.DeletionTimestamp != nil || !now.Before(e.Spec.Expires.Time) {
-			continue
-		}
+		objects[i] = &list.Items[i]
+	}
+	selected, left := exception.Select(objects, now)
+	if left > 0 {
+		logf.FromContext(ctx).Info("too many exceptions in the namespace; the first by name apply",
+			"namespace", namespace, "considered", exception.MaxPerNamespace, "left out", left)
+	}
+	active := make([]*exception.Exception, 0, len(selected))
+	for _, e := range selected {
 		key := exceptionKey{namespace: e.Namespace, name: e.Name, uid: e.UID, resourceVersion: e.ResourceVersion}
 		c, ok := h.exceptions.get(key)
 		if !ok {
@@ -52,12 +58,7 @@ func (h *Handler) exceptionsIn(ctx context.Context, namespace string, now time.T
 				h.exceptions.put(key, c, exceptionSize(e))
 			}
 		}
-		all = append(all, c)
-	}
-	active, left := exception.Select(all, now)
-	if left > 0 {
-		logf.FromContext(ctx).Info("too many exceptions in the namespace; the first by name apply",
-			"namespace", namespace, "considered", exception.MaxPerNamespace, "left out", left)
+		active = append(active, c)
 	}
 	return active
 }

@@ -4,20 +4,24 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"slimgate.dev/slimgate/api/v1alpha1"
 	"slimgate.dev/slimgate/internal/devcluster"
 	"slimgate.dev/slimgate/pkg/events"
+	"slimgate.dev/slimgate/pkg/exception"
 	"slimgate.dev/slimgate/pkg/image"
 	"slimgate.dev/slimgate/pkg/registry"
 )
@@ -202,5 +206,109 @@ func TestExceptionsPerNamespaceBounded(t *testing.T) {
 	}
 	if allowed, _, _ := newExceptionCase(t, v1alpha1.ExceptionRules{}, objs[1:]...).review(t, "team"); !allowed {
 		t.Error("the 64th exception by name did not apply")
+	}
+}
+
+// listedExceptions serves the SlimImageExceptions of items as the
+// manager's cache does with UnsafeDisableDeepCopy (shallow copies of the
+// cached objects) and everything else from Reader.
+type listedExceptions struct {
+	client.Reader
+	items []v1alpha1.SlimImageException
+}
+
+func (r listedExceptions) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	l, ok := list.(*v1alpha1.SlimImageExceptionList)
+	if !ok {
+		return r.Reader.List(ctx, list, opts...)
+	}
+	var o client.ListOptions
+	o.ApplyOptions(opts)
+	l.Items = make([]v1alpha1.SlimImageException, 0, len(r.items))
+	for _, e := range r.items {
+		if e.Namespace == o.Namespace {
+			l.Items = append(l.Items, e)
+		}
+	}
+	return nil
+}
+
+// A namespace's owner who creates thousands of exceptions costs a review
+// no more than exception.MaxPerNamespace compilations, and reviews keep
+// no more of them: the first by name of the unexpired ones, not being
+// deleted, are picked from the objects before any is compiled.
+func TestExceptionsHostileNamespace(t *testing.T) {
+	const many = 5000
+	var items []v1alpha1.SlimImageException
+	add := func(e *v1alpha1.SlimImageException) {
+		e.UID = types.UID("uid-" + e.Name)
+		e.ResourceVersion = "1"
+		items = append(items, *e)
+	}
+	// In reverse order of name, so that the list is not already sorted.
+	for i := many - 1; i >= 0; i-- {
+		images := []string{"nothing/*"}
+		if i == exception.MaxPerNamespace-1 {
+			images = []string{"*"} // the last one selected admits the review
+		}
+		add(sie(fmt.Sprintf("x%04d", i), time.Hour, v1alpha1.SlimImageExceptionSpec{Images: images}))
+	}
+	for i := range 10 { // expired ones and one being deleted sort first
+		add(sie(fmt.Sprintf("a%02d", i), 0, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}}))
+	}
+	gone := sie("b-gone", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}})
+	gone.DeletionTimestamp = &metav1.Time{Time: created}
+	add(gone)
+	c := newExceptionCase(t, v1alpha1.ExceptionRules{})
+	c.h.opts.Reader = listedExceptions{Reader: c.h.opts.Reader, items: items}
+
+	var want []string
+	for i := range exception.MaxPerNamespace {
+		want = append(want, fmt.Sprintf("x%04d", i))
+	}
+	names := func(list []*exception.Exception) []string {
+		out := make([]string, len(list))
+		for i, e := range list {
+			out[i] = e.Name
+		}
+		return out
+	}
+	first := c.h.exceptionsIn(context.Background(), "team", c.now)
+	if diff := cmp.Diff(want, names(first)); diff != "" {
+		t.Fatalf("selected exceptions (-want +got):\n%s", diff)
+	}
+	if n := len(c.h.exceptions.values); n > exception.MaxPerNamespace {
+		t.Errorf("one review compiled and cached %d exceptions, want at most %d", n, exception.MaxPerNamespace)
+	}
+	again := c.h.exceptionsIn(context.Background(), "team", c.now)
+	for i := range again {
+		if again[i] != first[i] {
+			t.Errorf("exception %s compiled again at the second review", again[i].Name)
+			break
+		}
+	}
+
+	// A first review sets up what every review shares (the policy, the
+	// decoder's caches); then the heap may grow by the 64 at most.
+	if allowed, _, msg := c.review(t, "team"); !allowed {
+		t.Fatalf("the 64th exception by name did not apply: %s", msg)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const reviews = 10
+	for range reviews {
+		if allowed, _, msg := c.review(t, "team"); !allowed {
+			t.Fatalf("the 64th exception by name did not apply: %s", msg)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if n := len(c.h.exceptions.values); n > exception.MaxPerNamespace {
+		t.Errorf("after %d reviews %d exceptions cached, want at most %d", reviews, n, exception.MaxPerNamespace)
+	}
+	// 64 compiled exceptions are some 50 KiB; thousands would be MiBs.
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 128<<10 {
+		t.Errorf("heap grew by %d bytes over %d reviews, want under 128 KiB", grown, reviews)
 	}
 }

@@ -144,20 +144,28 @@ func anyMatch(globs []glob.Pattern, s string) bool {
 	return slices.ContainsFunc(globs, func(g glob.Pattern) bool { return g.Match(s) })
 }
 
-// Select returns the exceptions of one namespace a review at now
-// considers: the unexpired ones, sorted by name, at most MaxPerNamespace;
-// and how many unexpired ones were left out.
-func Select(all []*Exception, now time.Time) (active []*Exception, left int) {
+// Select returns the exception objects of one namespace a review at now
+// considers: those not being deleted and unexpired, sorted by name, at
+// most MaxPerNamespace; and how many such were left out. It reads the
+// objects only, so that thousands of them cost no compilation: only the
+// ones selected are compiled. all is not modified.
+func Select(all []*v1alpha1.SlimImageException, now time.Time) (selected []*v1alpha1.SlimImageException, left int) {
 	for _, e := range all {
-		if e.ActiveAt(now) {
-			active = append(active, e)
+		if e.DeletionTimestamp == nil && !Expired(e, now) {
+			selected = append(selected, e)
 		}
 	}
-	slices.SortFunc(active, func(a, b *Exception) int { return strings.Compare(a.Name, b.Name) })
-	if len(active) > MaxPerNamespace {
-		return active[:MaxPerNamespace], len(active) - MaxPerNamespace
+	slices.SortFunc(selected, func(a, b *v1alpha1.SlimImageException) int { return strings.Compare(a.Name, b.Name) })
+	if len(selected) > MaxPerNamespace {
+		return selected[:MaxPerNamespace:MaxPerNamespace], len(selected) - MaxPerNamespace
 	}
-	return active, 0
+	return selected, 0
+}
+
+// Expired reports whether the exception object no longer applies at now:
+// now is its spec.expires or later.
+func Expired(e *v1alpha1.SlimImageException, now time.Time) bool {
+	return !now.Before(e.Spec.Expires.Time)
 }
 
 // Find returns the first exception of list that covers s, or nil.

@@ -93,7 +93,8 @@ func TestCovers(t *testing.T) {
 // An exception applies until its expires, not a moment longer: the time
 // is the caller's, so a clock moved past expires stops it at once.
 func TestSelectExpiry(t *testing.T) {
-	e := Compile(exc("ci", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}}))
+	obj := exc("ci", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}})
+	e := Compile(obj)
 	for _, tc := range []struct {
 		at   time.Time
 		want int
@@ -103,7 +104,7 @@ func TestSelectExpiry(t *testing.T) {
 		{e.Expires, 0},
 		{e.Expires.Add(time.Second), 0},
 	} {
-		if got, _ := Select([]*Exception{e}, tc.at); len(got) != tc.want {
+		if got, _ := Select([]*v1alpha1.SlimImageException{obj}, tc.at); len(got) != tc.want || e.ActiveAt(tc.at) != (tc.want == 1) {
 			t.Errorf("at %s: %d selected, want %d", tc.at, len(got), tc.want)
 		}
 	}
@@ -117,15 +118,18 @@ func TestSelectExpiry(t *testing.T) {
 }
 
 // Select considers at most MaxPerNamespace exceptions, by name, and
-// expired ones take no place.
+// expired ones and ones being deleted take no place.
 func TestSelectBound(t *testing.T) {
-	var all []*Exception
+	var all []*v1alpha1.SlimImageException
 	for i := range MaxPerNamespace + 10 {
-		all = append(all, Compile(exc(fmt.Sprintf("e%03d", MaxPerNamespace+10-i), time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}})))
+		all = append(all, exc(fmt.Sprintf("e%03d", MaxPerNamespace+10-i), time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}}))
 	}
 	for i := range 5 {
-		all = append(all, Compile(exc(fmt.Sprintf("a%03d", i), time.Minute, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}})))
+		all = append(all, exc(fmt.Sprintf("a%03d", i), time.Minute, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}}))
 	}
+	gone := exc("b-gone", time.Hour, v1alpha1.SlimImageExceptionSpec{Images: []string{"*"}})
+	gone.DeletionTimestamp = &metav1.Time{Time: created}
+	all = append(all, gone)
 	got, left := Select(all, created.Add(30*time.Minute))
 	if len(got) != MaxPerNamespace || left != 10 {
 		t.Fatalf("selected %d, left %d; want %d and 10", len(got), left, MaxPerNamespace)

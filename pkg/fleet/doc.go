@@ -23,8 +23,8 @@
 //	remote, _ := registry.NewRemote(registry.Options{})
 //	h, _ := admission.NewHandler(admission.Options{Reader: c, Inspector: remote})
 //	s := fleet.Scanner{Lister: fleet.ReaderLister{Reader: c}, Judge: h}
-//	results, err := s.Scan(ctx, []string{"shop"}) // nil: every namespace
-//	for _, sum := range fleet.Summarise(results) { ... }
+//	scanned, err := s.Scan(ctx, []string{"shop"}) // nil: every namespace
+//	for _, sum := range fleet.Summarise(scanned.Workloads) { ... }
 //
 // The handler reads the policies with the Reader's List, and each
 // namespace's labels with its Get: to scan under policies from a file,

@@ -135,13 +135,22 @@ type Scanner struct {
 	Progress func(done, total int)
 }
 
+// Scanned is what a scan found.
+type Scanned struct {
+	// Workloads are the results, sorted by namespace, kind and name.
+	Workloads []WorkloadResult
+	// Policies names, for each namespace scanned (not excluded), the
+	// policies that select it, in the order of Judge.PoliciesFor: empty
+	// for one that no policy selects, whose workloads were not judged.
+	Policies map[string][]string
+}
+
 // Scan judges every workload of the namespaces (nil: every namespace)
-// under the policies that select each, and returns the results sorted by
-// namespace, kind and name. Namespaces no policy selects are skipped. A
-// workload that cannot be judged carries its error; Scan itself fails
-// only when the namespaces, policies or objects cannot be read, or ctx
-// ends.
-func (s *Scanner) Scan(ctx context.Context, namespaces []string) ([]WorkloadResult, error) {
+// under the policies that select each. Namespaces no policy selects are
+// skipped. A workload that cannot be judged carries its error; Scan
+// itself fails only when the namespaces, policies or objects cannot be
+// read, or ctx ends.
+func (s *Scanner) Scan(ctx context.Context, namespaces []string) (*Scanned, error) {
 	if namespaces == nil {
 		var err error
 		if namespaces, err = s.Lister.Namespaces(ctx); err != nil {
@@ -153,6 +162,7 @@ func (s *Scanner) Scan(ctx context.Context, namespaces []string) ([]WorkloadResu
 		policies []string
 	}
 	var jobs []job
+	selecting := make(map[string][]string, len(namespaces))
 	for _, ns := range namespaces {
 		if slices.Contains(s.Exclude, ns) {
 			continue
@@ -161,12 +171,13 @@ func (s *Scanner) Scan(ctx context.Context, namespaces []string) ([]WorkloadResu
 		if err != nil {
 			return nil, fmt.Errorf("policies of %s: %w", ns, err)
 		}
-		if len(ps) == 0 {
-			continue
-		}
 		names := make([]string, len(ps))
 		for i, p := range ps {
 			names[i] = p.Name
+		}
+		selecting[ns] = names
+		if len(ps) == 0 {
+			continue
 		}
 		objs, err := s.Lister.Objects(ctx, ns)
 		if err != nil {
@@ -218,7 +229,7 @@ feed:
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return &Scanned{Workloads: out, Policies: selecting}, nil
 }
 
 // firstRegistry names the registry of a workload's first image ("" when

@@ -134,10 +134,14 @@ func TestScanJudgesRunningDigestsAndSummarises(t *testing.T) {
 	}
 	f.add(inNS("lab", tool))
 
-	results, err := f.scanner(t).Scan(context.Background(), nil)
+	scanned, err := f.scanner(t).Scan(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if diff := cmp.Diff(map[string][]string{"shop": {"strict", "watch"}, "lab": {"watch"}}, scanned.Policies); diff != "" {
+		t.Errorf("policies per namespace (-want +got):\n%s", diff)
+	}
+	results := scanned.Workloads
 	type got struct {
 		Workload, Policy, Reference string
 		From                        Source
@@ -205,10 +209,11 @@ func TestScanCountsWorkloadsWhoseImagesAreAllExcluded(t *testing.T) {
 		}
 	}
 	f.add(inNS("lab", &appsv1.Deployment{ObjectMeta: objMeta("tool", nil), Spec: appsv1.DeploymentSpec{Template: template(f.regs.GoSDKApp())}}))
-	results, err := f.scanner(t).Scan(context.Background(), []string{"lab"})
+	scanned, err := f.scanner(t).Scan(context.Background(), []string{"lab"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	results := scanned.Workloads
 	if len(results) != 1 || len(results[0].Images) != 0 || !cmp.Equal(results[0].Policies, []string{"watch"}) {
 		t.Fatalf("results = %+v, want the one workload, scanned by watch, no image judged", results)
 	}
@@ -226,12 +231,15 @@ func TestScanLeavesExcludedNamespacesOut(t *testing.T) {
 		inNS("shop", &appsv1.Deployment{ObjectMeta: objMeta("api", nil), Spec: appsv1.DeploymentSpec{Template: template(f.regs.GoSDKApp())}}))
 	s := f.scanner(t)
 	s.Exclude = []string{"lab"}
-	results, err := s.Scan(context.Background(), nil)
+	scanned, err := s.Scan(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(results) != 1 || results[0].Namespace != "shop" {
+	if results := scanned.Workloads; len(results) != 1 || results[0].Namespace != "shop" {
 		t.Fatalf("results = %+v, want shop's workload only", results)
+	}
+	if _, ok := scanned.Policies["lab"]; ok || len(scanned.Policies["shop"]) != 2 {
+		t.Errorf("policies per namespace %v, want shop's only", scanned.Policies)
 	}
 }
 
@@ -272,10 +280,11 @@ func TestScanReportsExceptedImagesAsSkipped(t *testing.T) {
 		inNS("shop", &appsv1.Deployment{ObjectMeta: objMeta("late", nil), Spec: appsv1.DeploymentSpec{Template: template(fat)}}),
 		inNS("shop", &appsv1.Deployment{ObjectMeta: objMeta("other", nil), Spec: appsv1.DeploymentSpec{Template: template(fat)}}),
 	)
-	results, err := f.scanner(t).Scan(context.Background(), []string{"shop"})
+	scanned, err := f.scanner(t).Scan(context.Background(), []string{"shop"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	results := scanned.Workloads
 	type got struct {
 		Workload, Policy string
 		Result           Result

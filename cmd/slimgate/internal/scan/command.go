@@ -184,34 +184,11 @@ func scan(ctx context.Context, o options, bar *progress) (*report, error) {
 	if bar != nil {
 		s.Progress = bar.update
 	}
-	results, err := s.Scan(ctx, snap.namespaceNames())
+	scanned, err := s.Scan(ctx, snap.namespaceNames())
 	if err != nil {
 		return nil, err
 	}
-	selecting, err := policiesByNamespace(ctx, h, snap.namespaceNames())
-	if err != nil {
-		return nil, err
-	}
-	return newReport(snap, creds, selecting, results), nil
-}
-
-// policiesByNamespace names the policies that select each namespace, so
-// that a namespace with nothing running still says which policies would
-// judge it.
-func policiesByNamespace(ctx context.Context, h *admission.Handler, namespaces []string) (map[string][]string, error) {
-	out := make(map[string][]string, len(namespaces))
-	for _, ns := range namespaces {
-		ps, err := h.PoliciesFor(ctx, ns)
-		if err != nil {
-			return nil, fmt.Errorf("finding the policies that select %s: %w", ns, err)
-		}
-		names := []string{}
-		for _, p := range ps {
-			names = append(names, p.Name)
-		}
-		out[ns] = names
-	}
-	return out, nil
+	return newReport(snap, creds, scanned), nil
 }
 
 // defaultKubeconfigs is where kubectl looks for kubeconfigs: $KUBECONFIG's

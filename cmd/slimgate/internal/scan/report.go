@@ -102,14 +102,15 @@ type totals struct {
 	BloatBytes         int64 `json:"bloatBytes"`
 }
 
-// newReport words the results of a scan; selecting names the policies that
-// select each namespace.
-func newReport(s *snapshot, creds *credentials, selecting map[string][]string, results []fleet.WorkloadResult) *report {
+// newReport words the results of a scan, and for each namespace the
+// policies that select it, also when nothing runs there.
+func newReport(s *snapshot, creds *credentials, scanned *fleet.Scanned) *report {
+	results := scanned.Workloads
 	r := &report{Policies: s.policyNames(), PolicySource: s.source, Skipped: s.skipped,
 		Workloads: []workloadReport{}, Summaries: []policySummary{}}
 	byNS := map[string]*namespaceReport{}
 	for _, n := range s.namespaceNames() {
-		policies := selecting[n]
+		policies := scanned.Policies[n]
 		if policies == nil {
 			policies = []string{}
 		}
