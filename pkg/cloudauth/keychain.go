@@ -213,6 +213,7 @@ func (k *Keychain) ResolveContext(ctx context.Context, target authn.Resource) (a
 	if h, _, err := net.SplitHostPort(name); err == nil {
 		name = h
 	}
+	name = lowerASCII(name) // nor does case; Unicode folding would (K, the Kelvin sign, is not k)
 	for _, p := range k.providers {
 		key := p.key(name)
 		if key == "" {
@@ -225,6 +226,16 @@ func (k *Keychain) ResolveContext(ctx context.Context, target authn.Resource) (a
 		return a, nil
 	}
 	return authn.Anonymous, nil
+}
+
+// lowerASCII folds the ASCII letters of s to lower case, and only those.
+func lowerASCII(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
 }
 
 // authenticator answers with the cached credential of one provider key.

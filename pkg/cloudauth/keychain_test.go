@@ -379,3 +379,25 @@ func TestPortPoisonsNoOtherImage(t *testing.T) {
 		}
 	}
 }
+
+// Host names are case-insensitive: an author who writes a cloud
+// registry's host in capitals reaches the same registry, and must not
+// turn its reading anonymous (a private image then fails to inspect, an
+// availability failure, instead of being judged).
+func TestHostCaseChangesNoOwner(t *testing.T) {
+	k, p, _ := newStub(t, time.Hour)
+	for _, host := range []string{"R1.Cloud.Test", "r1.cloud.test", "R1.CLOUD.TEST:443"} {
+		if got, err := password(t, k, host); err != nil || got != "token-1" {
+			t.Errorf("%s: got %q, %v; want the registry's token-1", host, got, err)
+		}
+	}
+	if p.count() != 1 || p.fetches[0] != "r1.cloud.test" {
+		t.Errorf("fetches %q, want one, for r1.cloud.test", p.fetches)
+	}
+	// Only ASCII letters fold: the Kelvin sign lowers to k in Unicode, but
+	// europe-docker.p\u212Ag.dev is another (IDN) host, whoever owns it.
+	g := newKeychain([]provider{&googleProvider{}}, k.opts)
+	if got, err := password(t, g, "europe-docker.p\u212Ag.dev"); err != nil || got != "anonymous" {
+		t.Errorf("a look-alike of a Google host: got %q, %v; want anonymous", got, err)
+	}
+}
