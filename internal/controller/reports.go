@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/pkg/fleet"
+	"slimgate.dev/slimgate/pkg/policy"
 )
 
 // +kubebuilder:rbac:groups=openreports.io,resources=reports,verbs=get;list;watch;create;update;patch;delete
@@ -41,6 +43,16 @@ const (
 // object, and etcd keeps objects under about 1.5 MB. Results beyond it are
 // left out, passes first; the summary still counts them all.
 const MaxReportResults = 1000
+
+// Byte bounds of a Report, whatever the lengths of the image references
+// (the workload's author writes them): results that would take its JSON
+// over maxReportBytes are left out as those over MaxReportResults are,
+// and each text of a result (description, property values) is cut to
+// maxResultText bytes.
+const (
+	maxReportBytes = 1 << 20
+	maxResultText  = 2 << 10
+)
 
 // Result properties of slimgate's Reports.
 const (
@@ -105,16 +117,42 @@ func buildReports(results []fleet.WorkloadResult, unreviewed map[types.UID]bool,
 		for _, r := range rep.Results {
 			count(&rep.Summary, r.Result)
 		}
-		if len(rep.Results) > MaxReportResults {
-			slices.SortStableFunc(rep.Results, func(a, b reportsv1alpha1.ReportResult) int {
-				return cmp.Compare(resultRank(b.Result), resultRank(a.Result))
-			})
-			rep.Results = rep.Results[:MaxReportResults]
-			rep.Configuration = &reportsv1alpha1.ReportConfiguration{Limits: reportsv1alpha1.Limits{MaxResults: MaxReportResults}}
-		}
+		limit(rep)
 		out = append(out, rep)
 	}
 	return out
+}
+
+// limit leaves out the results over MaxReportResults or maxReportBytes,
+// passes first.
+func limit(rep *reportsv1alpha1.Report) {
+	if len(rep.Results) <= MaxReportResults && jsonSize(rep) <= maxReportBytes {
+		return
+	}
+	slices.SortStableFunc(rep.Results, func(a, b reportsv1alpha1.ReportResult) int {
+		return cmp.Compare(resultRank(b.Result), resultRank(a.Result))
+	})
+	results := rep.Results
+	rep.Results = nil
+	rep.Configuration = &reportsv1alpha1.ReportConfiguration{Limits: reportsv1alpha1.Limits{MaxResults: MaxReportResults}}
+	size, n := jsonSize(rep), 0
+	for n < min(len(results), MaxReportResults) {
+		size += jsonSize(&results[n]) + 1 // and a comma
+		if size > maxReportBytes {
+			break
+		}
+		n++
+	}
+	rep.Results = results[:n]
+}
+
+// jsonSize is the length of v's JSON (over the bound when it has none).
+func jsonSize(v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return maxReportBytes + 1
+	}
+	return len(b)
 }
 
 func newReport(namespace, policyName string) *reportsv1alpha1.Report {
@@ -167,6 +205,9 @@ func reportResult(w fleet.WorkloadResult, r fleet.ImageResult, unreviewed bool, 
 		props[PropUnreviewed] = "true"
 		msg = "created without a review (the webhook was unavailable): " + msg
 	}
+	for k, v := range props {
+		props[k] = policy.Truncate(v, maxResultText)
+	}
 	return reportsv1alpha1.ReportResult{
 		Source:      ReportSource,
 		Policy:      r.Policy,
@@ -174,7 +215,7 @@ func reportResult(w fleet.WorkloadResult, r fleet.ImageResult, unreviewed bool, 
 		Result:      reportsv1alpha1.Result(r.Result),
 		Scored:      true,
 		Timestamp:   metav1.Timestamp{Seconds: at.Unix()},
-		Description: msg,
+		Description: policy.Truncate(msg, maxResultText),
 		Subjects: []corev1.ObjectReference{{
 			APIVersion: w.Kind.GroupVersion().String(), Kind: w.Kind.Kind,
 			Namespace: w.Namespace, Name: w.Name, UID: w.UID,
