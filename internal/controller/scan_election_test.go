@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -112,5 +113,77 @@ func TestOneReplicaScans(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The elected replica's Start returns only once the scan it runs has
+// returned: leaderelection starts the leader's work in a goroutine it
+// does not wait for, so a scan still writing outlived the manager's
+// shutdown, and one ending on a lost Lease overlapped the next term's.
+func TestElectedScanEndsBeforeStartReturns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kube-apiserver and etcd: not in -short mode (make test-unit)")
+	}
+	ctx := t.Context()
+	env, cfg, err := devcluster.Env{Root: "../.."}.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	scheme, err := devcluster.NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "slimgate-system"}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := cache.New(cfg, cache.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: scheme, Cache: &client.CacheOptions{Reader: c}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	previewing, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s := &FleetScanner{Cache: c, Client: cl, API: admin,
+		Scanner:  &fleet.Scanner{Lister: fleet.ReaderLister{Reader: c}, Judge: &countingJudge{}},
+		Election: &Election{Config: cfg, Namespace: "slimgate-system", Name: DefaultScanLease, Identity: "replica"},
+		Preview: func(ctx context.Context) error { // a write still under way when ctx ends
+			once.Do(func() { close(previewing) })
+			<-ctx.Done()
+			<-release
+			return ctx.Err()
+		}}
+	if err := s.Register(prometheus.NewRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = c.Start(rctx) }()
+	returned := make(chan struct{})
+	go func() { _ = s.Start(rctx); close(returned) }()
+	select {
+	case <-previewing:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no scan within 30s")
+	}
+	stop()
+	select {
+	case <-returned:
+		close(release)
+		t.Fatal("Start returned while its scan was still running")
+	case <-time.After(time.Second):
+	}
+	close(release)
+	select {
+	case <-returned:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Start did not return within 30s of its scan")
 	}
 }
