@@ -54,6 +54,9 @@ const (
 	maxResultText  = 2 << 10
 )
 
+// reportPage is the number of Reports read at a time.
+const reportPage = 100
+
 // Result properties of slimgate's Reports.
 const (
 	PropImage      = "image"         // the reference judged
@@ -267,53 +270,67 @@ func resultKey(r *reportsv1alpha1.ReportResult) string {
 
 // writeReports creates or updates the Reports and deletes those of
 // slimgate no longer wanted (namespaces without workloads, deleted
-// policies). A result unchanged since the Report was written keeps its
-// timestamp, so a Report whose results did not change is not written.
+// policies), reading them reportPage at a time. A result unchanged since
+// the Report was written keeps its timestamp, so a Report whose results
+// did not change is not written.
 func writeReports(ctx context.Context, c client.Client, api client.Reader, want []*reportsv1alpha1.Report) error {
-	var have reportsv1alpha1.ReportList
-	if err := api.List(ctx, &have, client.MatchingLabels{ReportManagedBy: ReportSource}); err != nil {
-		return fmt.Errorf("listing reports: %w", err)
+	wanted := make(map[types.NamespacedName]*reportsv1alpha1.Report, len(want))
+	for _, w := range want {
+		wanted[types.NamespacedName{Namespace: w.Namespace, Name: w.Name}] = w
 	}
 	var errs []error // one Report that cannot be written (a namespace being deleted) stops no other
-	existing := map[types.NamespacedName]*reportsv1alpha1.Report{}
-	for i := range have.Items {
-		r := &have.Items[i]
-		existing[types.NamespacedName{Namespace: r.Namespace, Name: r.Name}] = r
+	for cont := ""; ; {
+		var page reportsv1alpha1.ReportList
+		if err := api.List(ctx, &page, client.MatchingLabels{ReportManagedBy: ReportSource}, client.Limit(reportPage), client.Continue(cont)); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("listing reports: %w", err))...)
+		}
+		for i := range page.Items {
+			old := &page.Items[i]
+			key := types.NamespacedName{Namespace: old.Namespace, Name: old.Name}
+			w := wanted[key]
+			delete(wanted, key)
+			if w == nil {
+				if err := c.Delete(ctx, old); client.IgnoreNotFound(err) != nil {
+					errs = append(errs, fmt.Errorf("deleting report %s: %w", key, err))
+				}
+			} else if err := updateReport(ctx, c, old, w); err != nil {
+				errs = append(errs, fmt.Errorf("updating report %s: %w", key, err))
+			}
+		}
+		if cont = page.Continue; cont == "" {
+			break
+		}
 	}
 	for _, w := range want {
 		key := types.NamespacedName{Namespace: w.Namespace, Name: w.Name}
-		old := existing[key]
-		delete(existing, key)
-		if old == nil {
-			if err := c.Create(ctx, w); err != nil && !apierrors.IsAlreadyExists(err) {
-				errs = append(errs, fmt.Errorf("creating report %s: %w", key, err))
-			}
-			continue
+		if wanted[key] == nil {
+			continue // found
 		}
-		stamps := map[string]metav1.Timestamp{}
-		for i := range old.Results {
-			stamps[resultKey(&old.Results[i])] = old.Results[i].Timestamp
-		}
-		for i := range w.Results {
-			if t, ok := stamps[resultKey(&w.Results[i])]; ok {
-				w.Results[i].Timestamp = t
-			}
-		}
-		if equality.Semantic.DeepEqual(old.Results, w.Results) && old.Summary == w.Summary &&
-			old.Source == w.Source && equality.Semantic.DeepEqual(old.Configuration, w.Configuration) &&
-			equality.Semantic.DeepEqual(old.Labels, w.Labels) {
-			continue
-		}
-		upd := old.DeepCopy()
-		upd.Labels, upd.Source, upd.Summary, upd.Results, upd.Configuration = w.Labels, w.Source, w.Summary, w.Results, w.Configuration
-		if err := c.Update(ctx, upd); err != nil {
-			errs = append(errs, fmt.Errorf("updating report %s: %w", key, err))
-		}
-	}
-	for key, stale := range existing {
-		if err := c.Delete(ctx, stale); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("deleting report %s: %w", key, err))
+		if err := c.Create(ctx, w); err != nil && !apierrors.IsAlreadyExists(err) {
+			errs = append(errs, fmt.Errorf("creating report %s: %w", key, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// updateReport writes w over old, keeping the timestamps of the results
+// that did not change, unless nothing changed.
+func updateReport(ctx context.Context, c client.Client, old, w *reportsv1alpha1.Report) error {
+	stamps := map[string]metav1.Timestamp{}
+	for i := range old.Results {
+		stamps[resultKey(&old.Results[i])] = old.Results[i].Timestamp
+	}
+	for i := range w.Results {
+		if t, ok := stamps[resultKey(&w.Results[i])]; ok {
+			w.Results[i].Timestamp = t
+		}
+	}
+	if equality.Semantic.DeepEqual(old.Results, w.Results) && old.Summary == w.Summary &&
+		old.Source == w.Source && equality.Semantic.DeepEqual(old.Configuration, w.Configuration) &&
+		equality.Semantic.DeepEqual(old.Labels, w.Labels) {
+		return nil
+	}
+	upd := old.DeepCopy()
+	upd.Labels, upd.Source, upd.Summary, upd.Results, upd.Configuration = w.Labels, w.Source, w.Summary, w.Results, w.Configuration
+	return c.Update(ctx, upd)
 }

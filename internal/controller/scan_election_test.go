@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -185,5 +187,77 @@ func TestElectedScanEndsBeforeStartReturns(t *testing.T) {
 	case <-returned:
 	case <-time.After(30 * time.Second):
 		t.Fatal("Start did not return within 30s of its scan")
+	}
+}
+
+// pageCounter records the largest list answer of a reader and whether
+// every list asked for pages.
+type pageCounter struct {
+	client.Reader
+	most    atomic.Int64
+	unpaged atomic.Int64
+}
+
+func (p *pageCounter) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	var o client.ListOptions
+	o.ApplyOptions(opts)
+	if o.Limit <= 0 {
+		p.unpaged.Add(1)
+	}
+	err := p.Reader.List(ctx, list, opts...)
+	if n := int64(meta.LenList(list)); n > p.most.Load() {
+		p.most.Store(n)
+	}
+	return err
+}
+
+// TestReportsListedInPages: the Reports are read a page at a time (each
+// is up to a megabyte; a cluster has one per namespace and policy), and
+// those on every page that are no longer wanted are deleted.
+func TestReportsListedInPages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kube-apiserver and etcd: not in -short mode (make test-unit)")
+	}
+	ctx := t.Context()
+	env, cfg, err := devcluster.Env{Root: "../..", ExtraCRDDirs: []string{"../../config/crd/openreports"}}.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	scheme, err := devcluster.NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	var results []fleet.WorkloadResult
+	var policies []string
+	for i := range reportPage + reportPage/2 {
+		policies = append(policies, fmt.Sprint("p", i))
+	}
+	results = append(results, workload("shop", "api", deploymentKind, policies))
+	if err := writeReports(ctx, admin, admin, buildReports(results, nil, metav1.Now())); err != nil {
+		t.Fatal(err)
+	}
+	// Every policy but the first goes.
+	results[0].Policies = policies[:1]
+	api := &pageCounter{Reader: admin}
+	if err := writeReports(ctx, admin, api, buildReports(results, nil, metav1.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if n, most := api.unpaged.Load(), api.most.Load(); n > 0 || most > reportPage {
+		t.Errorf("%d lists without a limit, the largest answer %d Reports; want pages of at most %d", n, most, reportPage)
+	}
+	var left reportsv1alpha1.ReportList
+	if err := admin.List(ctx, &left, client.InNamespace("shop")); err != nil {
+		t.Fatal(err)
+	}
+	if len(left.Items) != 1 || left.Items[0].Name != ReportName("p0") {
+		t.Errorf("%d Reports left, want only %s", len(left.Items), ReportName("p0"))
 	}
 }
