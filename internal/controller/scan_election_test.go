@@ -13,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -21,6 +23,46 @@ import (
 	"slimgate.dev/slimgate/pkg/admission"
 	"slimgate.dev/slimgate/pkg/fleet"
 )
+
+// startAPI starts kube-apiserver and etcd with slimgate's CRDs and
+// openreports.io's, creates the namespaces, and returns the config, the
+// scheme and an uncached client.
+func startAPI(t *testing.T, namespaces ...string) (*rest.Config, *runtime.Scheme, client.Client) {
+	t.Helper()
+	env, cfg, err := devcluster.Env{Root: "../..", ExtraCRDDirs: []string{"../../config/crd/openreports"}}.Start(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	scheme, err := devcluster.NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range namespaces {
+		if err := admin.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cfg, scheme, admin
+}
+
+// cachedClient returns a cache (not started) and a client reading it.
+func cachedClient(t *testing.T, cfg *rest.Config, scheme *runtime.Scheme) (cache.Cache, client.Client) {
+	t.Helper()
+	c, err := cache.New(cfg, cache.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: scheme, Cache: &client.CacheOptions{Reader: c}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, cl
+}
 
 // countingJudge counts the scans that asked it for policies.
 type countingJudge struct{ calls atomic.Int64 }
@@ -41,22 +83,7 @@ func TestOneReplicaScans(t *testing.T) {
 		t.Skip("needs kube-apiserver and etcd: not in -short mode (make test-unit)")
 	}
 	ctx := t.Context()
-	env, cfg, err := devcluster.Env{Root: "../.."}.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	scheme, err := devcluster.NewScheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "slimgate-system"}}); err != nil {
-		t.Fatal(err)
-	}
+	cfg, scheme, admin := startAPI(t, "slimgate-system")
 	type replica struct {
 		judge *countingJudge
 		stop  context.CancelFunc
@@ -65,14 +92,7 @@ func TestOneReplicaScans(t *testing.T) {
 	for i := range 2 {
 		rctx, stop := context.WithCancel(ctx)
 		t.Cleanup(stop)
-		c, err := cache.New(cfg, cache.Options{Scheme: scheme})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cl, err := client.New(cfg, client.Options{Scheme: scheme, Cache: &client.CacheOptions{Reader: c}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, cl := cachedClient(t, cfg, scheme)
 		r := &replica{judge: &countingJudge{}, stop: stop}
 		s := &FleetScanner{Cache: c, Client: cl, API: admin, Debounce: 50 * time.Millisecond,
 			Scanner:  &fleet.Scanner{Lister: fleet.ReaderLister{Reader: c}, Judge: r.judge},
@@ -127,30 +147,8 @@ func TestElectedScanEndsBeforeStartReturns(t *testing.T) {
 		t.Skip("needs kube-apiserver and etcd: not in -short mode (make test-unit)")
 	}
 	ctx := t.Context()
-	env, cfg, err := devcluster.Env{Root: "../.."}.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	scheme, err := devcluster.NewScheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "slimgate-system"}}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := cache.New(cfg, cache.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.New(cfg, client.Options{Scheme: scheme, Cache: &client.CacheOptions{Reader: c}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, scheme, admin := startAPI(t, "slimgate-system")
+	c, cl := cachedClient(t, cfg, scheme)
 	previewing, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	s := &FleetScanner{Cache: c, Client: cl, API: admin,
@@ -219,22 +217,7 @@ func TestReportsListedInPages(t *testing.T) {
 		t.Skip("needs kube-apiserver and etcd: not in -short mode (make test-unit)")
 	}
 	ctx := t.Context()
-	env, cfg, err := devcluster.Env{Root: "../..", ExtraCRDDirs: []string{"../../config/crd/openreports"}}.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	scheme, err := devcluster.NewScheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil {
-		t.Fatal(err)
-	}
+	_, _, admin := startAPI(t, "shop")
 	var results []fleet.WorkloadResult
 	var policies []string
 	for i := range reportPage + reportPage/2 {
