@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"slimgate.dev/slimgate/pkg/fleet"
+	"slimgate.dev/slimgate/pkg/policy"
 )
 
 // +kubebuilder:rbac:groups=openreports.io,resources=reports,verbs=get;list;watch;create;update;patch;delete
@@ -41,6 +43,19 @@ const (
 // object, and etcd keeps objects under about 1.5 MB. Results beyond it are
 // left out, passes first; the summary still counts them all.
 const MaxReportResults = 1000
+
+// Byte bounds of a Report, whatever the lengths of the image references
+// (the workload's author writes them): results that would take its JSON
+// over maxReportBytes are left out as those over MaxReportResults are,
+// and each text of a result (description, property values) is cut to
+// maxResultText bytes.
+const (
+	maxReportBytes = 1 << 20
+	maxResultText  = 2 << 10
+)
+
+// reportPage is the number of Reports read at a time.
+const reportPage = 100
 
 // Result properties of slimgate's Reports.
 const (
@@ -105,16 +120,42 @@ func buildReports(results []fleet.WorkloadResult, unreviewed map[types.UID]bool,
 		for _, r := range rep.Results {
 			count(&rep.Summary, r.Result)
 		}
-		if len(rep.Results) > MaxReportResults {
-			slices.SortStableFunc(rep.Results, func(a, b reportsv1alpha1.ReportResult) int {
-				return cmp.Compare(resultRank(b.Result), resultRank(a.Result))
-			})
-			rep.Results = rep.Results[:MaxReportResults]
-			rep.Configuration = &reportsv1alpha1.ReportConfiguration{Limits: reportsv1alpha1.Limits{MaxResults: MaxReportResults}}
-		}
+		limit(rep)
 		out = append(out, rep)
 	}
 	return out
+}
+
+// limit leaves out the results over MaxReportResults or maxReportBytes,
+// passes first.
+func limit(rep *reportsv1alpha1.Report) {
+	if len(rep.Results) <= MaxReportResults && jsonSize(rep) <= maxReportBytes {
+		return
+	}
+	slices.SortStableFunc(rep.Results, func(a, b reportsv1alpha1.ReportResult) int {
+		return cmp.Compare(resultRank(b.Result), resultRank(a.Result))
+	})
+	results := rep.Results
+	rep.Results = nil
+	rep.Configuration = &reportsv1alpha1.ReportConfiguration{Limits: reportsv1alpha1.Limits{MaxResults: MaxReportResults}}
+	size, n := jsonSize(rep), 0
+	for n < min(len(results), MaxReportResults) {
+		size += jsonSize(&results[n]) + 1 // and a comma
+		if size > maxReportBytes {
+			break
+		}
+		n++
+	}
+	rep.Results = results[:n]
+}
+
+// jsonSize is the length of v's JSON (over the bound when it has none).
+func jsonSize(v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return maxReportBytes + 1
+	}
+	return len(b)
 }
 
 func newReport(namespace, policyName string) *reportsv1alpha1.Report {
@@ -167,6 +208,9 @@ func reportResult(w fleet.WorkloadResult, r fleet.ImageResult, unreviewed bool, 
 		props[PropUnreviewed] = "true"
 		msg = "created without a review (the webhook was unavailable): " + msg
 	}
+	for k, v := range props {
+		props[k] = policy.Truncate(v, maxResultText)
+	}
 	return reportsv1alpha1.ReportResult{
 		Source:      ReportSource,
 		Policy:      r.Policy,
@@ -174,7 +218,7 @@ func reportResult(w fleet.WorkloadResult, r fleet.ImageResult, unreviewed bool, 
 		Result:      reportsv1alpha1.Result(r.Result),
 		Scored:      true,
 		Timestamp:   metav1.Timestamp{Seconds: at.Unix()},
-		Description: msg,
+		Description: policy.Truncate(msg, maxResultText),
 		Subjects: []corev1.ObjectReference{{
 			APIVersion: w.Kind.GroupVersion().String(), Kind: w.Kind.Kind,
 			Namespace: w.Namespace, Name: w.Name, UID: w.UID,
@@ -226,53 +270,67 @@ func resultKey(r *reportsv1alpha1.ReportResult) string {
 
 // writeReports creates or updates the Reports and deletes those of
 // slimgate no longer wanted (namespaces without workloads, deleted
-// policies). A result unchanged since the Report was written keeps its
-// timestamp, so a Report whose results did not change is not written.
+// policies), reading them reportPage at a time. A result unchanged since
+// the Report was written keeps its timestamp, so a Report whose results
+// did not change is not written.
 func writeReports(ctx context.Context, c client.Client, api client.Reader, want []*reportsv1alpha1.Report) error {
-	var have reportsv1alpha1.ReportList
-	if err := api.List(ctx, &have, client.MatchingLabels{ReportManagedBy: ReportSource}); err != nil {
-		return fmt.Errorf("listing reports: %w", err)
+	wanted := make(map[types.NamespacedName]*reportsv1alpha1.Report, len(want))
+	for _, w := range want {
+		wanted[types.NamespacedName{Namespace: w.Namespace, Name: w.Name}] = w
 	}
 	var errs []error // one Report that cannot be written (a namespace being deleted) stops no other
-	existing := map[types.NamespacedName]*reportsv1alpha1.Report{}
-	for i := range have.Items {
-		r := &have.Items[i]
-		existing[types.NamespacedName{Namespace: r.Namespace, Name: r.Name}] = r
+	for cont := ""; ; {
+		var page reportsv1alpha1.ReportList
+		if err := api.List(ctx, &page, client.MatchingLabels{ReportManagedBy: ReportSource}, client.Limit(reportPage), client.Continue(cont)); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("listing reports: %w", err))...)
+		}
+		for i := range page.Items {
+			old := &page.Items[i]
+			key := types.NamespacedName{Namespace: old.Namespace, Name: old.Name}
+			w := wanted[key]
+			delete(wanted, key)
+			if w == nil {
+				if err := c.Delete(ctx, old); client.IgnoreNotFound(err) != nil {
+					errs = append(errs, fmt.Errorf("deleting report %s: %w", key, err))
+				}
+			} else if err := updateReport(ctx, c, old, w); err != nil {
+				errs = append(errs, fmt.Errorf("updating report %s: %w", key, err))
+			}
+		}
+		if cont = page.Continue; cont == "" {
+			break
+		}
 	}
 	for _, w := range want {
 		key := types.NamespacedName{Namespace: w.Namespace, Name: w.Name}
-		old := existing[key]
-		delete(existing, key)
-		if old == nil {
-			if err := c.Create(ctx, w); err != nil && !apierrors.IsAlreadyExists(err) {
-				errs = append(errs, fmt.Errorf("creating report %s: %w", key, err))
-			}
-			continue
+		if wanted[key] == nil {
+			continue // found
 		}
-		stamps := map[string]metav1.Timestamp{}
-		for i := range old.Results {
-			stamps[resultKey(&old.Results[i])] = old.Results[i].Timestamp
-		}
-		for i := range w.Results {
-			if t, ok := stamps[resultKey(&w.Results[i])]; ok {
-				w.Results[i].Timestamp = t
-			}
-		}
-		if equality.Semantic.DeepEqual(old.Results, w.Results) && old.Summary == w.Summary &&
-			old.Source == w.Source && equality.Semantic.DeepEqual(old.Configuration, w.Configuration) &&
-			equality.Semantic.DeepEqual(old.Labels, w.Labels) {
-			continue
-		}
-		upd := old.DeepCopy()
-		upd.Labels, upd.Source, upd.Summary, upd.Results, upd.Configuration = w.Labels, w.Source, w.Summary, w.Results, w.Configuration
-		if err := c.Update(ctx, upd); err != nil {
-			errs = append(errs, fmt.Errorf("updating report %s: %w", key, err))
-		}
-	}
-	for key, stale := range existing {
-		if err := c.Delete(ctx, stale); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("deleting report %s: %w", key, err))
+		if err := c.Create(ctx, w); err != nil && !apierrors.IsAlreadyExists(err) {
+			errs = append(errs, fmt.Errorf("creating report %s: %w", key, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// updateReport writes w over old, keeping the timestamps of the results
+// that did not change, unless nothing changed.
+func updateReport(ctx context.Context, c client.Client, old, w *reportsv1alpha1.Report) error {
+	stamps := map[string]metav1.Timestamp{}
+	for i := range old.Results {
+		stamps[resultKey(&old.Results[i])] = old.Results[i].Timestamp
+	}
+	for i := range w.Results {
+		if t, ok := stamps[resultKey(&w.Results[i])]; ok {
+			w.Results[i].Timestamp = t
+		}
+	}
+	if equality.Semantic.DeepEqual(old.Results, w.Results) && old.Summary == w.Summary &&
+		old.Source == w.Source && equality.Semantic.DeepEqual(old.Configuration, w.Configuration) &&
+		equality.Semantic.DeepEqual(old.Labels, w.Labels) {
+		return nil
+	}
+	upd := old.DeepCopy()
+	upd.Labels, upd.Source, upd.Summary, upd.Results, upd.Configuration = w.Labels, w.Source, w.Summary, w.Results, w.Configuration
+	return c.Update(ctx, upd)
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -158,6 +159,7 @@ func (s *FleetScanner) elect(ctx context.Context) error {
 	}
 	log := logf.FromContext(ctx).WithValues("lease", e.Namespace+"/"+e.Name)
 	for ctx.Err() == nil {
+		var held term
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock:            lock,
 			Name:            e.Name,
@@ -167,8 +169,10 @@ func (s *FleetScanner) elect(ctx context.Context) error {
 			ReleaseOnCancel: true,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(lctx context.Context) {
-					log.Info("elected to scan")
-					s.run(lctx)
+					held.run(func() {
+						log.Info("elected to scan")
+						s.run(lctx)
+					})
 				},
 				OnStoppedLeading: func() { log.Info("no longer scanning") },
 			},
@@ -177,8 +181,40 @@ func (s *FleetScanner) elect(ctx context.Context) error {
 			return fmt.Errorf("fleet scanner: %w", err)
 		}
 		le.Run(ctx)
+		held.end()
 	}
 	return nil
+}
+
+// term is one term of leadership. le.Run starts OnStartedLeading in a
+// goroutine it does not wait for: end waits for the scans run (no scan
+// outlives Start, nor overlaps the next term's), and keeps those not yet
+// started from starting.
+type term struct {
+	mu    sync.Mutex
+	ended bool
+	wg    sync.WaitGroup
+}
+
+// run runs f unless the term ended.
+func (t *term) run(f func()) {
+	t.mu.Lock()
+	if t.ended {
+		t.mu.Unlock()
+		return
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	defer t.wg.Done()
+	f()
+}
+
+// end ends the term and waits for what run runs.
+func (t *term) end() {
+	t.mu.Lock()
+	t.ended = true
+	t.mu.Unlock()
+	t.wg.Wait()
 }
 
 // watch triggers a scan on the changes that can change its results.

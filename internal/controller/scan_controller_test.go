@@ -2,7 +2,9 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -326,5 +328,40 @@ func TestReportsNameTheExceptions(t *testing.T) {
 	}
 	if s := reps[0].Summary; s.Skip != 1 || s.Fail != 1 || s.Pass != 1 {
 		t.Fatalf("summary %+v", s)
+	}
+}
+
+// TestReportsFitInAnObject: a Report stays under maxReportBytes (etcd
+// keeps no object over 1.5 MiB, and a Report too large is never written,
+// so the last one that was stays, stale) however long the references and
+// messages of its results: the workload's author writes the image, of
+// any length. Failures are kept first, each text cut, and the summary
+// counts every result.
+func TestReportsFitInAnObject(t *testing.T) {
+	var results []fleet.WorkloadResult
+	for i := range MaxReportResults {
+		r := imageResult("p", fmt.Sprintf("registry.example/%04d/%s:1", i, strings.Repeat("a", 4<<10)), fleet.ResultPass, 0)
+		r.Message = strings.Repeat("m", 1<<10)
+		results = append(results, workload("big", fmt.Sprint("w", i), deploymentKind, []string{"p"}, r))
+	}
+	results = append(results, workload("big", "huge", deploymentKind, []string{"p"},
+		imageResult("p", "registry.example/"+strings.Repeat("h", 1<<20)+":1", fleet.ResultFail, 0, policy.RuleInspectionInvalid)))
+	reps := buildReports(results, nil, metav1.Now())
+	if len(reps) != 1 {
+		t.Fatalf("%d reports, want 1", len(reps))
+	}
+	r := reps[0]
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > maxReportBytes {
+		t.Errorf("the Report is %d bytes, over %d (etcd's limit is 1.5 MiB)", len(b), maxReportBytes)
+	}
+	if len(r.Results) == 0 || r.Results[0].Subjects[0].Name != "huge" || r.Results[0].Result != "fail" {
+		t.Errorf("the failure is not kept first")
+	}
+	if r.Summary.Pass != MaxReportResults || r.Summary.Fail != 1 {
+		t.Errorf("summary %+v, want every result counted", r.Summary)
 	}
 }

@@ -2,8 +2,12 @@ package cloudauth
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -258,5 +262,48 @@ func newInspector(t *testing.T, w *world) func(ref string, kc *Keychain) (*regis
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		return r.Inspect(ctx, registry.Request{Reference: ref, Keychain: kc, CredentialScope: kc.Scope()})
+	}
+}
+
+// Without a Transport, Google's token requests that are not sent to the
+// metadata server (a key file, workload identity federation) are bounded
+// by FetchTimeout too: the library's default client has no timeout, and
+// its token source takes no context, so one request that hangs held the
+// shared fetch, and every later Google image waited on it, forever.
+func TestGoogleTokenRequestsAreBounded(t *testing.T) {
+	isolate(t)
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(hung.Close)
+	t.Cleanup(func() { close(release) }) // before the server closes
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	file := filepath.Join(t.TempDir(), "key.json")
+	b, err := json.Marshal(map[string]string{"type": "service_account", "client_email": "scanner@slimgate-test.iam.gserviceaccount.com",
+		"private_key": string(pemKey), "private_key_id": "1", "token_uri": hung.URL + "/token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", file)
+	kc, err := New(context.Background(), []string{Google}, Options{FetchTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err = kc.ResolveContext(ctx, repo(t, "europe-docker.pkg.dev"))
+	if err == nil || strings.Contains(err.Error(), "in time") {
+		t.Fatalf("the token request hung past FetchTimeout until the caller's own deadline: %v", err)
 	}
 }

@@ -25,18 +25,17 @@ const cloudPlatformScope = "https://www.googleapis.com/auth/cloud-platform"
 // server that failed once leaves it anonymous until a restart) and falls
 // back to running gcloud; here a failure is retried after FailureTTL.
 type googleProvider struct {
-	client *http.Client // for token requests not sent to the metadata server; nil: the library's
+	// client carries the token requests not sent to the metadata server
+	// (which has its own client and timeouts): the library's default has
+	// no timeout, and its token source takes no context.
+	client *http.Client
 
 	mu sync.Mutex
 	ts oauth2.TokenSource // found on first success
 }
 
 func newGoogle(opts Options) *googleProvider {
-	p := &googleProvider{}
-	if opts.Transport != nil {
-		p.client = opts.client()
-	}
-	return p
+	return &googleProvider{client: opts.client()}
 }
 
 func (*googleProvider) name() string { return Google }
@@ -71,10 +70,7 @@ func (p *googleProvider) source(ctx context.Context) (oauth2.TokenSource, error)
 	if p.ts != nil {
 		return p.ts, nil
 	}
-	ctx = context.WithoutCancel(ctx)
-	if p.client != nil {
-		ctx = context.WithValue(ctx, oauth2.HTTPClient, p.client)
-	}
+	ctx = context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, p.client)
 	ts, err := googauth.DefaultTokenSource(ctx, cloudPlatformScope)
 	if err != nil {
 		return nil, fmt.Errorf("finding Application Default Credentials: %w", err)

@@ -73,9 +73,10 @@ type provider interface {
 	// port), "" when it is not one of the provider's registries. Hosts with
 	// the same key share the credential.
 	key(hostname string) string
-	// fetch asks the cloud for a credential for host (with its port, if
-	// the reference names one).
-	fetch(ctx context.Context, host string) (credential, error)
+	// fetch asks the cloud for a credential for the registry host name
+	// (no port: the credential is shared by every port, so none may
+	// decide it).
+	fetch(ctx context.Context, hostname string) (credential, error)
 }
 
 // credential is a registry user name and password, valid until expires.
@@ -208,23 +209,33 @@ func (k *Keychain) Resolve(target authn.Resource) (authn.Authenticator, error) {
 // cache again each time it is asked, so a transport that outlives the
 // token gets the next one.
 func (k *Keychain) ResolveContext(ctx context.Context, target authn.Resource) (authn.Authenticator, error) {
-	host := target.RegistryStr()
-	name := host // the providers match host names; a port changes no owner
-	if h, _, err := net.SplitHostPort(host); err == nil {
+	name := target.RegistryStr() // the providers match host names; a port changes no owner
+	if h, _, err := net.SplitHostPort(name); err == nil {
 		name = h
 	}
+	name = lowerASCII(name) // nor does case; Unicode folding would (K, the Kelvin sign, is not k)
 	for _, p := range k.providers {
 		key := p.key(name)
 		if key == "" {
 			continue
 		}
-		a := &authenticator{k: k, p: p, key: key, host: host}
+		a := &authenticator{k: k, p: p, key: key, host: name}
 		if _, err := a.AuthorizationContext(ctx); err != nil {
 			return nil, err
 		}
 		return a, nil
 	}
 	return authn.Anonymous, nil
+}
+
+// lowerASCII folds the ASCII letters of s to lower case, and only those.
+func lowerASCII(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
 }
 
 // authenticator answers with the cached credential of one provider key.

@@ -28,6 +28,7 @@ type stubProvider struct {
 	mu      sync.Mutex
 	fetches []string
 	err     error
+	refuse  string // a host whose fetches fail
 }
 
 func (p *stubProvider) name() string { return "stub" }
@@ -52,6 +53,9 @@ func (p *stubProvider) fetch(ctx context.Context, host string) (credential, erro
 	p.fetches = append(p.fetches, host)
 	if p.err != nil {
 		return credential{}, p.err
+	}
+	if host == p.refuse {
+		return credential{}, fmt.Errorf("nothing answers at %s", host)
 	}
 	return credential{username: "user", password: fmt.Sprintf("token-%d", len(p.fetches)), expires: p.now().Add(p.lifetime)}, nil
 }
@@ -136,11 +140,11 @@ func TestOtherHostsAreAnonymous(t *testing.T) {
 		t.Errorf("own host: got %q, %v; want token-1", got, err)
 	}
 	// A port changes no owner: the same registry's credential, and a
-	// registry first seen with a port is asked for at that port.
+	// registry first seen with a port is asked for without it.
 	if got, err := password(t, k, "r1.cloud.test:443"); err != nil || got != "token-1" {
 		t.Errorf("own host with a port: got %q, %v; want its token-1", got, err)
 	}
-	if got, err := password(t, k, "r2.cloud.test:5000"); err != nil || got != "token-2" || p.fetches[1] != "r2.cloud.test:5000" {
+	if got, err := password(t, k, "r2.cloud.test:5000"); err != nil || got != "token-2" || p.fetches[1] != "r2.cloud.test" {
 		t.Errorf("another host with a port: got %q, %v after fetches %q", got, err, p.fetches)
 	}
 }
@@ -354,5 +358,46 @@ func TestHostMatching(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%s: providers (-want +got):\n%s", tc.host, diff)
 		}
+	}
+}
+
+// A reference's port is the author's to write: one naming a port nothing
+// answers at must not fail, nor be remembered against, the registry's
+// other images, which share its credential.
+func TestPortPoisonsNoOtherImage(t *testing.T) {
+	k, p, _ := newStub(t, time.Hour)
+	p.refuse = "r1.cloud.test:1"
+	if _, err := password(t, k, "r1.cloud.test:1"); err != nil {
+		t.Logf("the reference with port 1: %v", err)
+	}
+	if got, err := password(t, k, "r1.cloud.test"); err != nil || got != "token-1" {
+		t.Errorf("the registry's other images after one named port 1: %q, %v; want its token-1", got, err)
+	}
+	for _, host := range p.fetches {
+		if strings.Contains(host, ":") {
+			t.Errorf("the provider was asked for %q: the credential of a registry depends on no port", host)
+		}
+	}
+}
+
+// Host names are case-insensitive: an author who writes a cloud
+// registry's host in capitals reaches the same registry, and must not
+// turn its reading anonymous (a private image then fails to inspect, an
+// availability failure, instead of being judged).
+func TestHostCaseChangesNoOwner(t *testing.T) {
+	k, p, _ := newStub(t, time.Hour)
+	for _, host := range []string{"R1.Cloud.Test", "r1.cloud.test", "R1.CLOUD.TEST:443"} {
+		if got, err := password(t, k, host); err != nil || got != "token-1" {
+			t.Errorf("%s: got %q, %v; want the registry's token-1", host, got, err)
+		}
+	}
+	if p.count() != 1 || p.fetches[0] != "r1.cloud.test" {
+		t.Errorf("fetches %q, want one, for r1.cloud.test", p.fetches)
+	}
+	// Only ASCII letters fold: the Kelvin sign lowers to k in Unicode, but
+	// europe-docker.p\u212Ag.dev is another (IDN) host, whoever owns it.
+	g := newKeychain([]provider{&googleProvider{}}, k.opts)
+	if got, err := password(t, g, "europe-docker.p\u212Ag.dev"); err != nil || got != "anonymous" {
+		t.Errorf("a look-alike of a Google host: got %q, %v; want anonymous", got, err)
 	}
 }
