@@ -610,7 +610,7 @@ func (s *fsState) run(c command, lookup func(string) (string, bool)) {
 		}
 	}
 	if shells[c.name] {
-		if hasArg(c.args, "-c") {
+		if _, script := shellScript(c.args); script {
 			return
 		}
 		ops := operands(c.args, nil)

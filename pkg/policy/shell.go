@@ -105,8 +105,8 @@ func runInstruction(s string) instruction {
 	return in
 }
 
-// stripShell removes a leading "/bin/sh -c", "/bin/bash -o pipefail -c"
-// and the like, returning the script that follows.
+// stripShell removes a leading "/bin/sh -c", "/bin/bash -euxo pipefail
+// -c" and the like, returning the script that follows.
 func stripShell(s string) (string, bool) {
 	i := 0
 	next := func() string {
@@ -126,19 +126,47 @@ func stripShell(s string) (string, bool) {
 	if !shells[path.Base(first)] {
 		return "", false
 	}
-	for i < len(s) {
-		w := next()
+	op, script := shellOptions(next)
+	if !script || op == "" {
+		return "", false
+	}
+	return s[i-len(op):], true
+}
+
+// shellOptions reads a shell's options, one word of next at a time, up to
+// its first operand, which it returns, and reports whether they include c:
+// that operand is then the script to run. Options bundle ("-euxo
+// pipefail", "-lc"), and each o or O in a bundle takes the next word.
+func shellOptions(next func() string) (operand string, script bool) {
+	for w := next(); w != ""; w = next() {
 		switch {
-		case w == "-o" || w == "+o":
-			next()
-		case strings.HasPrefix(w, "-") && strings.HasSuffix(w, "c"):
-			return strings.TrimLeft(s[i:], " \t"), true
-		case strings.HasPrefix(w, "-") || strings.HasPrefix(w, "+"):
+		case w == "--":
+			return next(), script
+		case strings.HasPrefix(w, "--"):
+			// --login, --norc, --posix
+		case len(w) > 1 && (w[0] == '-' || w[0] == '+'):
+			script = script || (w[0] == '-' && strings.ContainsRune(w, 'c'))
+			for range strings.Count(w, "o") + strings.Count(w, "O") {
+				next()
+			}
 		default:
-			return "", false
+			return w, script
 		}
 	}
 	return "", false
+}
+
+// shellScript returns the script a shell's arguments pass it with -c.
+func shellScript(args []string) (string, bool) {
+	i := 0
+	op, script := shellOptions(func() string {
+		if i >= len(args) {
+			return ""
+		}
+		i++
+		return args[i-1]
+	})
+	return op, script
 }
 
 // word is one shell word with its quotes removed.
@@ -536,19 +564,22 @@ func (r *shellReader) appendCommands(out []command, script string, depth int) []
 		}
 		out = append(out, cmd)
 		prev, hasPrev = cmd, true
-		if !shells[cmd.name] && cmd.name != "su" {
-			continue
+		script, ok := "", false
+		switch {
+		case shells[cmd.name]:
+			script, ok = shellScript(cmd.args)
+		case cmd.name == "su":
+			// su -c takes the script as its value.
+			if j := slices.Index(cmd.args, "-c"); j >= 0 && j+1 < len(cmd.args) {
+				script, ok = cmd.args[j+1], true
+			}
 		}
-		for j, a := range cmd.args {
-			if a != "-c" || j+1 >= len(cmd.args) {
-				continue
-			}
-			if depth >= maxScriptDepth {
-				r.limit(fmt.Sprintf("scripts nested deeper than %d sh -c were not read", maxScriptDepth))
-				break
-			}
-			out = r.appendCommands(out, cmd.args[j+1], depth+1)
-			break
+		switch {
+		case !ok:
+		case depth >= maxScriptDepth:
+			r.limit(fmt.Sprintf("scripts nested deeper than %d sh -c were not read", maxScriptDepth))
+		default:
+			out = r.appendCommands(out, script, depth+1)
 		}
 	}
 	return out

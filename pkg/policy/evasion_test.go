@@ -1,0 +1,38 @@
+package policy
+
+import "testing"
+
+// Ways an image's author could get a toolchain past the detection, found
+// in review: each case is a history line a builder writes; the near
+// misses next to them stay allowed.
+
+// TestShellOptionsDoNotHideTheScript: a shell run with options before or
+// bundled with -c (SHELL ["/bin/bash", "-euxo", "pipefail", "-c"], bash
+// -lc, sh -xc) runs the script that follows them.
+func TestShellOptionsDoNotHideTheScript(t *testing.T) {
+	run := func(script string) string { return "RUN /bin/sh -c " + script + " # buildkit" }
+	tests := []struct {
+		name string
+		line string
+		want []string
+	}{
+		{name: "SHELL bash -euxo pipefail -c",
+			line: "RUN /bin/bash -euxo pipefail -c apt-get install -y --no-install-recommends build-essential # buildkit",
+			want: []string{RuleToolchainCC}},
+		{name: "SHELL bash -O extglob -ec",
+			line: "RUN /bin/bash -O extglob -ec apt-get install -y --no-install-recommends golang-go # buildkit",
+			want: []string{RuleToolchainGo}},
+		{name: "bash -lc in the script", line: run(`bash -lc "apt-get install -y build-essential"`), want: []string{RuleToolchainCC}},
+		{name: "sh -xc in the script", line: run(`sh -xc 'go build -o /app .'`), want: []string{RuleBuildGo}},
+
+		// Near misses.
+		{name: "bash -euxo pipefail -c without a toolchain", line: "RUN /bin/bash -euxo pipefail -c apt-get install -y ca-certificates # buildkit"},
+		{name: "a script file run with options", line: run(`sh -x ./build.sh go`)},
+	}
+	def := Default()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			checkRules(t, Evaluate(&def.Spec, historyFacts(t, nil, tc.line)), tc.want)
+		})
+	}
+}
