@@ -36,3 +36,29 @@ func TestShellOptionsDoNotHideTheScript(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildArgValuesWithSpaces: BuildKit writes a RUN's build arguments
+// as "|N K=V ..." without quoting their values, so a value may hold
+// spaces ("ARG BUILD_DEPS="make gcc"").
+func TestBuildArgValuesWithSpaces(t *testing.T) {
+	tests := []struct {
+		name string
+		line string
+		want []string
+	}{
+		{name: "a list of packages, then another argument",
+			line: "RUN |2 BUILD_DEPS=make gcc VERSION=1.2 /bin/sh -c apt-get update && apt-get install -y $BUILD_DEPS # buildkit",
+			want: []string{RuleToolchainCC}},
+		{name: "flags as the last argument",
+			line: "RUN |1 GOFLAGS=-trimpath -mod=vendor /bin/sh -c go build -o /app . # buildkit",
+			want: []string{RuleBuildGo}},
+		{name: "the packages installed and purged again",
+			line: "RUN |1 BUILD_DEPS=gcc libc6-dev make /bin/sh -c apt-get install -y $BUILD_DEPS && make && apt-get purge -y --auto-remove $BUILD_DEPS # buildkit"},
+	}
+	def := Default()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			checkRules(t, Evaluate(&def.Spec, historyFacts(t, nil, tc.line)), tc.want)
+		})
+	}
+}

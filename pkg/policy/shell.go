@@ -85,17 +85,7 @@ func runInstruction(s string) instruction {
 			n = n*10 + int(c-'0')
 		}
 		if n >= 0 && n < len(fields) {
-			in.buildArgs = map[string]string{}
-			rest := strings.TrimSpace(strings.TrimPrefix(s, fields[0]))
-			for i := 0; i < n; i++ {
-				var kv string
-				kv, rest, _ = strings.Cut(rest, " ")
-				rest = strings.TrimSpace(rest)
-				if k, v, ok := strings.Cut(kv, "="); ok {
-					in.buildArgs[k] = v
-				}
-			}
-			s = rest
+			in.buildArgs, s = readBuildArgs(strings.TrimPrefix(s, fields[0]), n)
 		}
 	}
 	if script, ok := stripShell(s); ok {
@@ -103,6 +93,47 @@ func runInstruction(s string) instruction {
 	}
 	in.args = s
 	return in
+}
+
+// readBuildArgs reads the n "K=V" build arguments at the start of s and
+// returns them and the rest of s. BuildKit writes them unquoted, so a
+// value runs on over spaces ("BUILD_DEPS=make gcc") up to the next
+// argument or, for the last, up to the shell that runs the script; with
+// no shell after it (exec form), the last value is taken to be one word.
+func readBuildArgs(s string, n int) (map[string]string, string) {
+	args := make(map[string]string, n)
+	for k := 0; k < n; k++ {
+		s = strings.TrimSpace(s)
+		end := strings.IndexByte(s, ' ')
+		if end < 0 {
+			end = len(s)
+		}
+		for i := end; i < len(s); {
+			w := s[i:]
+			w = w[len(w)-len(strings.TrimLeft(w, " ")):]
+			if k < n-1 && assignment.MatchString(w) {
+				end = i
+				break
+			}
+			if first, _, _ := strings.Cut(w, " "); k == n-1 && (shells[path.Base(first)] || first == "/usr/bin/env") {
+				// One try: the script starts here or the value is one word.
+				if _, ok := stripShell(w); ok {
+					end = i
+				}
+				break
+			}
+			j := strings.IndexByte(w, ' ')
+			if j < 0 {
+				break
+			}
+			i = len(s) - len(w) + j
+		}
+		if key, v, ok := strings.Cut(s[:end], "="); ok {
+			args[key] = v
+		}
+		s = s[end:]
+	}
+	return args, strings.TrimSpace(s)
 }
 
 // stripShell removes a leading "/bin/sh -c", "/bin/bash -euxo pipefail
