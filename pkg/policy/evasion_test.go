@@ -62,3 +62,42 @@ func TestBuildArgValuesWithSpaces(t *testing.T) {
 		})
 	}
 }
+
+// TestAptRemovalKeepsDependencies: apt-get remove and purge (and dpkg)
+// remove the packages named, not what they pulled in: "apt-get purge
+// build-essential" removes a metapackage and leaves gcc, g++ and make.
+// Only an autoremove takes the dependencies too.
+func TestAptRemovalKeepsDependencies(t *testing.T) {
+	run := func(script string) string { return "RUN /bin/sh -c " + script + " # buildkit" }
+	tests := []struct {
+		name  string
+		lines []string
+		want  []string
+	}{
+		{name: "metapackage purged without autoremove",
+			lines: []string{run("apt-get update && apt-get install -y build-essential && make && apt-get purge -y build-essential")},
+			want:  []string{RuleBuildMake, RuleToolchainCC}},
+		{name: "gcc removed after a pip build",
+			lines: []string{run("apt-get update && apt-get install -y gcc libc6-dev && pip install --no-cache-dir uwsgi && apt-get remove -y gcc libc6-dev")},
+			want:  []string{RuleToolchainCC}},
+		{name: "dpkg purge",
+			lines: []string{run("apt-get install -y gcc && gcc -c x.c && dpkg --purge gcc")},
+			want:  []string{RuleBuildCC, RuleToolchainCC}},
+		{name: "purged without autoremove in a later step",
+			lines: []string{run("apt-get update && apt-get install -y golang-go"), run("apt-get purge -y golang-go")},
+			want:  []string{RuleToolchainGo}},
+
+		// Near misses.
+		{name: "purge --auto-remove", lines: []string{run("apt-get install -y build-essential && make && apt-get purge -y --auto-remove build-essential")}},
+		{name: "purge, then autoremove", lines: []string{run("apt-get install -y gcc && gcc -c x.c && apt-get purge -y gcc && apt-get autoremove -y")}},
+		{name: "dpkg purge, then autoremove", lines: []string{run("apt-get install -y gcc && gcc -c x.c && dpkg --purge gcc && apt-get autoremove --purge -y")}},
+		{name: "a later step's purge --auto-remove", lines: []string{run("apt-get install -y golang-go"), run("apt-get purge -y --auto-remove golang-go")},
+			want: []string{RuleBloatRemovedLater}},
+	}
+	def := Default()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			checkRules(t, Evaluate(&def.Spec, historyFacts(t, nil, tc.lines...)), tc.want)
+		})
+	}
+}
