@@ -1,6 +1,10 @@
 package policy
 
-import "testing"
+import (
+	"slices"
+	"strings"
+	"testing"
+)
 
 // Ways an image's author could get a toolchain past the detection, found
 // in review: each case is a history line a builder writes; the near
@@ -100,4 +104,38 @@ func TestAptRemovalKeepsDependencies(t *testing.T) {
 			checkRules(t, Evaluate(&def.Spec, historyFacts(t, nil, tc.lines...)), tc.want)
 		})
 	}
+}
+
+// TestCapsAreViolations: what the reader leaves unread past its bounds (a
+// line past the line cap, references past the expansion budget, scripts
+// nested deeper than it reads) may hold an install, and the image's
+// author chose to write it so: the image is not judged clean but gets an
+// inspection.invalid finding naming the step.
+func TestCapsAreViolations(t *testing.T) {
+	run := func(script string) string { return "RUN /bin/sh -c " + script + " # buildkit" }
+	pad := strings.Repeat("echo padding-padding-padding; ", (maxLineBytes/30)+1)
+	tests := []struct {
+		name string
+		line string
+	}{
+		{name: "install past the line cap", line: run(pad + "apt-get install -y gcc")},
+		{name: "install past the expansion budget", line: run("A=x; " + strings.Repeat("A=$A$A; ", 20) + "P=gcc; apt-get install -y $P")},
+		{name: "install nested past the depth read", line: run(nest(maxScriptDepth+2, "apt-get install -y gcc"))},
+	}
+	def := Default()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := Evaluate(&def.Spec, historyFacts(t, nil, "ADD rootfs.tar / # buildkit", tc.line))
+			i := slices.IndexFunc(res.Findings, func(f Finding) bool { return f.Rule == RuleInspectionInvalid })
+			if res.Verdict != VerdictDeny || i < 0 {
+				t.Fatalf("verdict %s, findings %v; want deny with %s: %q", res.Verdict, ruleIDs(res), RuleInspectionInvalid, res.Notes)
+			}
+			if f := res.Findings[i]; f.Evidence.HistoryIndex == nil || *f.Evidence.HistoryIndex != 1 || res.Incomplete() {
+				t.Errorf("finding %+v: want history #1, not an incomplete evaluation", f)
+			}
+		})
+	}
+	// Within the bounds, no such finding.
+	res := Evaluate(&def.Spec, historyFacts(t, nil, run(nest(maxScriptDepth, "apt-get install -y ca-certificates"))))
+	checkRules(t, res, nil)
 }
