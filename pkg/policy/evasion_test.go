@@ -139,3 +139,36 @@ func TestCapsAreViolations(t *testing.T) {
 	res := Evaluate(&def.Spec, historyFacts(t, nil, run(nest(maxScriptDepth, "apt-get install -y ca-certificates"))))
 	checkRules(t, res, nil)
 }
+
+// TestCopiesKeepTheToolchain: a toolchain copied elsewhere before its
+// folder is deleted is still in the image, whether an earlier step put it
+// in place or this one did, and whether cp or a tar pipe copied it.
+func TestCopiesKeepTheToolchain(t *testing.T) {
+	run := func(script string) string { return "RUN /bin/sh -c " + script + " # buildkit" }
+	const goURL = "https://go.dev/dl/go1.22.5.linux-amd64.tar.gz"
+	tests := []struct {
+		name  string
+		lines []string
+		want  []string
+	}{
+		{name: "an earlier step's toolchain copied, then deleted", lines: []string{
+			run("curl -fsSL " + goURL + " | tar -C /usr/local -xz"),
+			run("cp -a /usr/local/go /opt/go && rm -rf /usr/local/go")}, want: []string{RuleToolchainGo}},
+		{name: "copied out through a tar pipe, then deleted", lines: []string{
+			run("cd /tmp && curl -fsSLO " + goURL + " && tar -xzf go1.22.5.linux-amd64.tar.gz && tar -C /tmp -cf - go | tar -C /opt -xf - && rm -rf /tmp/*")},
+			want: []string{RuleToolchainGo}},
+
+		// Near misses.
+		{name: "an archive of something else", lines: []string{
+			run("cd /tmp && curl -fsSLO " + goURL + " && tar -xzf go1.22.5.linux-amd64.tar.gz && ./go/bin/go build -o /app /src && tar -C / -czf /backup.tgz etc && rm -rf /tmp/*")}},
+		{name: "an earlier step's copy of something else", lines: []string{
+			run("curl -fsSL " + goURL + " | tar -C /usr/local -xz"),
+			run("cp -a /etc/ssl /opt/ssl && rm -rf /usr/local/go")}, want: []string{RuleBloatRemovedLater}},
+	}
+	def := Default()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			checkRules(t, Evaluate(&def.Spec, historyFacts(t, nil, tc.lines...)), tc.want)
+		})
+	}
+}
