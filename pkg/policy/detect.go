@@ -66,6 +66,12 @@ type analysis struct {
 	// unread counts the history steps left unanalysed because the
 	// evaluation was stopped (see stopped).
 	unread int
+	// unreadParts are the steps a bound of the reader left partly unread
+	// (a line past the line cap, expansion past its budget, scripts
+	// nested too deep), each with its note: what was not read may hold an
+	// install. Bounds past which the analysis keeps a toolchain (removals
+	// not credited) are only noted.
+	unreadParts []unreadPart
 	// workdir is the working directory the steps so far set.
 	workdir string
 	// pkgs follows packages across steps; live are the installs of
@@ -75,6 +81,12 @@ type analysis struct {
 	// seen is scratch space for the literal index, one flag per
 	// download pattern.
 	seen []bool
+}
+
+// unreadPart is a step a bound left partly unread, and the note saying so.
+type unreadPart struct {
+	index int
+	note  string
 }
 
 // liveArtifact is an install of an earlier step that is still in the
@@ -153,7 +165,7 @@ func analyze(det *detector, f *image.Facts, done <-chan struct{}) analysis {
 	recognised := 0
 	for _, h := range f.History {
 		if len(h.CreatedBy) > maxLineBytes {
-			a.cut(h.Index, fmt.Sprintf("its line of %s was read up to %d KiB", HumanBytes(int64(len(h.CreatedBy))), maxLineBytes>>10))
+			a.cutUnread(h.Index, fmt.Sprintf("its line of %s was read up to %d KiB", HumanBytes(int64(len(h.CreatedBy))), maxLineBytes>>10))
 			h.CreatedBy = h.CreatedBy[:maxLineBytes]
 		}
 		st := step{HistoryEntry: h, instruction: parseInstruction(h.CreatedBy)}
@@ -288,6 +300,13 @@ func (a *analysis) cut(index int, why string) {
 	a.notes = append(a.notes, fmt.Sprintf("history #%d was not analysed in full: %s", index, why))
 }
 
+// cutUnread notes that a bound left part of a step unread, which may
+// hide an install: the image gets a finding (see unreadParts).
+func (a *analysis) cutUnread(index int, why string) {
+	a.cut(index, why)
+	a.unreadParts = append(a.unreadParts, unreadPart{index: index, note: a.notes[len(a.notes)-1]})
+}
+
 // downloads finds the toolchains a step fetches by URL or file name: the
 // literal index picks the patterns worth running on the step's text.
 func (a *analysis) downloads(st step) []hit {
@@ -418,7 +437,7 @@ func (a *analysis) script(st step, env map[string]string, node *nodeState, dl []
 		}
 	}
 	for _, why := range sh.limits {
-		a.cut(st.Index, why)
+		a.cutUnread(st.Index, why)
 	}
 	for _, why := range fs.limits {
 		a.cut(st.Index, why)

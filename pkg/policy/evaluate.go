@@ -104,6 +104,9 @@ func (c *Compiled) evaluate(f *image.Facts, done <-chan struct{}) Result {
 	}
 	res.Findings = append(res.Findings, sizeFindings(c.spec.SizeBudget, sel, f, action)...)
 	res.Findings = append(res.Findings, digestFindings(c.spec, f.Reference, action)...)
+	if len(an.unreadParts) > 0 {
+		res.Findings = append(res.Findings, unreadFinding(f, an.unreadParts[0], action))
+	}
 	if an.unread > 0 {
 		res.Findings = append(res.Findings, cutFinding(f, an, action))
 	}
@@ -131,6 +134,33 @@ func cutFinding(f *image.Facts, an analysis, action Action) Finding {
 		Remedy:   "build with fewer and shorter steps (a multi-stage build keeps the build steps out of the final image's history)",
 	}
 	if i := an.steps[read].Index; i >= 0 {
+		fd.Evidence.HistoryIndex = &i
+	}
+	if f.Platform.OS != "" {
+		fd.Platform = f.Platform.String()
+	}
+	return fd
+}
+
+// reasonTooLarge is the inspector's reason for content of the image's
+// author past slimgate's caps.
+const reasonTooLarge = "TooLarge"
+
+// unreadFinding is the finding of a step that a bound of the history
+// reader left partly unread: its author chose to write what was not read,
+// which may install a toolchain, so it is not passed as clean. Like
+// cutFinding, it is not subject to the policy's rule selection.
+func unreadFinding(f *image.Facts, u unreadPart, action Action) Finding {
+	r := ruleByID(RuleInspectionInvalid)
+	fd := Finding{
+		Rule:     r.ID,
+		Action:   action,
+		Message:  r.Title + Failure{Reason: reasonTooLarge, Detail: u.note}.because(),
+		Evidence: Evidence{Reason: reasonTooLarge},
+		Remedy:   "write shorter RUN steps, without scripts nested in sh -c deeper than three levels or variables that double themselves (a multi-stage build keeps the build steps out of the final image's history)",
+	}
+	if u.index >= 0 {
+		i := u.index
 		fd.Evidence.HistoryIndex = &i
 	}
 	if f.Platform.OS != "" {

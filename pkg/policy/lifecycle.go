@@ -341,7 +341,7 @@ func (s *fsState) extract(c command) {
 		}
 		file, members = ops[0], ops[1:]
 	} else {
-		extracting := false
+		extracting, creating := false, false
 		for i := 0; i < len(c.args); i++ {
 			a := c.args[i]
 			value := func() string {
@@ -358,6 +358,8 @@ func (s *fsState) extract(c command) {
 			switch {
 			case a == "--extract" || a == "--get":
 				extracting = true
+			case a == "--create":
+				creating = true
 			case a == "-C" || a == "--directory" || strings.HasPrefix(a, "--directory="):
 				dir = s.abs(value())
 			case a == "-f" || a == "--file" || strings.HasPrefix(a, "--file="):
@@ -385,6 +387,7 @@ func (s *fsState) extract(c command) {
 					continue
 				}
 				extracting = extracting || strings.ContainsRune(flags, 'x')
+				creating = creating || strings.ContainsRune(flags, 'c')
 				if strings.ContainsRune(flags, 'f') && i+1 < len(c.args) {
 					i++
 					file = c.args[i]
@@ -395,6 +398,21 @@ func (s *fsState) extract(c command) {
 				}
 			default:
 				members = append(members, a)
+			}
+		}
+		if creating {
+			// An archive of a toolchain's files goes where the reader
+			// does not follow (a pipe into another tar, a file).
+			for _, m := range members {
+				p := m
+				if !strings.HasPrefix(m, "/") {
+					p = path.Join(dir, m)
+				}
+				s.each(func(art *artifact) {
+					if art.holds(p) {
+						art.escaped = true
+					}
+				})
 			}
 		}
 		if !extracting {
@@ -500,14 +518,27 @@ func (s *fsState) place(c command) {
 	for _, src := range ops {
 		s.putAt(dest, src)
 		p := s.abs(globDir(src))
-		for _, art := range s.arts {
+		s.each(func(art *artifact) {
 			if !art.holds(p) {
-				continue
+				return
 			}
 			art.add(place{path: dest})
 			if c.name == "mv" {
 				art.dropExact(p)
 			}
+		})
+	}
+}
+
+// each calls f on the artifacts still in the image: this step's and the
+// earlier steps'.
+func (s *fsState) each(f func(*artifact)) {
+	for _, art := range s.arts {
+		f(art)
+	}
+	for _, l := range s.earlier {
+		if !l.art.gone() {
+			f(l.art)
 		}
 	}
 }
@@ -610,7 +641,7 @@ func (s *fsState) run(c command, lookup func(string) (string, bool)) {
 		}
 	}
 	if shells[c.name] {
-		if hasArg(c.args, "-c") {
+		if _, script := shellScript(c.args); script {
 			return
 		}
 		ops := operands(c.args, nil)

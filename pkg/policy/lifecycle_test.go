@@ -69,7 +69,7 @@ func TestRemovedLater(t *testing.T) {
 	}{
 		{name: "compiler purged by name in a later step", lines: []string{
 			run("apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev"),
-			run("apt-get purge -y gcc libc6-dev")}, want: []string{RuleBloatRemovedLater}},
+			run("apt-get purge -y --auto-remove gcc libc6-dev")}, want: []string{RuleBloatRemovedLater}},
 		{name: "go folder copied in, deleted later; its ENV no longer counts", env: []string{"GOLANG_VERSION=1.22.5", "PATH=/usr/local/go/bin:/usr/bin:/bin"}, lines: []string{
 			"ENV GOLANG_VERSION=1.22.5",
 			"COPY /usr/local/go /usr/local/go # buildkit",

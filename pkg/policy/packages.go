@@ -46,8 +46,13 @@ type installedPkg struct {
 	tx int
 	// auto is set when the package is marked as installed automatically
 	// (apt-mark auto, dnf mark remove): an autoremove removes it.
-	auto    bool
-	removed bool
+	auto bool
+	// depsLeft is set when apt or dpkg removed the package by name without
+	// an autoremove: what it pulled in stays (the compiler a metapackage
+	// such as gcc or build-essential depends on), so it counts as
+	// installed until an autoremove.
+	depsLeft bool
+	removed  bool
 	// step is the step that installed it, removedBy the one that removed
 	// it.
 	step, removedBy int
@@ -432,6 +437,10 @@ func (p *pkgState) remove(manager string, args []string, valueOpts map[string]bo
 		if manager == "apk" && ip.group != "" {
 			key = ip.group
 		}
+		if pkgFamily(manager) == "deb" && p.keeps(*ip) {
+			ip.depsLeft = ip.depsLeft || match(key)
+			return
+		}
 		p.setRemoved(ip, match(key))
 	})
 }
@@ -443,9 +452,11 @@ func (p *pkgState) setRemoved(ip *installedPkg, gone bool) {
 	}
 }
 
-// autoRemove removes what the family's marks made automatically installed.
+// autoRemove removes what the family's marks made automatically installed,
+// and what toolchain packages removed by name (in any step) left behind.
 func (p *pkgState) autoRemove(manager string) {
 	p.removeWhere(manager, func(ip installedPkg) bool { return ip.auto })
+	p.visit(manager, 1, func(ip *installedPkg) { p.setRemoved(ip, ip.depsLeft) })
 }
 
 // undoLast removes what the last rpm transaction installed: nothing when

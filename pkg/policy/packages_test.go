@@ -81,11 +81,11 @@ func TestSelfCleaningCoversWhatWasInstalled(t *testing.T) {
 
 		// Near misses that stay allowed.
 		{name: "purge of exactly what was installed",
-			line: run("apt-get install -y gcc make && make && apt-get purge -y gcc make")},
+			line: run("apt-get install -y gcc make && make && apt-get purge -y --auto-remove gcc make")},
 		{name: "dpkg purges what apt installed",
-			line: run("apt-get install -y gcc && gcc -c x.c && dpkg --purge gcc")},
+			line: run("apt-get install -y gcc && gcc -c x.c && dpkg --purge gcc && apt-get autoremove -y")},
 		{name: "apt regex purge",
-			line: run("apt-get install -y gcc-12 g++-12 make && make && apt-get purge -y 'g.*-12' make")},
+			line: run("apt-get install -y gcc-12 g++-12 make && make && apt-get purge -y --auto-remove 'g.*-12' make")},
 		{name: "yum glob remove",
 			line: run("yum install -y gcc gcc-c++ make && make && yum remove -y 'gcc*' make")},
 		{name: "dnf group install and remove",

@@ -85,17 +85,7 @@ func runInstruction(s string) instruction {
 			n = n*10 + int(c-'0')
 		}
 		if n >= 0 && n < len(fields) {
-			in.buildArgs = map[string]string{}
-			rest := strings.TrimSpace(strings.TrimPrefix(s, fields[0]))
-			for i := 0; i < n; i++ {
-				var kv string
-				kv, rest, _ = strings.Cut(rest, " ")
-				rest = strings.TrimSpace(rest)
-				if k, v, ok := strings.Cut(kv, "="); ok {
-					in.buildArgs[k] = v
-				}
-			}
-			s = rest
+			in.buildArgs, s = readBuildArgs(strings.TrimPrefix(s, fields[0]), n)
 		}
 	}
 	if script, ok := stripShell(s); ok {
@@ -105,8 +95,49 @@ func runInstruction(s string) instruction {
 	return in
 }
 
-// stripShell removes a leading "/bin/sh -c", "/bin/bash -o pipefail -c"
-// and the like, returning the script that follows.
+// readBuildArgs reads the n "K=V" build arguments at the start of s and
+// returns them and the rest of s. BuildKit writes them unquoted, so a
+// value runs on over spaces ("BUILD_DEPS=make gcc") up to the next
+// argument or, for the last, up to the shell that runs the script; with
+// no shell after it (exec form), the last value is taken to be one word.
+func readBuildArgs(s string, n int) (map[string]string, string) {
+	args := make(map[string]string, n)
+	for k := 0; k < n; k++ {
+		s = strings.TrimSpace(s)
+		end := strings.IndexByte(s, ' ')
+		if end < 0 {
+			end = len(s)
+		}
+		for i := end; i < len(s); {
+			w := s[i:]
+			w = w[len(w)-len(strings.TrimLeft(w, " ")):]
+			if k < n-1 && assignment.MatchString(w) {
+				end = i
+				break
+			}
+			if first, _, _ := strings.Cut(w, " "); k == n-1 && (shells[path.Base(first)] || first == "/usr/bin/env") {
+				// One try: the script starts here or the value is one word.
+				if _, ok := stripShell(w); ok {
+					end = i
+				}
+				break
+			}
+			j := strings.IndexByte(w, ' ')
+			if j < 0 {
+				break
+			}
+			i = len(s) - len(w) + j
+		}
+		if key, v, ok := strings.Cut(s[:end], "="); ok {
+			args[key] = v
+		}
+		s = s[end:]
+	}
+	return args, strings.TrimSpace(s)
+}
+
+// stripShell removes a leading "/bin/sh -c", "/bin/bash -euxo pipefail
+// -c" and the like, returning the script that follows.
 func stripShell(s string) (string, bool) {
 	i := 0
 	next := func() string {
@@ -126,19 +157,47 @@ func stripShell(s string) (string, bool) {
 	if !shells[path.Base(first)] {
 		return "", false
 	}
-	for i < len(s) {
-		w := next()
+	op, script := shellOptions(next)
+	if !script || op == "" {
+		return "", false
+	}
+	return s[i-len(op):], true
+}
+
+// shellOptions reads a shell's options, one word of next at a time, up to
+// its first operand, which it returns, and reports whether they include c:
+// that operand is then the script to run. Options bundle ("-euxo
+// pipefail", "-lc"), and each o or O in a bundle takes the next word.
+func shellOptions(next func() string) (operand string, script bool) {
+	for w := next(); w != ""; w = next() {
 		switch {
-		case w == "-o" || w == "+o":
-			next()
-		case strings.HasPrefix(w, "-") && strings.HasSuffix(w, "c"):
-			return strings.TrimLeft(s[i:], " \t"), true
-		case strings.HasPrefix(w, "-") || strings.HasPrefix(w, "+"):
+		case w == "--":
+			return next(), script
+		case strings.HasPrefix(w, "--"):
+			// --login, --norc, --posix
+		case len(w) > 1 && (w[0] == '-' || w[0] == '+'):
+			script = script || (w[0] == '-' && strings.ContainsRune(w, 'c'))
+			for range strings.Count(w, "o") + strings.Count(w, "O") {
+				next()
+			}
 		default:
-			return "", false
+			return w, script
 		}
 	}
 	return "", false
+}
+
+// shellScript returns the script a shell's arguments pass it with -c.
+func shellScript(args []string) (string, bool) {
+	i := 0
+	op, script := shellOptions(func() string {
+		if i >= len(args) {
+			return ""
+		}
+		i++
+		return args[i-1]
+	})
+	return op, script
 }
 
 // word is one shell word with its quotes removed.
@@ -536,19 +595,22 @@ func (r *shellReader) appendCommands(out []command, script string, depth int) []
 		}
 		out = append(out, cmd)
 		prev, hasPrev = cmd, true
-		if !shells[cmd.name] && cmd.name != "su" {
-			continue
+		script, ok := "", false
+		switch {
+		case shells[cmd.name]:
+			script, ok = shellScript(cmd.args)
+		case cmd.name == "su":
+			// su -c takes the script as its value.
+			if j := slices.Index(cmd.args, "-c"); j >= 0 && j+1 < len(cmd.args) {
+				script, ok = cmd.args[j+1], true
+			}
 		}
-		for j, a := range cmd.args {
-			if a != "-c" || j+1 >= len(cmd.args) {
-				continue
-			}
-			if depth >= maxScriptDepth {
-				r.limit(fmt.Sprintf("scripts nested deeper than %d sh -c were not read", maxScriptDepth))
-				break
-			}
-			out = r.appendCommands(out, cmd.args[j+1], depth+1)
-			break
+		switch {
+		case !ok:
+		case depth >= maxScriptDepth:
+			r.limit(fmt.Sprintf("scripts nested deeper than %d sh -c were not read", maxScriptDepth))
+		default:
+			out = r.appendCommands(out, script, depth+1)
 		}
 	}
 	return out
