@@ -113,6 +113,12 @@ func buildReports(results []fleet.WorkloadResult, unreviewed map[types.UID]bool,
 			}
 			rep.Results = append(rep.Results, reportResult(w, r, unreviewed[w.UID], at))
 		}
+		if w.Err != nil {
+			for _, p := range w.Policies {
+				rep := byKey[key{w.Namespace, p}]
+				rep.Results = append(rep.Results, unjudgedResult(w, p, at))
+			}
+		}
 	}
 	out := make([]*reportsv1alpha1.Report, 0, len(order))
 	for _, k := range order {
@@ -219,12 +225,31 @@ func reportResult(w fleet.WorkloadResult, r fleet.ImageResult, unreviewed bool, 
 		Scored:      true,
 		Timestamp:   metav1.Timestamp{Seconds: at.Unix()},
 		Description: policy.Truncate(msg, maxResultText),
-		Subjects: []corev1.ObjectReference{{
-			APIVersion: w.Kind.GroupVersion().String(), Kind: w.Kind.Kind,
-			Namespace: w.Namespace, Name: w.Name, UID: w.UID,
-		}},
-		Properties: props,
+		Subjects:    subjectOf(w),
+		Properties:  props,
 	}
+}
+
+// unjudgedResult is the error result of a workload the scan could not
+// judge under policyName, with the reason.
+func unjudgedResult(w fleet.WorkloadResult, policyName string, at metav1.Time) reportsv1alpha1.ReportResult {
+	return reportsv1alpha1.ReportResult{
+		Source:      ReportSource,
+		Policy:      policyName,
+		Result:      reportsv1alpha1.Result(fleet.ResultError),
+		Scored:      true,
+		Timestamp:   metav1.Timestamp{Seconds: at.Unix()},
+		Description: policy.Truncate("not judged: "+w.Err.Error(), maxResultText),
+		Subjects:    subjectOf(w),
+	}
+}
+
+// subjectOf is the subject of w's results: the workload.
+func subjectOf(w fleet.WorkloadResult) []corev1.ObjectReference {
+	return []corev1.ObjectReference{{
+		APIVersion: w.Kind.GroupVersion().String(), Kind: w.Kind.Kind,
+		Namespace: w.Namespace, Name: w.Name, UID: w.UID,
+	}}
 }
 
 func count(s *reportsv1alpha1.ReportSummary, r reportsv1alpha1.Result) {

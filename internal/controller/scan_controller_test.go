@@ -158,6 +158,36 @@ func TestReportsAreBounded(t *testing.T) {
 	}
 }
 
+// TestUnjudgedWorkloadIsAnError: a workload the scan could not judge is
+// an error result in the Report of each policy that scanned it, with the
+// reason (as slimgate scan shows it), not left out of the Reports.
+func TestUnjudgedWorkloadIsAnError(t *testing.T) {
+	lost := workload("shop", "api", deploymentKind, []string{"strict", "watch"})
+	lost.Err = errors.New("judging Deployment shop/api: reading policies: cache not synced")
+	results := []fleet.WorkloadResult{lost,
+		workload("shop", "db", deploymentKind, []string{"strict"}, imageResult("strict", "slim:1", fleet.ResultPass, 0))}
+	reps := buildReports(results, nil, metav1.Now())
+	if len(reps) != 2 {
+		t.Fatalf("%d reports, want one per policy", len(reps))
+	}
+	for _, r := range reps {
+		var errs []reportsv1alpha1.ReportResult
+		for _, res := range r.Results {
+			if res.Result == "error" {
+				errs = append(errs, res)
+			}
+		}
+		if r.Summary.Error != 1 || len(errs) != 1 {
+			t.Fatalf("report %s: summary %+v, %d error results; want the unjudged workload as one error", r.Name, r.Summary, len(errs))
+		}
+		e := errs[0]
+		if len(e.Subjects) != 1 || e.Subjects[0].Name != "api" || !strings.Contains(e.Description, "cache not synced") ||
+			e.Policy != strings.TrimPrefix(r.Name, "slimgate-") {
+			t.Errorf("report %s: error result %+v", r.Name, e)
+		}
+	}
+}
+
 // TestScanStatusAndMetrics: every policy's status.scan and the gauges
 // follow the summaries; series of namespaces gone are deleted.
 func TestScanStatusAndMetrics(t *testing.T) {
