@@ -85,7 +85,8 @@ type Options struct {
 	// nil: DefaultControllerIdentities, empty: none.
 	ControllerIdentities []string
 	// OwnerWait bounds how long the review of a controller's child waits
-	// for its owner in Reader's cache; 0: DefaultOwnerWait.
+	// for its owner in Reader's cache; 0: DefaultOwnerWait; negative: no
+	// wait, the cache is read once.
 	OwnerWait time.Duration
 	// Now is the clock exceptions are judged by (their expires); nil:
 	// time.Now.
