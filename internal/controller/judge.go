@@ -30,8 +30,9 @@ const ControllerManager = "kube-controller-manager"
 
 // NewJudge returns a JudgeFunc that runs an admission handler made with o
 // (sharing its inspector and caches with the webhook's), whose Recorder
-// hands the decisions back instead of recording them and whose Reviews
-// is unset.
+// hands the decisions back instead of recording them, whose Reviews is
+// unset and which does not wait for owners: the Pod was created a while
+// ago, so its owner is in the cache by now or will not be.
 //
 // The review it replays is sent by the Pod's creator as far as the Pod
 // tells: a Pod whose managed fields name ControllerManager as a writer of
@@ -44,7 +45,7 @@ const ControllerManager = "kube-controller-manager"
 // template has exactly its images, and then runs nothing that owner does
 // not.
 func NewJudge(o admit.Options) (JudgeFunc, error) {
-	o.Recorder, o.Reviews = collector{}, nil
+	o.Recorder, o.Reviews, o.OwnerWait = collector{}, nil, -1
 	h, err := admit.NewHandler(o)
 	if err != nil {
 		return nil, err

@@ -45,6 +45,32 @@ func rollout(manager, podImage string) (*appsv1.Deployment, *appsv1.ReplicaSet, 
 	return dep, rs, pod
 }
 
+// judgeScheme is the scheme of the readers the judge tests build.
+func judgeScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{v1alpha1.AddToScheme, corev1.AddToScheme, appsv1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// judgeOnce judges pod with a JudgeFunc reading r (goSDK images).
+func judgeOnce(t *testing.T, r client.Reader, pod *corev1.Pod) []events.Decision {
+	t.Helper()
+	judge, err := NewJudge(admission.Options{Reader: r, Inspector: goSDK{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := judge(t.Context(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
 // TestJudgeAsAdmissionWould: a Pod found unreviewed is judged as the
 // review of its creation would have judged it, owner's standing included:
 // the ReplicaSet controller's Pod with its template's image inherits the
@@ -54,12 +80,7 @@ func rollout(manager, podImage string) (*appsv1.Deployment, *appsv1.ReplicaSet, 
 // owner, the Deployment. A Pod someone else made naming the same owner is
 // judged on its own and regards itself.
 func TestJudgeAsAdmissionWould(t *testing.T) {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{v1alpha1.AddToScheme, corev1.AddToScheme, appsv1.AddToScheme} {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s := judgeScheme(t)
 	for _, tc := range []struct {
 		name, manager, image string
 		existing             v1alpha1.ExistingWorkloads
@@ -76,15 +97,7 @@ func TestJudgeAsAdmissionWould(t *testing.T) {
 			p := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "audit"},
 				Spec: v1alpha1.SlimImagePolicySpec{Mode: v1alpha1.ModeAudit, ExistingWorkloads: tc.existing}}
 			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}
-			c := fake.NewClientBuilder().WithScheme(s).WithObjects(p, ns, dep, rs).Build()
-			judge, err := NewJudge(admission.Options{Reader: c, Inspector: goSDK{}, OwnerWait: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ds, err := judge(t.Context(), pod)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ds := judgeOnce(t, fake.NewClientBuilder().WithScheme(s).WithObjects(p, ns, dep, rs).Build(), pod)
 			if len(ds) != 1 {
 				t.Fatalf("%d decisions, want 1: %+v", len(ds), ds)
 			}
@@ -119,5 +132,38 @@ func TestJudgeAsAdmissionWould(t *testing.T) {
 				t.Errorf("the Event's note does not say %q:\n%s", wantSays, notes[0].Note)
 			}
 		})
+	}
+}
+
+// ownerGets counts the ReplicaSet reads of a reader.
+type ownerGets struct {
+	client.Reader
+	n int
+}
+
+func (r *ownerGets) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*appsv1.ReplicaSet); ok {
+		r.n++
+	}
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
+
+// A Pod found unreviewed exists well after its creation: its owner is in
+// the cache by then or never will be, so the replay does not wait for it
+// (the review of a live creation waits up to OwnerWait). Managed fields
+// are the client's word, so anyone may have a Pod replayed as a
+// controller's; with a wait, each one naming a missing owner held the
+// single worker of the unreviewed Pod controller for OwnerWait.
+func TestJudgeDoesNotWaitForOwners(t *testing.T) {
+	s := judgeScheme(t)
+	_, _, pod := rollout(ControllerManager, "fat:1") // its ReplicaSet is not in the cache
+	p := &v1alpha1.SlimImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "audit"}, Spec: v1alpha1.SlimImagePolicySpec{Mode: v1alpha1.ModeAudit}}
+	reader := &ownerGets{Reader: fake.NewClientBuilder().WithScheme(s).WithObjects(p, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}).Build()}
+	ds := judgeOnce(t, reader, pod)
+	if len(ds) != 1 || ds[0].Reason != events.ReasonAudited {
+		t.Fatalf("decisions %+v, want one ImageAudited", ds)
+	}
+	if reader.n > 2 {
+		t.Errorf("the owner was read %d times: the replay waited for it", reader.n)
 	}
 }

@@ -25,7 +25,7 @@ func keyOf(uid types.UID) uidKey {
 const DefaultMaxReviews = 100000
 
 // ReviewLog is this replica's record of the Pod CREATEs its webhook
-// reviewed (admission.ReviewLog), by UID: the API server sends the name
+// reviewed and admitted (admission.ReviewLog), by UID: the API server sends the name
 // and UID it generated for the Pod in the review, so the record matches
 // the Pod it then stores. It is bounded: beyond max the oldest review is
 // forgotten, and the log no longer speaks for the time before it. The

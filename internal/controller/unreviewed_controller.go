@@ -48,7 +48,7 @@ const NoFindings = "NoFindings"
 // Delay, and looks each Pod's UID up in the review records: this
 // replica's ReviewLog and what every replica published (ReviewPublisher).
 // A Pod found in none, in a namespace the webhook configuration sends to
-// review, is judged as the review would have judged it (Judge: the
+// review with failurePolicy Ignore, is judged as the review would have judged it (Judge: the
 // policies that select its namespace, inspection and evaluation; never a
 // refusal, the Pod exists), and recorded per policy: an ImageUnreviewed
 // Event regarding the Pod for each image (one when nothing was found),
@@ -260,8 +260,9 @@ func (r *UnreviewedPodReconciler) neverReviewed() []string {
 }
 
 // reviewed reports whether the webhook configuration sends the creation
-// of Pods in namespace ns to review; when it cannot be read, every
-// namespace but those it always leaves out.
+// of Pods in namespace ns to review with a failurePolicy that lets the API
+// server admit them unreviewed (under Fail none gets in without a review);
+// when it cannot be read, every namespace but those it always leaves out.
 func (r *UnreviewedPodReconciler) reviewed(ctx context.Context, ns string) bool {
 	vwc := r.webhookConfiguration(ctx)
 	if vwc == nil {
@@ -273,7 +274,7 @@ func (r *UnreviewedPodReconciler) reviewed(ctx context.Context, ns string) bool 
 		nsLabels = n.Labels
 	}
 	for _, w := range vwc.Webhooks {
-		if !reviewsPodCreate(w.Rules) {
+		if !reviewsPodCreate(w.Rules) || (w.FailurePolicy != nil && *w.FailurePolicy == admissionregistrationv1.Fail) {
 			continue
 		}
 		if w.NamespaceSelector == nil {

@@ -210,3 +210,36 @@ func TestUnreviewedPodsFollowTheWebhookConfiguration(t *testing.T) {
 		t.Errorf("judged %v, want only the Pod in the opted-in namespace", j.calls)
 	}
 }
+
+// Under failurePolicy Fail the API server admits no Pod its webhook did not
+// review: a Pod the records miss (the replica that reviewed it was killed
+// before it published) is not one that "got in while the webhook could
+// not be reached", and is not judged or recorded as such. Under Ignore it
+// is.
+func TestUnreviewedPodsOnlyUnderFailurePolicyIgnore(t *testing.T) {
+	for _, policy := range []admissionregistrationv1.FailurePolicyType{admissionregistrationv1.Fail, admissionregistrationv1.Ignore} {
+		t.Run(string(policy), func(t *testing.T) {
+			vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "slimgate"},
+				Webhooks: []admissionregistrationv1.ValidatingWebhook{{Name: "pods.slimgate.dev", FailurePolicy: &policy,
+					Rules: []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+						Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}}}}}
+			pod := created("missed", "team", time.Minute, "fat:1")
+			c := newFakeClient(t, vwc, pod, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}})
+			j := &judged{}
+			r := replica(t, c, j)
+			if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(pod)}); err != nil {
+				t.Fatal(err)
+			}
+			want := 0
+			if policy == admissionregistrationv1.Ignore {
+				want = 1
+			}
+			if j.calls["missed"] != want {
+				t.Errorf("judged %d times under failurePolicy %s, want %d", j.calls["missed"], policy, want)
+			}
+			if got := counted(t, r); len(got) != want {
+				t.Errorf("slimgate_unreviewed_total %v under failurePolicy %s", got, policy)
+			}
+		})
+	}
+}

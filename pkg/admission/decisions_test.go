@@ -76,8 +76,8 @@ type reviewed []types.UID
 
 func (r *reviewed) Reviewed(pod client.Object) { *r = append(*r, pod.GetUID()) }
 
-// Every Pod CREATE is logged, whatever the verdict and whether a policy
-// applies; dry runs, updates, subresources and other kinds are not.
+// Every Pod CREATE admitted is logged, whether a policy applies or not;
+// dry runs, updates, subresources and other kinds are not.
 func TestHandlerLogsReviewedPodCreates(t *testing.T) {
 	var calls atomic.Int64
 	log := &reviewed{}
@@ -106,5 +106,24 @@ func TestHandlerLogsReviewedPodCreates(t *testing.T) {
 	}
 	if diff := cmp.Diff(reviewed{"judged", "unjudged"}, *log); diff != "" {
 		t.Errorf("logged reviews (-want +got):\n%s", diff)
+	}
+}
+
+// A refused Pod CREATE is not logged: that Pod never exists, and the log
+// is bounded, so requests that are refused (cheap to repeat, a
+// controller's retries of a refused workload) must not push the reviews
+// of Pods that do exist out of it and cut the records short, which hides
+// the Pods created meanwhile without a review.
+func TestHandlerDoesNotLogRefusedPodCreates(t *testing.T) {
+	log := &reviewed{}
+	h := hostileHandler(t, policiesReader(t, clusterWide()), fatInspector(), Options{Reviews: log})
+	for i := range 3 {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "team", UID: types.UID(fmt.Sprint("refused-", i))}, Spec: podSpec()}
+		if resp := h.Handle(context.Background(), request(admissionv1.Create, "", "Pod", "", raw(t, pod, "v1", "Pod"), nil)); resp.Allowed {
+			t.Fatalf("fat Pod admitted under Enforce")
+		}
+	}
+	if len(*log) != 0 {
+		t.Errorf("logged the reviews of refused Pods: %v", *log)
 	}
 }

@@ -41,9 +41,9 @@ type DecisionRecorder interface {
 	Record(ctx context.Context, d events.Decision)
 }
 
-// ReviewLog receives every Pod the handler reviews the creation of (not
-// on dry-run), whatever the verdict, so that Pods created without a review
-// can be told apart (internal/controller.ReviewLog).
+// ReviewLog receives every Pod the handler admits the creation of (not
+// on dry-run), so that Pods created without a review can be told apart
+// (internal/controller.ReviewLog).
 type ReviewLog interface {
 	Reviewed(pod client.Object)
 }
@@ -65,7 +65,7 @@ type Options struct {
 	Keychain KeychainFunc
 	// Recorder records decisions; nil: nothing is recorded.
 	Recorder DecisionRecorder
-	// Reviews, when set, logs the Pod CREATEs reviewed.
+	// Reviews, when set, logs the Pod CREATEs admitted.
 	Reviews ReviewLog
 	// Concurrency bounds the registry inspections of one request; 0: 16.
 	Concurrency int
@@ -85,7 +85,8 @@ type Options struct {
 	// nil: DefaultControllerIdentities, empty: none.
 	ControllerIdentities []string
 	// OwnerWait bounds how long the review of a controller's child waits
-	// for its owner in Reader's cache; 0: DefaultOwnerWait.
+	// for its owner in Reader's cache; 0: DefaultOwnerWait; negative: no
+	// wait, the cache is read once.
 	OwnerWait time.Duration
 	// Now is the clock exceptions are judged by (their expires); nil:
 	// time.Now.
@@ -136,7 +137,7 @@ func NewHandler(o Options) (*Handler, error) {
 }
 
 // Handle implements admission.Handler.
-func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admission.Response) {
 	log := logf.FromContext(ctx)
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return admission.Allowed("slimgate judges CREATE and UPDATE only")
@@ -152,9 +153,15 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
+	// Only a Pod admitted is logged: a refused one never exists, and
+	// refusals must not crowd the bounded log (ReviewLog).
 	if h.opts.Reviews != nil && gk.Group == "" && gk.Kind == "Pod" && req.Operation == admissionv1.Create &&
 		req.SubResource == "" && !isTrue(req.DryRun) {
-		h.opts.Reviews.Reviewed(w.Object)
+		defer func() {
+			if resp.Allowed {
+				h.opts.Reviews.Reviewed(w.Object)
+			}
+		}()
 	}
 	imgs := Images(w.Spec, w.Path)
 	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {

@@ -285,7 +285,7 @@ func (h *Handler) standingOf(ctx context.Context, req admission.Request, w *Work
 		namespace = req.Namespace
 	}
 	key := types.NamespacedName{Namespace: namespace, Name: ref.Name}
-	wait := cmp.Or(max(h.opts.OwnerWait, 0), DefaultOwnerWait)
+	wait := cmp.Or(h.opts.OwnerWait, DefaultOwnerWait)
 	if deadline, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(deadline))
 	}
