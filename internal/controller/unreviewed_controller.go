@@ -48,12 +48,12 @@ const NoFindings = "NoFindings"
 // Delay, and looks each Pod's UID up in the review records: this
 // replica's ReviewLog and what every replica published (ReviewPublisher).
 // A Pod found in none, in a namespace the webhook configuration sends to
-// review with failurePolicy Ignore, is judged as the review would have judged it (Judge: the
-// policies that select its namespace, inspection and evaluation; never a
-// refusal, the Pod exists), and recorded per policy: an ImageUnreviewed
-// Event regarding the Pod for each image (one when nothing was found),
-// which says what the review would have found, and
-// slimgate_unreviewed_total{policy,reason}. The Events' names derive from
+// review with failurePolicy Ignore, is judged as the review would have
+// judged it (Judge: the policies that select its namespace, inspection
+// and evaluation; never a refusal, the Pod exists), and recorded per
+// policy: an ImageUnreviewed Event regarding the Pod for each image (one
+// when nothing was found), which says what the review would have found,
+// and slimgate_unreviewed_total{policy,reason}. The Events' names derive from
 // what they are about, so that of several replicas judging the same Pod
 // one records it and counts it.
 //
