@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -79,6 +80,9 @@ type UnreviewedPodReconciler struct {
 	// Delay and Window: 0 takes DefaultUnreviewedDelay and
 	// DefaultReviewWindow.
 	Delay, Window time.Duration
+	// Workers is how many Pods are judged at once; 0 takes
+	// DefaultUnreviewedWorkers.
+	Workers int
 	// Found, when set, is called after a Pod is found unreviewed
 	// (WasUnreviewed then reports it): the background scan rescans.
 	Found func()
@@ -108,8 +112,15 @@ func (r *UnreviewedPodReconciler) SetupWithManager(mgr ctrl.Manager, reg prometh
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
 	return ctrl.NewControllerManagedBy(mgr).Named("unreviewed-pods").
-		For(&corev1.Pod{}, builder.OnlyMetadata, builder.WithPredicates(recent)).Complete(r)
+		For(&corev1.Pod{}, builder.OnlyMetadata, builder.WithPredicates(recent)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).Complete(r)
 }
+
+// DefaultUnreviewedWorkers is how many Pods found unreviewed are judged at
+// once: a judge can take judgeTimeout (registries that do not answer),
+// and a Pod not judged within the review window never is, so one at a
+// time would leave most of a large outage's Pods unjudged.
+const DefaultUnreviewedWorkers = 4
 
 // init fills in the defaults and registers the metric with reg.
 func (r *UnreviewedPodReconciler) init(reg prometheus.Registerer) error {
@@ -118,6 +129,9 @@ func (r *UnreviewedPodReconciler) init(reg prometheus.Registerer) error {
 	}
 	if r.Window <= 0 {
 		r.Window = DefaultReviewWindow
+	}
+	if r.Workers <= 0 {
+		r.Workers = DefaultUnreviewedWorkers
 	}
 	r.unreviewed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "slimgate_unreviewed_total",
