@@ -102,7 +102,7 @@ func BenchmarkRollout50(b *testing.B) {
 	}
 }
 
-// TestRolloutRatio runs 15 rounds of rollouts and checks the median of
+// TestRolloutRatio runs 25 rounds of rollouts and checks the median of
 // the per-round ratios of the Audit rollout to the webhook-free one
 // against the target (1.3x); a burst of load from elsewhere moves one
 // round, not the figure. It reports the other rolloutRatios the same way.
@@ -112,7 +112,7 @@ func TestRolloutRatio(t *testing.T) {
 	if os.Getenv("SLIMGATE_BENCH") == "" {
 		t.Skip("a measurement: set SLIMGATE_BENCH=1 (make bench runs it)")
 	}
-	const rounds = 15
+	const rounds = 25
 	r := newRollouts(t)
 	ratios := make([][]float64, len(rolloutRatios))
 	times := map[string][]time.Duration{}
