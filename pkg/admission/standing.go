@@ -116,7 +116,8 @@ var parentKinds = map[schema.GroupKind][]schema.GroupVersionKind{
 }
 
 // OwnerObjects returns an empty object of every kind a child may inherit
-// its standing from. The webhook keeps them in its informer cache,
+// its standing from, and of ControllerRevision (a StatefulSet's Pods are
+// made from its revisions). The webhook keeps them in its informer cache,
 // stripped by StripOwner.
 func OwnerObjects() []client.Object {
 	var out []client.Object
@@ -131,16 +132,20 @@ func OwnerObjects() []client.Object {
 	} {
 		out = append(out, kindOf(gvk).newObject())
 	}
-	return out
+	return append(out, &appsv1.ControllerRevision{})
 }
 
 // StripOwner is the informer cache's transform for OwnerObjects: it keeps
 // of an object only what the rule reads (name, namespace, UID, resource
 // version, owner references, deletion time, and the name and image of
-// each slot of its template) so that caching every workload of a cluster
-// costs little memory. Anything else passes through unchanged. Readers
+// each slot of its template; a StatefulSet's current and update revision
+// names; a ControllerRevision's template slots) so that caching every
+// workload of a cluster costs little memory. Anything else passes through unchanged. Readers
 // of these kinds through the same cache see the stripped objects.
 func StripOwner(in any) (any, error) {
+	if rev, ok := in.(*appsv1.ControllerRevision); ok {
+		return stripRevision(rev), nil
+	}
 	obj, ok := in.(client.Object)
 	if !ok {
 		return in, nil
@@ -160,6 +165,10 @@ func StripOwner(in any) (any, error) {
 		out.SetDeletionTimestamp(obj.GetDeletionTimestamp())
 		if spec := k.podSpec(obj, false); spec != nil {
 			*k.podSpec(out, true) = ImagesOnly(spec)
+		}
+		if sts, ok := obj.(*appsv1.StatefulSet); ok {
+			status := &out.(*appsv1.StatefulSet).Status
+			status.CurrentRevision, status.UpdateRevision = sts.Status.CurrentRevision, sts.Status.UpdateRevision
 		}
 		return out, nil
 	}
@@ -299,7 +308,10 @@ func (h *Handler) standingOf(ctx context.Context, req admission.Request, w *Work
 			found = standing{
 				verified: h.verifiedController(ctx, owner, k.gvk),
 				owner:    k.gvk.Kind + " " + owner.GetName(),
-				template: templateSlots(Images(k.podSpec(owner, false), k.path)),
+				template: h.revisionSlots(ctx, w.Object, owner, k.path),
+			}
+			if found.template == nil {
+				found.template = templateSlots(Images(k.podSpec(owner, false), k.path))
 			}
 			if !found.stale(want) {
 				return found
