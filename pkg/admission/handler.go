@@ -110,6 +110,9 @@ type Handler struct {
 	// exceptions holds the compiled SlimImageExceptions, per object
 	// generation.
 	exceptions memo[exceptionKey, *exception.Exception]
+	// staleOwners holds the owner versions a review waited for in vain
+	// (see ownerVersion).
+	staleOwners memo[ownerVersion, struct{}]
 }
 
 // NewHandler returns a Handler.

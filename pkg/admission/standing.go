@@ -300,6 +300,7 @@ func (h *Handler) standingOf(ctx context.Context, req admission.Request, w *Work
 	}
 	until := time.Now().Add(wait)
 	found := self
+	var stale ownerVersion // the owner version last found stale
 	for poll := firstOwnerPoll; ; poll = min(2*poll, ownerPoll) {
 		owner := k.newObject()
 		err := h.opts.Reader.Get(ctx, key, owner)
@@ -316,6 +317,10 @@ func (h *Handler) standingOf(ctx context.Context, req admission.Request, w *Work
 			if !found.stale(want) {
 				return found
 			}
+			stale = ownerVersion{uid: owner.GetUID(), resourceVersion: owner.GetResourceVersion()}
+			if _, waited := h.staleOwners.get(stale); waited {
+				return found
+			}
 		case err != nil && !apierrors.IsNotFound(err):
 			logf.FromContext(ctx).Info("owner not readable; judging the object on its own", "owner", k.gvk.Kind+"/"+ref.Name, "error", err.Error())
 			return self
@@ -323,9 +328,22 @@ func (h *Handler) standingOf(ctx context.Context, req admission.Request, w *Work
 			return self
 		}
 		if !pause(ctx, until, poll) {
+			if stale.uid != "" && found.stale(want) {
+				h.staleOwners.put(stale, struct{}{}, int64(64+len(stale.uid)+len(stale.resourceVersion)))
+			}
 			return found
 		}
 	}
+}
+
+// ownerVersion is one version of an owner in the cache. A review that
+// waited the whole OwnerWait for a newer template than this version's
+// remembers it (Handler.staleOwners): the next children of that version
+// are judged without waiting, as when a mutating webhook rewrites every
+// Pod's image to a mirror's and no version of the template will match.
+type ownerVersion struct {
+	uid             types.UID
+	resourceVersion string
 }
 
 // pause waits d and reports true, or reports false at once when ctx ends

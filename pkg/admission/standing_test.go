@@ -518,6 +518,48 @@ func TestStandingWaitsForTheCache(t *testing.T) {
 	})
 }
 
+// A Pod whose image differs from its owner's template in a slot (a
+// mutating webhook rewrote it to a mirror) is waited for once per version
+// of the owner: the cache showed that version for the whole wait, so the
+// next Pods of the same owner are judged at once instead of each waiting
+// OwnerWait (a rollout of 50 such Pods took 2 s a batch). A new version of
+// the owner is waited for again.
+func TestStaleOwnerWaitedForOncePerVersion(t *testing.T) {
+	dep, rs, pod := webObjects()
+	pod.Spec.Containers[0].Image = "mirror.example/app:1"
+	policies := []*v1alpha1.SlimImagePolicy{keepOrJudge("keep", v1alpha1.ModeAudit, v1alpha1.ExistingWorkloadsKeep)}
+	objects := withObjects(t, policies, dep, rs)
+	open := make(chan struct{})
+	close(open)
+	rd := &notYet{Reader: objects, hidden: &appsv1.ReplicaSet{}, release: open}
+	h := hostileHandler(t, rd, fatInspector(), Options{OwnerWait: 150 * time.Millisecond})
+	review := func() int64 {
+		t.Helper()
+		before := rd.reads.Load()
+		if resp := h.Handle(context.Background(), asUser(t, replicaSetController, "", "Pod", pod)); !resp.Allowed {
+			t.Fatalf("denied under Audit: %v", resp.Result)
+		}
+		return rd.reads.Load() - before
+	}
+	if n := review(); n < 4 {
+		t.Fatalf("the first Pod read its owner %d times: it did not wait for the cache", n)
+	}
+	if n := review(); n > 2 {
+		t.Errorf("the second Pod of the same owner version read it %d times: it waited again", n)
+	}
+	changed := rs.DeepCopy()
+	if err := objects.(client.Client).Get(context.Background(), client.ObjectKeyFromObject(rs), changed); err != nil {
+		t.Fatal(err)
+	}
+	changed.Labels = map[string]string{"touched": "yes"}
+	if err := objects.(client.Client).Update(context.Background(), changed); err != nil {
+		t.Fatal(err)
+	}
+	if n := review(); n < 4 {
+		t.Errorf("a Pod of a new version of the owner read it %d times: it did not wait", n)
+	}
+}
+
 // Two policies apply: the one that keeps existing workloads records the
 // Pod as grandfathered, the one that judges them still denies it.
 func TestStandingPerPolicy(t *testing.T) {
