@@ -3,6 +3,7 @@ package image
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -162,6 +163,9 @@ func FromParts(m *v1.Manifest, cfg *v1.ConfigFile) (*Facts, error) {
 	for _, l := range m.Layers {
 		if l.Size < 0 {
 			return nil, fmt.Errorf("layer %s declares a negative size", l.Digest)
+		}
+		if l.Size > math.MaxInt64-f.CompressedSize {
+			return nil, fmt.Errorf("layer sizes add up to more than %d bytes", int64(math.MaxInt64))
 		}
 		f.Layers = append(f.Layers, Layer{
 			Digest:    l.Digest.String(),

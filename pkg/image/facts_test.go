@@ -2,6 +2,7 @@ package image
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -140,6 +141,7 @@ func TestFromPartsRefuses(t *testing.T) {
 		{name: "no manifest", cfg: config(nil), wantErr: "no manifest"},
 		{name: "no config", m: manifest(1), wantErr: ErrNoConfig.Error()},
 		{name: "negative layer size", m: manifest(5, -1, 5), cfg: config(buildHistory), wantErr: "negative size"},
+		{name: "layer sizes past int64", m: manifest(math.MaxInt64/2+1, math.MaxInt64/2+1, 5), cfg: config(buildHistory), wantErr: "sizes add up to more than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := FromParts(tc.m, tc.cfg)

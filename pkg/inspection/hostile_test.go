@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -213,6 +214,11 @@ func TestAuthorControlledFailuresAreViolations(t *testing.T) {
 			c.Config.Labels[fmt.Sprint(i)] = "x"
 		}), nil)},
 		{name: "too many layers", reason: registry.ReasonTooLarge, handler: imageParts(t, slimConfig(), layers(1001))},
+		{name: "layer sizes that add up past int64", reason: registry.ReasonInvalid, handler: imageParts(t, slimConfig(), func(m *v1.Manifest) {
+			for i := range 2 {
+				m.Layers = append(m.Layers, v1.Descriptor{MediaType: types.DockerLayer, Size: math.MaxInt64/2 + 1, Digest: digestOf([]byte(fmt.Sprint(i)))})
+			}
+		})},
 		{name: "too many JSON values in the config", reason: registry.ReasonTooLarge, handler: imageParts(t,
 			[]byte(`{"os":"linux","architecture":"amd64","history":[`+strings.Repeat(`{},`, 40000)+`{}]}`), nil)},
 		{name: "index names a manifest the registry lacks", reason: registry.ReasonInvalid, handler: withIndex(blobs{},

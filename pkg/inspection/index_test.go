@@ -65,6 +65,7 @@ func TestIndexesCannotHideThePlatformANodePulls(t *testing.T) {
 	}{
 		{"70 attestations before the amd64 image", index(append(attestations, placed(fat, "linux", "amd64"))...), "toolchain.go"},
 		{"entries without a platform", index(mutate.IndexAddendum{Add: slim}, mutate.IndexAddendum{Add: fat}), "toolchain.go"},
+		{"the amd64 image spelled Linux x86_64 before a slim one", index(placed(fat, "Linux", "x86_64"), placed(slim, "linux", "amd64")), "toolchain.go"},
 		{"100 linux platforms", index(linux...), "inspection.invalid"},
 		{"a nested index", index(placed(slim, "linux", "arm64"), mutate.IndexAddendum{Add: index(placed(fat, "linux", "amd64")),
 			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}}), "inspection.invalid"},

@@ -237,6 +237,11 @@ func TestEgressGuardOnRedirects(t *testing.T) {
 		{"http://169.254.169.254/latest/meta-data/", "registry 169.254.169.254 is a link-local address; refused by the egress guard"},
 		{"http://[::1]:" + otherPort + "/blob", "is a loopback address"},
 		{"http://localhost:" + otherPort + "/blob", "is a loopback name"},
+		{"http://[::ffff:169.254.169.254]/latest/meta-data/", "is a link-local address"},
+		{"http://[::ffff:127.0.0.1]:" + otherPort + "/blob", "is a loopback address"},
+		// A name is checked where it is dialled, after it resolved (here
+		// through HostAliases, as /etc/hosts would).
+		{"http://metadata.example:" + otherPort + "/blob", "registry metadata.example resolves to a loopback address (127.0.0.1)"},
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			reg := newTestRegistry(t, func(h http.Handler) http.Handler {
@@ -249,8 +254,8 @@ func TestEgressGuardOnRedirects(t *testing.T) {
 				})
 			})
 			ref := reg.push(t, "app:v1", buildImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, "RUN x"))
-			r, _ := newTestRemote(t, Options{EgressExempt: []string{reg.Host}})
-			req := Request{Reference: ref, Egress: EgressRules{Enabled: true, Insecure: []string{"127.0.0.1", "::1", "169.254.169.254", "localhost"}}}
+			r, _ := newTestRemote(t, Options{EgressExempt: []string{reg.Host}, HostAliases: map[string]string{"metadata.example:" + otherPort: "127.0.0.1:" + otherPort}})
+			req := Request{Reference: ref, Egress: EgressRules{Enabled: true, Insecure: []string{"127.0.0.1", "::1", "169.254.169.254", "localhost", "::ffff:169.254.169.254", "::ffff:127.0.0.1", "metadata.example"}}}
 			_, err := r.Inspect(context.Background(), req)
 			ie := wantReason(t, err, ReasonEgressRefused)
 			if !strings.Contains(ie.Error(), tc.message) {

@@ -6,7 +6,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/containerd/platforms"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"slimgate.dev/slimgate/pkg/image"
 )
@@ -53,7 +55,8 @@ type Selection struct {
 // image a node of a platform asked for would pull is always among them.
 // platforms are as NormalisePlatforms returns them (a missing variant
 // matches any); none means every linux platform, or every platform when
-// the index has no linux image at all.
+// the index has no linux image at all. Platforms are compared as
+// containerd compares them when it picks an entry for a node (matches).
 //
 //   - Attestations (unknown/unknown), entries for other platforms and
 //     entries that are neither an image nor an index are skipped without
@@ -80,7 +83,7 @@ func SelectPlatforms(entries []v1.Descriptor, platforms []string, maxEntries, ma
 		case !d.MediaType.IsImage():
 		case !isPlaced(d):
 			unplaced = append(unplaced, d)
-		case d.Platform.OS != "unknown":
+		case normalised(platformOf(d.Platform)).OS != "unknown":
 			placed = append(placed, d)
 			s.available = append(s.available, platformOf(d.Platform).String())
 		}
@@ -103,9 +106,9 @@ func SelectPlatforms(entries []v1.Descriptor, platforms []string, maxEntries, ma
 		}
 	}
 	if len(platforms) == 0 {
-		anyLinux := len(unplaced) > 0 || slices.ContainsFunc(placed, func(d v1.Descriptor) bool { return d.Platform.OS == "linux" })
+		anyLinux := len(unplaced) > 0 || slices.ContainsFunc(placed, func(d v1.Descriptor) bool { return isLinux(platformOf(d.Platform)) })
 		for _, d := range placed {
-			if d.Platform.OS == "linux" || !anyLinux {
+			if isLinux(platformOf(d.Platform)) || !anyLinux {
 				add(d)
 			}
 		}
@@ -168,9 +171,9 @@ func (s Selection) Judged(images []*image.Facts) ([]*image.Facts, error) {
 func (s Selection) wants(p image.Platform, linuxOnly bool) bool {
 	if len(s.platforms) == 0 {
 		if linuxOnly {
-			return p.OS == "linux"
+			return isLinux(p)
 		}
-		return p.OS != "unknown"
+		return normalised(p).OS != "unknown"
 	}
 	return slices.ContainsFunc(s.platforms, func(want string) bool { return matches(p, want) })
 }
@@ -200,16 +203,43 @@ func (s Selection) availableAfter(images []*image.Facts) []string {
 }
 
 // matches reports whether p is the platform want ("os/arch[/variant]"; a
-// missing variant matches any).
+// missing variant matches any), both normalised as containerd does
+// (normalised); a p without an OS is a node's own, any.
 func matches(p image.Platform, want string) bool {
 	parts := strings.Split(want, "/")
-	return p.OS == parts[0] && p.Architecture == parts[1] && (len(parts) < 3 || p.Variant == parts[2])
+	w := image.Platform{OS: parts[0], Architecture: parts[1]}
+	if len(parts) == 3 {
+		w.Variant = parts[2]
+	}
+	p, w = normalised(p), normalised(w)
+	return (p.OS == "" || p.OS == w.OS) && p.Architecture == w.Architecture && (len(parts) < 3 || p.Variant == w.Variant)
 }
 
-// isPlaced reports whether an index entry names its platform; runtimes
-// place the others by their config.
+// normalised is p as containerd compares platforms to pick what a node
+// pulls: the OS lower-cased, architecture aliases and default variants
+// resolved (x86_64 is amd64, aarch64 arm64, arm arm/v7). An index entry's
+// platform is the author's to spell, so any spelling containerd accepts
+// must be judged. A missing OS stays missing (containerd takes the
+// node's).
+func normalised(p image.Platform) image.Platform {
+	n := platforms.Normalize(specs.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant})
+	if p.OS == "" {
+		n.OS = ""
+	}
+	return image.Platform{OS: n.OS, Architecture: n.Architecture, Variant: n.Variant}
+}
+
+// isLinux reports whether a linux node may pull an image of platform p.
+func isLinux(p image.Platform) bool {
+	os := normalised(p).OS
+	return os == "linux" || os == ""
+}
+
+// isPlaced reports whether an index entry names its platform, as
+// containerd reads it: an architecture (a missing OS is the node's).
+// Runtimes place the others by their config.
 func isPlaced(d v1.Descriptor) bool {
-	return d.Platform != nil && d.Platform.OS != "" && d.Platform.Architecture != ""
+	return d.Platform != nil && d.Platform.Architecture != ""
 }
 
 // placeName names an entry's platform for a message.

@@ -76,6 +76,18 @@ func TestSelectPlatforms(t *testing.T) {
 		{name: "a nested index without a platform", entries: []v1.Descriptor{img("arm", "linux/arm64"), entry("idx", "", types.DockerManifestList)}, reason: ReasonInvalid, message: "is itself an index (no platform)"},
 		{name: "a nested index for another platform", entries: []v1.Descriptor{img("arm", "linux/arm64"), entry("idx", "windows/amd64", types.OCIImageIndex)}, want: []string{"arm"}},
 		{name: "nothing to judge", entries: many(3, "unknown/unknown"), reason: ReasonNotFound, message: "the index lists no image manifests"},
+		// containerd matches an index entry's platform after normalising it
+		// (case, architecture aliases, arm variants; a missing OS is the
+		// node's): whatever it would pull on the node is judged.
+		{name: "a linux image spelled otherwise", entries: []v1.Descriptor{img("fat", "Linux/AMD64"), img("slim", "linux/amd64")}, want: []string{"fat", "slim"}},
+		{name: "an architecture alias of the platform asked for", entries: []v1.Descriptor{img("fat", "linux/x86_64"), img("slim", "linux/amd64"), img("arm", "linux/aarch64")},
+			platforms: []string{"linux/amd64", "linux/arm64/v8"}, want: []string{"fat", "slim", "arm"}},
+		{name: "an arm image without its default variant", entries: []v1.Descriptor{img("fat", "linux/arm"), img("slim", "linux/arm/v7")}, platforms: []string{"linux/arm/v7"}, want: []string{"fat", "slim"}},
+		{name: "an entry without an OS is placed by its architecture", entries: []v1.Descriptor{img("slim", "linux/amd64"), img("fat", "/amd64")},
+			configs: map[string]string{"fat": "unknown/unknown"}, want: []string{"slim", "fat"}},
+		{name: "an entry without an OS for the platform asked for", entries: []v1.Descriptor{img("slim", "linux/amd64"), img("fat", "/amd64")}, platforms: []string{"linux/amd64"},
+			configs: map[string]string{"fat": "linux/arm64"}, want: []string{"slim", "fat"}},
+		{name: "a nested index for linux spelled otherwise", entries: []v1.Descriptor{img("arm", "linux/arm64"), entry("idx", "LINUX/x86_64", types.OCIImageIndex)}, reason: ReasonInvalid, message: "is itself an index"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sel, err := SelectPlatforms(tc.entries, tc.platforms, DefaultMaxIndexEntries, DefaultMaxPlatforms)
