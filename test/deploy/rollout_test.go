@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -80,5 +81,37 @@ func TestKustomizeDeploymentMatchesChart(t *testing.T) {
 	}
 	if chart.Replicas == nil || *chart.Replicas < 2 || chart.MinAvailable == nil || chart.MinAvailable.IntValue() != 1 {
 		t.Errorf("chart: replicas %v, minAvailable %v; want at least 2 and 1", chart.Replicas, chart.MinAvailable)
+	}
+}
+
+// A disruption budget that allows no eviction holds every node drain (a
+// cluster upgrade) for as long as it exists: the chart refuses one,
+// rather than render it, and renders the budgets that leave a replica to
+// evict.
+func TestChartRefusesDrainBlockingBudget(t *testing.T) {
+	needHelm(t)
+	const want = "podDisruptionBudget allows no eviction"
+	for _, set := range [][]string{
+		{"replicaCount=1"},
+		{"replicaCount=3", "podDisruptionBudget.minAvailable=3"},
+		{"podDisruptionBudget.minAvailable=100%"},
+		{"replicaCount=1", "podDisruptionBudget.minAvailable=50%"},
+		{"podDisruptionBudget.minAvailable=", "podDisruptionBudget.maxUnavailable=0"},
+		{"podDisruptionBudget.minAvailable=", "podDisruptionBudget.maxUnavailable=0%"},
+	} {
+		if _, err := helmTemplate(set...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("helm template %v: error %v, want one saying %q", set, err, want)
+		}
+	}
+	for _, set := range [][]string{
+		{},
+		{"replicaCount=1", "podDisruptionBudget.enabled=false"},
+		{"replicaCount=3", "podDisruptionBudget.minAvailable=2"},
+		{"replicaCount=3", "podDisruptionBudget.minAvailable=50%"},
+		{"podDisruptionBudget.minAvailable=", "podDisruptionBudget.maxUnavailable=1%"},
+	} {
+		if _, err := helmTemplate(set...); err != nil {
+			t.Errorf("helm template %v: %v", set, err)
+		}
 	}
 }
