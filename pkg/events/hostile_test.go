@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 )
 
@@ -63,14 +62,7 @@ func TestLongImageReferencesBoundMemory(t *testing.T) {
 	t.Run("queued occurrences", func(t *testing.T) {
 		release := make(chan struct{})
 		defer close(release)
-		stuck := interceptor.Funcs{Create: func(ctx context.Context, _ client.WithWatch, _ client.Object, _ ...client.CreateOption) error {
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-			return ctx.Err()
-		}}
-		r, err := NewRecorder(Options{Client: fakeClient(t, stuck), QueueSize: n, Registerer: prometheus.NewRegistry()})
+		r, err := NewRecorder(Options{Client: fakeClient(t, stuckCreates(release)), QueueSize: n, Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			t.Fatal(err)
 		}
