@@ -2,6 +2,8 @@ package events
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"strings"
@@ -264,7 +266,7 @@ func (r *Recorder) Record(ctx context.Context, d Decision) {
 	regarding, related := Regarding(d), policyRef(d.Policy)
 	now := time.Now()
 	for _, n := range notes {
-		o := occurrence{key: key{regarding: regarding, related: related, image: n.Image, reason: n.Reason, action: d.Action},
+		o := occurrence{key: key{regarding: regarding, related: related, image: imageKey(n.Image), reason: n.Reason, action: d.Action},
 			note: n.Note, at: now}
 		select {
 		case r.queue <- o:
@@ -273,6 +275,23 @@ func (r *Recorder) Record(ctx context.Context, d Decision) {
 		}
 	}
 	logf.FromContext(ctx).V(1).Info("recording events", "reason", d.Reason, "regarding", regarding.Kind+"/"+regarding.Name, "events", len(notes))
+}
+
+// maxKeyImage is the longest image reference an Event's key keeps as
+// written: longer than any reference a registry serves (a repository name
+// of 255 bytes, a tag of 128, a digest).
+const maxKeyImage = 512
+
+// imageKey is the image part of an Event's key: the reference, or, when
+// it is longer than maxKeyImage, its hash. The requester writes the
+// reference, the API server bounds only the request, and the key is kept
+// in the queue and in memory for as long as the Event is counted.
+func imageKey(ref string) string {
+	if len(ref) <= maxKeyImage {
+		return ref
+	}
+	sum := sha256.Sum256([]byte(ref))
+	return "#sha256:" + hex.EncodeToString(sum[:])
 }
 
 // Start runs the writer until ctx ends, then writes the counts not yet

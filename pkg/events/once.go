@@ -54,6 +54,5 @@ func onceName(k key) string {
 	for _, part := range []string{string(k.regarding.UID), k.regarding.Kind, k.regarding.Name, string(k.related.UID), k.related.Name, k.image, k.reason, k.action} {
 		fmt.Fprintf(h, "%d:%s;", len(part), part)
 	}
-	suffix := "." + hex.EncodeToString(h.Sum(nil))[:20]
-	return k.regarding.Name[:min(len(k.regarding.Name), 253-len(suffix))] + suffix
+	return withSuffix(k.regarding.Name, "."+hex.EncodeToString(h.Sum(nil))[:20])
 }

@@ -127,19 +127,24 @@ func TestRecorderWritesOneCountedEventPerImage(t *testing.T) {
 	waitEvents(t, c, counted(53))
 }
 
-// Record never waits for the API server: with the writer stuck, what does
-// not fit in the queue is dropped and counted, and the reviews go on.
-func TestRecordNeverBlocks(t *testing.T) {
-	release := make(chan struct{})
-	defer close(release)
-	stuck := interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+// stuckCreates makes every Create wait until release is closed or its
+// context ends.
+func stuckCreates(release <-chan struct{}) interceptor.Funcs {
+	return interceptor.Funcs{Create: func(ctx context.Context, _ client.WithWatch, _ client.Object, _ ...client.CreateOption) error {
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
 		return ctx.Err()
 	}}
-	r, err := NewRecorder(Options{Client: fakeClient(t, stuck), QueueSize: 8, Registerer: prometheus.NewRegistry()})
+}
+
+// Record never waits for the API server: with the writer stuck, what does
+// not fit in the queue is dropped and counted, and the reviews go on.
+func TestRecordNeverBlocks(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	r, err := NewRecorder(Options{Client: fakeClient(t, stuckCreates(release)), QueueSize: 8, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -96,6 +97,15 @@ func eventNamespace(ref corev1.ObjectReference) string {
 // eventName names an Event about the object named name, as client-go
 // does (name.nanoseconds), within the 253 bytes of a name.
 func eventName(name string, now time.Time) string {
-	suffix := fmt.Sprintf(".%x", now.UnixNano())
-	return name[:min(len(name), 253-len(suffix))] + suffix
+	return withSuffix(name, fmt.Sprintf(".%x", now.UnixNano()))
+}
+
+// withSuffix appends suffix to name, cutting name to keep within the 253
+// bytes of a name; a cut that leaves a '-' or '.' at its end (which no
+// label of a name may end with) drops them too.
+func withSuffix(name, suffix string) string {
+	if len(name)+len(suffix) <= 253 {
+		return name + suffix
+	}
+	return strings.TrimRight(name[:253-len(suffix)], "-.") + suffix
 }

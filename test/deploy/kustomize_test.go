@@ -26,7 +26,7 @@ func TestKustomizeDefault(t *testing.T) {
 		"Certificate/slimgate-serving-cert", "ClusterRole/slimgate", "ClusterRole/" + exceptionEditorRole, "ClusterRoleBinding/slimgate",
 		"CustomResourceDefinition/reports.openreports.io", "CustomResourceDefinition/slimimageexceptions.slimgate.dev",
 		"CustomResourceDefinition/slimimagepolicies.slimgate.dev", "Deployment/slimgate-webhook",
-		"Issuer/slimgate-selfsigned-issuer", "Namespace/slimgate-system", "Role/slimgate", "RoleBinding/slimgate",
+		"Issuer/slimgate-selfsigned-issuer", "Namespace/slimgate-system", "PodDisruptionBudget/slimgate-webhook", "Role/slimgate", "RoleBinding/slimgate",
 		"Service/slimgate-webhook", "ServiceAccount/slimgate", "ValidatingWebhookConfiguration/slimgate",
 	}
 	if diff := cmp.Diff(want, names(objs)); diff != "" {

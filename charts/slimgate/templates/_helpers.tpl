@@ -119,6 +119,27 @@ it in, whatever webhook.namespaceSelector says). */}}
 {{- if and $pdb.enabled (include "slimgate.isSet" $pdb.minAvailable) (include "slimgate.isSet" $pdb.maxUnavailable) -}}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" -}}
 {{- end -}}
+{{- if and $pdb.enabled (include "slimgate.blocksDrains" .) -}}
+{{- fail (printf "podDisruptionBudget allows no eviction of the %d replicas: it would hold every node drain; raise replicaCount, lower the budget or set podDisruptionBudget.enabled=false" (int .Values.replicaCount)) -}}
+{{- end -}}
+{{- end }}
+
+{{/* Non-empty when the disruption budget leaves no replica to evict:
+maxUnavailable 0, or minAvailable (a percentage rounds up, as the
+disruption controller rounds it) as many as the replicas. */}}
+{{- define "slimgate.blocksDrains" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- $n := int .Values.replicaCount -}}
+{{- if include "slimgate.isSet" $pdb.maxUnavailable -}}
+{{- if eq (int (trimSuffix "%" (toString $pdb.maxUnavailable))) 0 -}}true{{- end -}}
+{{- else if include "slimgate.isSet" $pdb.minAvailable -}}
+{{- $min := toString $pdb.minAvailable -}}
+{{- $need := int $min -}}
+{{- if hasSuffix "%" $min -}}
+{{- $need = div (add (mul $n (int (trimSuffix "%" $min))) 99) 100 -}}
+{{- end -}}
+{{- if ge (int $need) $n -}}true{{- end -}}
+{{- end -}}
 {{- end }}
 
 {{/* Non-empty when a value is set: neither null nor "". */}}
