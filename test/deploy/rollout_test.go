@@ -92,15 +92,24 @@ func TestChartRefusesDrainBlockingBudget(t *testing.T) {
 	needHelm(t)
 	const want = "podDisruptionBudget allows no eviction"
 	for _, set := range [][]string{
-		{"replicaCount=1"},
 		{"replicaCount=3", "podDisruptionBudget.minAvailable=3"},
 		{"podDisruptionBudget.minAvailable=100%"},
-		{"replicaCount=1", "podDisruptionBudget.minAvailable=50%"},
+		{"replicaCount=2", "podDisruptionBudget.minAvailable=51%"},
 		{"podDisruptionBudget.minAvailable=", "podDisruptionBudget.maxUnavailable=0"},
 		{"podDisruptionBudget.minAvailable=", "podDisruptionBudget.maxUnavailable=0%"},
 	} {
 		if _, err := helmTemplate(set...); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("helm template %v: error %v, want one saying %q", set, err, want)
+		}
+	}
+	// One replica gets no budget at all: none can keep it up through a
+	// drain without holding the drain.
+	for _, set := range [][]string{{"replicaCount=1"}, {"replicaCount=1", "podDisruptionBudget.minAvailable=50%"}} {
+		out, err := helmTemplate(set...)
+		if err != nil {
+			t.Errorf("helm template %v: %v", set, err)
+		} else if strings.Contains(string(out), "kind: PodDisruptionBudget") {
+			t.Errorf("helm template %v renders a PodDisruptionBudget for one replica", set)
 		}
 	}
 	for _, set := range [][]string{

@@ -119,7 +119,7 @@ it in, whatever webhook.namespaceSelector says). */}}
 {{- if and $pdb.enabled (include "slimgate.isSet" $pdb.minAvailable) (include "slimgate.isSet" $pdb.maxUnavailable) -}}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" -}}
 {{- end -}}
-{{- if and $pdb.enabled (include "slimgate.blocksDrains" .) -}}
+{{- if and $pdb.enabled (gt (int .Values.replicaCount) 1) (include "slimgate.blocksDrains" .) -}}
 {{- fail (printf "podDisruptionBudget allows no eviction of the %d replicas: it would hold every node drain; raise replicaCount, lower the budget or set podDisruptionBudget.enabled=false" (int .Values.replicaCount)) -}}
 {{- end -}}
 {{- end }}
