@@ -140,6 +140,7 @@ func TestRolloutRatio(t *testing.T) {
 		figure += fmt.Sprintf(" %s %v", w.name, times[w.name][rounds/2].Round(time.Millisecond))
 	}
 	t.Logf("%s; target audit/no-webhook <= %.1f", figure, rolloutTarget)
+	t.Logf("FIGURE %s", webhookLatencies(t))
 	if audit := ratios[0][rounds/2]; audit > rolloutTarget {
 		t.Errorf("the Audit rollout took %.2fx the webhook-free one, over the %.1fx target", audit, rolloutTarget)
 	}
